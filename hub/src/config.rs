@@ -1,0 +1,49 @@
+//! Per-hub settings: stack size and stack limits.
+
+use std::io;
+
+use crate::hub::with_hub;
+use crate::stack::{DEFAULT_STACK_SIZE, checked_stack_size};
+
+/// Settings of one thread's hub. Read them with [`config`], change them with
+/// [`configure`]; changes apply to greenlets spawned afterwards.
+///
+/// ```
+/// verdant_hub::configure(|c| c.stack_size = 64 * 1024).unwrap();
+/// assert_eq!(verdant_hub::config().stack_size, 64 * 1024);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HubConfig {
+    /// Usable stack size of greenlets that do not choose one with
+    /// [`Builder::stack_size`](crate::Builder::stack_size). Default 256 KiB
+    /// ([`DEFAULT_STACK_SIZE`]); only touched pages cost memory.
+    pub stack_size: usize,
+    /// The most guarded stacks this hub may hold at once (in use plus free-listed), on top
+    /// of the process-wide cap derived from `vm.max_map_count`. `None` (the default): only
+    /// the process-wide cap applies.
+    pub max_stacks: Option<usize>,
+    /// How many finished greenlets' stacks the hub keeps for reuse. Default 1024.
+    pub max_free_stacks: usize,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        HubConfig { stack_size: DEFAULT_STACK_SIZE, max_stacks: None, max_free_stacks: 1024 }
+    }
+}
+
+/// This thread's hub settings.
+pub fn config() -> HubConfig {
+    with_hub(|hub| hub.config.borrow().clone())
+}
+
+/// Changes this thread's hub settings. The stack size is validated (16 KiB to 1 GiB) and
+/// rounded up to whole pages; on error nothing changes.
+pub fn configure(change: impl FnOnce(&mut HubConfig)) -> io::Result<()> {
+    let mut next = config();
+    change(&mut next);
+    next.stack_size = checked_stack_size(next.stack_size)?;
+    with_hub(|hub| *hub.config.borrow_mut() = next);
+    Ok(())
+}

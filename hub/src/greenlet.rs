@@ -1,0 +1,565 @@
+//! Greenlets: spawning them, and the handles that join, inspect, link and kill them.
+//!
+//! A greenlet's memory is one `Rc` allocation ([`Body`]) holding the scheduler's [`Core`],
+//! the body closure until it runs, and the value after. The hub sees it as
+//! `Rc<dyn Task>`, the user as [`Greenlet<T>`] (typed) or [`GreenletRef`] (untyped).
+
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::io;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use crate::error::{GreenletError, classify_unwind, panic_message};
+use crate::hub::with_hub;
+use crate::park;
+use crate::stack::checked_stack_size;
+use crate::task::{Core, Interrupt, Kind, State, Task};
+use crate::timer::TimerAction;
+
+/// The typed half of a greenlet: its body before it runs, its value after.
+struct Body<T, F> {
+    core: Core,
+    body: Cell<Option<F>>,
+    value: RefCell<Option<T>>,
+}
+
+impl<T, F: FnOnce() -> T> Task for Body<T, F> {
+    fn core(&self) -> &Core {
+        &self.core
+    }
+
+    fn run_body(&self) -> Result<(), GreenletError> {
+        let body = self.body.take().expect("a greenlet body runs once");
+        match catch_unwind(AssertUnwindSafe(body)) {
+            Ok(value) => {
+                *self.value.borrow_mut() = Some(value);
+                Ok(())
+            }
+            Err(payload) => Err(classify_unwind(payload)),
+        }
+    }
+
+    fn discard_body(&self) {
+        drop(self.body.take());
+    }
+}
+
+/// What a typed handle needs beyond [`Task`]: taking the value out.
+trait TypedTask<T>: Task {
+    fn take_value(&self) -> Option<T>;
+}
+
+impl<T, F: FnOnce() -> T> TypedTask<T> for Body<T, F> {
+    fn take_value(&self) -> Option<T> {
+        self.value.borrow_mut().take()
+    }
+}
+
+/// The body of every greenlet coroutine: run the user's closure, record the outcome.
+pub(crate) fn run(task: &Rc<dyn Task>) {
+    let outcome = task.run_body();
+    finish(task, outcome);
+}
+
+/// Records a greenlet's outcome, wakes its joiners and runs its link callbacks (in the
+/// context that finished it: its own coroutine, or the killer for one that never started).
+pub(crate) fn finish(task: &Rc<dyn Task>, outcome: Result<(), GreenletError>) {
+    let core = task.core();
+    *core.outcome.borrow_mut() = Some(outcome);
+    core.interrupt.set(None);
+    core.joiners.notify_all();
+    let links = std::mem::take(&mut *core.links.borrow_mut());
+    for (_, callback) in links {
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(callback)) {
+            eprintln!(
+                "verdant: a link callback of {} panicked: {}",
+                core.describe(),
+                panic_message(&*payload)
+            );
+        }
+    }
+}
+
+/// Configures a greenlet before spawning it: its name and stack size.
+///
+/// Unlike [`spawn`], [`Builder::spawn`] allocates the stack right away, so running out of
+/// stacks is an error returned here rather than a failure of the greenlet later.
+///
+/// ```
+/// let g = verdant_hub::Builder::new()
+///     .name("worker")
+///     .stack_size(64 * 1024)
+///     .spawn(|| 6 * 7)
+///     .unwrap();
+/// assert_eq!(g.name(), Some("worker"));
+/// assert_eq!(g.get(), Ok(42));
+/// ```
+#[derive(Debug, Default, Clone)]
+pub struct Builder {
+    name: Option<String>,
+    stack_size: Option<usize>,
+}
+
+impl Builder {
+    /// A builder with no name and the hub's default stack size.
+    pub fn new() -> Builder {
+        Builder::default()
+    }
+
+    /// Names the greenlet (shown by `Debug`, in deadlock and overflow messages).
+    pub fn name(mut self, name: impl Into<String>) -> Builder {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Usable stack size in bytes, between 16 KiB and 1 GiB, rounded up to whole pages.
+    pub fn stack_size(mut self, bytes: usize) -> Builder {
+        self.stack_size = Some(bytes);
+        self
+    }
+
+    /// Creates the greenlet, reserves its stack and schedules it to start.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` if the stack size is out of range; `OutOfMemory` if no stack can be
+    /// allocated (the message names the limit: the hub's `max_stacks`, or
+    /// `vm.max_map_count`).
+    pub fn spawn<F, T>(self, f: F) -> io::Result<Greenlet<T>>
+    where
+        F: FnOnce() -> T + 'static,
+        T: 'static,
+    {
+        let greenlet = self.build(f)?;
+        let stack = with_hub(|hub| {
+            let core = greenlet.task.core();
+            let max = hub.config.borrow().max_stacks;
+            hub.stacks.borrow_mut().take(core.stack_size, max)
+        })?;
+        greenlet.task.core().reserved_stack.set(Some(stack));
+        greenlet.start();
+        Ok(greenlet)
+    }
+
+    fn build<F, T>(self, f: F) -> io::Result<Greenlet<T>>
+    where
+        F: FnOnce() -> T + 'static,
+        T: 'static,
+    {
+        let size = match self.stack_size {
+            Some(bytes) => checked_stack_size(bytes)?,
+            None => with_hub(|hub| hub.config.borrow().stack_size),
+        };
+        Ok(Greenlet::create(self.name.map(String::into_boxed_str), size, f))
+    }
+}
+
+/// Spawns a greenlet running `f`. It starts once the spawner blocks or yields, after the
+/// greenlets already waiting to run.
+///
+/// Dropping the handle detaches the greenlet; it runs on.
+///
+/// # Panics
+///
+/// If no stack can be had for it right now (every free stack is taken and a limit is
+/// reached), with a message naming the limit. [`Builder::spawn`] returns that as an error.
+///
+/// ```
+/// let g = verdant_hub::spawn(|| "hello from a greenlet".len());
+/// assert_eq!(g.get(), Ok(21));
+/// ```
+pub fn spawn<F, T>(f: F) -> Greenlet<T>
+where
+    F: FnOnce() -> T + 'static,
+    T: 'static,
+{
+    let greenlet = Greenlet::new(f);
+    let size = greenlet.task.core().stack_size;
+    if let Err(err) = with_hub(|hub| {
+        let max = hub.config.borrow().max_stacks;
+        hub.stacks.borrow().check_can_take(size, max)
+    }) {
+        panic!("verdant::spawn: {err}");
+    }
+    greenlet.start();
+    greenlet
+}
+
+/// Spawns a greenlet that starts after `delay` (gevent's `spawn_later`).
+pub fn spawn_later<F, T>(delay: Duration, f: F) -> Greenlet<T>
+where
+    F: FnOnce() -> T + 'static,
+    T: 'static,
+{
+    let greenlet = Greenlet::new(f);
+    greenlet.start_later(delay);
+    greenlet
+}
+
+/// A handle to the running greenlet, or to the main code if no greenlet is running.
+pub fn current() -> GreenletRef {
+    with_hub(|hub| GreenletRef { task: hub.current_task() })
+}
+
+/// Identifies a link callback, for [`Greenlet::unlink`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LinkId(u64);
+
+/// A handle to a greenlet whose body returns `T`.
+///
+/// Cheap to clone (all clones name the same greenlet) and `!Send`: a greenlet belongs to
+/// the hub of the thread that spawned it.
+///
+/// ```compile_fail,E0277
+/// fn assert_send<T: Send>() {}
+/// assert_send::<verdant_hub::Greenlet<u32>>();
+/// ```
+pub struct Greenlet<T> {
+    task: Rc<dyn TypedTask<T>>,
+}
+
+impl<T: 'static> Greenlet<T> {
+    /// Creates a greenlet that does not run until [`start`](Greenlet::start) is called
+    /// (gevent's `Greenlet(run)`).
+    pub fn new<F>(f: F) -> Greenlet<T>
+    where
+        F: FnOnce() -> T + 'static,
+    {
+        let size = with_hub(|hub| hub.config.borrow().stack_size);
+        Greenlet::create(None, size, f)
+    }
+
+    fn create<F>(name: Option<Box<str>>, stack_size: usize, f: F) -> Greenlet<T>
+    where
+        F: FnOnce() -> T + 'static,
+    {
+        let id = with_hub(|hub| {
+            hub.stats.spawned.set(hub.stats.spawned.get() + 1);
+            hub.next_id()
+        });
+        let body = Body {
+            core: Core::new(id, name, Kind::Greenlet, stack_size),
+            body: Cell::new(Some(f)),
+            value: RefCell::new(None),
+        };
+        Greenlet { task: Rc::new(body) }
+    }
+
+    /// Schedules the greenlet to run (FIFO, once the caller blocks or yields). Starting a
+    /// greenlet twice, or a dead one, does nothing.
+    pub fn start(&self) {
+        let core = self.task.core();
+        if core.scheduled.replace(true) || core.is_dead() {
+            return;
+        }
+        with_hub(|hub| hub.schedule(self.untyped()));
+    }
+
+    /// Schedules the greenlet to run after `delay`.
+    pub fn start_later(&self, delay: Duration) {
+        let core = self.task.core();
+        if core.scheduled.replace(true) || core.is_dead() {
+            return;
+        }
+        let at = Instant::now() + delay;
+        with_hub(|hub| hub.timers.borrow_mut().insert(at, TimerAction::Start(self.untyped())));
+    }
+
+    /// Waits until the greenlet is dead, then moves its value out.
+    ///
+    /// The value can be taken once: later calls (on any clone) return
+    /// [`GreenletError::Taken`]. A panic or kill is reported on every call.
+    pub fn get(&self) -> Result<T, GreenletError> {
+        self.join();
+        self.outcome()?;
+        self.task.take_value().ok_or(GreenletError::Taken)
+    }
+
+    /// Registers `callback` to run once, right after the greenlet dies (whatever the
+    /// outcome). It runs in the greenlet's own context after its body, or, for a greenlet
+    /// killed before it started, in the killer's. If the greenlet is already dead, the
+    /// callback runs now. A panic in a callback is printed and does not affect others.
+    pub fn link(&self, callback: impl FnOnce(&Greenlet<T>) + 'static) -> LinkId {
+        let me = self.clone();
+        self.as_ref().add_link(Box::new(move || callback(&me)))
+    }
+
+    fn untyped(&self) -> Rc<dyn Task> {
+        self.task.clone()
+    }
+
+    fn outcome(&self) -> Result<(), GreenletError> {
+        self.task.core().outcome.borrow().clone().unwrap_or(Ok(()))
+    }
+
+    /// An untyped handle to the same greenlet.
+    pub fn as_ref(&self) -> GreenletRef {
+        GreenletRef { task: self.untyped() }
+    }
+}
+
+/// Methods shared by [`Greenlet<T>`] and [`GreenletRef`].
+macro_rules! common_methods {
+    () => {
+        /// Id of the greenlet, unique within its hub (the main code is 0).
+        pub fn id(&self) -> u64 {
+            self.task.core().id
+        }
+
+        /// The name given with [`Builder::name`], if any.
+        pub fn name(&self) -> Option<&str> {
+            self.task.core().name.as_deref()
+        }
+
+        /// Whether the greenlet is dead: its body returned, panicked or was killed.
+        pub fn ready(&self) -> bool {
+            self.task.core().is_dead()
+        }
+
+        /// Whether the greenlet is dead and its body returned normally.
+        pub fn successful(&self) -> bool {
+            matches!(&*self.task.core().outcome.borrow(), Some(Ok(())))
+        }
+
+        /// Whether the greenlet was scheduled to start (by `spawn`, `start` or `start_later`).
+        pub fn started(&self) -> bool {
+            self.task.core().scheduled.get()
+        }
+
+        /// The error the greenlet died with, if it is dead and did not succeed.
+        pub fn error(&self) -> Option<GreenletError> {
+            self.task.core().outcome.borrow().as_ref().and_then(|o| o.clone().err())
+        }
+
+        /// Waits until the greenlet is dead.
+        ///
+        /// # Panics
+        ///
+        /// When a greenlet joins itself, and (from the main code) on deadlock.
+        pub fn join(&self) {
+            join_until(&self.untyped(), None);
+        }
+
+        /// Waits at most `timeout` for the greenlet to die. Returns whether it is dead.
+        pub fn join_timeout(&self, timeout: Duration) -> bool {
+            join_until(&self.untyped(), Instant::now().checked_add(timeout))
+        }
+
+        /// Kills the greenlet and waits until it is dead (gevent's `kill(block=True)`).
+        pub fn kill(&self) {
+            self.kill_with(true, None);
+        }
+
+        /// Kills the greenlet: it unwinds from its current blocking point, running its
+        /// destructors, and ends as [`GreenletError::Killed`]. A greenlet that has not
+        /// started never runs; killing a dead greenlet does nothing.
+        ///
+        /// With `block`, waits (at most `timeout`) until the target is dead, i.e. its
+        /// cleanup has run. Returns whether it is dead.
+        ///
+        /// A kill that arrives while the target is already unwinding (it blocks inside a
+        /// destructor) waits until that unwinding is over: cleanup is never cut short.
+        pub fn kill_with(&self, block: bool, timeout: Option<Duration>) -> bool {
+            let task = self.untyped();
+            kill_task(&task);
+            let is_self = with_hub(|hub| hub.is_current(task.core()));
+            if block && !is_self {
+                join_until(&task, timeout.and_then(|t| Instant::now().checked_add(t)));
+            }
+            task.core().is_dead()
+        }
+
+        /// Removes a link callback that has not run yet. Returns whether it was removed.
+        pub fn unlink(&self, id: LinkId) -> bool {
+            let mut links = self.task.core().links.borrow_mut();
+            let before = links.len();
+            links.retain(|(link, _)| *link != id.0);
+            links.len() != before
+        }
+    };
+}
+
+impl<T: 'static> Greenlet<T> {
+    common_methods!();
+}
+
+impl<T> Clone for Greenlet<T> {
+    fn clone(&self) -> Self {
+        Greenlet { task: self.task.clone() }
+    }
+}
+
+impl<T> fmt::Debug for Greenlet<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        debug_core(self.task.core(), f)
+    }
+}
+
+/// An untyped handle to a greenlet (or to the main code, from [`current`]).
+///
+/// ```compile_fail,E0277
+/// fn assert_send<T: Send>() {}
+/// assert_send::<verdant_hub::GreenletRef>();
+/// ```
+#[derive(Clone)]
+pub struct GreenletRef {
+    task: Rc<dyn Task>,
+}
+
+impl GreenletRef {
+    common_methods!();
+
+    fn untyped(&self) -> Rc<dyn Task> {
+        self.task.clone()
+    }
+
+    /// Whether this handle stands for the thread's main code rather than a greenlet.
+    pub fn is_main(&self) -> bool {
+        self.task.core().is_main()
+    }
+
+    /// Like [`Greenlet::link`], for an untyped handle.
+    pub fn link(&self, callback: impl FnOnce(&GreenletRef) + 'static) -> LinkId {
+        let me = self.clone();
+        self.add_link(Box::new(move || callback(&me)))
+    }
+
+    fn add_link(&self, callback: Box<dyn FnOnce()>) -> LinkId {
+        let id = with_hub(|hub| hub.next_id());
+        let core = self.task.core();
+        if core.is_dead() {
+            callback();
+        } else {
+            core.links.borrow_mut().push((id, callback));
+        }
+        LinkId(id)
+    }
+}
+
+impl PartialEq for GreenletRef {
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::eq(self.task.core(), other.task.core())
+    }
+}
+
+impl Eq for GreenletRef {}
+
+impl fmt::Debug for GreenletRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        debug_core(self.task.core(), f)
+    }
+}
+
+fn debug_core(core: &Core, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    let mut d = f.debug_struct("Greenlet");
+    d.field("id", &core.id);
+    if let Some(name) = &core.name {
+        d.field("name", name);
+    }
+    d.field("state", &core.state.get());
+    match &*core.outcome.borrow() {
+        None => d.field("dead", &false),
+        Some(outcome) => d.field("outcome", outcome),
+    };
+    d.finish()
+}
+
+/// Anything that names a greenlet: a typed or untyped handle.
+pub trait AsGreenlet {
+    /// An untyped handle to the greenlet.
+    fn as_greenlet(&self) -> GreenletRef;
+}
+
+impl<T: 'static> AsGreenlet for Greenlet<T> {
+    fn as_greenlet(&self) -> GreenletRef {
+        self.as_ref()
+    }
+}
+
+impl AsGreenlet for GreenletRef {
+    fn as_greenlet(&self) -> GreenletRef {
+        self.clone()
+    }
+}
+
+/// Waits until every greenlet is dead, or `timeout` passes. Returns whether all are dead.
+///
+/// ```
+/// use verdant_hub::{joinall, spawn};
+/// let gs: Vec<_> = (0..3).map(|i| spawn(move || i)).collect();
+/// assert!(joinall(&gs, None));
+/// assert!(gs.iter().all(|g| g.successful()));
+/// ```
+pub fn joinall<'a, G: AsGreenlet + 'a>(
+    greenlets: impl IntoIterator<Item = &'a G>,
+    timeout: Option<Duration>,
+) -> bool {
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+    greenlets.into_iter().all(|g| join_until(&g.as_greenlet().task, deadline))
+}
+
+/// Kills every greenlet; with `block`, then waits (at most `timeout`) until all are dead.
+/// Returns whether all are dead.
+pub fn killall<'a, G: AsGreenlet + 'a>(
+    greenlets: impl IntoIterator<Item = &'a G>,
+    block: bool,
+    timeout: Option<Duration>,
+) -> bool {
+    let tasks: Vec<Rc<dyn Task>> = greenlets.into_iter().map(|g| g.as_greenlet().task).collect();
+    for task in &tasks {
+        kill_task(task);
+    }
+    if !block {
+        return tasks.iter().all(|task| task.core().is_dead());
+    }
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+    let me = with_hub(|hub| hub.current_task());
+    tasks.iter().filter(|task| !Rc::ptr_eq(task, &me)).all(|task| join_until(task, deadline))
+}
+
+/// Waits until `task` is dead or `deadline` passes; returns whether it is dead.
+fn join_until(task: &Rc<dyn Task>, deadline: Option<Instant>) -> bool {
+    let core = task.core();
+    loop {
+        if core.is_dead() {
+            return true;
+        }
+        if with_hub(|hub| hub.is_current(core)) {
+            panic!("verdant: {} tried to join itself, which would never return", core.describe());
+        }
+        core.joiners.push(park::waker());
+        let reason = format_args!("the end of {} (join)", core.describe());
+        if park::park_until(&reason, deadline) && !core.is_dead() {
+            return false;
+        }
+    }
+}
+
+/// Delivers a kill to `task`, as described on [`Greenlet::kill_with`].
+fn kill_task(task: &Rc<dyn Task>) {
+    let core = task.core();
+    if core.is_dead() || core.is_main() {
+        return;
+    }
+    match core.state.get() {
+        State::New => {
+            core.state.set(State::Done);
+            task.discard_body();
+            if let Some(stack) = core.reserved_stack.take() {
+                with_hub(|hub| {
+                    let max_free = hub.config.borrow().max_free_stacks;
+                    hub.stacks.borrow_mut().give_back(stack, max_free);
+                });
+            }
+            finish(task, Err(GreenletError::Killed));
+        }
+        State::Running => {
+            core.post_interrupt(Interrupt::Kill);
+            with_hub(|hub| hub.raise_pending_interrupt(task));
+        }
+        State::Ready | State::Parked => with_hub(|hub| hub.interrupt(task, Interrupt::Kill)),
+        State::Done => {}
+    }
+}

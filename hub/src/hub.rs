@@ -1,0 +1,463 @@
+//! The scheduler: one hub per OS thread, and the loop that runs its greenlets.
+//!
+//! # One turn of the loop
+//!
+//! ```text
+//!            ┌────────────────────────────── turn boundary ─────────────────────────────┐
+//!            │ 1. retry postponed interrupts   2. drain the cross-thread inbox          │
+//!            │ 3. poll I/O with a zero timeout (only if some greenlet waits for I/O)    │
+//!            │ 4. fire every timer that is due                                          │
+//!            └──────────────────────────────────────┬───────────────────────────────────┘
+//!                                                   ▼
+//!   run the greenlets that were ready at the boundary, FIFO, each until it blocks/yields
+//!                                                   │
+//!                     ready queue empty? ───────────┴── yes: wait_for_work — block in
+//!                                                          poll() until the next timer,
+//!                                                          I/O or a cross-thread wake;
+//!                                                          or report a deadlock
+//! ```
+//!
+//! Counting the turn's greenlets at its boundary keeps the order rules simple: a greenlet
+//! made ready during a turn (spawned, woken, or yielding) runs in a later turn, after
+//! everything that was already waiting, and I/O and timers are looked at between turns,
+//! so busy greenlets and I/O never starve each other. The loop blocks in `poll` only when
+//! nothing at all is ready.
+//!
+//! # Who runs the loop
+//!
+//! There is no scheduler thread and no scheduler coroutine. The loop runs on the thread's
+//! own stack, inside whatever blocking call the thread's main code made: `join`, `sleep`,
+//! `yield_now`... The main code is itself an entry of the ready queue (a [`MainTask`]), so
+//! when it is woken it is queued FIFO like any greenlet, and when the loop pops it the
+//! loop simply returns into the blocking call that started it. Greenlets, by contrast,
+//! block by suspending their coroutine, which returns control to the loop.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::fmt;
+use std::io;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use corosensei::{Coroutine, CoroutineResult};
+
+use crate::config::HubConfig;
+use crate::error::{GreenletError, KillUnwind, TimeoutUnwind, panic_message};
+use crate::greenlet;
+use crate::io::IoDriver;
+use crate::overflow;
+use crate::park::Waker;
+use crate::remote::{Inbox, Message};
+use crate::stack::StackPool;
+use crate::stats::Stats;
+use crate::task::{Core, Interrupt, Kind, MainTask, State, Task};
+use crate::timer::{TimerAction, Timers};
+
+thread_local! {
+    static HUB: Hub = Hub::new();
+}
+
+/// Runs `f` with this thread's hub, creating the hub on first use.
+pub(crate) fn with_hub<R>(f: impl FnOnce(&Hub) -> R) -> R {
+    HUB.with(f)
+}
+
+/// Like [`with_hub`], but does nothing once the hub has been destroyed (thread exit).
+/// Used on paths that destructors can reach.
+pub(crate) fn try_with_hub<R>(f: impl FnOnce(&Hub) -> R) -> Option<R> {
+    HUB.try_with(f).ok()
+}
+
+/// Why the main code's wait can never end.
+pub(crate) struct Deadlock;
+
+/// One thread's scheduler state.
+pub(crate) struct Hub {
+    /// Greenlets (and possibly the main code) waiting to run, in order.
+    ready: RefCell<VecDeque<Rc<dyn Task>>>,
+    /// How many entries of `ready` still belong to the current turn.
+    turn_left: Cell<usize>,
+    /// The greenlet running now; `None` while the main code or the loop itself runs.
+    current: RefCell<Option<Rc<dyn Task>>>,
+    main: Rc<dyn Task>,
+    /// True while the loop's own code runs (between greenlets), where blocking is a bug.
+    in_loop: Cell<bool>,
+    /// Greenlets whose interrupt could not be raised yet (an unwind was in progress).
+    postponed: RefCell<Vec<Rc<dyn Task>>>,
+    pub(crate) timers: RefCell<Timers>,
+    pub(crate) io: IoDriver,
+    pub(crate) inbox: Arc<Inbox>,
+    /// Wakers lent to other threads as `RemoteWaker`s, by key.
+    pub(crate) remote_wakers: RefCell<slab::Slab<Waker>>,
+    /// A spare buffer swapped with the inbox's queue, so draining does not allocate.
+    inbox_spare: RefCell<Vec<Message>>,
+    pub(crate) stacks: RefCell<StackPool>,
+    pub(crate) config: RefCell<HubConfig>,
+    pub(crate) stats: Stats,
+    next_id: Cell<u64>,
+}
+
+impl Hub {
+    fn new() -> Hub {
+        overflow::install_reporter();
+        let io = IoDriver::new().unwrap_or_else(|err| {
+            panic!("verdant: cannot create this thread's hub: its mio event loop failed: {err}")
+        });
+        let inbox = Inbox::new(&io).unwrap_or_else(|err| {
+            panic!("verdant: cannot create this thread's hub: its wake eventfd failed: {err}")
+        });
+        let main: Rc<dyn Task> = Rc::new(MainTask { core: Core::new(0, None, Kind::Main, 0) });
+        Hub {
+            ready: RefCell::new(VecDeque::with_capacity(64)),
+            turn_left: Cell::new(0),
+            current: RefCell::new(None),
+            main,
+            in_loop: Cell::new(false),
+            postponed: RefCell::new(Vec::new()),
+            timers: RefCell::new(Timers::new()),
+            io,
+            inbox: Arc::new(inbox),
+            remote_wakers: RefCell::new(slab::Slab::new()),
+            inbox_spare: RefCell::new(Vec::new()),
+            stacks: RefCell::new(StackPool::new()),
+            config: RefCell::new(HubConfig::default()),
+            stats: Stats::default(),
+            next_id: Cell::new(1),
+        }
+    }
+
+    pub(crate) fn next_id(&self) -> u64 {
+        let id = self.next_id.get();
+        self.next_id.set(id + 1);
+        id
+    }
+
+    /// The task that is running: a greenlet, or the main code.
+    pub(crate) fn current_task(&self) -> Rc<dyn Task> {
+        match &*self.current.borrow() {
+            Some(task) => task.clone(),
+            None => self.main.clone(),
+        }
+    }
+
+    /// Whether `core` is the one running now.
+    pub(crate) fn is_current(&self, core: &Core) -> bool {
+        match &*self.current.borrow() {
+            Some(task) => std::ptr::eq(task.core(), core),
+            None => core.is_main(),
+        }
+    }
+
+    /// Appends a task to the ready queue. The caller has set its state.
+    pub(crate) fn schedule(&self, task: Rc<dyn Task>) {
+        self.ready.borrow_mut().push_back(task);
+    }
+
+    /// Makes a parked task ready whatever epoch it waits in (kills, timeouts, retries).
+    pub(crate) fn force_wake(&self, task: &Rc<dyn Task>) {
+        let core = task.core();
+        if core.state.get() == State::Parked {
+            core.state.set(State::Ready);
+            self.schedule(task.clone());
+        }
+    }
+
+    /// Posts an interrupt to a task that is not running and makes it ready to receive it.
+    pub(crate) fn interrupt(&self, task: &Rc<dyn Task>, interrupt: Interrupt) {
+        task.core().post_interrupt(interrupt);
+        self.force_wake(task);
+    }
+
+    // ----- blocking: what every blocking call comes down to -----------------------------
+
+    /// Suspends the running task until a waker of its current epoch (or an interrupt)
+    /// makes it ready again. Raises a pending interrupt before and after.
+    pub(crate) fn park_current(&self, reason: &dyn fmt::Display) {
+        let task = self.current_task();
+        let core = task.core();
+        self.raise_pending_interrupt(&task);
+        core.state.set(State::Parked);
+        self.switch_out(&task, reason);
+        core.end_epoch();
+        self.raise_pending_interrupt(&task);
+    }
+
+    /// Sends the running task to the back of the ready queue and runs the others.
+    pub(crate) fn yield_current(&self) {
+        let task = self.current_task();
+        let core = task.core();
+        self.raise_pending_interrupt(&task);
+        core.state.set(State::Ready);
+        self.schedule(task.clone());
+        self.switch_out(&task, &"yield_now()");
+        core.end_epoch();
+        self.raise_pending_interrupt(&task);
+    }
+
+    /// Leaves the running task (already marked `Parked` or `Ready`): a greenlet suspends
+    /// its coroutine; the main code runs the loop until it is popped again.
+    fn switch_out(&self, task: &Rc<dyn Task>, reason: &dyn fmt::Display) {
+        let core = task.core();
+        if !core.is_main() {
+            let yielder = core.yielder.get();
+            // SAFETY: `task` is the running greenlet, so its coroutine has started and not
+            // returned, and we are executing on its stack: the yielder invariant holds.
+            unsafe { (*yielder).suspend(()) };
+            return;
+        }
+        if self.in_loop.get() {
+            core.state.set(State::Running);
+            panic!(
+                "verdant: a blocking call ({reason}) was made from code the hub runs between \
+                 greenlets (a cross-thread job or a callback); such code must not block: \
+                 spawn a greenlet for the blocking part"
+            );
+        }
+        if let Err(Deadlock) = self.run_until_main_runs() {
+            core.state.set(State::Running);
+            core.end_epoch();
+            panic!(
+                "verdant: deadlock: the main code waits on {reason}, but nothing can ever \
+                 wake it: no greenlet is ready to run, no timer is pending, no greenlet waits \
+                 for I/O, and no cross-thread work is outstanding (gevent's LoopExit)"
+            );
+        }
+    }
+
+    /// Raises the task's pending interrupt as an unwind, if it is safe to do so now;
+    /// otherwise remembers the task so the loop retries once no unwind is in progress.
+    pub(crate) fn raise_pending_interrupt(&self, task: &Rc<dyn Task>) {
+        let core = task.core();
+        let Some(interrupt) = core.interrupt.get() else { return };
+        if !interrupt.deliverable_now() {
+            self.postponed.borrow_mut().push(task.clone());
+            return;
+        }
+        core.interrupt.set(None);
+        match interrupt {
+            Interrupt::Kill => resume_unwind(Box::new(KillUnwind)),
+            Interrupt::Timeout { id, .. } => resume_unwind(Box::new(TimeoutUnwind(id))),
+        }
+    }
+
+    // ----- the loop --------------------------------------------------------------------
+
+    /// Runs greenlets until the main code is popped from the ready queue. Called only by
+    /// the main code, from a blocking call, after it marked itself `Parked` or `Ready`.
+    fn run_until_main_runs(&self) -> Result<(), Deadlock> {
+        self.in_loop.set(true);
+        let _leave = LeaveLoop(&self.in_loop);
+        loop {
+            let Some(task) = self.next_ready() else {
+                self.wait_for_work()?;
+                continue;
+            };
+            let core = task.core();
+            if core.is_main() {
+                core.state.set(State::Running);
+                return Ok(());
+            }
+            if core.state.get() != State::Done {
+                self.resume(task);
+            }
+        }
+    }
+
+    /// Pops the next task of the current turn, opening a new turn when the last one ran out.
+    fn next_ready(&self) -> Option<Rc<dyn Task>> {
+        if self.turn_left.get() == 0 {
+            self.turn_boundary();
+            let queued = self.ready.borrow().len();
+            if queued == 0 {
+                return None;
+            }
+            self.turn_left.set(queued);
+        }
+        self.turn_left.set(self.turn_left.get() - 1);
+        self.ready.borrow_mut().pop_front()
+    }
+
+    /// Between two turns: retry postponed interrupts, drain the inbox, poll I/O without
+    /// blocking (only if someone waits for I/O), fire due timers.
+    fn turn_boundary(&self) {
+        self.stats.turns.set(self.stats.turns.get() + 1);
+        self.retry_postponed();
+        self.drain_inbox();
+        if self.io.waiters() > 0 {
+            self.poll_io(Some(Duration::ZERO));
+        }
+        self.fire_timers();
+    }
+
+    /// Nothing is ready: block until something can run, or report that nothing ever can.
+    fn wait_for_work(&self) -> Result<(), Deadlock> {
+        loop {
+            self.fire_timers();
+            self.drain_inbox();
+            if !self.ready.borrow().is_empty() {
+                return Ok(());
+            }
+            let next_timer = self.timers.borrow_mut().next_deadline();
+            let timeout = next_timer.map(|at| at.saturating_duration_since(Instant::now()));
+            if timeout.is_none() && self.io.waiters() == 0 && !self.inbox.may_receive() {
+                return Err(Deadlock);
+            }
+            self.poll_io(timeout);
+        }
+    }
+
+    /// Runs one greenlet until it blocks, yields or finishes.
+    fn resume(&self, task: Rc<dyn Task>) {
+        let core = task.core();
+        if core.state.get() == State::New
+            && let Err(err) = self.create_coroutine(&task)
+        {
+            core.state.set(State::Done);
+            task.discard_body();
+            greenlet::finish(&task, Err(GreenletError::NoStack(err.to_string())));
+            return;
+        }
+        core.state.set(State::Running);
+        *self.current.borrow_mut() = Some(task.clone());
+        self.in_loop.set(false);
+        self.stats.switches.set(self.stats.switches.get() + 1);
+        let result = {
+            let mut coroutine = core.coroutine.borrow_mut();
+            let coroutine = coroutine.as_mut().expect("a started greenlet has a coroutine");
+            let _guard = overflow::GuardScope::enter(core.guard.get(), core.stack_size);
+            coroutine.resume(())
+        };
+        self.in_loop.set(true);
+        *self.current.borrow_mut() = None;
+        if let CoroutineResult::Return(()) = result {
+            let coroutine = core.coroutine.borrow_mut().take().expect("returned coroutine");
+            core.state.set(State::Done);
+            let max_free = self.config.borrow().max_free_stacks;
+            self.stacks.borrow_mut().give_back(coroutine.into_stack(), max_free);
+        }
+    }
+
+    /// Gives a greenlet that runs for the first time its stack and coroutine.
+    fn create_coroutine(&self, task: &Rc<dyn Task>) -> io::Result<()> {
+        let core = task.core();
+        let stack = match core.reserved_stack.take() {
+            Some(stack) => stack,
+            None => {
+                let max_stacks = self.config.borrow().max_stacks;
+                self.stacks.borrow_mut().take(core.stack_size, max_stacks)?
+            }
+        };
+        core.guard.set(stack.guard());
+        let me = task.clone();
+        let coroutine = Coroutine::with_stack(stack, move |yielder, ()| {
+            me.core().yielder.set(yielder);
+            greenlet::run(&me);
+        });
+        *core.coroutine.borrow_mut() = Some(coroutine);
+        Ok(())
+    }
+
+    fn retry_postponed(&self) {
+        if self.postponed.borrow().is_empty() || std::thread::panicking() {
+            return;
+        }
+        let postponed = std::mem::take(&mut *self.postponed.borrow_mut());
+        for task in &postponed {
+            self.force_wake(task);
+        }
+    }
+
+    fn fire_timers(&self) {
+        if self.timers.borrow().is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        loop {
+            let action = self.timers.borrow_mut().pop_expired(now);
+            let Some(action) = action else { break };
+            self.stats.timers_fired.set(self.stats.timers_fired.get() + 1);
+            match action {
+                TimerAction::Wake(waker) => {
+                    waker.wake();
+                }
+                TimerAction::Interrupt(task, interrupt) => self.interrupt(&task, interrupt),
+                TimerAction::Start(task) => {
+                    if task.core().state.get() == State::New {
+                        self.schedule(task);
+                    }
+                }
+            }
+        }
+    }
+
+    fn poll_io(&self, timeout: Option<Duration>) {
+        let counter = if timeout == Some(Duration::ZERO) {
+            &self.stats.polls_nonblocking
+        } else {
+            &self.stats.polls_blocking
+        };
+        counter.set(counter.get() + 1);
+        self.io.poll(timeout);
+    }
+
+    /// Runs every message other threads posted since the last drain.
+    fn drain_inbox(&self) {
+        let mut batch = std::mem::take(&mut *self.inbox_spare.borrow_mut());
+        if !self.inbox.take_all(&mut batch) {
+            *self.inbox_spare.borrow_mut() = batch;
+            return;
+        }
+        self.stats.inbox_batches.set(self.stats.inbox_batches.get() + 1);
+        for message in batch.drain(..) {
+            self.stats.inbox_messages.set(self.stats.inbox_messages.get() + 1);
+            match message {
+                Message::Job(job) => {
+                    if let Err(payload) = catch_unwind(AssertUnwindSafe(job)) {
+                        eprintln!(
+                            "verdant: a job posted to the hub from another thread panicked: {}",
+                            panic_message(&*payload)
+                        );
+                    }
+                }
+                Message::Wake(key) => {
+                    let waker = self.remote_wakers.borrow_mut().try_remove(key);
+                    if let Some(waker) = waker {
+                        waker.wake();
+                    }
+                }
+                Message::Release(key) => {
+                    self.remote_wakers.borrow_mut().try_remove(key);
+                }
+                Message::Nop => {}
+            }
+        }
+        *self.inbox_spare.borrow_mut() = batch;
+    }
+}
+
+/// Clears `in_loop` when the loop returns or unwinds.
+struct LeaveLoop<'a>(&'a Cell<bool>);
+
+impl Drop for LeaveLoop<'_> {
+    fn drop(&mut self) {
+        self.0.set(false);
+    }
+}
+
+impl Drop for Hub {
+    /// The thread is exiting. Greenlets that never finished are abandoned: they are never
+    /// resumed, their destructors never run and their memory is leaked (like daemon threads
+    /// at process exit). Running their code now would be unsound: it could touch
+    /// thread-locals that are already gone.
+    fn drop(&mut self) {
+        self.inbox.close();
+        std::mem::forget(std::mem::take(&mut *self.ready.borrow_mut()));
+        std::mem::forget(self.timers.borrow_mut().drain());
+        std::mem::forget(std::mem::take(&mut *self.remote_wakers.borrow_mut()));
+        std::mem::forget(std::mem::take(&mut *self.postponed.borrow_mut()));
+        self.io.abandon_waiters();
+        self.stacks.borrow_mut().release_free();
+    }
+}

@@ -1,0 +1,83 @@
+//! The verdant hub: greenlets — stackful coroutines — scheduled cooperatively on a
+//! per-thread [mio] event loop, in the style of gevent.
+//!
+//! Code in a greenlet reads as plain blocking code. Every blocking call (`sleep`, `join`,
+//! waiting for I/O, a lock, a queue) only suspends the calling greenlet while the hub runs
+//! the others, so thousands of them share one OS thread.
+//!
+//! ```
+//! use std::time::Duration;
+//! use verdant_hub::{sleep, spawn};
+//!
+//! let greeters: Vec<_> = ["hub", "greenlet", "world"]
+//!     .into_iter()
+//!     .enumerate()
+//!     .map(|(i, who)| {
+//!         spawn(move || {
+//!             sleep(Duration::from_millis(10 * (3 - i as u64))); // the last one wakes first
+//!             format!("hello, {who}")
+//!         })
+//!     })
+//!     .collect();
+//! let greetings: Vec<String> = greeters.iter().map(|g| g.get().unwrap()).collect();
+//! assert_eq!(greetings, ["hello, hub", "hello, greenlet", "hello, world"]);
+//! ```
+//!
+//! # Where things are
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | `hub.rs` | **the scheduler**: the per-thread hub and its loop (start here) |
+//! | `task.rs` | the per-greenlet state the hub schedules and its life cycle |
+//! | `greenlet.rs` | spawning, and the [`Greenlet`] handle: join, get, kill, link |
+//! | [`park`] | the one waiter mechanism every blocking call is built on |
+//! | `time.rs`, `timeout.rs` | [`sleep`], [`yield_now`], [`with_timeout`] |
+//! | `timer.rs` | the timer heap |
+//! | [`io`] | fds registered in the mio poll, [`io::wait_readable`] |
+//! | `remote.rs` | waking a hub from other threads ([`RemoteHandle`], [`RemoteWaker`]) |
+//! | `stack.rs`, `overflow.rs` | guarded stacks, their free list and limits; overflow reports |
+//!
+//! # Rules worth knowing
+//!
+//! * One hub per OS thread, created on first use. Greenlets and the handles to them are
+//!   `!Send`: they stay on the thread that spawned them.
+//! * A spawned greenlet does not run until its spawner blocks or yields; then ready
+//!   greenlets run first-in first-out.
+//! * A panic in a greenlet never takes down the hub; it reaches whoever joins it.
+//! * Kills and timeouts arrive at the target's next blocking point, as an unwind.
+//! * If the thread's main code waits and nothing can ever wake it, the wait panics with a
+//!   message that names what it waited on, instead of hanging.
+//!
+//! [mio]: https://docs.rs/mio
+
+#![doc(test(attr(deny(warnings))))]
+
+mod config;
+mod error;
+mod greenlet;
+mod hub;
+pub mod io;
+mod overflow;
+pub mod park;
+mod remote;
+mod stack;
+mod stats;
+mod task;
+mod time;
+mod timeout;
+mod timer;
+
+pub use config::{HubConfig, config, configure};
+pub use error::GreenletError;
+pub use greenlet::{
+    AsGreenlet, Builder, Greenlet, GreenletRef, LinkId, current, joinall, killall, spawn,
+    spawn_later,
+};
+pub use remote::{HubGone, RemoteHandle, RemoteWaker, WorkGuard, remote_handle};
+pub use stack::{
+    DEFAULT_STACK_SIZE, MAX_STACK_SIZE, MIN_STACK_SIZE, guarded_stacks_mapped, max_map_count,
+    process_stack_limit,
+};
+pub use stats::{HubStats, stats};
+pub use time::{sleep, sleep_until, yield_now};
+pub use timeout::{Timeout, with_timeout};

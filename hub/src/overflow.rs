@@ -1,0 +1,163 @@
+//! Reporting greenlet stack overflows by name instead of as a bare segfault.
+//!
+//! A greenlet that overflows its stack touches its guard page and the kernel raises
+//! `SIGSEGV`. The hub installs (once per process) a handler that runs on the thread's
+//! alternate signal stack — the Rust runtime gives every thread it starts one — and checks
+//! whether the faulting address lies in the guard page of the greenlet that is running on
+//! this thread. If so it prints what happened and which knob to turn, then aborts: the
+//! greenlet's stack is gone and there is nothing to unwind into. Any other fault is passed
+//! on to the handler that was installed before (the Rust runtime's own, which reports
+//! main-thread overflows and otherwise restores the default action).
+//!
+//! The running greenlet's guard is published in a thread-local that the loop sets around
+//! every resume ([`GuardScope`]).
+
+use std::cell::Cell;
+use std::sync::{Once, OnceLock};
+
+use libc::{c_int, c_void, siginfo_t};
+
+/// Where the running greenlet's guard page is, and how big its stack is.
+#[derive(Clone, Copy)]
+struct ActiveStack {
+    guard_low: usize,
+    guard_high: usize,
+    stack_size: usize,
+}
+
+const NO_STACK: ActiveStack = ActiveStack { guard_low: 0, guard_high: 0, stack_size: 0 };
+
+thread_local! {
+    static ACTIVE: Cell<ActiveStack> = const { Cell::new(NO_STACK) };
+}
+
+/// Publishes a greenlet's guard page while it runs on this thread.
+pub(crate) struct GuardScope(());
+
+impl GuardScope {
+    pub(crate) fn enter(guard: (usize, usize), stack_size: usize) -> GuardScope {
+        let active = ActiveStack { guard_low: guard.0, guard_high: guard.1, stack_size };
+        ACTIVE.with(|a| a.set(active));
+        GuardScope(())
+    }
+}
+
+impl Drop for GuardScope {
+    fn drop(&mut self) {
+        let _ = ACTIVE.try_with(|a| a.set(NO_STACK));
+    }
+}
+
+struct PreviousActions {
+    segv: libc::sigaction,
+    bus: libc::sigaction,
+}
+
+// SAFETY: `sigaction` is plain data (integers, a signal mask and a function pointer);
+// it is written once, before any handler can read it, and never changed afterwards.
+unsafe impl Sync for PreviousActions {}
+// SAFETY: as above; the value holds no thread-bound resources.
+unsafe impl Send for PreviousActions {}
+
+static PREVIOUS: OnceLock<PreviousActions> = OnceLock::new();
+
+/// Installs the overflow reporter for `SIGSEGV` and `SIGBUS`, once per process.
+pub(crate) fn install_reporter() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        // SAFETY: sigaction with a zeroed struct is the documented way to set a handler;
+        // the handler only reads thread-locals and calls async-signal-safe functions.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_fault as *const () as usize;
+            action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+            libc::sigemptyset(&mut action.sa_mask);
+            let mut segv: libc::sigaction = std::mem::zeroed();
+            let mut bus: libc::sigaction = std::mem::zeroed();
+            libc::sigaction(libc::SIGSEGV, std::ptr::null(), &mut segv);
+            libc::sigaction(libc::SIGBUS, std::ptr::null(), &mut bus);
+            let _ = PREVIOUS.set(PreviousActions { segv, bus });
+            libc::sigaction(libc::SIGSEGV, &action, std::ptr::null_mut());
+            libc::sigaction(libc::SIGBUS, &action, std::ptr::null_mut());
+        }
+    });
+}
+
+extern "C" fn on_fault(signum: c_int, info: *mut siginfo_t, context: *mut c_void) {
+    // SAFETY: the kernel passes a valid `siginfo_t` to an SA_SIGINFO handler.
+    let address = unsafe { (*info).si_addr() } as usize;
+    let active = ACTIVE.try_with(|a| a.get()).unwrap_or(NO_STACK);
+    // A frame larger than the probe step may fault a little below the guard page.
+    let slack = 64 * 1024;
+    if active.guard_high != 0
+        && address >= active.guard_low.saturating_sub(slack)
+        && address < active.guard_high
+    {
+        report_overflow(active.stack_size);
+    }
+    // SAFETY: forwards the same arguments the kernel gave us to the previous handler.
+    unsafe { forward(signum, info, context) };
+}
+
+fn report_overflow(stack_size: usize) -> ! {
+    let mut message = [0u8; 320];
+    let mut len = 0;
+    let mut put = |bytes: &[u8]| {
+        let n = bytes.len().min(message.len() - len);
+        message[len..len + n].copy_from_slice(&bytes[..n]);
+        len += n;
+    };
+    put(b"\nverdant: a greenlet overflowed its stack of ");
+    let mut digits = [0u8; 20];
+    let mut kib = stack_size / 1024;
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (kib % 10) as u8;
+        kib /= 10;
+        if kib == 0 {
+            break;
+        }
+    }
+    put(&digits[start..]);
+    put(b" KiB (stack overflow: it hit its guard page). Give it a bigger stack with ");
+    put(b"Builder::stack_size, or raise HubConfig::stack_size. Aborting.\n");
+    // SAFETY: write(2) and abort(3) are async-signal-safe; the buffer is valid.
+    unsafe {
+        libc::write(2, message.as_ptr().cast(), len);
+        libc::abort();
+    }
+}
+
+/// Passes a fault that is not a greenlet overflow to whoever handled it before us.
+///
+/// # Safety
+///
+/// Must be called from the signal handler with the arguments the kernel passed to it.
+unsafe fn forward(signum: c_int, info: *mut siginfo_t, context: *mut c_void) {
+    let previous = PREVIOUS.get().map(|p| if signum == libc::SIGBUS { p.bus } else { p.segv });
+    let Some(previous) = previous else { return restore_default(signum) };
+    let handler = previous.sa_sigaction;
+    if handler == libc::SIG_DFL || handler == libc::SIG_IGN {
+        // Reinstall the old disposition and return: the faulting instruction runs again
+        // and the kernel applies the default action (a core dump).
+        // SAFETY: `previous` is a disposition the kernel gave us.
+        unsafe { libc::sigaction(signum, &previous, std::ptr::null_mut()) };
+        return;
+    }
+    if previous.sa_flags & libc::SA_SIGINFO != 0 {
+        // SAFETY: with SA_SIGINFO the stored address is a three-argument handler.
+        let f: extern "C" fn(c_int, *mut siginfo_t, *mut c_void) =
+            unsafe { std::mem::transmute(handler) };
+        f(signum, info, context);
+    } else {
+        // SAFETY: without SA_SIGINFO the stored address is a one-argument handler.
+        let f: extern "C" fn(c_int) = unsafe { std::mem::transmute(handler) };
+        f(signum);
+    }
+}
+
+fn restore_default(signum: c_int) {
+    // SAFETY: resetting a signal to SIG_DFL is always valid.
+    unsafe { libc::signal(signum, libc::SIG_DFL) };
+}

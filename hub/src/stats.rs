@@ -1,0 +1,71 @@
+//! Counters of what a hub has done, for tests, benches and the curious.
+
+use std::cell::Cell;
+
+use crate::hub::with_hub;
+
+/// Live counters, bumped by the hub as it works (plain `Cell`s: the hub is one thread).
+#[derive(Default)]
+pub(crate) struct Stats {
+    pub(crate) spawned: Cell<u64>,
+    pub(crate) switches: Cell<u64>,
+    pub(crate) turns: Cell<u64>,
+    pub(crate) polls_nonblocking: Cell<u64>,
+    pub(crate) polls_blocking: Cell<u64>,
+    pub(crate) timers_fired: Cell<u64>,
+    pub(crate) inbox_batches: Cell<u64>,
+    pub(crate) inbox_messages: Cell<u64>,
+}
+
+/// A snapshot of this thread's hub counters, from [`stats`]. All counts start at hub
+/// creation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HubStats {
+    /// Greenlets created.
+    pub spawned: u64,
+    /// Times the loop resumed a greenlet.
+    pub switches: u64,
+    /// Loop turns (each starts with a turn boundary: inbox, I/O, timers).
+    pub turns: u64,
+    /// `poll` calls with a zero timeout (something was ready to run).
+    pub polls_nonblocking: u64,
+    /// `poll` calls that could block (nothing was ready to run).
+    pub polls_blocking: u64,
+    /// Timers that fired.
+    pub timers_fired: u64,
+    /// Times the cross-thread inbox was found non-empty and drained.
+    pub inbox_batches: u64,
+    /// Cross-thread messages handled.
+    pub inbox_messages: u64,
+    /// Times another thread wrote the hub's wake eventfd.
+    pub wake_writes: u64,
+    /// Greenlet stacks in use now (running or suspended greenlets).
+    pub stacks_in_use: usize,
+    /// Stacks kept for reuse now.
+    pub stacks_free: usize,
+    /// Live timers now.
+    pub timers_pending: usize,
+}
+
+/// This thread's hub counters.
+pub fn stats() -> HubStats {
+    with_hub(|hub| {
+        let s = &hub.stats;
+        let stacks = hub.stacks.borrow();
+        HubStats {
+            spawned: s.spawned.get(),
+            switches: s.switches.get(),
+            turns: s.turns.get(),
+            polls_nonblocking: s.polls_nonblocking.get(),
+            polls_blocking: s.polls_blocking.get(),
+            timers_fired: s.timers_fired.get(),
+            inbox_batches: s.inbox_batches.get(),
+            inbox_messages: s.inbox_messages.get(),
+            wake_writes: hub.inbox.wake_writes(),
+            stacks_in_use: stacks.in_use(),
+            stacks_free: stacks.free_count(),
+            timers_pending: hub.timers.borrow().len(),
+        }
+    })
+}

@@ -1,0 +1,52 @@
+//! `sleep` and `yield_now`: the two ways to give up the CPU on purpose.
+
+use std::time::{Duration, Instant};
+
+use crate::hub::with_hub;
+use crate::park;
+
+/// Lets every greenlet that is ready run once, then returns (gevent's `sleep(0)`).
+///
+/// From a greenlet, it goes to the back of the ready queue. From the main code, it runs
+/// the loop for one pass over the ready queue. Either way the hub also polls I/O (without
+/// blocking) and fires due timers before this returns. A kill or timeout pending for the
+/// caller is raised here.
+///
+/// ```
+/// use std::cell::RefCell;
+/// use std::rc::Rc;
+///
+/// let log = Rc::new(RefCell::new(Vec::new()));
+/// let l = log.clone();
+/// verdant_hub::spawn(move || l.borrow_mut().push("greenlet"));
+/// log.borrow_mut().push("before yield");
+/// verdant_hub::yield_now();
+/// log.borrow_mut().push("after yield");
+/// assert_eq!(*log.borrow(), ["before yield", "greenlet", "after yield"]);
+/// ```
+pub fn yield_now() {
+    with_hub(|hub| hub.yield_current());
+}
+
+/// Blocks the calling greenlet for at least `duration`; other greenlets run meanwhile.
+/// `sleep(Duration::ZERO)` is [`yield_now`].
+///
+/// Timers have millisecond resolution (the event loop's poll timeout): expect wake-ups up
+/// to about a millisecond late, never early.
+pub fn sleep(duration: Duration) {
+    if duration.is_zero() {
+        yield_now();
+        return;
+    }
+    match Instant::now().checked_add(duration) {
+        Some(deadline) => sleep_until(deadline),
+        None => loop {
+            park::park(&"sleep (forever)");
+        },
+    }
+}
+
+/// Blocks the calling greenlet until `deadline`.
+pub fn sleep_until(deadline: Instant) {
+    while !park::park_until(&"sleep", Some(deadline)) {}
+}

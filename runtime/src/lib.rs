@@ -1,0 +1,39 @@
+//! verdant: green threads for Rust in the style of gevent and eventlet.
+//!
+//! Write plain blocking code — `sleep(d)`, `greenlet.get()`, reading a socket — and run
+//! thousands of such *greenlets* concurrently on one OS thread. Each blocking call only
+//! suspends the calling greenlet while the thread's hub runs the others.
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! let workers: Vec<_> = (1..=3u64)
+//!     .map(|n| verdant::spawn(move || {
+//!         verdant::sleep(Duration::from_millis(5 * n)); // all three sleep at the same time
+//!         n * n
+//!     }))
+//!     .collect();
+//! let squares: Vec<u64> = workers.iter().map(|g| g.get().unwrap()).collect();
+//! assert_eq!(squares, [1, 4, 9]);
+//! ```
+//!
+//! This crate re-exports the others:
+//!
+//! * the top level and [`hub`]: greenlets, the hub, timers, timeouts ([`verdant_hub`]).
+
+#![doc(test(attr(deny(warnings))))]
+
+pub use verdant_hub::{
+    AsGreenlet, Builder, Greenlet, GreenletError, GreenletRef, LinkId, Timeout, current, joinall,
+    killall, sleep, sleep_until, spawn, spawn_later, with_timeout, yield_now,
+};
+
+/// The hub: configuration, statistics, low-level waiting, I/O readiness, cross-thread wake.
+pub mod hub {
+    pub use verdant_hub::{
+        DEFAULT_STACK_SIZE, HubConfig, HubGone, HubStats, MAX_STACK_SIZE, MIN_STACK_SIZE,
+        RemoteHandle, RemoteWaker, WorkGuard, config, configure, guarded_stacks_mapped,
+        max_map_count, process_stack_limit, remote_handle, stats,
+    };
+    pub use verdant_hub::{io, park};
+}
