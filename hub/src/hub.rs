@@ -232,7 +232,10 @@ impl Hub {
         let core = task.core();
         let Some(interrupt) = core.interrupt.get() else { return };
         if !interrupt.deliverable_now() {
-            self.postponed.borrow_mut().push(task.clone());
+            let mut postponed = self.postponed.borrow_mut();
+            if !postponed.iter().any(|t| Rc::ptr_eq(t, task)) {
+                postponed.push(task.clone());
+            }
             return;
         }
         core.interrupt.set(None);

@@ -1,0 +1,79 @@
+//! The Greenlet handle: ids, names, current(), new/start, join_timeout, get.
+
+use std::time::Duration;
+
+use verdant::{Builder, Greenlet, GreenletError, current, sleep, spawn, yield_now};
+
+#[test]
+fn ids_are_unique_and_current_names_the_running_greenlet() {
+    let main = current();
+    assert!(main.is_main());
+    assert_eq!(main.id(), 0);
+    let g = spawn(|| current().id());
+    let id = g.id();
+    assert!(id > 0);
+    assert_eq!(g.get(), Ok(id));
+    assert_ne!(spawn(|| ()).id(), id);
+}
+
+#[test]
+fn names_and_debug() {
+    let g = Builder::new().name("fetcher").spawn(|| current().name().map(String::from)).unwrap();
+    assert_eq!(g.name(), Some("fetcher"));
+    let debug = format!("{g:?}");
+    assert!(debug.contains("fetcher"), "{debug}");
+    assert_eq!(g.get(), Ok(Some("fetcher".to_string())));
+    assert!(format!("{g:?}").contains("Ok"));
+}
+
+#[test]
+fn a_new_greenlet_runs_only_once_started() {
+    let g = Greenlet::new(|| 5);
+    assert!(!g.started());
+    yield_now();
+    assert!(!g.ready(), "not started: never scheduled");
+    g.start();
+    g.start(); // a second start does nothing
+    assert!(g.started());
+    assert_eq!(g.get(), Ok(5));
+}
+
+#[test]
+fn join_timeout_reports_whether_the_greenlet_died() {
+    let g = spawn(|| sleep(Duration::from_millis(30)));
+    assert!(!g.join_timeout(Duration::from_millis(1)));
+    assert!(!g.ready());
+    assert!(g.join_timeout(Duration::from_secs(30)));
+    assert!(g.successful());
+}
+
+#[test]
+fn the_value_is_taken_once_and_errors_repeat() {
+    let g = spawn(|| String::from("value"));
+    let clone = g.clone();
+    assert_eq!(g.get().as_deref(), Ok("value"));
+    assert_eq!(clone.get(), Err(GreenletError::Taken));
+    assert!(clone.successful());
+    let bad = spawn(|| -> u8 { panic!("always") });
+    assert!(bad.get().is_err());
+    assert_eq!(bad.get(), Err(GreenletError::Panicked("always".into())));
+}
+
+#[test]
+fn greenlets_spawn_greenlets() {
+    let outer = spawn(|| {
+        let inner: Vec<_> = (0..10).map(|i| spawn(move || i * 2)).collect();
+        inner.iter().map(|g| g.get().unwrap()).sum::<i32>()
+    });
+    assert_eq!(outer.get(), Ok(90));
+}
+
+#[test]
+fn untyped_handles_compare_and_join() {
+    let g = spawn(|| sleep(Duration::from_millis(1)));
+    let r = g.as_ref();
+    assert_eq!(r, g.as_ref());
+    assert_ne!(r, current());
+    r.join();
+    assert!(g.ready());
+}

@@ -1,0 +1,177 @@
+//! Scheduling order: spawn, FIFO, yield_now, timers, and I/O versus busy greenlets.
+
+mod util;
+
+use std::cell::Cell;
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use util::Log;
+use verdant::{hub, sleep, spawn, spawn_later, yield_now};
+
+#[test]
+fn spawned_greenlets_wait_for_the_spawner_to_block_then_run_fifo() {
+    let log = Log::new();
+    let gs: Vec<_> = (0..5)
+        .map(|i| {
+            let log = log.clone();
+            spawn(move || log.push(format!("g{i}")))
+        })
+        .collect();
+    log.push("spawner still running");
+    assert_eq!(log.len(), 1, "nothing ran before the spawner blocked");
+    verdant::joinall(&gs, None);
+    assert_eq!(log.take(), ["spawner still running", "g0", "g1", "g2", "g3", "g4"]);
+}
+
+#[test]
+fn yield_now_lets_every_ready_greenlet_run_once_before_returning() {
+    let log = Log::new();
+    let spin = |name: &'static str, rounds: usize, log: Log| {
+        spawn(move || {
+            for round in 0..rounds {
+                log.push(format!("{name}{round}"));
+                yield_now();
+            }
+        })
+    };
+    let a = spin("a", 3, log.clone());
+    let b = spin("b", 3, log.clone());
+    let c = spin("c", 3, log.clone());
+    verdant::joinall(&[a, b, c], None);
+    assert_eq!(log.take(), ["a0", "b0", "c0", "a1", "b1", "c1", "a2", "b2", "c2"]);
+}
+
+#[test]
+fn yield_now_from_main_runs_each_ready_greenlet_exactly_once() {
+    let log = Log::new();
+    for i in 0..3 {
+        let log = log.clone();
+        spawn(move || {
+            loop {
+                log.push(format!("g{i}"));
+                yield_now();
+            }
+        });
+    }
+    yield_now();
+    log.push("main");
+    yield_now();
+    log.push("main");
+    assert_eq!(log.take(), ["g0", "g1", "g2", "main", "g0", "g1", "g2", "main"]);
+}
+
+#[test]
+fn greenlets_spawned_during_a_turn_run_after_those_already_ready() {
+    let log = Log::new();
+    let l = log.clone();
+    let parent = spawn(move || {
+        let l2 = l.clone();
+        let child = spawn(move || l2.push("child"));
+        l.push("parent after spawn");
+        child
+    });
+    let l = log.clone();
+    let sibling = spawn(move || l.push("sibling"));
+    let child = parent.get().unwrap();
+    verdant::joinall(&[child.as_ref(), sibling.as_ref()], None);
+    assert_eq!(log.take(), ["parent after spawn", "sibling", "child"]);
+}
+
+#[test]
+fn timers_fire_in_deadline_order_fifo_on_ties() {
+    let log = Log::new();
+    let base = Instant::now() + Duration::from_millis(30);
+    // Created in an order different from their deadlines; two pairs share a deadline.
+    let plan = [(20, "late-1"), (0, "early-1"), (10, "mid"), (20, "late-2"), (0, "early-2")];
+    let gs: Vec<_> = plan
+        .iter()
+        .map(|&(offset, name)| {
+            let log = log.clone();
+            spawn(move || {
+                verdant::sleep_until(base + Duration::from_millis(offset));
+                log.push(name);
+            })
+        })
+        .collect();
+    verdant::joinall(&gs, None);
+    assert_eq!(log.take(), ["early-1", "early-2", "mid", "late-1", "late-2"]);
+}
+
+#[test]
+fn spawn_later_starts_after_the_delay() {
+    let started = Instant::now();
+    let g = spawn_later(Duration::from_millis(30), move || started.elapsed());
+    let waited = g.get().unwrap();
+    assert!(waited >= Duration::from_millis(30), "started after {waited:?}");
+}
+
+#[test]
+fn sleep_never_wakes_early() {
+    for ms in [1, 5, 20] {
+        let t = Instant::now();
+        sleep(Duration::from_millis(ms));
+        assert!(t.elapsed() >= Duration::from_millis(ms));
+    }
+}
+
+#[test]
+fn the_loop_never_blocks_in_poll_while_a_greenlet_is_ready() {
+    // One greenlet waits on a socket nobody writes to, and a far timer is pending: if the
+    // loop ever blocked in poll between the busy greenlet's yields, it would count it.
+    let (_keep, quiet) = UnixStream::pair().unwrap();
+    quiet.set_nonblocking(true).unwrap();
+    let fd = quiet.as_raw_fd();
+    let waiter = spawn(move || verdant::hub::io::wait_readable(fd, Some(Duration::from_secs(30))));
+    let far = spawn(|| sleep(Duration::from_secs(30)));
+    yield_now(); // let both park
+    let before = hub::stats();
+    let busy = spawn(|| {
+        for _ in 0..1000 {
+            yield_now();
+        }
+    });
+    busy.join();
+    let after = hub::stats();
+    assert_eq!(after.polls_blocking, before.polls_blocking, "a blocking poll happened");
+    assert!(
+        after.polls_nonblocking - before.polls_nonblocking >= 1000,
+        "I/O is still polled (without blocking) between turns: {} polls",
+        after.polls_nonblocking - before.polls_nonblocking
+    );
+    waiter.kill();
+    far.kill();
+}
+
+#[test]
+fn a_busy_greenlet_does_not_starve_io_and_io_does_not_starve_it() {
+    let (mut writer, reader) = UnixStream::pair().unwrap();
+    reader.set_nonblocking(true).unwrap();
+    let fd = reader.as_raw_fd();
+    let got_io = Rc::new(Cell::new(false));
+    let flag = got_io.clone();
+    let io_waiter = spawn(move || {
+        verdant::hub::io::wait_readable(fd, Some(Duration::from_secs(10))).unwrap();
+        flag.set(true);
+    });
+    let spins = Rc::new(Cell::new(0u64));
+    let counter = spins.clone();
+    let seen = got_io.clone();
+    let spinner = spawn(move || {
+        while !seen.get() {
+            counter.set(counter.get() + 1);
+            assert!(counter.get() < 50_000_000, "the I/O waiter was starved");
+            yield_now();
+        }
+    });
+    yield_now();
+    let t = std::thread::spawn(move || writer.write_all(b"ping").unwrap());
+    spinner.join();
+    io_waiter.join();
+    t.join().unwrap();
+    assert!(got_io.get());
+    assert!(spins.get() > 0, "the spinner ran while I/O was awaited");
+}

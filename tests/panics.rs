@@ -1,0 +1,146 @@
+//! A panic in a greenlet is captured: the hub and the other greenlets keep running.
+
+mod util;
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use util::{DropCounter, Log};
+use verdant::{GreenletError, sleep, spawn};
+
+#[test]
+fn a_panic_is_reported_by_get_and_others_keep_running() {
+    let log = Log::new();
+    let l = log.clone();
+    let before = spawn(move || {
+        sleep(Duration::from_millis(5));
+        l.push("before");
+        1
+    });
+    let crasher = spawn(|| -> u32 { panic!("boom {}", 42) });
+    let l = log.clone();
+    let after = spawn(move || {
+        sleep(Duration::from_millis(10));
+        l.push("after");
+        2
+    });
+    assert_eq!(crasher.get(), Err(GreenletError::Panicked("boom 42".into())));
+    assert_eq!(crasher.get().unwrap_err().to_string(), "panicked: boom 42");
+    assert!(crasher.ready());
+    assert!(!crasher.successful());
+    assert_eq!(crasher.error(), Some(GreenletError::Panicked("boom 42".into())));
+    assert_eq!(before.get(), Ok(1));
+    assert_eq!(after.get(), Ok(2));
+    assert_eq!(log.take(), ["before", "after"]);
+}
+
+#[test]
+fn a_panic_runs_the_destructors_of_the_panicking_greenlet() {
+    let drops = DropCounter::new();
+    let token = drops.token();
+    let g = spawn(move || {
+        let _held = token;
+        sleep(Duration::from_millis(1));
+        panic!("after a sleep");
+    });
+    g.join();
+    assert_eq!(drops.dropped(), 1);
+}
+
+#[test]
+fn non_string_payloads_are_reported_too() {
+    let g = spawn(|| std::panic::panic_any(17u8));
+    assert!(matches!(g.get(), Err(GreenletError::Panicked(msg)) if msg.contains("non-string")));
+}
+
+#[test]
+fn links_fire_exactly_once_for_success_panic_and_kill() {
+    let fired = Rc::new(Cell::new(0));
+    let f = fired.clone();
+    let ok = spawn(|| 1);
+    ok.link(move |g| {
+        assert!(g.successful());
+        f.set(f.get() + 1)
+    });
+    let f = fired.clone();
+    let bad = spawn(|| -> u8 { panic!("x") });
+    bad.link(move |g| {
+        assert!(!g.successful());
+        f.set(f.get() + 10)
+    });
+    let f = fired.clone();
+    let killed = spawn(|| sleep(Duration::from_secs(60)));
+    killed.link(move |g| {
+        assert_eq!(g.error(), Some(GreenletError::Killed));
+        f.set(f.get() + 100)
+    });
+    verdant::sleep(Duration::from_millis(1));
+    killed.kill();
+    verdant::joinall(&[ok.as_ref(), bad.as_ref(), killed.as_ref()], None);
+    assert_eq!(fired.get(), 111);
+    sleep(Duration::from_millis(2));
+    assert_eq!(fired.get(), 111, "no link fired twice");
+}
+
+#[test]
+fn a_panicking_link_does_not_stop_the_others() {
+    let fired = Rc::new(Cell::new(0));
+    let g = spawn(|| ());
+    g.link(|_| panic!("bad link"));
+    let f = fired.clone();
+    g.link(move |_| f.set(f.get() + 1));
+    g.join();
+    assert_eq!(fired.get(), 1);
+}
+
+#[test]
+fn unlink_removes_a_callback_and_linking_a_dead_greenlet_runs_at_once() {
+    let fired = Rc::new(Cell::new(0));
+    let g = spawn(|| ());
+    let f = fired.clone();
+    let id = g.link(move |_| f.set(f.get() + 1));
+    assert!(g.unlink(id));
+    assert!(!g.unlink(id));
+    g.join();
+    assert_eq!(fired.get(), 0);
+    let f = fired.clone();
+    g.link(move |_| f.set(f.get() + 1));
+    assert_eq!(fired.get(), 1, "linking a dead greenlet runs the callback now");
+}
+
+#[test]
+fn joining_from_greenlets_and_from_main_both_see_the_outcome() {
+    let target = spawn(|| {
+        sleep(Duration::from_millis(5));
+        "done"
+    });
+    let joiners: Vec<_> = (0..3)
+        .map(|_| {
+            let t = target.clone();
+            spawn(move || {
+                t.join();
+                t.ready()
+            })
+        })
+        .collect();
+    assert_eq!(target.get(), Ok("done"));
+    for j in joiners {
+        assert_eq!(j.get(), Ok(true));
+    }
+    assert_eq!(target.get(), Err(GreenletError::Taken), "the value moves out once");
+}
+
+#[test]
+fn a_greenlet_joining_itself_gets_a_clear_panic() {
+    let me = Rc::new(Cell::new(None));
+    let slot = me.clone();
+    let g = spawn(move || {
+        let this: verdant::GreenletRef = verdant::current();
+        slot.set(Some(this.id()));
+        this.join();
+    });
+    let err = g.get().unwrap_err().to_string();
+    assert!(err.contains("tried to join itself"), "{err}");
+    assert_eq!(me.get(), Some(g.id()));
+}

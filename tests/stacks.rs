@@ -1,0 +1,154 @@
+//! Stacks: sizes, limits reported by name, lazy allocation, recycling, overflow reports.
+
+mod util;
+
+use std::io;
+use std::process::Command;
+use std::time::Duration;
+
+use util::panic_message_of;
+use verdant::hub::{self, configure};
+use verdant::{Builder, GreenletError, sleep, spawn, yield_now};
+
+#[test]
+fn stack_sizes_out_of_range_are_rejected() {
+    let err = Builder::new().stack_size(1024).spawn(|| ()).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    assert!(err.to_string().contains("16 KiB"), "{err}");
+    assert!(configure(|c| c.stack_size = 2 << 30).is_err());
+    assert_eq!(
+        hub::config().stack_size,
+        hub::DEFAULT_STACK_SIZE,
+        "a failed configure changes nothing"
+    );
+}
+
+#[test]
+fn the_default_stack_size_is_documented_and_configurable() {
+    assert_eq!(hub::DEFAULT_STACK_SIZE, 256 * 1024);
+    configure(|c| c.stack_size = 64 * 1024 + 1).unwrap();
+    assert_eq!(hub::config().stack_size % 4096, 0, "rounded up to pages");
+    let deep = spawn(|| {
+        // Uses ~40 KiB of stack: fits the configured 68 KiB.
+        fn recurse(n: u32) -> u32 {
+            let pad = std::hint::black_box([n as u8; 1024]);
+            if n == 0 { pad[0] as u32 } else { recurse(n - 1) + pad[1] as u32 }
+        }
+        recurse(40)
+    });
+    assert!(deep.get().is_ok());
+}
+
+#[test]
+fn exhausting_the_hub_limit_is_an_error_that_names_it() {
+    configure(|c| c.max_stacks = Some(3)).unwrap();
+    let sleepers: Vec<_> = (0..3).map(|_| spawn(|| sleep(Duration::from_millis(30)))).collect();
+    yield_now(); // all three start and hold their stacks
+    assert_eq!(hub::stats().stacks_in_use, 3);
+
+    let err = Builder::new().spawn(|| ()).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::OutOfMemory);
+    let text = err.to_string();
+    assert!(text.contains("max_stacks setting is 3"), "{text}");
+    assert!(text.contains("vm.max_map_count"), "{text}");
+
+    let msg = panic_message_of(|| {
+        spawn(|| ());
+    });
+    assert!(msg.starts_with("verdant::spawn: cannot allocate a greenlet stack"), "{msg}");
+    assert!(msg.contains("vm.max_map_count"), "{msg}");
+
+    verdant::joinall(&sleepers, None);
+    assert_eq!(spawn(|| 1).get(), Ok(1), "stacks came back to the free list");
+}
+
+#[test]
+fn stacks_are_allocated_when_a_greenlet_first_runs_and_a_start_failure_is_reported() {
+    configure(|c| c.max_stacks = Some(2)).unwrap();
+    // Spawning needs no stack yet: all three are accepted...
+    let gs: Vec<_> = (0..3).map(|_| spawn(|| sleep(Duration::from_millis(10)))).collect();
+    // ...but only two can run at once; the third cannot start.
+    verdant::joinall(&gs, None);
+    assert!(gs[0].successful() && gs[1].successful());
+    match gs[2].get() {
+        Err(GreenletError::NoStack(msg)) => assert!(msg.contains("vm.max_map_count"), "{msg}"),
+        other => panic!("expected NoStack, got {other:?}"),
+    }
+    assert!(gs[2].get().unwrap_err().to_string().starts_with("could not start: "));
+}
+
+#[test]
+fn builder_spawn_reserves_its_stack_at_once() {
+    configure(|c| c.max_stacks = Some(1)).unwrap();
+    let g = Builder::new().spawn(|| 1).unwrap();
+    assert_eq!(hub::stats().stacks_in_use, 1, "reserved before it ran");
+    assert!(Builder::new().spawn(|| 2).is_err());
+    assert_eq!(g.get(), Ok(1));
+    g.kill(); // killing a dead greenlet does nothing; the stack is back already
+    let killed_early = Builder::new().spawn(|| 3).unwrap();
+    killed_early.kill();
+    assert_eq!(hub::stats().stacks_in_use, 0, "a reserved stack returns when killed before start");
+}
+
+#[test]
+fn stacks_are_recycled_through_the_free_list() {
+    let mapped_before = hub::guarded_stacks_mapped();
+    for i in 0..2000 {
+        assert_eq!(spawn(move || i).get(), Ok(i));
+    }
+    let stats = hub::stats();
+    assert_eq!(stats.stacks_in_use, 0);
+    assert_eq!(stats.stacks_free, 1, "one stack served all 2000 greenlets");
+    // Other tests run in parallel threads; allow them some stacks of their own.
+    assert!(hub::guarded_stacks_mapped() < mapped_before + 200);
+}
+
+#[test]
+fn the_free_list_is_bounded() {
+    configure(|c| c.max_free_stacks = 5).unwrap();
+    let gs: Vec<_> = (0..20).map(|_| spawn(|| sleep(Duration::from_millis(1)))).collect();
+    verdant::joinall(&gs, None);
+    assert_eq!(hub::stats().stacks_free, 5);
+}
+
+#[test]
+fn the_process_cap_comes_from_vm_max_map_count() {
+    let cap = hub::process_stack_limit();
+    assert_eq!(cap, (hub::max_map_count() - 2048) / 2);
+    if hub::max_map_count() == 65530 {
+        assert!((31_000..32_768).contains(&cap), "{cap}");
+    }
+}
+
+/// Run in a child process by `a_stack_overflow_is_reported_by_name`.
+#[test]
+fn overflow_child() {
+    if std::env::var_os("VERDANT_OVERFLOW_CHILD").is_none() {
+        return;
+    }
+    #[allow(unconditional_recursion)] // overflowing is the point
+    fn recurse(n: u64) -> u64 {
+        let pad = std::hint::black_box([n; 128]);
+        recurse(n + 1) + pad[7]
+    }
+    let g = Builder::new().stack_size(32 * 1024).spawn(|| recurse(0)).unwrap();
+    let _ = g.get();
+    unreachable!("the overflow must abort the process");
+}
+
+#[test]
+fn a_stack_overflow_is_reported_by_name() {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "overflow_child", "--nocapture", "--test-threads=1"])
+        .env("VERDANT_OVERFLOW_CHILD", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("verdant: a greenlet overflowed its stack of 32 KiB"),
+        "stderr was: {stderr}"
+    );
+    assert!(stderr.contains("Builder::stack_size"), "{stderr}");
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), Some(libc::SIGABRT), "aborted, not a bare segfault");
+}

@@ -1,0 +1,155 @@
+//! with_timeout: expiry at a blocking point, nesting, and what it cannot interrupt.
+
+mod util;
+
+use std::time::{Duration, Instant};
+
+use util::{DropCounter, Log};
+use verdant::{Timeout, hub, sleep, spawn, with_timeout, yield_now};
+
+#[test]
+fn expires_at_a_blocking_point_and_runs_destructors() {
+    let drops = DropCounter::new();
+    let token = drops.token();
+    let t = Instant::now();
+    let result = with_timeout(Duration::from_millis(10), move || {
+        let _held = token;
+        sleep(Duration::from_secs(60));
+    });
+    assert_eq!(result, Err(Timeout { after: Duration::from_millis(10) }));
+    assert_eq!(result.unwrap_err().to_string(), "timed out after 10ms");
+    assert!(t.elapsed() < Duration::from_secs(30));
+    assert_eq!(drops.dropped(), 1);
+}
+
+#[test]
+fn works_inside_greenlets_and_leaves_others_alone() {
+    let slow = spawn(|| with_timeout(Duration::from_millis(5), || sleep(Duration::from_secs(60))));
+    let fast = spawn(|| with_timeout(Duration::from_secs(60), || 3));
+    let bystander = spawn(|| {
+        sleep(Duration::from_millis(20));
+        "fine"
+    });
+    assert!(slow.get().unwrap().is_err());
+    assert_eq!(fast.get().unwrap(), Ok(3));
+    assert_eq!(bystander.get(), Ok("fine"));
+}
+
+#[test]
+fn an_inner_scope_catches_only_its_own_expiry() {
+    let log = Log::new();
+    let l = log.clone();
+    let outer = with_timeout(Duration::from_secs(60), move || {
+        let inner = with_timeout(Duration::from_millis(5), || sleep(Duration::from_secs(60)));
+        l.push(format!("inner: {}", inner.is_err()));
+        "outer finished"
+    });
+    assert_eq!(outer, Ok("outer finished"));
+    assert_eq!(log.take(), ["inner: true"]);
+}
+
+#[test]
+fn an_outer_expiry_passes_through_an_inner_scope() {
+    let log = Log::new();
+    let l = log.clone();
+    let outer = with_timeout(Duration::from_millis(5), move || {
+        let inner = with_timeout(Duration::from_secs(60), || sleep(Duration::from_secs(60)));
+        l.push(format!("inner returned {inner:?}"));
+    });
+    assert!(outer.is_err());
+    assert!(log.take().is_empty(), "the inner scope did not swallow the outer expiry");
+}
+
+#[test]
+fn a_timeout_whose_body_returned_never_fires() {
+    let pending = hub::stats().timers_pending;
+    for _ in 0..100 {
+        assert_eq!(with_timeout(Duration::from_millis(1), || 1), Ok(1));
+    }
+    assert_eq!(hub::stats().timers_pending, pending, "every timer was cancelled");
+    sleep(Duration::from_millis(10)); // would unwind here if a stray expiry were pending
+    let g = spawn(|| {
+        let r = with_timeout(Duration::from_millis(1), yield_now);
+        sleep(Duration::from_millis(10));
+        r
+    });
+    assert_eq!(g.get().unwrap(), Ok(()));
+}
+
+#[test]
+fn an_expiry_that_fires_during_a_panics_unwinding_is_withdrawn_with_its_scope() {
+    // The body panics; a destructor blocks during the unwinding, and the scope's timer
+    // fires meanwhile. Raising it then would abort the process, so it is held back; when
+    // the scope ends it must be withdrawn, and the greenlet must report the real panic.
+    struct BlockingDrop;
+    impl Drop for BlockingDrop {
+        fn drop(&mut self) {
+            sleep(Duration::from_millis(20));
+        }
+    }
+    let g = spawn(|| {
+        let caught = std::panic::catch_unwind(|| {
+            with_timeout(Duration::from_millis(2), || {
+                let _d = BlockingDrop;
+                panic!("the real failure");
+            })
+        });
+        let message = caught.unwrap_err().downcast::<&str>().map(|m| *m).unwrap_or("other");
+        sleep(Duration::from_millis(5)); // a stray expiry would unwind out of here
+        message
+    });
+    assert_eq!(g.get(), Ok("the real failure"));
+}
+
+#[test]
+fn cpu_bound_code_cannot_be_interrupted() {
+    let result = with_timeout(Duration::from_millis(1), || {
+        let until = Instant::now() + Duration::from_millis(20);
+        let mut spins = 0u64;
+        while Instant::now() < until {
+            spins += 1;
+        }
+        spins
+    });
+    assert!(result.is_ok(), "no blocking point: the body runs to completion");
+    // The expired (undelivered) timer must not leak out of the scope:
+    sleep(Duration::from_millis(2));
+}
+
+#[test]
+fn a_timeout_inside_a_destructor_during_a_kill_still_works() {
+    struct FlushOnDrop(Log);
+    impl Drop for FlushOnDrop {
+        fn drop(&mut self) {
+            let r = with_timeout(Duration::from_millis(10), || sleep(Duration::from_secs(60)));
+            self.0.push(format!("flush timed out: {}", r.is_err()));
+        }
+    }
+    let log = Log::new();
+    let l = log.clone();
+    let g = spawn(move || {
+        let _f = FlushOnDrop(l);
+        sleep(Duration::from_secs(60));
+    });
+    yield_now();
+    assert!(g.kill_with(true, Some(Duration::from_secs(20))), "cleanup did not hang");
+    assert_eq!(log.take(), ["flush timed out: true"]);
+}
+
+#[test]
+fn timeouts_in_many_greenlets_each_catch_their_own() {
+    let gs: Vec<_> = (0..50u64)
+        .map(|i| {
+            spawn(move || {
+                let limit = Duration::from_millis(1 + i % 5);
+                with_timeout(limit, || {
+                    sleep(Duration::from_millis(if i % 2 == 0 { 60_000 } else { 0 }))
+                })
+                .is_ok()
+            })
+        })
+        .collect();
+    for (i, g) in gs.iter().enumerate() {
+        assert_eq!(g.get().unwrap(), i % 2 == 1, "greenlet {i}");
+    }
+}
