@@ -7,6 +7,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use util::{DropCounter, Log};
+use verdant::hub::park::{self, WaitList};
 use verdant::{GreenletError, current, killall, sleep, spawn, with_timeout, yield_now};
 
 /// Holds a "lock" flag while alive; releasing it is what a guard's destructor does.
@@ -189,23 +190,35 @@ fn kill_reaches_a_greenlet_that_is_ready_or_joining() {
     blocker.kill();
 }
 
+/// A destructor that blocks until the test releases it.
+struct HeldCleanup(Rc<(Cell<bool>, WaitList)>);
+
+impl Drop for HeldCleanup {
+    fn drop(&mut self) {
+        while !self.0.0.get() {
+            self.0.1.push(park::waker());
+            park::park(&"the test to release the cleanup");
+        }
+    }
+}
+
 #[test]
 fn killall_with_a_timeout_reports_stragglers() {
-    let log = Log::new();
-    let gs: Vec<_> = [1u64, 80]
-        .into_iter()
-        .map(|millis| {
-            let l = log.clone();
-            spawn(move || {
-                let _c = SlowCleanup { log: l, millis };
-                sleep(Duration::from_secs(60));
-            })
-        })
-        .collect();
+    let release = Rc::new((Cell::new(false), WaitList::new()));
+    let quick = spawn(|| sleep(Duration::from_secs(60)));
+    let r = release.clone();
+    let straggler = spawn(move || {
+        let _c = HeldCleanup(r);
+        sleep(Duration::from_secs(60));
+    });
     yield_now();
-    assert!(!killall(&gs, true, Some(Duration::from_millis(20))));
-    assert!(gs[0].ready() && !gs[1].ready());
-    assert!(verdant::joinall(&gs, None));
+    let both = [quick.as_ref(), straggler.as_ref()];
+    assert!(!killall(&both, true, Some(Duration::from_millis(50))));
+    assert!(quick.ready() && !straggler.ready());
+    release.0.set(true);
+    release.1.notify_all();
+    assert!(verdant::joinall(&both, None));
+    assert_eq!(straggler.error(), Some(GreenletError::Killed));
 }
 
 #[test]

@@ -19,17 +19,15 @@ use crate::task::{Core, Interrupt, Kind, State, Task};
 use crate::timer::TimerAction;
 
 /// The typed half of a greenlet: its body before it runs, its value after.
+#[repr(C)]
 struct Body<T, F> {
     core: Core,
     body: Cell<Option<F>>,
     value: RefCell<Option<T>>,
 }
 
-impl<T, F: FnOnce() -> T> Task for Body<T, F> {
-    fn core(&self) -> &Core {
-        &self.core
-    }
-
+// SAFETY: `Body` is `#[repr(C)]` and `core` is its first field.
+unsafe impl<T, F: FnOnce() -> T> Task for Body<T, F> {
     fn run_body(&self) -> Result<(), GreenletError> {
         let body = self.body.take().expect("a greenlet body runs once");
         match catch_unwind(AssertUnwindSafe(body)) {
@@ -49,6 +47,14 @@ impl<T, F: FnOnce() -> T> Task for Body<T, F> {
 /// What a typed handle needs beyond [`Task`]: taking the value out.
 trait TypedTask<T>: Task {
     fn take_value(&self) -> Option<T>;
+}
+
+impl<T> dyn TypedTask<T> {
+    /// The scheduler-facing state, without a virtual call.
+    #[inline]
+    fn core(&self) -> &Core {
+        (self as &dyn Task).core()
+    }
 }
 
 impl<T, F: FnOnce() -> T> TypedTask<T> for Body<T, F> {
@@ -264,7 +270,7 @@ impl<T: 'static> Greenlet<T> {
             return;
         }
         let at = Instant::now() + delay;
-        with_hub(|hub| hub.timers.borrow_mut().insert(at, TimerAction::Start(self.untyped())));
+        with_hub(|hub| hub.timers.insert(at, TimerAction::Start(self.untyped())));
     }
 
     /// Waits until the greenlet is dead, then moves its value out.
@@ -557,7 +563,7 @@ fn kill_task(task: &Rc<dyn Task>) {
         }
         State::Running => {
             core.post_interrupt(Interrupt::Kill);
-            with_hub(|hub| hub.raise_pending_interrupt(task));
+            with_hub(|hub| hub.raise_pending_interrupt());
         }
         State::Ready | State::Parked => with_hub(|hub| hub.interrupt(task, Interrupt::Kill)),
         State::Done => {}

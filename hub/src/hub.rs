@@ -33,10 +33,10 @@
 //! block by suspending their coroutine, which returns control to the loop.
 
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::ptr::NonNull;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -56,18 +56,52 @@ use crate::task::{Core, Interrupt, Kind, MainTask, State, Task};
 use crate::timer::{TimerAction, Timers};
 
 thread_local! {
+    /// Owns this thread's hub: created on first use, dropped at thread exit.
     static HUB: Hub = Hub::new();
+
+    /// A copy of `HUB`'s address, for the fast path of [`with_hub`].
+    ///
+    /// # Invariant
+    ///
+    /// Null, or the address of this thread's live `HUB`. Set on first use; cleared at the
+    /// start of `Hub::drop`, before the hub stops being valid.
+    static HUB_ADDRESS: Cell<*const Hub> = const { Cell::new(std::ptr::null()) };
 }
 
 /// Runs `f` with this thread's hub, creating the hub on first use.
+///
+/// The fast path is one thread-local load: a lazily initialised thread-local would check
+/// its state and, not being inlined, add a call whose `ret` mispredicts after every
+/// switch back into a greenlet.
+#[inline(always)]
 pub(crate) fn with_hub<R>(f: impl FnOnce(&Hub) -> R) -> R {
-    HUB.with(f)
+    let address = HUB_ADDRESS.with(Cell::get);
+    if address.is_null() {
+        return with_new_hub(f);
+    }
+    // SAFETY: by the invariant of `HUB_ADDRESS`, a non-null address is this thread's live
+    // hub, which stays valid until the thread exits.
+    f(unsafe { &*address })
+}
+
+#[cold]
+#[inline(never)]
+fn with_new_hub<R>(f: impl FnOnce(&Hub) -> R) -> R {
+    HUB.with(|hub| {
+        HUB_ADDRESS.with(|address| address.set(hub));
+        f(hub)
+    })
 }
 
 /// Like [`with_hub`], but does nothing once the hub has been destroyed (thread exit).
 /// Used on paths that destructors can reach.
 pub(crate) fn try_with_hub<R>(f: impl FnOnce(&Hub) -> R) -> Option<R> {
-    HUB.try_with(f).ok()
+    let address = HUB_ADDRESS.try_with(Cell::get).ok()?;
+    if address.is_null() {
+        return HUB.try_with(f).ok();
+    }
+    // SAFETY: as in `with_hub`.
+    Some(f(unsafe { &*address }))
 }
 
 /// Why the main code's wait can never end.
@@ -75,18 +109,26 @@ pub(crate) struct Deadlock;
 
 /// One thread's scheduler state.
 pub(crate) struct Hub {
-    /// Greenlets (and possibly the main code) waiting to run, in order.
-    ready: RefCell<VecDeque<Rc<dyn Task>>>,
-    /// How many entries of `ready` still belong to the current turn.
-    turn_left: Cell<usize>,
+    /// Tasks made ready since the current turn began, in order. They run next turn.
+    ready: RefCell<Vec<Rc<dyn Task>>>,
+    /// The rest of the current turn, in *reverse* order, so the next one is `pop()`ed.
+    turn: RefCell<Vec<Rc<dyn Task>>>,
     /// The greenlet running now; `None` while the main code or the loop itself runs.
-    current: RefCell<Option<Rc<dyn Task>>>,
+    ///
+    /// # Invariant
+    ///
+    /// When `Some`, it points into an `Rc<dyn Task>` that [`Hub::resume`] holds for as
+    /// long as the pointer is set, so it is always valid to dereference and to turn into a
+    /// new `Rc` with `Rc::increment_strong_count`.
+    current: Cell<Option<NonNull<dyn Task>>>,
     main: Rc<dyn Task>,
     /// True while the loop's own code runs (between greenlets), where blocking is a bug.
     in_loop: Cell<bool>,
     /// Greenlets whose interrupt could not be raised yet (an unwind was in progress).
     postponed: RefCell<Vec<Rc<dyn Task>>>,
-    pub(crate) timers: RefCell<Timers>,
+    /// Whether `postponed` is non-empty (checked at every turn boundary).
+    has_postponed: Cell<bool>,
+    pub(crate) timers: Timers,
     pub(crate) io: IoDriver,
     pub(crate) inbox: Arc<Inbox>,
     /// Wakers lent to other threads as `RemoteWaker`s, by key.
@@ -110,13 +152,14 @@ impl Hub {
         });
         let main: Rc<dyn Task> = Rc::new(MainTask { core: Core::new(0, None, Kind::Main, 0) });
         Hub {
-            ready: RefCell::new(VecDeque::with_capacity(64)),
-            turn_left: Cell::new(0),
-            current: RefCell::new(None),
+            ready: RefCell::new(Vec::with_capacity(64)),
+            turn: RefCell::new(Vec::with_capacity(64)),
+            current: Cell::new(None),
             main,
             in_loop: Cell::new(false),
             postponed: RefCell::new(Vec::new()),
-            timers: RefCell::new(Timers::new()),
+            has_postponed: Cell::new(false),
+            timers: Timers::new(),
             io,
             inbox: Arc::new(inbox),
             remote_wakers: RefCell::new(slab::Slab::new()),
@@ -135,24 +178,48 @@ impl Hub {
     }
 
     /// The task that is running: a greenlet, or the main code.
+    #[inline(always)]
     pub(crate) fn current_task(&self) -> Rc<dyn Task> {
-        match &*self.current.borrow() {
-            Some(task) => task.clone(),
+        match self.current.get() {
+            Some(running) => {
+                let raw = running.as_ptr() as *const dyn Task;
+                // SAFETY: by the invariant of `current`, `raw` comes from a live `Rc`; the
+                // increment gives the new `Rc` below its own count.
+                unsafe {
+                    Rc::increment_strong_count(raw);
+                    Rc::from_raw(raw)
+                }
+            }
             None => self.main.clone(),
+        }
+    }
+
+    /// The `Core` of the running task, without touching reference counts.
+    #[inline(always)]
+    fn current_core(&self) -> &Core {
+        match self.current.get() {
+            // SAFETY: by the invariant of `current` the task is alive now. The reference is
+            // only used by the running greenlet's own code (park, yield), and a greenlet's
+            // task outlives its code: its coroutine holds an `Rc` to it until it returns.
+            Some(running) => unsafe { running.as_ref() }.core(),
+            None => self.main.core(),
         }
     }
 
     /// Whether `core` is the one running now.
     pub(crate) fn is_current(&self, core: &Core) -> bool {
-        match &*self.current.borrow() {
-            Some(task) => std::ptr::eq(task.core(), core),
-            None => core.is_main(),
-        }
+        std::ptr::eq(self.current_core(), core)
     }
 
     /// Appends a task to the ready queue. The caller has set its state.
+    #[inline(always)]
     pub(crate) fn schedule(&self, task: Rc<dyn Task>) {
-        self.ready.borrow_mut().push_back(task);
+        self.ready.borrow_mut().push(task);
+    }
+
+    /// Whether any task waits to run, in this turn or the next.
+    fn anything_ready(&self) -> bool {
+        !self.ready.borrow().is_empty() || !self.turn.borrow().is_empty()
     }
 
     /// Makes a parked task ready whatever epoch it waits in (kills, timeouts, retries).
@@ -174,39 +241,49 @@ impl Hub {
 
     /// Suspends the running task until a waker of its current epoch (or an interrupt)
     /// makes it ready again. Raises a pending interrupt before and after.
+    #[inline(always)]
     pub(crate) fn park_current(&self, reason: &dyn fmt::Display) {
-        let task = self.current_task();
-        let core = task.core();
-        self.raise_pending_interrupt(&task);
+        self.raise_pending_interrupt();
+        let core = self.current_core();
         core.state.set(State::Parked);
-        self.switch_out(&task, reason);
+        self.switch_out(core, reason);
         core.end_epoch();
-        self.raise_pending_interrupt(&task);
+        self.raise_pending_interrupt();
     }
 
     /// Sends the running task to the back of the ready queue and runs the others.
+    #[inline(always)]
     pub(crate) fn yield_current(&self) {
-        let task = self.current_task();
-        let core = task.core();
-        self.raise_pending_interrupt(&task);
+        self.raise_pending_interrupt();
+        let core = self.current_core();
         core.state.set(State::Ready);
-        self.schedule(task.clone());
-        self.switch_out(&task, &"yield_now()");
+        self.schedule(self.current_task());
+        self.switch_out(core, &"yield_now()");
         core.end_epoch();
-        self.raise_pending_interrupt(&task);
+        self.raise_pending_interrupt();
     }
 
     /// Leaves the running task (already marked `Parked` or `Ready`): a greenlet suspends
     /// its coroutine; the main code runs the loop until it is popped again.
-    fn switch_out(&self, task: &Rc<dyn Task>, reason: &dyn fmt::Display) {
-        let core = task.core();
-        if !core.is_main() {
+    ///
+    /// Inlined all the way into `yield_now`/`park`: after a stack switch every `ret`
+    /// mispredicts (the CPU's return-stack buffer holds the other stack's frames), so each
+    /// call level between user code and the switch costs about 15 cycles per switch.
+    #[inline(always)]
+    fn switch_out(&self, core: &Core, reason: &dyn fmt::Display) {
+        if core.is_main() {
+            self.run_loop_for_main(core, reason);
+        } else {
             let yielder = core.yielder.get();
-            // SAFETY: `task` is the running greenlet, so its coroutine has started and not
+            // SAFETY: `core` is the running greenlet, so its coroutine has started and not
             // returned, and we are executing on its stack: the yielder invariant holds.
             unsafe { (*yielder).suspend(()) };
-            return;
         }
+    }
+
+    /// The main code blocks: run the loop until it is popped from the ready queue again.
+    #[inline(never)]
+    fn run_loop_for_main(&self, core: &Core, reason: &dyn fmt::Display) {
         if self.in_loop.get() {
             core.state.set(State::Running);
             panic!(
@@ -226,16 +303,27 @@ impl Hub {
         }
     }
 
-    /// Raises the task's pending interrupt as an unwind, if it is safe to do so now;
-    /// otherwise remembers the task so the loop retries once no unwind is in progress.
-    pub(crate) fn raise_pending_interrupt(&self, task: &Rc<dyn Task>) {
-        let core = task.core();
+    /// Raises the running task's pending interrupt as an unwind, if it is safe to do so
+    /// now; otherwise remembers the task so the loop retries once no unwind is in progress.
+    #[inline]
+    pub(crate) fn raise_pending_interrupt(&self) {
+        if self.current_core().interrupt.get().is_some() {
+            self.raise_pending_interrupt_slow();
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn raise_pending_interrupt_slow(&self) {
+        let core = self.current_core();
         let Some(interrupt) = core.interrupt.get() else { return };
         if !interrupt.deliverable_now() {
+            let task = self.current_task();
             let mut postponed = self.postponed.borrow_mut();
-            if !postponed.iter().any(|t| Rc::ptr_eq(t, task)) {
-                postponed.push(task.clone());
+            if !postponed.iter().any(|t| Rc::ptr_eq(t, &task)) {
+                postponed.push(task);
             }
+            self.has_postponed.set(true);
             return;
         }
         core.interrupt.set(None);
@@ -269,40 +357,51 @@ impl Hub {
     }
 
     /// Pops the next task of the current turn, opening a new turn when the last one ran out.
+    #[inline]
     fn next_ready(&self) -> Option<Rc<dyn Task>> {
-        if self.turn_left.get() == 0 {
-            self.turn_boundary();
-            let queued = self.ready.borrow().len();
-            if queued == 0 {
-                return None;
-            }
-            self.turn_left.set(queued);
+        if let Some(task) = self.turn.borrow_mut().pop() {
+            return Some(task);
         }
-        self.turn_left.set(self.turn_left.get() - 1);
-        self.ready.borrow_mut().pop_front()
+        self.turn_boundary();
+        let mut turn = self.turn.borrow_mut();
+        std::mem::swap(&mut *turn, &mut *self.ready.borrow_mut());
+        turn.reverse();
+        turn.pop()
     }
 
     /// Between two turns: retry postponed interrupts, drain the inbox, poll I/O without
-    /// blocking (only if someone waits for I/O), fire due timers.
+    /// blocking (only if someone waits for I/O), fire due timers. Each check is one load;
+    /// the work, when there is some, happens out of line.
+    #[inline]
     fn turn_boundary(&self) {
         self.stats.turns.set(self.stats.turns.get() + 1);
-        self.retry_postponed();
-        self.drain_inbox();
+        if self.has_postponed.get() {
+            self.retry_postponed();
+        }
+        if self.inbox.has_messages() {
+            self.drain_inbox();
+        }
         if self.io.waiters() > 0 {
             self.poll_io(Some(Duration::ZERO));
         }
-        self.fire_timers();
+        if !self.timers.is_empty() {
+            self.fire_timers();
+        }
     }
 
     /// Nothing is ready: block until something can run, or report that nothing ever can.
     fn wait_for_work(&self) -> Result<(), Deadlock> {
         loop {
-            self.fire_timers();
-            self.drain_inbox();
-            if !self.ready.borrow().is_empty() {
+            if !self.timers.is_empty() {
+                self.fire_timers();
+            }
+            if self.inbox.has_messages() {
+                self.drain_inbox();
+            }
+            if self.anything_ready() {
                 return Ok(());
             }
-            let next_timer = self.timers.borrow_mut().next_deadline();
+            let next_timer = self.timers.next_deadline();
             let timeout = next_timer.map(|at| at.saturating_duration_since(Instant::now()));
             if timeout.is_none() && self.io.waiters() == 0 && !self.inbox.may_receive() {
                 return Err(Deadlock);
@@ -323,17 +422,16 @@ impl Hub {
             return;
         }
         core.state.set(State::Running);
-        *self.current.borrow_mut() = Some(task.clone());
+        self.current.set(Some(NonNull::from(&*task)));
         self.in_loop.set(false);
         self.stats.switches.set(self.stats.switches.get() + 1);
+        overflow::publish_running_guard(core.guard.get(), core.stack_size);
         let result = {
             let mut coroutine = core.coroutine.borrow_mut();
-            let coroutine = coroutine.as_mut().expect("a started greenlet has a coroutine");
-            let _guard = overflow::GuardScope::enter(core.guard.get(), core.stack_size);
-            coroutine.resume(())
+            coroutine.as_mut().expect("a started greenlet has a coroutine").resume(())
         };
         self.in_loop.set(true);
-        *self.current.borrow_mut() = None;
+        self.current.set(None);
         if let CoroutineResult::Return(()) = result {
             let coroutine = core.coroutine.borrow_mut().take().expect("returned coroutine");
             core.state.set(State::Done);
@@ -362,23 +460,23 @@ impl Hub {
         Ok(())
     }
 
+    #[cold]
     fn retry_postponed(&self) {
-        if self.postponed.borrow().is_empty() || std::thread::panicking() {
+        if std::thread::panicking() {
             return;
         }
+        self.has_postponed.set(false);
         let postponed = std::mem::take(&mut *self.postponed.borrow_mut());
         for task in &postponed {
             self.force_wake(task);
         }
     }
 
+    #[inline(never)]
     fn fire_timers(&self) {
-        if self.timers.borrow().is_empty() {
-            return;
-        }
         let now = Instant::now();
         loop {
-            let action = self.timers.borrow_mut().pop_expired(now);
+            let action = self.timers.pop_expired(now);
             let Some(action) = action else { break };
             self.stats.timers_fired.set(self.stats.timers_fired.get() + 1);
             match action {
@@ -406,6 +504,7 @@ impl Hub {
     }
 
     /// Runs every message other threads posted since the last drain.
+    #[inline(never)]
     fn drain_inbox(&self) {
         let mut batch = std::mem::take(&mut *self.inbox_spare.borrow_mut());
         if !self.inbox.take_all(&mut batch) {
@@ -455,9 +554,11 @@ impl Drop for Hub {
     /// at process exit). Running their code now would be unsound: it could touch
     /// thread-locals that are already gone.
     fn drop(&mut self) {
+        let _ = HUB_ADDRESS.try_with(|address| address.set(std::ptr::null()));
         self.inbox.close();
         std::mem::forget(std::mem::take(&mut *self.ready.borrow_mut()));
-        std::mem::forget(self.timers.borrow_mut().drain());
+        std::mem::forget(std::mem::take(&mut *self.turn.borrow_mut()));
+        std::mem::forget(self.timers.drain());
         std::mem::forget(std::mem::take(&mut *self.remote_wakers.borrow_mut()));
         std::mem::forget(std::mem::take(&mut *self.postponed.borrow_mut()));
         self.io.abandon_waiters();

@@ -116,6 +116,7 @@ pub fn waker() -> Waker {
 /// the main code, it panics with a deadlock message naming `reason` ("waits on {reason}").
 /// A kill or an expired [`with_timeout`](crate::with_timeout) unwinds out of `park`. It can
 /// also return spuriously: callers re-check their condition in a loop.
+#[inline]
 pub fn park(reason: &dyn fmt::Display) {
     with_hub(|hub| hub.park_current(reason));
 }
@@ -133,8 +134,7 @@ pub fn park_until(reason: &dyn fmt::Display, deadline: Option<Instant>) -> bool 
         crate::yield_now();
         return true;
     }
-    let timer =
-        with_hub(|hub| hub.timers.borrow_mut().insert(deadline, TimerAction::Wake(waker())));
+    let timer = with_hub(|hub| hub.timers.insert(deadline, TimerAction::Wake(waker())));
     let _cancel = CancelTimer(timer);
     park(reason);
     Instant::now() >= deadline
@@ -150,7 +150,7 @@ struct CancelTimer(crate::timer::TimerKey);
 
 impl Drop for CancelTimer {
     fn drop(&mut self) {
-        try_with_hub(|hub| hub.timers.borrow_mut().cancel(self.0));
+        try_with_hub(|hub| hub.timers.cancel(self.0));
     }
 }
 

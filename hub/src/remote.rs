@@ -87,6 +87,12 @@ impl Inbox {
         Ok(())
     }
 
+    /// Whether a message is queued (one atomic load: checked at every turn boundary).
+    #[inline]
+    pub(crate) fn has_messages(&self) -> bool {
+        self.queued.load(Ordering::Acquire)
+    }
+
     /// Swaps the queue's contents into `out` (which must be empty). Returns whether
     /// anything was taken.
     pub(crate) fn take_all(&self, out: &mut Vec<Message>) -> bool {

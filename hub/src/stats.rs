@@ -65,7 +65,7 @@ pub fn stats() -> HubStats {
             wake_writes: hub.inbox.wake_writes(),
             stacks_in_use: stacks.in_use(),
             stacks_free: stacks.free_count(),
-            timers_pending: hub.timers.borrow().len(),
+            timers_pending: hub.timers.len(),
         }
     })
 }

@@ -209,10 +209,13 @@ impl fmt::Debug for Core {
 }
 
 /// What the hub can do with any greenlet, whatever its return type.
-pub(crate) trait Task {
-    /// The scheduler-facing state.
-    fn core(&self) -> &Core;
-
+///
+/// # Safety
+///
+/// Implementors must be `#[repr(C)]` with a [`Core`] as their first field: the hub reads
+/// the `Core` of a `dyn Task` straight from its data pointer (see [`<dyn Task>::core`]),
+/// which saves a virtual call on every switch.
+pub(crate) unsafe trait Task {
     /// Runs the body once, on the greenlet's own stack, catching any unwind, and returns
     /// its outcome. The value itself (if any) stays in the typed part.
     fn run_body(&self) -> Result<(), GreenletError>;
@@ -221,16 +224,24 @@ pub(crate) trait Task {
     fn discard_body(&self);
 }
 
+impl dyn Task {
+    /// The scheduler-facing state of any task.
+    #[inline]
+    pub(crate) fn core(&self) -> &Core {
+        // SAFETY: by the contract of `Task`, the value behind this pointer is `#[repr(C)]`
+        // and starts with a `Core`, so its address is the address of that `Core`.
+        unsafe { &*(self as *const dyn Task as *const Core) }
+    }
+}
+
 /// The task that stands for the thread's main code in the ready queue and in wakers.
+#[repr(C)]
 pub(crate) struct MainTask {
     pub(crate) core: Core,
 }
 
-impl Task for MainTask {
-    fn core(&self) -> &Core {
-        &self.core
-    }
-
+// SAFETY: `MainTask` is `#[repr(C)]` and `core` is its first field.
+unsafe impl Task for MainTask {
     fn run_body(&self) -> Result<(), GreenletError> {
         unreachable!("the main code has no body to run")
     }

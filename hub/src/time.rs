@@ -24,6 +24,7 @@ use crate::park;
 /// log.borrow_mut().push("after yield");
 /// assert_eq!(*log.borrow(), ["before yield", "greenlet", "after yield"]);
 /// ```
+#[inline]
 pub fn yield_now() {
     with_hub(|hub| hub.yield_current());
 }

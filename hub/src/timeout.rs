@@ -69,7 +69,7 @@ pub fn with_timeout<T>(timeout: Duration, f: impl FnOnce() -> T) -> Result<T, Ti
         Err(payload) => match payload.downcast_ref::<TimeoutUnwind>() {
             Some(TimeoutUnwind(caught)) if *caught == id => {
                 // A kill that arrived while we were unwinding must not get lost.
-                with_hub(|hub| hub.raise_pending_interrupt(&hub.current_task()));
+                with_hub(|hub| hub.raise_pending_interrupt());
                 Err(Timeout { after: timeout })
             }
             _ => resume_unwind(payload),
@@ -89,8 +89,7 @@ impl Scope {
         with_hub(|hub| {
             let task = hub.current_task();
             let interrupt = Interrupt::Timeout { id, in_unwind: std::thread::panicking() };
-            let timer =
-                hub.timers.borrow_mut().insert(deadline, TimerAction::Interrupt(task, interrupt));
+            let timer = hub.timers.insert(deadline, TimerAction::Interrupt(task, interrupt));
             Scope { id, timer }
         })
     }
@@ -99,7 +98,7 @@ impl Scope {
 impl Drop for Scope {
     fn drop(&mut self) {
         try_with_hub(|hub| {
-            hub.timers.borrow_mut().cancel(self.timer);
+            hub.timers.cancel(self.timer);
             let core = hub.current_task();
             let core = core.core();
             if let Some(Interrupt::Timeout { id, .. }) = core.interrupt.get()

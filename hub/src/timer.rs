@@ -9,6 +9,7 @@
 //! `seq` increases with every insertion, so two timers with the same deadline fire in
 //! the order they were created.
 
+use std::cell::{Cell, RefCell};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::rc::Rc;
@@ -36,28 +37,78 @@ pub(crate) struct TimerKey {
     seq: u64,
 }
 
-/// The timer heap of one hub.
+/// The timers of one hub. Methods take `&self`; the count of live timers sits in a `Cell`
+/// so the loop can see "no timers" at every turn boundary without borrowing the heap.
 pub(crate) struct Timers {
+    heap: RefCell<TimerHeap>,
+    live: Cell<usize>,
+}
+
+impl Timers {
+    pub(crate) fn new() -> Timers {
+        Timers { heap: RefCell::new(TimerHeap::new()), live: Cell::new(0) }
+    }
+
+    /// Live (not yet fired, not cancelled) timers.
+    #[inline]
+    pub(crate) fn len(&self) -> usize {
+        self.live.get()
+    }
+
+    #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.live.get() == 0
+    }
+
+    pub(crate) fn insert(&self, deadline: Instant, action: TimerAction) -> TimerKey {
+        let key = self.heap.borrow_mut().insert(deadline, action);
+        self.live.set(self.live.get() + 1);
+        key
+    }
+
+    /// Cancels a timer. Returns `true` if it had not fired yet.
+    pub(crate) fn cancel(&self, key: TimerKey) -> bool {
+        let cancelled = self.heap.borrow_mut().cancel(key);
+        if cancelled {
+            self.live.set(self.live.get() - 1);
+        }
+        cancelled
+    }
+
+    /// The earliest live deadline.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.heap.borrow_mut().next_deadline()
+    }
+
+    /// Removes and returns the action of the earliest timer due at or before `now`.
+    pub(crate) fn pop_expired(&self, now: Instant) -> Option<TimerAction> {
+        let action = self.heap.borrow_mut().pop_expired(now);
+        if action.is_some() {
+            self.live.set(self.live.get() - 1);
+        }
+        action
+    }
+
+    /// Takes every action out, for a hub that is shutting down.
+    pub(crate) fn drain(&self) -> Vec<TimerAction> {
+        self.live.set(0);
+        self.heap.borrow_mut().drain()
+    }
+}
+
+/// The heap itself: deadlines ordered with their creation sequence, actions in a slab.
+struct TimerHeap {
     heap: BinaryHeap<Reverse<(Instant, u64, usize)>>,
     actions: Slab<(u64, TimerAction)>,
     next_seq: u64,
 }
 
-impl Timers {
-    pub(crate) fn new() -> Timers {
-        Timers { heap: BinaryHeap::new(), actions: Slab::new(), next_seq: 0 }
+impl TimerHeap {
+    fn new() -> TimerHeap {
+        TimerHeap { heap: BinaryHeap::new(), actions: Slab::new(), next_seq: 0 }
     }
 
-    /// Live (not yet fired, not cancelled) timers.
-    pub(crate) fn len(&self) -> usize {
-        self.actions.len()
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.actions.is_empty()
-    }
-
-    pub(crate) fn insert(&mut self, deadline: Instant, action: TimerAction) -> TimerKey {
+    fn insert(&mut self, deadline: Instant, action: TimerAction) -> TimerKey {
         let seq = self.next_seq;
         self.next_seq += 1;
         let slot = self.actions.insert((seq, action));
@@ -65,8 +116,7 @@ impl Timers {
         TimerKey { slot, seq }
     }
 
-    /// Cancels a timer. Returns `true` if it had not fired yet.
-    pub(crate) fn cancel(&mut self, key: TimerKey) -> bool {
+    fn cancel(&mut self, key: TimerKey) -> bool {
         match self.actions.get(key.slot) {
             Some((seq, _)) if *seq == key.seq => {
                 self.actions.remove(key.slot);
@@ -78,7 +128,7 @@ impl Timers {
     }
 
     /// The earliest live deadline, dropping stale entries from the top on the way.
-    pub(crate) fn next_deadline(&mut self) -> Option<Instant> {
+    fn next_deadline(&mut self) -> Option<Instant> {
         while let Some(Reverse((deadline, seq, slot))) = self.heap.peek().copied() {
             if self.is_live(seq, slot) {
                 return Some(deadline);
@@ -88,8 +138,7 @@ impl Timers {
         None
     }
 
-    /// Removes and returns the action of the earliest timer due at or before `now`.
-    pub(crate) fn pop_expired(&mut self, now: Instant) -> Option<TimerAction> {
+    fn pop_expired(&mut self, now: Instant) -> Option<TimerAction> {
         loop {
             let Reverse((deadline, seq, slot)) = *self.heap.peek()?;
             if !self.is_live(seq, slot) {
@@ -124,8 +173,7 @@ impl Timers {
         self.heap.len()
     }
 
-    /// Takes every action out, for a hub that is shutting down.
-    pub(crate) fn drain(&mut self) -> Vec<TimerAction> {
+    fn drain(&mut self) -> Vec<TimerAction> {
         self.heap.clear();
         self.actions.drain().map(|(_, action)| action).collect()
     }
@@ -150,7 +198,7 @@ mod tests {
 
     #[test]
     fn fires_in_deadline_order_fifo_on_ties() {
-        let mut timers = Timers::new();
+        let timers = Timers::new();
         let t0 = Instant::now();
         timers.insert(t0 + Duration::from_millis(5), start_action(1));
         timers.insert(t0 + Duration::from_millis(1), start_action(2));
@@ -166,7 +214,7 @@ mod tests {
 
     #[test]
     fn cancel_skips_and_compacts() {
-        let mut timers = Timers::new();
+        let timers = Timers::new();
         let t0 = Instant::now();
         let keys: Vec<_> = (0..10_000)
             .map(|i| timers.insert(t0 + Duration::from_secs(60), start_action(i)))
@@ -177,7 +225,11 @@ mod tests {
         }
         assert!(!timers.cancel(keys[0]), "a cancelled timer cannot be cancelled twice");
         assert_eq!(timers.len(), 1);
-        assert!(timers.heap_len() < 5000, "stale entries were compacted: {}", timers.heap_len());
+        assert!(
+            timers.heap.borrow().heap_len() < 5000,
+            "stale entries were compacted: {}",
+            timers.heap.borrow().heap_len()
+        );
         assert_eq!(timers.next_deadline(), Some(t0));
         assert_eq!(id_of(timers.pop_expired(t0).unwrap()), 99);
         assert!(!timers.cancel(keep), "a fired timer is no longer cancellable");

@@ -1,0 +1,110 @@
+//! The comparison workloads of `shared/WORKLOADS.md`, one per run, machine-readable.
+//!
+//! ```text
+//! cargo run --release --example workloads -- <ID> [N]
+//! ```
+//!
+//! prints one `RESULT <id> <value> <unit>` line per figure and nothing else on stdout.
+//! Only the measured section is timed. Implemented here: W1 (switch), W2 (spawn+join),
+//! W6 (100,000 timers), W8 (idle memory; N = 10000 or 100000).
+
+use std::time::{Duration, Instant};
+
+use verdant::{hub, sleep, spawn, yield_now};
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let id = args.first().map(String::as_str).unwrap_or("");
+    let n: Option<usize> = args.get(1).map(|s| s.parse().expect("N must be a number"));
+    match id {
+        "W1" => w1_switch(n.unwrap_or(1_000_000)),
+        "W2" => w2_spawn_join(n.unwrap_or(100_000)),
+        "W6" => w6_timers(n.unwrap_or(100_000)),
+        "W8" => w8_idle_memory(n.unwrap_or(10_000)),
+        _ => {
+            eprintln!("usage: workloads <W1|W2|W6|W8> [N]");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn result(id: &str, value: f64, unit: &str) {
+    println!("RESULT {id} {value:.1} {unit}");
+}
+
+/// W1: two greenlets hand control to each other `rounds` times each.
+fn w1_switch(rounds: usize) {
+    let ping = || {
+        spawn(move || {
+            for _ in 0..rounds {
+                yield_now();
+            }
+        })
+    };
+    let (a, b) = (ping(), ping());
+    let t = Instant::now();
+    a.join();
+    b.join();
+    let elapsed = t.elapsed();
+    result("W1", elapsed.as_nanos() as f64 / (2 * rounds) as f64, "ns/switch");
+}
+
+/// W2: spawn `count` greenlets returning their index, join all, sum.
+fn w2_spawn_join(count: usize) {
+    let t = Instant::now();
+    let greenlets: Vec<_> = (0..count).map(|i| spawn(move || i as u64)).collect();
+    let sum: u64 = greenlets.iter().map(|g| g.get().unwrap()).sum();
+    let elapsed = t.elapsed();
+    assert_eq!(sum, (count as u64) * (count as u64 - 1) / 2);
+    result("W2", elapsed.as_nanos() as f64 / count as f64, "ns/spawn+join");
+}
+
+/// A small fixed-seed generator (xorshift64*), so every run sleeps the same amounts.
+fn random_millis(count: usize, max: u64) -> Vec<u64> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..count)
+        .map(|_| {
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            x.wrapping_mul(0x2545_F491_4F6C_DD1D) % (max + 1)
+        })
+        .collect()
+}
+
+/// W6: `count` greenlets each sleep 0–100 ms, join all; time beyond the 100 ms floor.
+fn w6_timers(count: usize) {
+    let delays = random_millis(count, 100);
+    let t = Instant::now();
+    let greenlets: Vec<_> =
+        delays.iter().map(|&ms| spawn(move || sleep(Duration::from_millis(ms)))).collect();
+    for g in &greenlets {
+        g.join();
+    }
+    let elapsed = t.elapsed();
+    assert!(greenlets.iter().all(|g| g.successful()), "some greenlet failed");
+    result("W6", elapsed.as_secs_f64() * 1000.0 - 100.0, "ms");
+}
+
+/// Resident memory of this process in KiB (VmRSS).
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// W8: `count` greenlets all blocked in `sleep(10 s)`; resident memory per greenlet.
+fn w8_idle_memory(count: usize) {
+    // Warm up the hub and allocator outside the measurement.
+    spawn(|| ()).join();
+    let before = rss_kib();
+    let greenlets: Vec<_> = (0..count).map(|_| spawn(|| sleep(Duration::from_secs(10)))).collect();
+    yield_now(); // every greenlet starts and parks in its sleep
+    let during = rss_kib();
+    let started = hub::stats().stacks_in_use;
+    assert_eq!(started, count, "not every greenlet got a stack");
+    result("W8", (during - before) as f64 / count as f64, "KiB/greenlet");
+    for g in &greenlets {
+        g.kill_with(false, None);
+    }
+}
