@@ -10,7 +10,21 @@
 
 use std::time::{Duration, Instant};
 
-use verdant::{hub, sleep, spawn, yield_now};
+use verdant::hub::{self, StackMode};
+use verdant::{sleep, spawn, yield_now};
+
+/// Guarded stacks unless there are more greenlets than they can serve, or the
+/// `VERDANT_STACK_MODE` environment variable (`guarded` or `shared`) says otherwise.
+fn choose_stack_mode(greenlets: usize) {
+    let mode = match std::env::var("VERDANT_STACK_MODE").as_deref() {
+        Ok("shared") => StackMode::Shared,
+        Ok("guarded") => StackMode::Guarded,
+        _ if greenlets > 30_000 => StackMode::Shared,
+        _ => StackMode::Guarded,
+    };
+    hub::configure(|c| c.stack_mode = mode).unwrap();
+    eprintln!("stack mode: {mode:?}");
+}
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -74,6 +88,7 @@ fn random_millis(count: usize, max: u64) -> Vec<u64> {
 
 /// W6: `count` greenlets each sleep 0–100 ms, join all; time beyond the 100 ms floor.
 fn w6_timers(count: usize) {
+    choose_stack_mode(count);
     let delays = random_millis(count, 100);
     let t = Instant::now();
     let greenlets: Vec<_> =
@@ -95,14 +110,19 @@ fn rss_kib() -> u64 {
 
 /// W8: `count` greenlets all blocked in `sleep(10 s)`; resident memory per greenlet.
 fn w8_idle_memory(count: usize) {
+    choose_stack_mode(count);
     // Warm up the hub and allocator outside the measurement.
     spawn(|| ()).join();
     let before = rss_kib();
     let greenlets: Vec<_> = (0..count).map(|_| spawn(|| sleep(Duration::from_secs(10)))).collect();
     yield_now(); // every greenlet starts and parks in its sleep
     let during = rss_kib();
-    let started = hub::stats().stacks_in_use;
-    assert_eq!(started, count, "not every greenlet got a stack");
+    let stats = hub::stats();
+    assert_eq!(stats.switches as usize, count + 1, "every greenlet started and parked");
+    eprintln!(
+        "{} guarded stacks in use, {} shared stacks, {} bytes copied",
+        stats.stacks_in_use, stats.shared_stacks, stats.shared_bytes_copied
+    );
     result("W8", (during - before) as f64 / count as f64, "KiB/greenlet");
     for g in &greenlets {
         g.kill_with(false, None);

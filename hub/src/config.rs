@@ -25,11 +25,45 @@ pub struct HubConfig {
     pub max_stacks: Option<usize>,
     /// How many finished greenlets' stacks the hub keeps for reuse. Default 1024.
     pub max_free_stacks: usize,
+    /// Which stacks new greenlets get. Default [`StackMode::Guarded`].
+    pub stack_mode: StackMode,
+    /// In [`StackMode::Shared`], how many shared stacks (each `stack_size` bytes) the hub
+    /// spreads its greenlets over. Default 16.
+    pub shared_stacks: usize,
+}
+
+/// Which stacks a hub gives its greenlets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StackMode {
+    /// Each greenlet has its own `mmap`'d stack with a guard page. Switching costs nothing
+    /// extra; about 32k greenlets can be alive at once (each stack costs two of the
+    /// kernel's `vm.max_map_count` memory maps).
+    #[default]
+    Guarded,
+    /// Greenlets take turns on a few shared guarded stacks; a suspended greenlet keeps a
+    /// heap copy of the part of the stack it uses (often 1–2 KiB). No limit on the number
+    /// of greenlets, and less memory per idle greenlet, at the price of a copy when two
+    /// greenlets bound to the same shared stack alternate.
+    ///
+    /// # Caveat
+    ///
+    /// While a greenlet is suspended, its stack memory may hold another greenlet's frames.
+    /// Safe Rust cannot notice, but unsafe code must not let anything (another greenlet, a
+    /// thread, the kernel) use a pointer into a suspended greenlet's stack.
+    /// A greenlet given an explicit [`Builder::stack_size`](crate::Builder::stack_size)
+    /// always gets its own guarded stack.
+    Shared,
 }
 
 impl Default for HubConfig {
     fn default() -> Self {
-        HubConfig { stack_size: DEFAULT_STACK_SIZE, max_stacks: None, max_free_stacks: 1024 }
+        HubConfig {
+            stack_size: DEFAULT_STACK_SIZE,
+            max_stacks: None,
+            max_free_stacks: 1024,
+            stack_mode: StackMode::Guarded,
+            shared_stacks: 16,
+        }
     }
 }
 

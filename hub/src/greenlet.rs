@@ -11,6 +11,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use crate::config::StackMode;
 use crate::error::{GreenletError, classify_unwind, panic_message};
 use crate::hub::with_hub;
 use crate::park;
@@ -138,27 +139,18 @@ impl Builder {
         F: FnOnce() -> T + 'static,
         T: 'static,
     {
-        let greenlet = self.build(f)?;
-        let stack = with_hub(|hub| {
-            let core = greenlet.task.core();
-            let max = hub.config.borrow().max_stacks;
-            hub.stacks.borrow_mut().take(core.stack_size, max)
-        })?;
-        greenlet.task.core().reserved_stack.set(Some(stack));
+        let size = self.stack_size.map(checked_stack_size).transpose()?;
+        let greenlet = Greenlet::create(self.name.map(String::into_boxed_str), size, f);
+        let core = greenlet.task.core();
+        if !core.shared {
+            let stack = with_hub(|hub| {
+                let max = hub.config.borrow().max_stacks;
+                hub.stacks.borrow_mut().take(core.stack_size, max)
+            })?;
+            core.reserved_stack.set(Some(stack));
+        }
         greenlet.start();
         Ok(greenlet)
-    }
-
-    fn build<F, T>(self, f: F) -> io::Result<Greenlet<T>>
-    where
-        F: FnOnce() -> T + 'static,
-        T: 'static,
-    {
-        let size = match self.stack_size {
-            Some(bytes) => checked_stack_size(bytes)?,
-            None => with_hub(|hub| hub.config.borrow().stack_size),
-        };
-        Ok(Greenlet::create(self.name.map(String::into_boxed_str), size, f))
     }
 }
 
@@ -182,11 +174,13 @@ where
     T: 'static,
 {
     let greenlet = Greenlet::new(f);
-    let size = greenlet.task.core().stack_size;
-    if let Err(err) = with_hub(|hub| {
-        let max = hub.config.borrow().max_stacks;
-        hub.stacks.borrow().check_can_take(size, max)
-    }) {
+    let core = greenlet.task.core();
+    if !core.shared
+        && let Err(err) = with_hub(|hub| {
+            let max = hub.config.borrow().max_stacks;
+            hub.stacks.borrow().check_can_take(core.stack_size, max)
+        })
+    {
         panic!("verdant::spawn: {err}");
     }
     greenlet.start();
@@ -233,20 +227,26 @@ impl<T: 'static> Greenlet<T> {
     where
         F: FnOnce() -> T + 'static,
     {
-        let size = with_hub(|hub| hub.config.borrow().stack_size);
-        Greenlet::create(None, size, f)
+        Greenlet::create(None, None, f)
     }
 
-    fn create<F>(name: Option<Box<str>>, stack_size: usize, f: F) -> Greenlet<T>
+    /// Creates the greenlet. `stack_size` is an explicit size (which always means a guarded
+    /// stack of its own), or `None` for the hub's configured size and stack mode.
+    fn create<F>(name: Option<Box<str>>, stack_size: Option<usize>, f: F) -> Greenlet<T>
     where
         F: FnOnce() -> T + 'static,
     {
-        let id = with_hub(|hub| {
+        let (id, stack_size, shared) = with_hub(|hub| {
             hub.stats.spawned.set(hub.stats.spawned.get() + 1);
-            hub.next_id()
+            let config = hub.config.borrow();
+            let (size, shared) = match stack_size {
+                Some(size) => (size, false),
+                None => (config.stack_size, config.stack_mode == StackMode::Shared),
+            };
+            (hub.next_id(), size, shared)
         });
         let body = Body {
-            core: Core::new(id, name, Kind::Greenlet, stack_size),
+            core: Core::new(id, name, Kind::Greenlet, stack_size, shared),
             body: Cell::new(Some(f)),
             value: RefCell::new(None),
         };

@@ -50,7 +50,8 @@ use crate::io::IoDriver;
 use crate::overflow;
 use crate::park::Waker;
 use crate::remote::{Inbox, Message};
-use crate::stack::StackPool;
+use crate::shared_stack::{self, SharedStacks};
+use crate::stack::{Stack, StackPool};
 use crate::stats::Stats;
 use crate::task::{Core, Interrupt, Kind, MainTask, State, Task};
 use crate::timer::{TimerAction, Timers};
@@ -136,6 +137,7 @@ pub(crate) struct Hub {
     /// A spare buffer swapped with the inbox's queue, so draining does not allocate.
     inbox_spare: RefCell<Vec<Message>>,
     pub(crate) stacks: RefCell<StackPool>,
+    pub(crate) shared_stacks: RefCell<SharedStacks>,
     pub(crate) config: RefCell<HubConfig>,
     pub(crate) stats: Stats,
     next_id: Cell<u64>,
@@ -150,7 +152,8 @@ impl Hub {
         let inbox = Inbox::new(&io).unwrap_or_else(|err| {
             panic!("verdant: cannot create this thread's hub: its wake eventfd failed: {err}")
         });
-        let main: Rc<dyn Task> = Rc::new(MainTask { core: Core::new(0, None, Kind::Main, 0) });
+        let main: Rc<dyn Task> =
+            Rc::new(MainTask { core: Core::new(0, None, Kind::Main, 0, false) });
         Hub {
             ready: RefCell::new(Vec::with_capacity(64)),
             turn: RefCell::new(Vec::with_capacity(64)),
@@ -165,6 +168,7 @@ impl Hub {
             remote_wakers: RefCell::new(slab::Slab::new()),
             inbox_spare: RefCell::new(Vec::new()),
             stacks: RefCell::new(StackPool::new()),
+            shared_stacks: RefCell::new(SharedStacks::new()),
             config: RefCell::new(HubConfig::default()),
             stats: Stats::default(),
             next_id: Cell::new(1),
@@ -273,11 +277,14 @@ impl Hub {
     fn switch_out(&self, core: &Core, reason: &dyn fmt::Display) {
         if core.is_main() {
             self.run_loop_for_main(core, reason);
-        } else {
+        } else if !core.shared {
             let yielder = core.yielder.get();
             // SAFETY: `core` is the running greenlet, so its coroutine has started and not
             // returned, and we are executing on its stack: the yielder invariant holds.
             unsafe { (*yielder).suspend(()) };
+        } else {
+            // SAFETY: as above.
+            unsafe { shared_stack::suspend_recording_sp(core.yielder.get(), &core.suspended_sp) };
         }
     }
 
@@ -413,13 +420,15 @@ impl Hub {
     /// Runs one greenlet until it blocks, yields or finishes.
     fn resume(&self, task: Rc<dyn Task>) {
         let core = task.core();
-        if core.state.get() == State::New
-            && let Err(err) = self.create_coroutine(&task)
-        {
-            core.state.set(State::Done);
-            task.discard_body();
-            greenlet::finish(&task, Err(GreenletError::NoStack(err.to_string())));
-            return;
+        if core.state.get() == State::New {
+            if let Err(err) = self.create_coroutine(&task) {
+                core.state.set(State::Done);
+                task.discard_body();
+                greenlet::finish(&task, Err(GreenletError::NoStack(err.to_string())));
+                return;
+            }
+        } else if core.shared {
+            self.shared_stacks.borrow_mut().make_resident(&task);
         }
         core.state.set(State::Running);
         self.current.set(Some(NonNull::from(&*task)));
@@ -435,22 +444,47 @@ impl Hub {
         if let CoroutineResult::Return(()) = result {
             let coroutine = core.coroutine.borrow_mut().take().expect("returned coroutine");
             core.state.set(State::Done);
-            let max_free = self.config.borrow().max_free_stacks;
-            self.stacks.borrow_mut().give_back(coroutine.into_stack(), max_free);
+            match coroutine.into_stack() {
+                Stack::Guarded(stack) => {
+                    let max_free = self.config.borrow().max_free_stacks;
+                    self.stacks.borrow_mut().give_back(stack, max_free);
+                }
+                Stack::Shared(_) => {
+                    let index = core.shared_index.get().expect("bound to a shared stack");
+                    self.shared_stacks.borrow_mut().release(index, &task);
+                    drop(core.saved_stack.take());
+                }
+            }
         }
     }
 
     /// Gives a greenlet that runs for the first time its stack and coroutine.
     fn create_coroutine(&self, task: &Rc<dyn Task>) -> io::Result<()> {
         let core = task.core();
-        let stack = match core.reserved_stack.take() {
-            Some(stack) => stack,
-            None => {
-                let max_stacks = self.config.borrow().max_stacks;
-                self.stacks.borrow_mut().take(core.stack_size, max_stacks)?
-            }
+        let stack = if core.shared {
+            let config = self.config.borrow();
+            let mut shared = self.shared_stacks.borrow_mut();
+            let index = shared.bind(
+                config.shared_stacks,
+                core.stack_size,
+                &mut self.stacks.borrow_mut(),
+                config.max_stacks,
+            )?;
+            core.shared_index.set(Some(index));
+            core.guard.set(shared.guard(index));
+            shared.make_resident(task);
+            Stack::Shared(shared.handle(index))
+        } else {
+            let stack = match core.reserved_stack.take() {
+                Some(stack) => stack,
+                None => {
+                    let max_stacks = self.config.borrow().max_stacks;
+                    self.stacks.borrow_mut().take(core.stack_size, max_stacks)?
+                }
+            };
+            core.guard.set(stack.guard());
+            Stack::Guarded(stack)
         };
-        core.guard.set(stack.guard());
         let me = task.clone();
         let coroutine = Coroutine::with_stack(stack, move |yielder, ()| {
             me.core().yielder.set(yielder);
@@ -562,6 +596,7 @@ impl Drop for Hub {
         std::mem::forget(std::mem::take(&mut *self.remote_wakers.borrow_mut()));
         std::mem::forget(std::mem::take(&mut *self.postponed.borrow_mut()));
         self.io.abandon_waiters();
+        self.shared_stacks.borrow_mut().abandon();
         self.stacks.borrow_mut().release_free();
     }
 }

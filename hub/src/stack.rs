@@ -134,6 +134,14 @@ impl GuardedStack {
         Ok(GuardedStack { low: low as usize, len })
     }
 
+    /// Maps a stack outside any pool (for one-off probes), still counted process-wide.
+    pub(crate) fn probe(usable: usize) -> io::Result<GuardedStack> {
+        GUARDED_STACKS.fetch_add(1, Ordering::Relaxed);
+        GuardedStack::map(checked_stack_size(usable)?).inspect_err(|_| {
+            GUARDED_STACKS.fetch_sub(1, Ordering::Relaxed);
+        })
+    }
+
     /// Usable bytes (excluding the guard page).
     pub(crate) fn usable(&self) -> usize {
         self.len - page_size()
@@ -166,8 +174,30 @@ unsafe impl corosensei::stack::Stack for GuardedStack {
     }
 }
 
-/// The stack type greenlet coroutines run on.
-pub(crate) type Stack = GuardedStack;
+/// The stack a greenlet coroutine runs on: its own guarded stack, or a handle to one of
+/// the hub's shared stacks (see `shared_stack.rs`).
+pub(crate) enum Stack {
+    Guarded(GuardedStack),
+    Shared(crate::shared_stack::SharedStackHandle),
+}
+
+// SAFETY: both variants satisfy corosensei's contract (a guard page below at least 16 KiB
+// of memory that stays mapped while the coroutine lives); see their own impls.
+unsafe impl corosensei::stack::Stack for Stack {
+    fn base(&self) -> StackPointer {
+        match self {
+            Stack::Guarded(stack) => corosensei::stack::Stack::base(stack),
+            Stack::Shared(handle) => StackPointer::new(handle.base()).expect("non-null"),
+        }
+    }
+
+    fn limit(&self) -> StackPointer {
+        match self {
+            Stack::Guarded(stack) => corosensei::stack::Stack::limit(stack),
+            Stack::Shared(handle) => StackPointer::new(handle.limit()).expect("non-null"),
+        }
+    }
+}
 
 /// A hub's stacks: a free list per size, and the counts that enforce the limits.
 pub(crate) struct StackPool {

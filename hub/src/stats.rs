@@ -46,6 +46,10 @@ pub struct HubStats {
     pub stacks_free: usize,
     /// Live timers now.
     pub timers_pending: usize,
+    /// Shared stacks mapped now ([`StackMode::Shared`](crate::StackMode::Shared)).
+    pub shared_stacks: usize,
+    /// Bytes copied between shared stacks and greenlets' heap buffers (out plus in).
+    pub shared_bytes_copied: u64,
 }
 
 /// This thread's hub counters.
@@ -66,6 +70,8 @@ pub fn stats() -> HubStats {
             stacks_in_use: stacks.in_use(),
             stacks_free: stacks.free_count(),
             timers_pending: hub.timers.len(),
+            shared_stacks: hub.shared_stacks.borrow().len(),
+            shared_bytes_copied: hub.shared_stacks.borrow().bytes_copied,
         }
     })
 }

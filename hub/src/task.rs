@@ -27,7 +27,7 @@ use corosensei::{Coroutine, Yielder};
 
 use crate::error::GreenletError;
 use crate::park::WaitList;
-use crate::stack::Stack;
+use crate::stack::{GuardedStack, Stack};
 
 /// The coroutine type every greenlet runs on: resumed with `()`, suspends with `()`,
 /// returns `()` (the body's value goes to the typed part, not through the coroutine).
@@ -127,7 +127,15 @@ pub(crate) struct Core {
     /// Requested stack size in bytes (0 = the hub's default).
     pub(crate) stack_size: usize,
     /// A stack reserved at spawn time by [`Builder::spawn`](crate::Builder::spawn).
-    pub(crate) reserved_stack: Cell<Option<Stack>>,
+    pub(crate) reserved_stack: Cell<Option<GuardedStack>>,
+    /// Whether this greenlet runs on one of the hub's shared stacks (decided at creation).
+    pub(crate) shared: bool,
+    /// Which shared stack it is bound to, once it has started.
+    pub(crate) shared_index: Cell<Option<usize>>,
+    /// Its stack pointer when it last suspended (shared stacks only).
+    pub(crate) suspended_sp: Cell<usize>,
+    /// Its live frames while another greenlet occupies its shared stack.
+    pub(crate) saved_stack: Cell<Vec<u8>>,
     /// The guard page of the stack the coroutine runs on (for the overflow reporter).
     pub(crate) guard: Cell<(usize, usize)>,
     /// The coroutine, created lazily on the first run so that queued-but-unstarted
@@ -144,7 +152,13 @@ pub(crate) struct Core {
 }
 
 impl Core {
-    pub(crate) fn new(id: u64, name: Option<Box<str>>, kind: Kind, stack_size: usize) -> Core {
+    pub(crate) fn new(
+        id: u64,
+        name: Option<Box<str>>,
+        kind: Kind,
+        stack_size: usize,
+        shared: bool,
+    ) -> Core {
         Core {
             id,
             name,
@@ -158,6 +172,10 @@ impl Core {
             links: RefCell::new(Vec::new()),
             stack_size,
             reserved_stack: Cell::new(None),
+            shared,
+            shared_index: Cell::new(None),
+            suspended_sp: Cell::new(0),
+            saved_stack: Cell::new(Vec::new()),
             guard: Cell::new((0, 0)),
             coroutine: RefCell::new(None),
             yielder: Cell::new(std::ptr::null()),

@@ -186,7 +186,9 @@ mod tests {
     use std::time::Duration;
 
     fn start_action(id: u64) -> TimerAction {
-        TimerAction::Start(Rc::new(MainTask { core: Core::new(id, None, Kind::Greenlet, 0) }))
+        TimerAction::Start(Rc::new(MainTask {
+            core: Core::new(id, None, Kind::Greenlet, 0, false),
+        }))
     }
 
     fn id_of(action: TimerAction) -> u64 {

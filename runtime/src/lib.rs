@@ -32,7 +32,7 @@ pub use verdant_hub::{
 pub mod hub {
     pub use verdant_hub::{
         DEFAULT_STACK_SIZE, HubConfig, HubGone, HubStats, MAX_STACK_SIZE, MIN_STACK_SIZE,
-        RemoteHandle, RemoteWaker, WorkGuard, config, configure, guarded_stacks_mapped,
+        RemoteHandle, RemoteWaker, StackMode, WorkGuard, config, configure, guarded_stacks_mapped,
         max_map_count, process_stack_limit, remote_handle, stats,
     };
     pub use verdant_hub::{io, park};

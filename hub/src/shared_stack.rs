@@ -1,0 +1,303 @@
+//! Shared stacks: many greenlets take turns on a few guarded stacks, the way Python's
+//! greenlet does, so that 100,000 idle greenlets fit under `vm.max_map_count`.
+//!
+//! # Why
+//!
+//! A guarded stack costs two kernel memory maps, and the kernel allows 65,530 per process
+//! by default: about 32k guarded stacks. In [`StackMode::Shared`](crate::StackMode) a hub
+//! keeps a handful of guarded stacks (16 by default) and binds each greenlet to one of them
+//! for its whole life. Only one greenlet's frames can sit on a shared stack at a time; the
+//! others keep a heap copy of just the part of the stack they were using.
+//!
+//! # How a switch works
+//!
+//! ```text
+//!   shared stack k (guarded)                       heap
+//!   ┌───────┬──────────────────────┬─────────┐
+//!   │ guard │        unused        │ A's live│  ← A is the occupant (suspended or running)
+//!   └───────┴──────────────────────┴─────────┘
+//!                                  ^ A's sp − switch depth    top ^
+//!
+//!   the loop wants to resume B (also bound to k):
+//!     1. copy A's live bytes [A's low, top) to A's heap buffer          (save A)
+//!     2. copy B's heap buffer back to the top of the stack              (restore B)
+//!     3. B is the occupant; resume it — its frames are exactly where they were
+//! ```
+//!
+//! The copy goes back to the same addresses, so every pointer into the stack stays valid
+//! *as long as nothing dereferences it while its greenlet is swapped out*. Safe Rust cannot
+//! do that (spawned closures are `'static`), and the hub keeps no pointers into stacks.
+//! Unsafe code can: a scoped thread, a DMA/io_uring buffer or a raw pointer handed to
+//! another greenlet that points into a suspended greenlet's stack would see another
+//! greenlet's bytes. That is the price of this mode; the default (guarded) mode has no such
+//! caveat.
+//!
+//! # Where the live part starts
+//!
+//! corosensei keeps a suspended coroutine's stack pointer private, so shared-mode greenlets
+//! suspend through one function, [`suspend_recording_sp`], which records the stack pointer
+//! just before the switch. The switch itself pushes a fixed amount below that point; the
+//! hub measures that depth once per process ([`suspend_depth`]) by running a probe
+//! coroutine on a stack filled with a pattern and finding the lowest byte it changed.
+
+use std::cell::Cell;
+use std::io;
+use std::rc::Rc;
+use std::sync::OnceLock;
+
+use corosensei::stack::StackPointer;
+use corosensei::{Coroutine, CoroutineResult, Yielder};
+
+use crate::stack::{GuardedStack, StackPool};
+use crate::task::{Core, Task};
+
+/// Extra bytes saved below the measured depth, for safety.
+const DEPTH_SLACK: usize = 64;
+
+/// A handle to one shared stack, given to corosensei as a coroutine's stack. It owns no
+/// memory: the [`SharedStacks`] pool owns the mapping and outlives every handle.
+pub(crate) struct SharedStackHandle {
+    base: usize,
+    limit: usize,
+}
+
+impl SharedStackHandle {
+    pub(crate) fn base(&self) -> usize {
+        self.base
+    }
+
+    pub(crate) fn limit(&self) -> usize {
+        self.limit
+    }
+}
+
+/// One shared stack and the greenlet whose frames are on it now.
+struct SharedStack {
+    memory: GuardedStack,
+    /// The greenlet whose live frames are in place (it may be suspended or running).
+    occupant: Option<Rc<dyn Task>>,
+    /// Greenlets bound to this stack and not finished (for picking the least busy one).
+    bound: usize,
+}
+
+/// The shared stacks of one hub.
+pub(crate) struct SharedStacks {
+    stacks: Vec<SharedStack>,
+    /// Bytes copied out and in, for the stats.
+    pub(crate) bytes_copied: u64,
+}
+
+impl SharedStacks {
+    pub(crate) fn new() -> SharedStacks {
+        SharedStacks { stacks: Vec::new(), bytes_copied: 0 }
+    }
+
+    /// Binds a greenlet that is about to start to a shared stack: an idle one if there is
+    /// one, else a new one while fewer than `count` exist, else the least busy. Returns
+    /// the stack's index.
+    pub(crate) fn bind(
+        &mut self,
+        count: usize,
+        size: usize,
+        pool: &mut StackPool,
+        max_stacks: Option<usize>,
+    ) -> io::Result<usize> {
+        if let Some(index) = self.stacks.iter().position(|s| s.bound == 0) {
+            self.stacks[index].bound += 1;
+            return Ok(index);
+        }
+        if self.stacks.len() < count.max(1) {
+            let memory = pool.take(size, max_stacks)?;
+            self.stacks.push(SharedStack { memory, occupant: None, bound: 1 });
+            return Ok(self.stacks.len() - 1);
+        }
+        let index = (0..self.stacks.len()).min_by_key(|&i| self.stacks[i].bound).unwrap_or(0);
+        self.stacks[index].bound += 1;
+        Ok(index)
+    }
+
+    /// The corosensei stack handle for shared stack `index`.
+    pub(crate) fn handle(&self, index: usize) -> SharedStackHandle {
+        let memory = &self.stacks[index].memory;
+        let (guard_low, _) = memory.guard();
+        SharedStackHandle {
+            base: guard_low + memory.usable() + crate::stack::page_size(),
+            limit: guard_low,
+        }
+    }
+
+    /// The guard page of shared stack `index`, for the overflow reporter.
+    pub(crate) fn guard(&self, index: usize) -> (usize, usize) {
+        self.stacks[index].memory.guard()
+    }
+
+    /// Makes `task`'s frames the ones on its shared stack: saves the current occupant's
+    /// live bytes to its heap buffer and restores `task`'s, unless `task` is already the
+    /// occupant.
+    pub(crate) fn make_resident(&mut self, task: &Rc<dyn Task>) {
+        let core = task.core();
+        let index = core.shared_index.get().expect("a shared-stack greenlet has a stack index");
+        let top = self.handle(index).base;
+        let stack = &mut self.stacks[index];
+        if let Some(occupant) = &stack.occupant {
+            if Rc::ptr_eq(occupant, task) {
+                return;
+            }
+            self.bytes_copied += save(occupant.core(), top) as u64;
+        }
+        self.bytes_copied += restore(core, top) as u64;
+        stack.occupant = Some(task.clone());
+    }
+
+    /// A greenlet bound to stack `index` finished: free its place.
+    pub(crate) fn release(&mut self, index: usize, task: &Rc<dyn Task>) {
+        let stack = &mut self.stacks[index];
+        stack.bound -= 1;
+        if stack.occupant.as_ref().is_some_and(|o| Rc::ptr_eq(o, task)) {
+            stack.occupant = None;
+        }
+    }
+
+    /// Number of shared stacks mapped.
+    pub(crate) fn len(&self) -> usize {
+        self.stacks.len()
+    }
+
+    /// Gives the stacks back to the pool (the hub is shutting down). Occupants are
+    /// abandoned, never resumed.
+    pub(crate) fn abandon(&mut self) {
+        for stack in self.stacks.drain(..) {
+            std::mem::forget(stack.occupant);
+            drop(stack.memory);
+        }
+    }
+}
+
+/// Copies a suspended occupant's live bytes `[saved_low, top)` into its heap buffer.
+/// Returns the number of bytes copied.
+fn save(core: &Core, top: usize) -> usize {
+    let sp = core.suspended_sp.get();
+    debug_assert!(sp != 0 && sp < top, "a suspended shared-stack greenlet recorded its sp");
+    let low = live_low(sp);
+    let len = top - low;
+    let mut buffer = core.saved_stack.take();
+    buffer.clear();
+    if buffer.capacity() < len || buffer.capacity() > 2 * len + 4096 {
+        buffer = Vec::with_capacity(len);
+    }
+    // SAFETY: `[low, top)` lies inside the shared stack (a live mapping owned by the hub)
+    // and holds the suspended occupant's frames; the buffer has room for `len` bytes.
+    unsafe {
+        std::ptr::copy_nonoverlapping(low as *const u8, buffer.as_mut_ptr(), len);
+        buffer.set_len(len);
+    }
+    core.saved_stack.set(buffer);
+    len
+}
+
+/// Copies a greenlet's saved bytes back to `[top - len, top)`. Returns the bytes copied
+/// (0 for a greenlet that has never run, whose stack is created in place).
+fn restore(core: &Core, top: usize) -> usize {
+    let buffer = core.saved_stack.take();
+    let len = buffer.len();
+    if len > 0 {
+        // SAFETY: the destination is the top `len` bytes of the greenlet's own shared
+        // stack, whose previous occupant was just saved; the source is `len` bytes long.
+        unsafe { std::ptr::copy_nonoverlapping(buffer.as_ptr(), (top - len) as *mut u8, len) };
+    }
+    core.saved_stack.set(buffer);
+    len
+}
+
+// SAFETY: the handle describes a guarded mapping (its limit includes the guard page) of
+// at least 16 KiB that the hub's `SharedStacks` owns for longer than any coroutine using
+// it. Several coroutines use the same memory, but never at the same time: the hub copies
+// one greenlet's frames out before another's are copied in (`make_resident`).
+unsafe impl corosensei::stack::Stack for SharedStackHandle {
+    fn base(&self) -> StackPointer {
+        StackPointer::new(self.base).expect("stack top is non-null")
+    }
+
+    fn limit(&self) -> StackPointer {
+        StackPointer::new(self.limit).expect("stack limit is non-null")
+    }
+}
+
+/// The stack pointer right now (approximately, for the functions below).
+#[inline(always)]
+fn stack_pointer() -> usize {
+    let sp: usize;
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: reads a register; no memory is touched.
+    unsafe {
+        std::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags))
+    };
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: reads a register; no memory is touched.
+    unsafe {
+        std::arch::asm!("mov {}, sp", out(reg) sp, options(nomem, nostack, preserves_flags))
+    };
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        let marker = 0u8;
+        sp = std::hint::black_box(&marker) as *const u8 as usize;
+    }
+    sp
+}
+
+/// Suspends a shared-stack greenlet, first recording its stack pointer in `suspended_sp`.
+///
+/// Every shared-stack suspension goes through this one function, so that the bytes the
+/// switch writes below the recorded pointer are the same each time ([`suspend_depth`]);
+/// it must never be inlined.
+///
+/// # Safety
+///
+/// `yielder` must be the running coroutine's own yielder (the `Core::yielder` invariant).
+#[inline(never)]
+pub(crate) unsafe fn suspend_recording_sp(
+    yielder: *const Yielder<(), ()>,
+    suspended_sp: &Cell<usize>,
+) {
+    suspended_sp.set(stack_pointer());
+    // SAFETY: guaranteed by the caller.
+    unsafe { (*yielder).suspend(()) };
+}
+
+/// The lowest live address of a greenlet suspended through [`suspend_recording_sp`] with
+/// the stack pointer `sp`.
+fn live_low(sp: usize) -> usize {
+    (sp - suspend_depth() - DEPTH_SLACK) & !15
+}
+
+/// How many bytes below the recorded stack pointer the switch in [`suspend_recording_sp`]
+/// writes (return addresses, saved registers). Measured once per process, with two
+/// patterns in case a written word happens to equal one of them.
+pub(crate) fn suspend_depth() -> usize {
+    static DEPTH: OnceLock<usize> = OnceLock::new();
+    *DEPTH.get_or_init(|| measure_depth(0xA5).max(measure_depth(0x5A)))
+}
+
+/// Runs a probe coroutine on a stack filled with `pattern`, suspends it through
+/// [`suspend_recording_sp`], and returns how far below the recorded stack pointer the
+/// lowest changed byte lies.
+fn measure_depth(pattern: u8) -> usize {
+    let probe = GuardedStack::probe(64 * 1024).expect("cannot map a probe stack");
+    let usable_low = probe.guard().1;
+    // SAFETY: this is the writable part of the probe mapping, which nothing runs on yet.
+    unsafe { std::ptr::write_bytes(usable_low as *mut u8, pattern, probe.usable()) };
+    let recorded = Rc::new(Cell::new(0usize));
+    let recorder = recorded.clone();
+    let mut coroutine = Coroutine::with_stack(probe, move |yielder: &Yielder<(), ()>, ()| {
+        // SAFETY: `yielder` is this coroutine's own yielder.
+        unsafe { suspend_recording_sp(yielder, &recorder) };
+    });
+    assert!(matches!(coroutine.resume(()), CoroutineResult::Yield(())), "the probe suspends");
+    let sp = recorded.get();
+    let lowest = (usable_low..sp)
+        // SAFETY: every address is inside the probe's writable mapping, now suspended.
+        .find(|&address| unsafe { *(address as *const u8) } != pattern)
+        .unwrap_or(sp);
+    assert!(matches!(coroutine.resume(()), CoroutineResult::Return(())), "the probe ends");
+    sp - lowest
+}

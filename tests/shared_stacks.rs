@@ -1,0 +1,162 @@
+//! StackMode::Shared: greenlets take turns on a few stacks; their frames survive swaps.
+
+mod util;
+
+use std::process::Command;
+use std::time::Duration;
+
+use util::{DropCounter, Log};
+use verdant::hub::{self, StackMode, configure, park};
+use verdant::{Builder, GreenletError, sleep, spawn, yield_now};
+
+fn shared(stacks: usize) {
+    configure(|c| {
+        c.stack_mode = StackMode::Shared;
+        c.shared_stacks = stacks;
+    })
+    .unwrap();
+}
+
+/// Recurses `depth` levels with a stack-local array in every frame, yields at the bottom
+/// (so other greenlets run on the same stack meanwhile), and checks every frame's array on
+/// the way back up.
+fn frames_survive_yields(seed: u64, depth: u32) -> u64 {
+    let local = std::hint::black_box([seed.wrapping_mul(depth as u64 + 1); 16]);
+    let below = if depth == 0 {
+        yield_now();
+        sleep(Duration::from_millis(1));
+        yield_now();
+        seed
+    } else {
+        frames_survive_yields(seed, depth - 1)
+    };
+    assert!(local.iter().all(|&v| v == seed.wrapping_mul(depth as u64 + 1)), "a frame changed");
+    below.wrapping_add(local[depth as usize % 16])
+}
+
+fn expected(seed: u64, depth: u32) -> u64 {
+    (0..=depth).fold(seed, |acc, d| acc.wrapping_add(seed.wrapping_mul(d as u64 + 1)))
+}
+
+#[test]
+fn frames_survive_being_swapped_out_by_greenlets_on_the_same_stack() {
+    shared(2);
+    let gs: Vec<_> = (0..40u64)
+        .map(|seed| spawn(move || frames_survive_yields(seed + 1, 20 + (seed % 7) as u32)))
+        .collect();
+    for (seed, g) in gs.iter().enumerate() {
+        let seed = seed as u64;
+        assert_eq!(g.get(), Ok(expected(seed + 1, 20 + (seed % 7) as u32)));
+    }
+    let stats = hub::stats();
+    assert_eq!(stats.shared_stacks, 2);
+    assert!(
+        stats.shared_bytes_copied > 40 * 1000,
+        "frames were copied: {}",
+        stats.shared_bytes_copied
+    );
+    assert_eq!(stats.stacks_in_use, 2, "only the two shared stacks are mapped");
+}
+
+#[test]
+fn a_hundred_thousand_idle_greenlets_fit() {
+    shared(16);
+    let release = std::rc::Rc::new((std::cell::Cell::new(false), park::WaitList::new()));
+    let gs: Vec<_> = (0..100_000u32)
+        .map(|i| {
+            let release = release.clone();
+            spawn(move || {
+                while !release.0.get() {
+                    release.1.push(park::waker());
+                    park::park(&"the release");
+                }
+                i
+            })
+        })
+        .collect();
+    yield_now(); // every greenlet starts and parks
+    let stats = hub::stats();
+    assert_eq!(stats.stacks_in_use, 16, "100,000 parked greenlets on 16 stacks");
+    release.0.set(true);
+    assert_eq!(release.1.notify_all(), 100_000);
+    let sum: u64 = gs.iter().map(|g| g.get().unwrap() as u64).sum();
+    assert_eq!(sum, 99_999 * 100_000 / 2);
+}
+
+#[test]
+fn kills_and_panics_unwind_across_swaps() {
+    shared(1);
+    let drops = DropCounter::new();
+    let log = Log::new();
+    let sleepers: Vec<_> = (0..5)
+        .map(|i| {
+            let (token, log) = (drops.token(), log.clone());
+            spawn(move || {
+                let _t = token;
+                log.push(format!("start {i}"));
+                sleep(Duration::from_secs(60));
+            })
+        })
+        .collect();
+    let t = drops.token();
+    let panicker = spawn(move || {
+        let _t = t;
+        yield_now();
+        panic!("on a shared stack");
+    });
+    yield_now();
+    assert_eq!(log.len(), 5);
+    verdant::killall(&sleepers, true, None);
+    assert_eq!(panicker.get(), Err(GreenletError::Panicked("on a shared stack".into())));
+    assert_eq!(drops.dropped(), 6, "every destructor ran");
+    assert!(sleepers.iter().all(|g| g.error() == Some(GreenletError::Killed)));
+}
+
+#[test]
+fn an_explicit_stack_size_gets_a_guarded_stack_of_its_own() {
+    shared(1);
+    let a = spawn(|| sleep(Duration::from_millis(5)));
+    let b = Builder::new().stack_size(64 * 1024).spawn(|| sleep(Duration::from_millis(5))).unwrap();
+    yield_now();
+    let stats = hub::stats();
+    assert_eq!(stats.shared_stacks, 1);
+    assert_eq!(stats.stacks_in_use, 2, "one shared stack plus b's own");
+    a.join();
+    b.join();
+}
+
+/// Run in a child process by `an_overflow_on_a_shared_stack_is_reported`.
+#[test]
+fn shared_overflow_child() {
+    if std::env::var_os("VERDANT_SHARED_OVERFLOW_CHILD").is_none() {
+        return;
+    }
+    configure(|c| {
+        c.stack_mode = StackMode::Shared;
+        c.stack_size = 32 * 1024;
+    })
+    .unwrap();
+    #[allow(unconditional_recursion)] // overflowing is the point
+    fn recurse(n: u64) -> u64 {
+        let pad = std::hint::black_box([n; 128]);
+        recurse(n + 1) + pad[7]
+    }
+    let idle = spawn(|| sleep(Duration::from_secs(60))); // so the stack is swapped too
+    yield_now();
+    let _ = spawn(|| recurse(0)).get();
+    drop(idle);
+    unreachable!("the overflow must abort the process");
+}
+
+#[test]
+fn an_overflow_on_a_shared_stack_is_reported() {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "shared_overflow_child", "--nocapture", "--test-threads=1"])
+        .env("VERDANT_SHARED_OVERFLOW_CHILD", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("overflowed its stack of 32 KiB"), "stderr was: {stderr}");
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), Some(libc::SIGABRT));
+}
