@@ -74,10 +74,10 @@ pub(crate) fn run(task: &Rc<dyn Task>) {
 /// context that finished it: its own coroutine, or the killer for one that never started).
 pub(crate) fn finish(task: &Rc<dyn Task>, outcome: Result<(), GreenletError>) {
     let core = task.core();
-    *core.outcome.borrow_mut() = Some(outcome);
+    core.set_outcome(outcome);
     core.interrupt.set(None);
     core.joiners.notify_all();
-    let links = std::mem::take(&mut *core.links.borrow_mut());
+    let links = core.take_links();
     for (_, callback) in links {
         if let Err(payload) = catch_unwind(AssertUnwindSafe(callback)) {
             eprintln!(
@@ -145,9 +145,9 @@ impl Builder {
         if !core.shared {
             let stack = with_hub(|hub| {
                 let max = hub.config.borrow().max_stacks;
-                hub.stacks.borrow_mut().take(core.stack_size, max)
+                hub.stacks.borrow_mut().take(core.stack_size(), max)
             })?;
-            core.reserved_stack.set(Some(stack));
+            core.reserve_stack(stack);
         }
         greenlet.start();
         Ok(greenlet)
@@ -178,7 +178,7 @@ where
     if !core.shared
         && let Err(err) = with_hub(|hub| {
             let max = hub.config.borrow().max_stacks;
-            hub.stacks.borrow().check_can_take(core.stack_size, max)
+            hub.stacks.borrow().check_can_take(core.stack_size(), max)
         })
     {
         panic!("verdant::spawn: {err}");
@@ -297,7 +297,7 @@ impl<T: 'static> Greenlet<T> {
     }
 
     fn outcome(&self) -> Result<(), GreenletError> {
-        self.task.core().outcome.borrow().clone().unwrap_or(Ok(()))
+        self.task.core().outcome().unwrap_or(Ok(()))
     }
 
     /// An untyped handle to the same greenlet.
@@ -326,7 +326,7 @@ macro_rules! common_methods {
 
         /// Whether the greenlet is dead and its body returned normally.
         pub fn successful(&self) -> bool {
-            matches!(&*self.task.core().outcome.borrow(), Some(Ok(())))
+            self.task.core().succeeded()
         }
 
         /// Whether the greenlet was scheduled to start (by `spawn`, `start` or `start_later`).
@@ -336,7 +336,7 @@ macro_rules! common_methods {
 
         /// The error the greenlet died with, if it is dead and did not succeed.
         pub fn error(&self) -> Option<GreenletError> {
-            self.task.core().outcome.borrow().as_ref().and_then(|o| o.clone().err())
+            self.task.core().outcome().and_then(Result::err)
         }
 
         /// Waits until the greenlet is dead.
@@ -379,10 +379,7 @@ macro_rules! common_methods {
 
         /// Removes a link callback that has not run yet. Returns whether it was removed.
         pub fn unlink(&self, id: LinkId) -> bool {
-            let mut links = self.task.core().links.borrow_mut();
-            let before = links.len();
-            links.retain(|(link, _)| *link != id.0);
-            links.len() != before
+            self.task.core().remove_link(id.0)
         }
     };
 }
@@ -438,7 +435,7 @@ impl GreenletRef {
         if core.is_dead() {
             callback();
         } else {
-            core.links.borrow_mut().push((id, callback));
+            core.add_link(id, callback);
         }
         LinkId(id)
     }
@@ -465,9 +462,9 @@ fn debug_core(core: &Core, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         d.field("name", name);
     }
     d.field("state", &core.state.get());
-    match &*core.outcome.borrow() {
+    match core.outcome() {
         None => d.field("dead", &false),
-        Some(outcome) => d.field("outcome", outcome),
+        Some(outcome) => d.field("outcome", &outcome),
     };
     d.finish()
 }
@@ -553,7 +550,7 @@ fn kill_task(task: &Rc<dyn Task>) {
         State::New => {
             core.state.set(State::Done);
             task.discard_body();
-            if let Some(stack) = core.reserved_stack.take() {
+            if let Some(stack) = core.take_reserved_stack() {
                 with_hub(|hub| {
                     let max_free = hub.config.borrow().max_free_stacks;
                     hub.stacks.borrow_mut().give_back(stack, max_free);

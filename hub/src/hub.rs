@@ -200,7 +200,7 @@ impl Hub {
 
     /// The `Core` of the running task, without touching reference counts.
     #[inline(always)]
-    fn current_core(&self) -> &Core {
+    pub(crate) fn current_core(&self) -> &Core {
         match self.current.get() {
             // SAFETY: by the invariant of `current` the task is alive now. The reference is
             // only used by the running greenlet's own code (park, yield), and a greenlet's
@@ -434,7 +434,7 @@ impl Hub {
         self.current.set(Some(NonNull::from(&*task)));
         self.in_loop.set(false);
         self.stats.switches.set(self.stats.switches.get() + 1);
-        overflow::publish_running_guard(core.guard.get(), core.stack_size);
+        overflow::publish_running_guard(core.guard_low.get(), core.stack_size());
         let result = {
             let mut coroutine = core.coroutine.borrow_mut();
             coroutine.as_mut().expect("a started greenlet has a coroutine").resume(())
@@ -450,9 +450,8 @@ impl Hub {
                     self.stacks.borrow_mut().give_back(stack, max_free);
                 }
                 Stack::Shared(_) => {
-                    let index = core.shared_index.get().expect("bound to a shared stack");
+                    let index = core.shared_index().expect("bound to a shared stack");
                     self.shared_stacks.borrow_mut().release(index, &task);
-                    drop(core.saved_stack.take());
                 }
             }
         }
@@ -466,23 +465,23 @@ impl Hub {
             let mut shared = self.shared_stacks.borrow_mut();
             let index = shared.bind(
                 config.shared_stacks,
-                core.stack_size,
+                core.stack_size(),
                 &mut self.stacks.borrow_mut(),
                 config.max_stacks,
             )?;
-            core.shared_index.set(Some(index));
-            core.guard.set(shared.guard(index));
+            core.set_shared_index(index);
+            core.guard_low.set(shared.guard(index).0);
             shared.make_resident(task);
             Stack::Shared(shared.handle(index))
         } else {
-            let stack = match core.reserved_stack.take() {
+            let stack = match core.take_reserved_stack() {
                 Some(stack) => stack,
                 None => {
                     let max_stacks = self.config.borrow().max_stacks;
-                    self.stacks.borrow_mut().take(core.stack_size, max_stacks)?
+                    self.stacks.borrow_mut().take(core.stack_size(), max_stacks)?
                 }
             };
-            core.guard.set(stack.guard());
+            core.guard_low.set(stack.guard().0);
             Stack::Guarded(stack)
         };
         let me = task.clone();
@@ -515,6 +514,7 @@ impl Hub {
             self.stats.timers_fired.set(self.stats.timers_fired.get() + 1);
             match action {
                 TimerAction::Wake(waker) => {
+                    waker.core().wake_timer_fired.set(true);
                     waker.wake();
                 }
                 TimerAction::Interrupt(task, interrupt) => self.interrupt(&task, interrupt),

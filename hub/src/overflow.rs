@@ -17,15 +17,14 @@ use std::sync::{Once, OnceLock};
 
 use libc::{c_int, c_void, siginfo_t};
 
-/// Where the running greenlet's guard page is, and how big its stack is.
+/// Where the running greenlet's guard page starts, and how big its stack is.
 #[derive(Clone, Copy)]
 struct ActiveStack {
     guard_low: usize,
-    guard_high: usize,
     stack_size: usize,
 }
 
-const NO_STACK: ActiveStack = ActiveStack { guard_low: 0, guard_high: 0, stack_size: 0 };
+const NO_STACK: ActiveStack = ActiveStack { guard_low: 0, stack_size: 0 };
 
 thread_local! {
     static ACTIVE: Cell<ActiveStack> = const { Cell::new(NO_STACK) };
@@ -37,8 +36,8 @@ thread_local! {
 /// stack, so a stale entry never misattributes a fault (a fault elsewhere falls outside
 /// it), and skipping the clear keeps one thread-local write off every switch.
 #[inline]
-pub(crate) fn publish_running_guard(guard: (usize, usize), stack_size: usize) {
-    let active = ActiveStack { guard_low: guard.0, guard_high: guard.1, stack_size };
+pub(crate) fn publish_running_guard(guard_low: usize, stack_size: usize) {
+    let active = ActiveStack { guard_low, stack_size };
     ACTIVE.with(|a| a.set(active));
 }
 
@@ -83,9 +82,11 @@ extern "C" fn on_fault(signum: c_int, info: *mut siginfo_t, context: *mut c_void
     let active = ACTIVE.try_with(|a| a.get()).unwrap_or(NO_STACK);
     // A frame larger than the probe step may fault a little below the guard page.
     let slack = 64 * 1024;
-    if active.guard_high != 0
+    // The page size was read (and cached) when the hub mapped its first stack.
+    let guard_high = active.guard_low + crate::stack::page_size();
+    if active.guard_low != 0
         && address >= active.guard_low.saturating_sub(slack)
-        && address < active.guard_high
+        && address < guard_high
     {
         report_overflow(active.stack_size);
     }

@@ -85,6 +85,11 @@ impl Waker {
         core.state.get() == State::Parked && core.epoch.get() == self.epoch
     }
 
+    /// The state of the greenlet this waker wakes.
+    pub(crate) fn core(&self) -> &crate::task::Core {
+        self.task.core()
+    }
+
     /// Id of the greenlet this waker wakes (0 for the main code).
     pub fn greenlet_id(&self) -> u64 {
         self.task.core().id
@@ -134,7 +139,10 @@ pub fn park_until(reason: &dyn fmt::Display, deadline: Option<Instant>) -> bool 
         crate::yield_now();
         return true;
     }
-    let timer = with_hub(|hub| hub.timers.insert(deadline, TimerAction::Wake(waker())));
+    let timer = with_hub(|hub| {
+        hub.current_core().wake_timer_fired.set(false);
+        hub.timers.insert(deadline, TimerAction::Wake(waker()))
+    });
     let _cancel = CancelTimer(timer);
     park(reason);
     Instant::now() >= deadline
@@ -145,12 +153,17 @@ pub fn park_timeout(reason: &dyn fmt::Display, timeout: Duration) -> bool {
     park_until(reason, Instant::now().checked_add(timeout))
 }
 
-/// Cancels a timer when the wait it bounds ends, however it ends.
+/// Cancels a wait's wake timer when the wait ends, however it ends, unless the timer is
+/// known to have fired already.
 struct CancelTimer(crate::timer::TimerKey);
 
 impl Drop for CancelTimer {
     fn drop(&mut self) {
-        try_with_hub(|hub| hub.timers.cancel(self.0));
+        try_with_hub(|hub| {
+            if !hub.current_core().wake_timer_fired.get() {
+                hub.timers.cancel(self.0);
+            }
+        });
     }
 }
 

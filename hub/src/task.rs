@@ -20,7 +20,7 @@
 //! from [`State::Done`]: a greenlet is dead as soon as its body has produced an outcome; its
 //! coroutine may still be running its link callbacks, and only then becomes `Done`.
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::fmt;
 
 use corosensei::{Coroutine, Yielder};
@@ -104,40 +104,26 @@ pub(crate) enum Kind {
 }
 
 /// The untyped, scheduler-facing state of one greenlet (or of the main code).
+///
+/// Every greenlet pays for every byte here (100,000 greenlets × 100 bytes = 10 MB of
+/// memory to fault in and cache lines to miss), so rarely used data lives behind the
+/// lazily allocated [`Cold`] box and the fields are as narrow as they can be.
 pub(crate) struct Core {
     /// Unique within its hub; the main code is 0, greenlets count up from 1.
     pub(crate) id: u64,
-    pub(crate) name: Option<Box<str>>,
-    pub(crate) kind: Kind,
-    pub(crate) state: Cell<State>,
-    /// Whether `start`/`start_later` was called (a second call does nothing).
-    pub(crate) scheduled: Cell<bool>,
     /// Wait epoch. A [`Waker`](crate::park::Waker) records the epoch it was made in and
     /// only wakes the greenlet while the greenlet is parked in that same epoch. Every
     /// return from a suspension ends the epoch, so stale wakers can never wake a later wait.
     pub(crate) epoch: Cell<u64>,
     /// A kill or timeout waiting to be raised at the next blocking point.
     pub(crate) interrupt: Cell<Option<Interrupt>>,
-    /// Set once the body has produced its outcome (the greenlet is dead).
-    pub(crate) outcome: RefCell<Option<Result<(), GreenletError>>>,
+    /// Set once, when the body has produced its outcome (the greenlet is dead).
+    outcome: OnceCell<Result<(), Box<GreenletError>>>,
     /// Who waits in `join`: woken all at once when the outcome is set.
     pub(crate) joiners: WaitList,
-    /// Link callbacks, run once, in order, right after the outcome is set.
-    pub(crate) links: RefCell<Vec<(u64, LinkCallback)>>,
-    /// Requested stack size in bytes (0 = the hub's default).
-    pub(crate) stack_size: usize,
-    /// A stack reserved at spawn time by [`Builder::spawn`](crate::Builder::spawn).
-    pub(crate) reserved_stack: Cell<Option<GuardedStack>>,
-    /// Whether this greenlet runs on one of the hub's shared stacks (decided at creation).
-    pub(crate) shared: bool,
-    /// Which shared stack it is bound to, once it has started.
-    pub(crate) shared_index: Cell<Option<usize>>,
-    /// Its stack pointer when it last suspended (shared stacks only).
-    pub(crate) suspended_sp: Cell<usize>,
-    /// Its live frames while another greenlet occupies its shared stack.
-    pub(crate) saved_stack: Cell<Vec<u8>>,
-    /// The guard page of the stack the coroutine runs on (for the overflow reporter).
-    pub(crate) guard: Cell<(usize, usize)>,
+    pub(crate) name: Option<Box<str>>,
+    /// Link callbacks and a reserved stack: allocated only for greenlets that have them.
+    cold: RefCell<Option<Box<Cold>>>,
     /// The coroutine, created lazily on the first run so that queued-but-unstarted
     /// greenlets cost no stack. Only the hub loop touches it, never while it runs.
     pub(crate) coroutine: RefCell<Option<GreenCoroutine>>,
@@ -149,6 +135,33 @@ pub(crate) struct Core {
     /// Null until the coroutine first runs; afterwards valid for as long as the
     /// coroutine has not returned. Only dereferenced by code running on that coroutine.
     pub(crate) yielder: Cell<*const Yielder<(), ()>>,
+    /// Its stack pointer when it last suspended (shared stacks only).
+    pub(crate) suspended_sp: Cell<usize>,
+    /// Its live frames while another greenlet occupies its shared stack.
+    pub(crate) saved_stack: Cell<crate::shared_stack::SavedBytes>,
+    /// The low end of its stack's guard page (for the overflow reporter).
+    pub(crate) guard_low: Cell<usize>,
+    /// Requested usable stack size in bytes (at most 1 GiB).
+    stack_size: u32,
+    /// Which shared stack it is bound to once started, or `u32::MAX`.
+    shared_index: Cell<u32>,
+    pub(crate) kind: Kind,
+    pub(crate) state: Cell<State>,
+    /// Whether `start`/`start_later` was called (a second call does nothing).
+    pub(crate) scheduled: Cell<bool>,
+    /// Whether this greenlet runs on one of the hub's shared stacks (decided at creation).
+    pub(crate) shared: bool,
+    /// Set when the wake timer of the current `park_until` fired, so the wait need not
+    /// cancel it (cancelling would touch the timer slab, a cache miss with many timers).
+    pub(crate) wake_timer_fired: Cell<bool>,
+}
+
+/// The parts of a greenlet most never use.
+#[derive(Default)]
+struct Cold {
+    links: Vec<(u64, LinkCallback)>,
+    /// A stack reserved at spawn time by [`Builder::spawn`](crate::Builder::spawn).
+    reserved_stack: Option<GuardedStack>,
 }
 
 impl Core {
@@ -161,24 +174,24 @@ impl Core {
     ) -> Core {
         Core {
             id,
+            epoch: Cell::new(0),
+            interrupt: Cell::new(None),
+            outcome: OnceCell::new(),
+            joiners: WaitList::new(),
             name,
+            cold: RefCell::new(None),
+            coroutine: RefCell::new(None),
+            yielder: Cell::new(std::ptr::null()),
+            suspended_sp: Cell::new(0),
+            saved_stack: Cell::new(Default::default()),
+            guard_low: Cell::new(0),
+            stack_size: u32::try_from(stack_size).expect("stack sizes are at most 1 GiB"),
+            shared_index: Cell::new(u32::MAX),
             kind,
             state: Cell::new(if kind == Kind::Main { State::Running } else { State::New }),
             scheduled: Cell::new(false),
-            epoch: Cell::new(0),
-            interrupt: Cell::new(None),
-            outcome: RefCell::new(None),
-            joiners: WaitList::new(),
-            links: RefCell::new(Vec::new()),
-            stack_size,
-            reserved_stack: Cell::new(None),
             shared,
-            shared_index: Cell::new(None),
-            suspended_sp: Cell::new(0),
-            saved_stack: Cell::new(Vec::new()),
-            guard: Cell::new((0, 0)),
-            coroutine: RefCell::new(None),
-            yielder: Cell::new(std::ptr::null()),
+            wake_timer_fired: Cell::new(false),
         }
     }
 
@@ -187,8 +200,70 @@ impl Core {
     }
 
     /// Dead: the body has produced its outcome (value, panic or kill).
+    #[inline]
     pub(crate) fn is_dead(&self) -> bool {
-        self.outcome.borrow().is_some()
+        self.outcome.get().is_some()
+    }
+
+    /// The outcome, once dead.
+    pub(crate) fn outcome(&self) -> Option<Result<(), GreenletError>> {
+        self.outcome.get().map(|o| o.clone().map_err(|e| *e))
+    }
+
+    /// Whether it is dead and its body returned normally.
+    pub(crate) fn succeeded(&self) -> bool {
+        matches!(self.outcome.get(), Some(Ok(())))
+    }
+
+    /// Records the outcome (once; later calls are ignored).
+    pub(crate) fn set_outcome(&self, outcome: Result<(), GreenletError>) {
+        let _ = self.outcome.set(outcome.map_err(Box::new));
+    }
+
+    pub(crate) fn stack_size(&self) -> usize {
+        self.stack_size as usize
+    }
+
+    /// The shared stack this greenlet is bound to, if any.
+    pub(crate) fn shared_index(&self) -> Option<usize> {
+        let index = self.shared_index.get();
+        (index != u32::MAX).then_some(index as usize)
+    }
+
+    pub(crate) fn set_shared_index(&self, index: usize) {
+        self.shared_index.set(u32::try_from(index).expect("fewer than 2^32 shared stacks"));
+    }
+
+    fn cold(&self) -> std::cell::RefMut<'_, Cold> {
+        std::cell::RefMut::map(self.cold.borrow_mut(), |cold| &mut **cold.get_or_insert_default())
+    }
+
+    pub(crate) fn add_link(&self, id: u64, callback: LinkCallback) {
+        self.cold().links.push((id, callback));
+    }
+
+    /// Removes a link that has not run; returns whether it was there.
+    pub(crate) fn remove_link(&self, id: u64) -> bool {
+        let Some(cold) = &mut *self.cold.borrow_mut() else { return false };
+        let before = cold.links.len();
+        cold.links.retain(|(link, _)| *link != id);
+        cold.links.len() != before
+    }
+
+    /// Takes the link callbacks out, to run them.
+    pub(crate) fn take_links(&self) -> Vec<(u64, LinkCallback)> {
+        match &mut *self.cold.borrow_mut() {
+            Some(cold) => std::mem::take(&mut cold.links),
+            None => Vec::new(),
+        }
+    }
+
+    pub(crate) fn reserve_stack(&self, stack: GuardedStack) {
+        self.cold().reserved_stack = Some(stack);
+    }
+
+    pub(crate) fn take_reserved_stack(&self) -> Option<GuardedStack> {
+        self.cold.borrow_mut().as_mut().and_then(|cold| cold.reserved_stack.take())
     }
 
     /// Records an interrupt for the next blocking point, keeping the stronger one if one
@@ -265,4 +340,14 @@ unsafe impl Task for MainTask {
     }
 
     fn discard_body(&self) {}
+}
+
+#[cfg(test)]
+mod size_tests {
+    #[test]
+    fn core_stays_small() {
+        let size = std::mem::size_of::<super::Core>();
+        eprintln!("Core = {size} bytes");
+        assert!(size <= 256, "Core grew to {size} bytes: every greenlet pays for it");
+    }
 }

@@ -1,19 +1,23 @@
 //! The hub's timers: what to do at which instant, in deadline order, FIFO on ties.
 //!
-//! A binary heap orders `(deadline, seq)` pairs; the actions live in a slab so that a
-//! timer can be cancelled in O(1) by its key. Cancelled timers leave a stale heap entry
-//! behind, skipped when it reaches the top; when stale entries outnumber live ones the
-//! heap is rebuilt, so a loop of `with_timeout(60 s, quick)` does not grow it without
-//! bound.
+//! A timing wheel of 1024 one-millisecond slots holds the timers due within about a
+//! second; later ones wait in a heap and move into the wheel as it turns. Inserting and
+//! firing a timer is O(1) and touches little memory, which matters with 100,000 sleeping
+//! greenlets (a binary heap of that size costs a cache miss per level on every pop).
 //!
-//! `seq` increases with every insertion, so two timers with the same deadline fire in
-//! the order they were created.
+//! Deadlines round *up* to the next millisecond tick, so a timer never fires early; the
+//! event loop's poll timeout has millisecond resolution anyway. The entries of each tick
+//! are sorted by exact deadline and creation sequence when the tick is collected, so
+//! timers still fire in exact deadline order, FIFO on ties.
+//!
+//! Cancelling removes the action from a slab by key (O(1)); the entry left in the wheel is
+//! skipped when its tick comes.
 
 use std::cell::{Cell, RefCell};
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, VecDeque};
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use slab::Slab;
 
@@ -40,13 +44,13 @@ pub(crate) struct TimerKey {
 /// The timers of one hub. Methods take `&self`; the count of live timers sits in a `Cell`
 /// so the loop can see "no timers" at every turn boundary without borrowing the heap.
 pub(crate) struct Timers {
-    heap: RefCell<TimerHeap>,
+    heap: RefCell<TimerWheel>,
     live: Cell<usize>,
 }
 
 impl Timers {
     pub(crate) fn new() -> Timers {
-        Timers { heap: RefCell::new(TimerHeap::new()), live: Cell::new(0) }
+        Timers { heap: RefCell::new(TimerWheel::new()), live: Cell::new(0) }
     }
 
     /// Live (not yet fired, not cancelled) timers.
@@ -96,85 +100,191 @@ impl Timers {
     }
 }
 
-/// The heap itself: deadlines ordered with their creation sequence, actions in a slab.
-struct TimerHeap {
-    heap: BinaryHeap<Reverse<(Instant, u64, usize)>>,
+/// The wheel itself.
+///
+/// ```text
+///   tick = ceil((deadline − origin) / 1 ms)
+///
+///   slots[tick % 1024]   timers due within the next 1024 ticks, one tick per slot
+///   occupied             one bit per slot, to find the next non-empty slot quickly
+///   overflow             a heap of timers further out; moved into the wheel as it turns
+///   actions              what each live timer does, by key (cancel = remove from here)
+/// ```
+///
+/// Entries of cancelled timers stay in their slot (or the heap) until reached, and are
+/// skipped: their key no longer names a live action with the same sequence number.
+struct TimerWheel {
+    origin: Instant,
+    /// Every tick before this one has been collected.
+    next_tick: u64,
+    slots: Vec<Vec<Entry>>,
+    occupied: [u64; SLOTS / 64],
+    overflow: BinaryHeap<Reverse<Entry>>,
     actions: Slab<(u64, TimerAction)>,
     next_seq: u64,
+    /// Collected, sorted entries not yet handed out by `pop_expired`.
+    due: VecDeque<Entry>,
 }
 
-impl TimerHeap {
-    fn new() -> TimerHeap {
-        TimerHeap { heap: BinaryHeap::new(), actions: Slab::new(), next_seq: 0 }
+/// Number of wheel slots, one per millisecond tick.
+const SLOTS: usize = 1024;
+
+/// One timer's place in the wheel: `(deadline in ns since origin, creation seq, key)`.
+/// The derived order is the firing order: deadline, then FIFO.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Entry {
+    at: u64,
+    seq: u64,
+    key: usize,
+}
+
+impl Entry {
+    fn tick(&self) -> u64 {
+        self.at.div_ceil(1_000_000)
+    }
+}
+
+impl TimerWheel {
+    fn new() -> TimerWheel {
+        TimerWheel {
+            origin: Instant::now(),
+            next_tick: 0,
+            slots: (0..SLOTS).map(|_| Vec::new()).collect(),
+            occupied: [0; SLOTS / 64],
+            overflow: BinaryHeap::new(),
+            actions: Slab::new(),
+            next_seq: 0,
+            due: VecDeque::new(),
+        }
+    }
+
+    fn nanos_since_origin(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.origin).as_nanos()).unwrap_or(u64::MAX)
     }
 
     fn insert(&mut self, deadline: Instant, action: TimerAction) -> TimerKey {
         let seq = self.next_seq;
         self.next_seq += 1;
-        let slot = self.actions.insert((seq, action));
-        self.heap.push(Reverse((deadline, seq, slot)));
-        TimerKey { slot, seq }
+        let key = self.actions.insert((seq, action));
+        let entry = Entry { at: self.nanos_since_origin(deadline), seq, key };
+        self.place(entry);
+        TimerKey { slot: key, seq }
+    }
+
+    /// Puts an entry in its slot, or in the overflow heap if it is beyond the horizon.
+    /// An entry whose tick was already collected goes in the next slot to be collected.
+    fn place(&mut self, entry: Entry) {
+        let tick = entry.tick().max(self.next_tick);
+        if tick >= self.next_tick + SLOTS as u64 {
+            self.overflow.push(Reverse(entry));
+            return;
+        }
+        let slot = (tick % SLOTS as u64) as usize;
+        self.slots[slot].push(entry);
+        self.occupied[slot / 64] |= 1 << (slot % 64);
     }
 
     fn cancel(&mut self, key: TimerKey) -> bool {
-        match self.actions.get(key.slot) {
-            Some((seq, _)) if *seq == key.seq => {
-                self.actions.remove(key.slot);
-                self.compact_if_mostly_stale();
-                true
-            }
-            _ => false,
+        if !self.is_live(key.seq, key.slot) {
+            return false;
         }
+        self.actions.remove(key.slot);
+        let stale = self.overflow.len().saturating_sub(self.actions.len());
+        if stale > 4096 && stale > 2 * self.actions.len() {
+            let actions = &self.actions;
+            self.overflow
+                .retain(|Reverse(e)| matches!(actions.get(e.key), Some((s, _)) if *s == e.seq));
+        }
+        true
     }
 
-    /// The earliest live deadline, dropping stale entries from the top on the way.
+    fn is_live(&self, seq: u64, key: usize) -> bool {
+        matches!(self.actions.get(key), Some((s, _)) if *s == seq)
+    }
+
+    /// The deadline of the earliest live timer (rounded up to its tick).
     fn next_deadline(&mut self) -> Option<Instant> {
-        while let Some(Reverse((deadline, seq, slot))) = self.heap.peek().copied() {
-            if self.is_live(seq, slot) {
-                return Some(deadline);
+        if let Some(entry) = self.due.front() {
+            return Some(self.origin + Duration::from_nanos(entry.at));
+        }
+        self.refill_from_overflow();
+        for offset in 0..SLOTS as u64 {
+            let slot = ((self.next_tick + offset) % SLOTS as u64) as usize;
+            if self.occupied[slot / 64] & (1 << (slot % 64)) == 0 {
+                continue;
             }
-            self.heap.pop();
+            let actions = &self.actions;
+            self.slots[slot].retain(|e| matches!(actions.get(e.key), Some((s, _)) if *s == e.seq));
+            if self.slots[slot].is_empty() {
+                self.occupied[slot / 64] &= !(1 << (slot % 64));
+                continue;
+            }
+            let tick = self.next_tick + offset;
+            return Some(self.origin + Duration::from_millis(tick));
+        }
+        while let Some(Reverse(entry)) = self.overflow.peek().copied() {
+            if self.is_live(entry.seq, entry.key) {
+                return Some(self.origin + Duration::from_nanos(entry.at));
+            }
+            self.overflow.pop();
         }
         None
     }
 
+    /// Moves overflow entries that are now within the horizon into their slots.
+    fn refill_from_overflow(&mut self) {
+        let horizon = self.next_tick + SLOTS as u64;
+        while let Some(Reverse(entry)) = self.overflow.peek().copied() {
+            if entry.tick() >= horizon {
+                break;
+            }
+            self.overflow.pop();
+            if self.is_live(entry.seq, entry.key) {
+                self.place(entry);
+            }
+        }
+    }
+
     fn pop_expired(&mut self, now: Instant) -> Option<TimerAction> {
         loop {
-            let Reverse((deadline, seq, slot)) = *self.heap.peek()?;
-            if !self.is_live(seq, slot) {
-                self.heap.pop();
-                continue;
+            while let Some(entry) = self.due.pop_front() {
+                if self.is_live(entry.seq, entry.key) {
+                    return Some(self.actions.remove(entry.key).1);
+                }
             }
-            if deadline > now {
+            let now_tick = self.nanos_since_origin(now) / 1_000_000;
+            if now_tick < self.next_tick {
                 return None;
             }
-            self.heap.pop();
-            return Some(self.actions.remove(slot).1);
+            self.collect_tick();
         }
     }
 
-    fn is_live(&self, seq: u64, slot: usize) -> bool {
-        matches!(self.actions.get(slot), Some((s, _)) if *s == seq)
-    }
-
-    fn compact_if_mostly_stale(&mut self) {
-        let stale = self.heap.len() - self.actions.len();
-        if stale > 4096 && stale > 2 * self.actions.len() {
-            let actions = &self.actions;
-            self.heap.retain(
-                |Reverse((_, seq, slot))| matches!(actions.get(*slot), Some((s, _)) if s == seq),
-            );
+    /// Moves the live entries of tick `next_tick` into `due`, sorted, and advances.
+    fn collect_tick(&mut self) {
+        self.refill_from_overflow();
+        let slot = (self.next_tick % SLOTS as u64) as usize;
+        self.next_tick += 1;
+        if self.occupied[slot / 64] & (1 << (slot % 64)) == 0 {
+            return;
         }
+        self.occupied[slot / 64] &= !(1 << (slot % 64));
+        let mut entries = std::mem::take(&mut self.slots[slot]);
+        entries.sort_unstable();
+        self.due.extend(entries.drain(..));
+        self.slots[slot] = entries; // keep the capacity
     }
 
-    /// Heap entries including stale ones (for tests of the compaction).
+    /// Entries in slots and the overflow heap, stale ones included (tests only).
     #[cfg(test)]
-    fn heap_len(&self) -> usize {
-        self.heap.len()
+    fn entries(&self) -> usize {
+        self.slots.iter().map(Vec::len).sum::<usize>() + self.overflow.len() + self.due.len()
     }
 
     fn drain(&mut self) -> Vec<TimerAction> {
-        self.heap.clear();
+        self.due.clear();
+        self.overflow.clear();
+        self.slots.iter_mut().for_each(Vec::clear);
         self.actions.drain().map(|(_, action)| action).collect()
     }
 }
@@ -199,19 +309,52 @@ mod tests {
     }
 
     #[test]
-    fn fires_in_deadline_order_fifo_on_ties() {
+    fn fires_in_deadline_order_fifo_on_ties_never_early() {
         let timers = Timers::new();
         let t0 = Instant::now();
         timers.insert(t0 + Duration::from_millis(5), start_action(1));
         timers.insert(t0 + Duration::from_millis(1), start_action(2));
         timers.insert(t0 + Duration::from_millis(5), start_action(3));
         timers.insert(t0 + Duration::from_millis(1), start_action(4));
-        assert!(timers.pop_expired(t0).is_none());
+        assert!(timers.pop_expired(t0 + Duration::from_micros(999)).is_none(), "never early");
+        // At most one tick (1 ms) late:
         let order: Vec<u64> =
-            std::iter::from_fn(|| timers.pop_expired(t0 + Duration::from_millis(5)))
+            std::iter::from_fn(|| timers.pop_expired(t0 + Duration::from_millis(6)))
                 .map(id_of)
                 .collect();
         assert_eq!(order, vec![2, 4, 1, 3]);
+        assert!(timers.is_empty());
+    }
+
+    #[test]
+    fn random_deadlines_fire_in_sorted_order_across_the_horizon() {
+        let timers = Timers::new();
+        let t0 = Instant::now();
+        let mut x: u64 = 12345;
+        let mut expected: Vec<(Duration, u64)> = (0..5000u64)
+            .map(|id| {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                // 0..3 s: two thirds beyond the wheel's ~1 s horizon; many exact ties.
+                let at = Duration::from_micros((x >> 33) % 3_000_000 / 250 * 250);
+                timers.insert(t0 + at, start_action(id));
+                (at, id)
+            })
+            .collect();
+        expected.sort(); // by deadline, then id (= creation order)
+        let mut fired = Vec::new();
+        let mut now = t0;
+        while fired.len() < expected.len() {
+            now += Duration::from_micros(700);
+            while let Some(action) = timers.pop_expired(now) {
+                let id = id_of(action);
+                let at = expected.iter().find(|(_, i)| *i == id).unwrap().0;
+                assert!(t0 + at <= now, "timer {id} fired early");
+                assert!(now - (t0 + at) < Duration::from_millis(2), "timer {id} fired late");
+                fired.push(id);
+            }
+        }
+        let expected_ids: Vec<u64> = expected.iter().map(|(_, id)| *id).collect();
+        assert_eq!(fired, expected_ids);
     }
 
     #[test]
@@ -228,12 +371,14 @@ mod tests {
         assert!(!timers.cancel(keys[0]), "a cancelled timer cannot be cancelled twice");
         assert_eq!(timers.len(), 1);
         assert!(
-            timers.heap.borrow().heap_len() < 5000,
+            timers.heap.borrow().entries() < 5000,
             "stale entries were compacted: {}",
-            timers.heap.borrow().heap_len()
+            timers.heap.borrow().entries()
         );
-        assert_eq!(timers.next_deadline(), Some(t0));
-        assert_eq!(id_of(timers.pop_expired(t0).unwrap()), 99);
+        let next = timers.next_deadline().unwrap();
+        assert!(next >= t0 && next <= t0 + Duration::from_millis(1), "{:?}", next - t0);
+        assert_eq!(id_of(timers.pop_expired(t0 + Duration::from_millis(1)).unwrap()), 99);
         assert!(!timers.cancel(keep), "a fired timer is no longer cancellable");
+        assert_eq!(timers.next_deadline(), None);
     }
 }
