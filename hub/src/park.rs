@@ -126,26 +126,32 @@ pub fn park(reason: &dyn fmt::Display) {
     with_hub(|hub| hub.park_current(reason));
 }
 
-/// Like [`park`], but also wakes up at `deadline`. Returns `true` if the deadline has
-/// passed (the caller should still check its condition first: both can be true).
+/// Like [`park`], but also wakes up at `deadline`. Returns `true` if the wait ended
+/// because the deadline passed. (The caller should still check its condition first: it
+/// may hold too.)
 pub fn park_until(reason: &dyn fmt::Display, deadline: Option<Instant>) -> bool {
     let Some(deadline) = deadline else {
         park(reason);
         return false;
     };
-    let now = Instant::now();
-    if now >= deadline {
+    if Instant::now() >= deadline {
         // Still a blocking point: let others run and deliver interrupts.
         crate::yield_now();
         return true;
     }
+    park_until_future(reason, deadline)
+}
+
+/// [`park_until`] for a deadline the caller knows is still ahead (saves a clock read).
+pub(crate) fn park_until_future(reason: &dyn fmt::Display, deadline: Instant) -> bool {
     let timer = with_hub(|hub| {
         hub.current_core().wake_timer_fired.set(false);
         hub.timers.insert(deadline, TimerAction::Wake(waker()))
     });
     let _cancel = CancelTimer(timer);
     park(reason);
-    Instant::now() >= deadline
+    // Timers never fire early, so a fired timer means the deadline passed.
+    with_hub(|hub| hub.current_core().wake_timer_fired.get())
 }
 
 /// Like [`park_until`] with a deadline `timeout` from now. Returns `true` if it passed.

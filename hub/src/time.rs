@@ -40,7 +40,12 @@ pub fn sleep(duration: Duration) {
         return;
     }
     match Instant::now().checked_add(duration) {
-        Some(deadline) => sleep_until(deadline),
+        Some(deadline) => {
+            // The deadline is ahead (duration > 0): skip park_until's clock check once.
+            if !park::park_until_future(&"sleep", deadline) {
+                sleep_until(deadline);
+            }
+        }
         None => loop {
             park::park(&"sleep (forever)");
         },
