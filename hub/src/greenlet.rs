@@ -76,7 +76,7 @@ pub(crate) fn finish(task: &Rc<dyn Task>, outcome: Result<(), GreenletError>) {
     let core = task.core();
     core.set_outcome(outcome);
     core.interrupt.set(None);
-    core.joiners.notify_all();
+    core.notify_joiners();
     let links = core.take_links();
     for (_, callback) in links {
         if let Err(payload) = catch_unwind(AssertUnwindSafe(callback)) {
@@ -532,7 +532,7 @@ fn join_until(task: &Rc<dyn Task>, deadline: Option<Instant>) -> bool {
         if with_hub(|hub| hub.is_current(core)) {
             panic!("verdant: {} tried to join itself, which would never return", core.describe());
         }
-        core.joiners.push(park::waker());
+        core.add_joiner(park::waker());
         let reason = format_args!("the end of {} (join)", core.describe());
         if park::park_until(&reason, deadline) && !core.is_dead() {
             return false;

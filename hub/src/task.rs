@@ -119,8 +119,6 @@ pub(crate) struct Core {
     pub(crate) interrupt: Cell<Option<Interrupt>>,
     /// Set once, when the body has produced its outcome (the greenlet is dead).
     outcome: OnceCell<Result<(), Box<GreenletError>>>,
-    /// Who waits in `join`: woken all at once when the outcome is set.
-    pub(crate) joiners: WaitList,
     pub(crate) name: Option<Box<str>>,
     /// Link callbacks and a reserved stack: allocated only for greenlets that have them.
     cold: RefCell<Option<Box<Cold>>>,
@@ -159,6 +157,8 @@ pub(crate) struct Core {
 /// The parts of a greenlet most never use.
 #[derive(Default)]
 struct Cold {
+    /// Who waits in `join` while it is alive: woken all at once when the outcome is set.
+    joiners: WaitList,
     links: Vec<(u64, LinkCallback)>,
     /// A stack reserved at spawn time by [`Builder::spawn`](crate::Builder::spawn).
     reserved_stack: Option<GuardedStack>,
@@ -177,7 +177,6 @@ impl Core {
             epoch: Cell::new(0),
             interrupt: Cell::new(None),
             outcome: OnceCell::new(),
-            joiners: WaitList::new(),
             name,
             cold: RefCell::new(None),
             coroutine: RefCell::new(None),
@@ -236,6 +235,20 @@ impl Core {
 
     fn cold(&self) -> std::cell::RefMut<'_, Cold> {
         std::cell::RefMut::map(self.cold.borrow_mut(), |cold| &mut **cold.get_or_insert_default())
+    }
+
+    /// Registers a greenlet waiting in `join`.
+    pub(crate) fn add_joiner(&self, waker: crate::park::Waker) {
+        self.cold().joiners.push(waker);
+    }
+
+    /// Wakes every greenlet waiting in `join`.
+    pub(crate) fn notify_joiners(&self) {
+        let joiners = match &mut *self.cold.borrow_mut() {
+            Some(cold) => std::mem::take(&mut cold.joiners),
+            None => return,
+        };
+        joiners.notify_all();
     }
 
     pub(crate) fn add_link(&self, id: u64, callback: LinkCallback) {
