@@ -2,7 +2,6 @@
 
 mod util;
 
-use std::process::Command;
 use std::time::Duration;
 
 use util::{DropCounter, Log};
@@ -128,7 +127,7 @@ fn an_explicit_stack_size_gets_a_guarded_stack_of_its_own() {
 /// Run in a child process by `an_overflow_on_a_shared_stack_is_reported`.
 #[test]
 fn shared_overflow_child() {
-    if std::env::var_os("VERDANT_SHARED_OVERFLOW_CHILD").is_none() {
+    if !util::is_child_for("shared_overflow_child") {
         return;
     }
     configure(|c| {
@@ -136,27 +135,16 @@ fn shared_overflow_child() {
         c.stack_size = 32 * 1024;
     })
     .unwrap();
-    #[allow(unconditional_recursion)] // overflowing is the point
-    fn recurse(n: u64) -> u64 {
-        let pad = std::hint::black_box([n; 128]);
-        recurse(n + 1) + pad[7]
-    }
     let idle = spawn(|| sleep(Duration::from_secs(60))); // so the stack is swapped too
     yield_now();
-    let _ = spawn(|| recurse(0)).get();
+    let _ = spawn(|| util::recurse_forever(0)).get();
     drop(idle);
     unreachable!("the overflow must abort the process");
 }
 
 #[test]
 fn an_overflow_on_a_shared_stack_is_reported() {
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "shared_overflow_child", "--nocapture", "--test-threads=1"])
-        .env("VERDANT_SHARED_OVERFLOW_CHILD", "1")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (stderr, signal) = util::run_test_in_child("shared_overflow_child");
     assert!(stderr.contains("overflowed its stack of 32 KiB"), "stderr was: {stderr}");
-    use std::os::unix::process::ExitStatusExt;
-    assert_eq!(out.status.signal(), Some(libc::SIGABRT));
+    assert_eq!(signal, Some(libc::SIGABRT));
 }

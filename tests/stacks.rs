@@ -3,7 +3,6 @@
 mod util;
 
 use std::io;
-use std::process::Command;
 use std::time::Duration;
 
 use util::panic_message_of;
@@ -123,32 +122,21 @@ fn the_process_cap_comes_from_vm_max_map_count() {
 /// Run in a child process by `a_stack_overflow_is_reported_by_name`.
 #[test]
 fn overflow_child() {
-    if std::env::var_os("VERDANT_OVERFLOW_CHILD").is_none() {
+    if !util::is_child_for("overflow_child") {
         return;
     }
-    #[allow(unconditional_recursion)] // overflowing is the point
-    fn recurse(n: u64) -> u64 {
-        let pad = std::hint::black_box([n; 128]);
-        recurse(n + 1) + pad[7]
-    }
-    let g = Builder::new().stack_size(32 * 1024).spawn(|| recurse(0)).unwrap();
+    let g = Builder::new().stack_size(32 * 1024).spawn(|| util::recurse_forever(0)).unwrap();
     let _ = g.get();
     unreachable!("the overflow must abort the process");
 }
 
 #[test]
 fn a_stack_overflow_is_reported_by_name() {
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "overflow_child", "--nocapture", "--test-threads=1"])
-        .env("VERDANT_OVERFLOW_CHILD", "1")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (stderr, signal) = util::run_test_in_child("overflow_child");
     assert!(
         stderr.contains("verdant: a greenlet overflowed its stack of 32 KiB"),
         "stderr was: {stderr}"
     );
     assert!(stderr.contains("Builder::stack_size"), "{stderr}");
-    use std::os::unix::process::ExitStatusExt;
-    assert_eq!(out.status.signal(), Some(libc::SIGABRT), "aborted, not a bare segfault");
+    assert_eq!(signal, Some(libc::SIGABRT), "aborted, not a bare segfault");
 }

@@ -65,3 +65,30 @@ pub fn panic_message_of(f: impl FnOnce()) -> String {
         "<non-string panic>".to_string()
     }
 }
+
+/// The environment variable that tells a test it runs as [`run_test_in_child`]'s child.
+pub const CHILD_MARKER: &str = "VERDANT_TEST_CHILD";
+
+/// Whether this process is the child started by [`run_test_in_child`] for test `name`.
+pub fn is_child_for(name: &str) -> bool {
+    std::env::var(CHILD_MARKER).is_ok_and(|v| v == name)
+}
+
+/// Runs one test of this test binary in a child process (for behaviour that ends the
+/// process, like a stack overflow) and returns its stderr and the signal that ended it.
+pub fn run_test_in_child(name: &str) -> (String, Option<i32>) {
+    use std::os::unix::process::ExitStatusExt;
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(CHILD_MARKER, name)
+        .output()
+        .unwrap();
+    (String::from_utf8_lossy(&out.stderr).into_owned(), out.status.signal())
+}
+
+/// Recurses until the stack overflows.
+#[allow(unconditional_recursion)] // overflowing is the point
+pub fn recurse_forever(n: u64) -> u64 {
+    let pad = std::hint::black_box([n; 128]);
+    recurse_forever(n + 1) + pad[7]
+}
