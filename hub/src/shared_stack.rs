@@ -61,16 +61,6 @@ pub(crate) struct SharedStackHandle {
     limit: usize,
 }
 
-impl SharedStackHandle {
-    pub(crate) fn base(&self) -> usize {
-        self.base
-    }
-
-    pub(crate) fn limit(&self) -> usize {
-        self.limit
-    }
-}
-
 /// One shared stack and the greenlet whose frames are on it now.
 struct SharedStack {
     memory: GuardedStack,
@@ -326,10 +316,10 @@ impl SaveArena {
     }
 }
 
-// SAFETY: the handle describes a guarded mapping (its limit includes the guard page) of
-// at least 16 KiB that the hub's `SharedStacks` owns for longer than any coroutine using
-// it. Several coroutines use the same memory, but never at the same time: the hub copies
-// one greenlet's frames out before another's are copied in (`make_resident`).
+// Several coroutines use the same memory, but never at the same time: the hub copies one
+// greenlet's frames out before another's are copied in (`make_resident`).
+// SAFETY: a guarded mapping (the limit includes the guard page) of at least 16 KiB that
+// the hub's `SharedStacks` owns for longer than any coroutine using it.
 unsafe impl corosensei::stack::Stack for SharedStackHandle {
     fn base(&self) -> StackPointer {
         StackPointer::new(self.base).expect("stack top is non-null")

@@ -187,14 +187,14 @@ unsafe impl corosensei::stack::Stack for Stack {
     fn base(&self) -> StackPointer {
         match self {
             Stack::Guarded(stack) => corosensei::stack::Stack::base(stack),
-            Stack::Shared(handle) => StackPointer::new(handle.base()).expect("non-null"),
+            Stack::Shared(handle) => corosensei::stack::Stack::base(handle),
         }
     }
 
     fn limit(&self) -> StackPointer {
         match self {
             Stack::Guarded(stack) => corosensei::stack::Stack::limit(stack),
-            Stack::Shared(handle) => StackPointer::new(handle.limit()).expect("non-null"),
+            Stack::Shared(handle) => corosensei::stack::Stack::limit(handle),
         }
     }
 }
