@@ -429,6 +429,11 @@ impl GreenletRef {
         self.add_link(Box::new(move || callback(&me)))
     }
 
+    /// Registers a waker to be woken when this greenlet dies.
+    pub(crate) fn add_joiner(&self, waker: park::Waker) {
+        self.task.core().add_joiner(waker);
+    }
+
     fn add_link(&self, callback: Box<dyn FnOnce()>) -> LinkId {
         let id = with_hub(|hub| hub.next_id());
         let core = self.task.core();

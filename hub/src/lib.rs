@@ -33,6 +33,7 @@
 //! | [`park`] | the one waiter mechanism every blocking call is built on |
 //! | `time.rs`, `timeout.rs` | [`sleep`], [`yield_now`], [`with_timeout`] |
 //! | `timer.rs` | the timer heap |
+//! | [`sync`] | events, async results, semaphores, locks, queues, channels, `wait`/`iwait` |
 //! | [`io`] | fds registered in the mio poll, [`io::wait_readable`] |
 //! | `remote.rs` | waking a hub from other threads ([`RemoteHandle`], [`RemoteWaker`]) |
 //! | `stack.rs`, `overflow.rs` | guarded stacks, their free list and limits; overflow reports |
@@ -64,6 +65,7 @@ mod remote;
 mod shared_stack;
 mod stack;
 mod stats;
+pub mod sync;
 mod task;
 mod time;
 mod timeout;

@@ -79,6 +79,17 @@ impl Waker {
         true
     }
 
+    /// Wakes the greenlet and hands it what it waited for (a semaphore permit): like
+    /// [`wake`](Waker::wake), but also raises the greenlet's *granted* flag, which it reads
+    /// with [`take_grant`]. Returns `false` (granting nothing) if the wait already ended.
+    pub fn grant(&self) -> bool {
+        if !self.wake() {
+            return false;
+        }
+        self.task.core().granted.set(true);
+        true
+    }
+
     /// Whether the wait this waker was made for is still going on.
     pub fn is_waiting(&self) -> bool {
         let core = self.task.core();
@@ -113,6 +124,12 @@ pub fn waker() -> Waker {
         let epoch = task.core().epoch.get();
         Waker { task, epoch }
     })
+}
+
+/// Takes (and clears) the running greenlet's *granted* flag: whether a
+/// [`Waker::grant`] handed it something since the flag was last taken.
+pub fn take_grant() -> bool {
+    with_hub(|hub| hub.current_core().granted.replace(false))
 }
 
 /// Suspends the running greenlet until a [`Waker`] made for this wait wakes it.
@@ -207,6 +224,19 @@ impl WaitList {
             match next {
                 None => return false,
                 Some(waker) if waker.wake() => return true,
+                Some(_) => continue,
+            }
+        }
+    }
+
+    /// Grants the longest-waiting live greenlet (see [`Waker::grant`]). Returns whether
+    /// one was granted.
+    pub fn grant_one(&self) -> bool {
+        loop {
+            let next = self.waiters.borrow_mut().pop_front();
+            match next {
+                None => return false,
+                Some(waker) if waker.grant() => return true,
                 Some(_) => continue,
             }
         }

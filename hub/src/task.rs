@@ -152,6 +152,10 @@ pub(crate) struct Core {
     /// Set when the wake timer of the current `park_until` fired, so the wait need not
     /// cancel it (cancelling would touch the timer slab, a cache miss with many timers).
     pub(crate) wake_timer_fired: Cell<bool>,
+    /// Set when a primitive handed this parked greenlet what it waited for (a semaphore
+    /// permit) along with the wake-up. A greenlet waits for one thing at a time, so one
+    /// flag is enough; see [`Waker::grant`](crate::park::Waker::grant).
+    pub(crate) granted: Cell<bool>,
 }
 
 /// The parts of a greenlet most never use.
@@ -191,6 +195,7 @@ impl Core {
             scheduled: Cell::new(false),
             shared,
             wake_timer_fired: Cell::new(false),
+            granted: Cell::new(false),
         }
     }
 

@@ -19,7 +19,8 @@
 //!
 //! This crate re-exports the others:
 //!
-//! * the top level and [`hub`]: greenlets, the hub, timers, timeouts ([`verdant_hub`]).
+//! * the top level and [`hub`]: greenlets, the hub, timers, timeouts ([`verdant_hub`]);
+//! * [`sync`]: events, async results, semaphores, locks, queues, channels, `wait`/`iwait`.
 
 #![doc(test(attr(deny(warnings))))]
 
@@ -27,6 +28,8 @@ pub use verdant_hub::{
     AsGreenlet, Builder, Greenlet, GreenletError, GreenletRef, LinkId, Timeout, current, joinall,
     killall, sleep, sleep_until, spawn, spawn_later, with_timeout, yield_now,
 };
+
+pub use verdant_hub::sync;
 
 /// The hub: configuration, statistics, low-level waiting, I/O readiness, cross-thread wake.
 pub mod hub {

@@ -1,0 +1,568 @@
+//! Queues between greenlets: `Queue` (FIFO), `LifoQueue`, `PriorityQueue`, `JoinableQueue`.
+//!
+//! # Nothing is lost
+//!
+//! Items stay in the queue until a getter that is *running* takes one; a put only wakes a
+//! getter. So a getter that is killed or times out after being woken has taken nothing. It
+//! was, however, the one greenlet woken for that item: on its way out it wakes the next
+//! getter if items remain (and a putter does the same for free space). A put never hands an
+//! item to a dead getter, and items leave in the order the queue's kind defines.
+
+use std::cell::{Cell, RefCell};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::error::Error;
+use std::fmt;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use crate::park::{self, WaitList};
+
+/// Why a put failed. The item comes back.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum PutError<T> {
+    /// The queue was full (`put_nowait`, or `put_timeout` ran out of time).
+    Full(T),
+    /// The queue was closed.
+    Closed(T),
+}
+
+impl<T> PutError<T> {
+    /// The item that was not put.
+    pub fn into_inner(self) -> T {
+        match self {
+            PutError::Full(item) | PutError::Closed(item) => item,
+        }
+    }
+}
+
+impl<T> fmt::Debug for PutError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PutError::Full(_) => f.write_str("Full(..)"),
+            PutError::Closed(_) => f.write_str("Closed(..)"),
+        }
+    }
+}
+
+impl<T> fmt::Display for PutError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PutError::Full(_) => f.write_str("the queue is full"),
+            PutError::Closed(_) => f.write_str("the queue is closed"),
+        }
+    }
+}
+
+impl<T> Error for PutError<T> {}
+
+/// Why a get failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GetError {
+    /// The queue was empty (`get_nowait`, or `get_timeout` ran out of time).
+    Empty,
+    /// The queue is closed and empty: nothing will ever come.
+    Closed,
+}
+
+impl fmt::Display for GetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GetError::Empty => f.write_str("the queue is empty"),
+            GetError::Closed => f.write_str("the queue is closed and empty"),
+        }
+    }
+}
+
+impl Error for GetError {}
+
+/// The error of calling `task_done` more often than items were put.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TaskDoneError;
+
+impl fmt::Display for TaskDoneError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("task_done() called more times than there were items")
+    }
+}
+
+impl Error for TaskDoneError {}
+
+/// Where a queue keeps its items: the order in which they come out.
+pub(crate) trait Store<T>: Default {
+    fn push(&mut self, item: T);
+    fn pop(&mut self) -> Option<T>;
+    fn peek(&self) -> Option<&T>;
+    fn len(&self) -> usize;
+}
+
+/// First in, first out.
+pub(crate) type Fifo<T> = VecDeque<T>;
+
+impl<T> Store<T> for VecDeque<T> {
+    fn push(&mut self, item: T) {
+        self.push_back(item);
+    }
+    fn pop(&mut self) -> Option<T> {
+        self.pop_front()
+    }
+    fn peek(&self) -> Option<&T> {
+        self.front()
+    }
+    fn len(&self) -> usize {
+        VecDeque::len(self)
+    }
+}
+
+/// Last in, first out.
+pub(crate) type Lifo<T> = Vec<T>;
+
+impl<T> Store<T> for Vec<T> {
+    fn push(&mut self, item: T) {
+        Vec::push(self, item);
+    }
+    fn pop(&mut self) -> Option<T> {
+        Vec::pop(self)
+    }
+    fn peek(&self) -> Option<&T> {
+        self.last()
+    }
+    fn len(&self) -> usize {
+        Vec::len(self)
+    }
+}
+
+/// Smallest first (gevent's `PriorityQueue` uses Python's min-heap).
+pub(crate) struct Smallest<T>(BinaryHeap<Reverse<T>>);
+
+impl<T: Ord> Default for Smallest<T> {
+    fn default() -> Self {
+        Smallest(BinaryHeap::new())
+    }
+}
+
+impl<T: Ord> Store<T> for Smallest<T> {
+    fn push(&mut self, item: T) {
+        self.0.push(Reverse(item));
+    }
+    fn pop(&mut self) -> Option<T> {
+        self.0.pop().map(|Reverse(item)| item)
+    }
+    fn peek(&self) -> Option<&T> {
+        self.0.peek().map(|Reverse(item)| item)
+    }
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+/// The state every queue kind shares.
+pub(crate) struct Shared<T, S> {
+    items: RefCell<S>,
+    capacity: Option<usize>,
+    closed: Cell<bool>,
+    getters: WaitList,
+    putters: WaitList,
+    /// Items put and not yet marked done (JoinableQueue).
+    unfinished: Cell<usize>,
+    all_done: WaitList,
+    _item: std::marker::PhantomData<T>,
+}
+
+/// While a getter (or putter) waits: if it unwinds after being woken, wake the next one
+/// if what it was woken for is still there.
+struct PassOn<'a, T, S: Store<T>> {
+    queue: &'a Shared<T, S>,
+    getter: bool,
+}
+
+impl<T, S: Store<T>> Drop for PassOn<'_, T, S> {
+    fn drop(&mut self) {
+        if self.getter && self.queue.len() > 0 {
+            self.queue.getters.notify_one();
+        } else if !self.getter && !self.queue.is_full() {
+            self.queue.putters.notify_one();
+        }
+    }
+}
+
+impl<T, S: Store<T>> Shared<T, S> {
+    fn new(capacity: Option<usize>) -> Shared<T, S> {
+        assert!(
+            capacity != Some(0),
+            "a queue of capacity 0 is a Channel: use verdant::sync::Channel"
+        );
+        Shared {
+            items: RefCell::new(S::default()),
+            capacity,
+            closed: Cell::new(false),
+            getters: WaitList::new(),
+            putters: WaitList::new(),
+            unfinished: Cell::new(0),
+            all_done: WaitList::new(),
+            _item: std::marker::PhantomData,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.items.borrow().len()
+    }
+
+    fn is_full(&self) -> bool {
+        self.capacity.is_some_and(|capacity| self.len() >= capacity)
+    }
+
+    fn try_put(&self, item: T) -> Result<(), PutError<T>> {
+        if self.closed.get() {
+            return Err(PutError::Closed(item));
+        }
+        if self.is_full() {
+            return Err(PutError::Full(item));
+        }
+        self.items.borrow_mut().push(item);
+        self.unfinished.set(self.unfinished.get() + 1);
+        self.getters.notify_one();
+        Ok(())
+    }
+
+    fn put_until(&self, mut item: T, deadline: Option<Instant>) -> Result<(), PutError<T>> {
+        loop {
+            item = match self.try_put(item) {
+                Err(PutError::Full(item)) => item,
+                done => return done,
+            };
+            self.putters.push(park::waker());
+            let pass_on = PassOn { queue: self, getter: false };
+            let timed_out = park::park_until(&"Queue::put() on a full queue", deadline);
+            std::mem::forget(pass_on);
+            if timed_out && self.is_full() && !self.closed.get() {
+                return Err(PutError::Full(item));
+            }
+        }
+    }
+
+    fn try_get(&self) -> Result<T, GetError> {
+        let item = self.items.borrow_mut().pop();
+        match item {
+            Some(item) => {
+                self.putters.notify_one();
+                Ok(item)
+            }
+            None if self.closed.get() => Err(GetError::Closed),
+            None => Err(GetError::Empty),
+        }
+    }
+
+    fn get_until(&self, deadline: Option<Instant>) -> Result<T, GetError> {
+        loop {
+            match self.try_get() {
+                Err(GetError::Empty) => {}
+                done => return done,
+            }
+            self.getters.push(park::waker());
+            let pass_on = PassOn { queue: self, getter: true };
+            let timed_out = park::park_until(&"Queue::get() on an empty queue", deadline);
+            std::mem::forget(pass_on);
+            if timed_out && self.len() == 0 && !self.closed.get() {
+                return Err(GetError::Empty);
+            }
+        }
+    }
+
+    fn peek_until(&self, deadline: Option<Instant>) -> Result<T, GetError>
+    where
+        T: Clone,
+    {
+        loop {
+            if let Some(item) = self.items.borrow().peek() {
+                return Ok(item.clone());
+            }
+            if self.closed.get() {
+                return Err(GetError::Closed);
+            }
+            self.getters.push(park::waker());
+            let pass_on = PassOn { queue: self, getter: true };
+            let timed_out = park::park_until(&"Queue::peek() on an empty queue", deadline);
+            std::mem::forget(pass_on);
+            // A peeker consumed a getter's wake-up without taking the item: pass it on.
+            if self.len() > 0 {
+                self.getters.notify_one();
+            }
+            if timed_out && self.len() == 0 && !self.closed.get() {
+                return Err(GetError::Empty);
+            }
+        }
+    }
+
+    fn close(&self) {
+        self.closed.set(true);
+        self.getters.notify_all();
+        self.putters.notify_all();
+    }
+}
+
+macro_rules! queue_methods {
+    ($name:ident, $store:ty $(, $bound:path)?) => {
+        impl<T $(: $bound)?> $name<T> {
+            /// An unbounded queue: `put` never waits.
+            pub fn new() -> Self {
+                $name { inner: Rc::new(Shared::new(None)) }
+            }
+
+            /// A queue holding at most `capacity` items: `put` waits while it is full.
+            ///
+            /// # Panics
+            ///
+            /// If `capacity` is 0: that is a [`Channel`](super::Channel).
+            pub fn bounded(capacity: usize) -> Self {
+                $name { inner: Rc::new(Shared::new(Some(capacity))) }
+            }
+
+            /// Puts an item, waiting while the queue is full.
+            ///
+            /// # Errors
+            ///
+            /// [`PutError::Closed`] if the queue is (or gets) closed.
+            pub fn put(&self, item: T) -> Result<(), PutError<T>> {
+                self.inner.put_until(item, None)
+            }
+
+            /// Puts an item, waiting at most `timeout` for room ([`PutError::Full`] after).
+            pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), PutError<T>> {
+                self.inner.put_until(item, Instant::now().checked_add(timeout))
+            }
+
+            /// Puts an item if there is room right now.
+            pub fn put_nowait(&self, item: T) -> Result<(), PutError<T>> {
+                self.inner.try_put(item)
+            }
+
+            /// Takes an item, waiting while the queue is empty.
+            ///
+            /// # Errors
+            ///
+            /// [`GetError::Closed`] once the queue is closed and empty.
+            pub fn get(&self) -> Result<T, GetError> {
+                self.inner.get_until(None)
+            }
+
+            /// Takes an item, waiting at most `timeout` ([`GetError::Empty`] after).
+            pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetError> {
+                self.inner.get_until(Instant::now().checked_add(timeout))
+            }
+
+            /// Takes an item if there is one right now.
+            pub fn get_nowait(&self) -> Result<T, GetError> {
+                self.inner.try_get()
+            }
+
+            /// A copy of the item `get` would return, waiting while the queue is empty.
+            pub fn peek(&self) -> Result<T, GetError>
+            where
+                T: Clone,
+            {
+                self.inner.peek_until(None)
+            }
+
+            /// Like [`peek`](Self::peek), without waiting.
+            pub fn peek_nowait(&self) -> Result<T, GetError>
+            where
+                T: Clone,
+            {
+                match self.inner.items.borrow().peek() {
+                    Some(item) => Ok(item.clone()),
+                    None if self.inner.closed.get() => Err(GetError::Closed),
+                    None => Err(GetError::Empty),
+                }
+            }
+
+            /// Items in the queue.
+            pub fn len(&self) -> usize {
+                self.inner.len()
+            }
+
+            /// Whether the queue holds no item.
+            pub fn is_empty(&self) -> bool {
+                self.inner.len() == 0
+            }
+
+            /// Whether a `put` would wait.
+            pub fn is_full(&self) -> bool {
+                self.inner.is_full()
+            }
+
+            /// The capacity given to [`bounded`](Self::bounded), or `None`.
+            pub fn capacity(&self) -> Option<usize> {
+                self.inner.capacity
+            }
+
+            /// Closes the queue: puts fail from now on, gets drain what is left and then
+            /// fail with [`GetError::Closed`]; every waiting greenlet wakes up.
+            pub fn close(&self) {
+                self.inner.close();
+            }
+
+            /// Whether [`close`](Self::close) was called.
+            pub fn is_closed(&self) -> bool {
+                self.inner.closed.get()
+            }
+
+            /// Iterates by calling `get` until the queue is closed and empty.
+            pub fn iter(&self) -> impl Iterator<Item = T> + '_ {
+                std::iter::from_fn(move || self.get().ok())
+            }
+
+            /// Iterates over the items there right now, without waiting.
+            pub fn try_iter(&self) -> impl Iterator<Item = T> + '_ {
+                std::iter::from_fn(move || self.get_nowait().ok())
+            }
+        }
+
+        impl<T $(: $bound)?> Default for $name<T> {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl<T $(: $bound)?> Clone for $name<T> {
+            fn clone(&self) -> Self {
+                $name { inner: self.inner.clone() }
+            }
+        }
+
+        impl<T $(: $bound)?> fmt::Debug for $name<T> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($name))
+                    .field("len", &self.len())
+                    .field("capacity", &self.inner.capacity)
+                    .field("closed", &self.is_closed())
+                    .finish()
+            }
+        }
+    };
+}
+
+/// A first-in first-out queue between greenlets (gevent's `Queue`), unbounded or bounded.
+/// Cloning gives another handle to the same queue.
+///
+/// ```
+/// use verdant_hub::sync::Queue;
+///
+/// let q = Queue::bounded(2);
+/// let producer = {
+///     let q = q.clone();
+///     verdant_hub::spawn(move || {
+///         for i in 0..5 {
+///             q.put(i).unwrap(); // waits while 2 items are queued
+///         }
+///         q.close();
+///     })
+/// };
+/// let received: Vec<i32> = q.iter().collect();
+/// assert_eq!(received, [0, 1, 2, 3, 4]);
+/// producer.join();
+/// ```
+pub struct Queue<T> {
+    inner: Rc<Shared<T, Fifo<T>>>,
+}
+
+queue_methods!(Queue, Fifo<T>);
+
+/// A last-in first-out queue (gevent's `LifoQueue`).
+///
+/// ```
+/// let q = verdant_hub::sync::LifoQueue::new();
+/// for i in 1..=3 { q.put(i).unwrap(); }
+/// assert_eq!(q.get(), Ok(3));
+/// ```
+pub struct LifoQueue<T> {
+    inner: Rc<Shared<T, Lifo<T>>>,
+}
+
+queue_methods!(LifoQueue, Lifo<T>);
+
+/// A queue that hands out its smallest item first (gevent's `PriorityQueue`). Use
+/// `(priority, item)` tuples to attach priorities.
+///
+/// ```
+/// let q = verdant_hub::sync::PriorityQueue::new();
+/// for job in [(3, "later"), (1, "first"), (2, "then")] { q.put(job).unwrap(); }
+/// assert_eq!(q.get(), Ok((1, "first")));
+/// ```
+pub struct PriorityQueue<T: Ord> {
+    inner: Rc<Shared<T, Smallest<T>>>,
+}
+
+queue_methods!(PriorityQueue, Smallest<T>, Ord);
+
+/// A FIFO queue that also counts unfinished work (gevent's `JoinableQueue`): every `put`
+/// adds one, every [`task_done`](JoinableQueue::task_done) removes one, and
+/// [`join`](JoinableQueue::join) waits until the count is zero.
+///
+/// ```
+/// let q = verdant_hub::sync::JoinableQueue::new();
+/// let worker = {
+///     let q = q.clone();
+///     verdant_hub::spawn(move || {
+///         while let Ok(job) = q.get() {
+///             let _ = job * 2;
+///             q.task_done().unwrap();
+///         }
+///     })
+/// };
+/// for job in 0..10 { q.put(job).unwrap(); }
+/// q.join(); // every job was taken and marked done
+/// q.close();
+/// worker.join();
+/// ```
+pub struct JoinableQueue<T> {
+    inner: Rc<Shared<T, Fifo<T>>>,
+}
+
+queue_methods!(JoinableQueue, Fifo<T>);
+
+impl<T> JoinableQueue<T> {
+    /// Marks one item taken from the queue as processed.
+    ///
+    /// # Errors
+    ///
+    /// If called more times than items were put.
+    pub fn task_done(&self) -> Result<(), TaskDoneError> {
+        let unfinished = self.inner.unfinished.get();
+        if unfinished == 0 {
+            return Err(TaskDoneError);
+        }
+        self.inner.unfinished.set(unfinished - 1);
+        if unfinished == 1 {
+            self.inner.all_done.notify_all();
+        }
+        Ok(())
+    }
+
+    /// Items put and not yet marked done.
+    pub fn unfinished_tasks(&self) -> usize {
+        self.inner.unfinished.get()
+    }
+
+    /// Waits until every item put has been marked done.
+    pub fn join(&self) {
+        self.join_until(None);
+    }
+
+    /// Waits at most `timeout`; returns whether every item was marked done.
+    pub fn join_timeout(&self, timeout: Duration) -> bool {
+        self.join_until(Instant::now().checked_add(timeout))
+    }
+
+    fn join_until(&self, deadline: Option<Instant>) -> bool {
+        loop {
+            if self.inner.unfinished.get() == 0 {
+                return true;
+            }
+            self.inner.all_done.push(park::waker());
+            if park::park_until(&"JoinableQueue::join()", deadline) {
+                return self.inner.unfinished.get() == 0;
+            }
+        }
+    }
+}

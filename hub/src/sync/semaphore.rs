@@ -1,0 +1,474 @@
+//! Semaphores and locks, with first-in first-out hand-off.
+//!
+//! When a permit is released while greenlets wait, it is not put back in the pool for
+//! whoever asks first: it is *handed* to the longest-waiting greenlet ([`Waker::grant`]),
+//! which owns it from that moment. So a greenlet that releases a lock and immediately asks
+//! for it again queues up behind the waiters; two greenlets contending for one lock take
+//! turns. A waiter that is killed or times out after being handed a permit passes it on.
+//!
+//! [`Waker::grant`]: crate::park::Waker::grant
+
+use std::cell::Cell;
+use std::error::Error;
+use std::fmt;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use crate::hub::with_hub;
+use crate::park::{self, WaitList};
+
+/// The permit counter and FIFO waiters shared by every type in this module.
+struct Permits {
+    available: Cell<usize>,
+    /// The most permits a manual release may bring back (bounded semaphores only).
+    bound: Option<usize>,
+    waiters: WaitList,
+}
+
+impl Permits {
+    fn new(count: usize) -> Permits {
+        Permits { available: Cell::new(count), bound: None, waiters: WaitList::new() }
+    }
+
+    fn try_acquire(&self) -> bool {
+        let available = self.available.get();
+        if available == 0 {
+            return false;
+        }
+        self.available.set(available - 1);
+        true
+    }
+
+    /// Takes a permit, waiting (FIFO) until `deadline`. Returns whether it got one.
+    fn acquire_until(&self, deadline: Option<Instant>, reason: &dyn fmt::Display) -> bool {
+        if self.try_acquire() {
+            return true;
+        }
+        park::take_grant(); // start clean: a grant now can only be for this wait
+        let pass_on = PassOnGrant(self);
+        loop {
+            self.waiters.push(park::waker());
+            let timed_out = park::park_until(reason, deadline);
+            if park::take_grant() {
+                std::mem::forget(pass_on);
+                return true;
+            }
+            if timed_out {
+                std::mem::forget(pass_on);
+                return false;
+            }
+            // A spurious wake-up: wait again (at the back of the queue).
+        }
+    }
+
+    /// Returns a permit: to the longest-waiting live greenlet if there is one, else to
+    /// the pool.
+    fn release(&self) {
+        if !self.waiters.grant_one() {
+            self.available.set(self.available.get() + 1);
+        }
+    }
+}
+
+/// While a greenlet waits for a permit: if it unwinds (killed, timed out) after a permit
+/// was already handed to it, give the permit to the next waiter so it is not lost.
+struct PassOnGrant<'a>(&'a Permits);
+
+impl Drop for PassOnGrant<'_> {
+    fn drop(&mut self) {
+        if park::take_grant() {
+            self.0.release();
+        }
+    }
+}
+
+/// The error of releasing more often than acquiring.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReleaseError(&'static str);
+
+impl fmt::Display for ReleaseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl Error for ReleaseError {}
+
+macro_rules! semaphore_type {
+    ($(#[$doc:meta])* $name:ident, $guard:ident) => {
+        $(#[$doc])*
+        #[derive(Clone)]
+        pub struct $name {
+            permits: Rc<Permits>,
+        }
+
+        impl $name {
+            /// Waits (first-in first-out) for a permit; the guard returns it when dropped.
+            pub fn acquire(&self) -> $guard<'_> {
+                self.permits.acquire_until(None, &concat!(stringify!($name), "::acquire()"));
+                $guard { owner: self }
+            }
+
+            /// Waits at most `timeout` for a permit.
+            pub fn acquire_timeout(&self, timeout: Duration) -> Option<$guard<'_>> {
+                let deadline = Instant::now().checked_add(timeout);
+                self.permits
+                    .acquire_until(deadline, &concat!(stringify!($name), "::acquire_timeout()"))
+                    .then(|| $guard { owner: self })
+            }
+
+            /// Takes a permit if one is free right now.
+            pub fn try_acquire(&self) -> Option<$guard<'_>> {
+                self.permits.try_acquire().then(|| $guard { owner: self })
+            }
+
+            /// Free permits right now (gevent's `counter`).
+            pub fn available(&self) -> usize {
+                self.permits.available.get()
+            }
+
+            /// Whether no permit is free (an `acquire` would wait).
+            pub fn locked(&self) -> bool {
+                self.available() == 0
+            }
+
+            /// Greenlets waiting for a permit.
+            pub fn waiting(&self) -> usize {
+                self.permits.waiters.len()
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($name))
+                    .field("available", &self.available())
+                    .field("waiting", &self.waiting())
+                    .finish()
+            }
+        }
+
+        /// Holds one permit; dropping it returns the permit (to the next waiter first).
+        #[must_use = "dropping the guard releases the permit at once"]
+        pub struct $guard<'a> {
+            owner: &'a $name,
+        }
+
+        impl Drop for $guard<'_> {
+            fn drop(&mut self) {
+                self.owner.permits.release();
+            }
+        }
+
+        impl fmt::Debug for $guard<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(stringify!($guard))
+            }
+        }
+    };
+}
+
+semaphore_type!(
+    /// A counting semaphore (gevent's `Semaphore`): at most `n` holders at once; waiters are
+    /// served first-in first-out.
+    ///
+    /// ```
+    /// use verdant_hub::sync::Semaphore;
+    ///
+    /// let slots = Semaphore::new(2);
+    /// let a = slots.acquire();
+    /// let _b = slots.acquire();
+    /// assert!(slots.try_acquire().is_none());
+    /// drop(a);
+    /// assert!(slots.try_acquire().is_some());
+    /// ```
+    Semaphore,
+    SemaphoreGuard
+);
+
+semaphore_type!(
+    /// A semaphore that refuses to be released more often than acquired (gevent's
+    /// `BoundedSemaphore`): a manual [`release`](BoundedSemaphore::release) that would push
+    /// the free permits past `n` is an error.
+    BoundedSemaphore,
+    BoundedSemaphoreGuard
+);
+
+impl Semaphore {
+    /// A semaphore with `n` permits.
+    pub fn new(n: usize) -> Semaphore {
+        Semaphore { permits: Rc::new(Permits::new(n)) }
+    }
+
+    /// Adds a permit without a guard (gevent's `release`), handing it to the
+    /// longest-waiting greenlet if any.
+    pub fn release(&self) {
+        self.permits.release();
+    }
+}
+
+impl BoundedSemaphore {
+    /// A bounded semaphore with `n` permits.
+    pub fn new(n: usize) -> BoundedSemaphore {
+        BoundedSemaphore { permits: Rc::new(Permits { bound: Some(n), ..Permits::new(n) }) }
+    }
+
+    /// Returns a permit taken without a guard (see [`std::mem::forget`] on a guard).
+    ///
+    /// # Errors
+    ///
+    /// If all `n` permits are already free.
+    pub fn release(&self) -> Result<(), ReleaseError> {
+        if self.permits.bound.is_some_and(|bound| self.available() >= bound) {
+            return Err(ReleaseError("BoundedSemaphore released too many times"));
+        }
+        self.permits.release();
+        Ok(())
+    }
+}
+
+/// A mutual-exclusion lock between greenlets (gevent's `Lock`), first-in first-out.
+///
+/// It protects nothing by itself (greenlets of one thread already never run at the same
+/// time); it orders greenlets around a section of code that *blocks*, such as a protocol
+/// exchange on a shared connection.
+///
+/// ```
+/// use verdant_hub::sync::Lock;
+///
+/// let lock = Lock::new();
+/// {
+///     let _held = lock.acquire();
+///     assert!(lock.locked());
+/// }
+/// assert!(!lock.locked());
+/// ```
+#[derive(Clone)]
+pub struct Lock {
+    permits: Rc<Permits>,
+}
+
+impl Default for Lock {
+    fn default() -> Self {
+        Lock::new()
+    }
+}
+
+impl Lock {
+    /// An unlocked lock.
+    pub fn new() -> Lock {
+        Lock { permits: Rc::new(Permits::new(1)) }
+    }
+
+    /// Waits (first-in first-out) for the lock.
+    pub fn acquire(&self) -> LockGuard<'_> {
+        self.permits.acquire_until(None, &"Lock::acquire()");
+        LockGuard { lock: self }
+    }
+
+    /// Waits at most `timeout` for the lock.
+    pub fn acquire_timeout(&self, timeout: Duration) -> Option<LockGuard<'_>> {
+        let deadline = Instant::now().checked_add(timeout);
+        self.permits
+            .acquire_until(deadline, &"Lock::acquire_timeout()")
+            .then(|| LockGuard { lock: self })
+    }
+
+    /// Takes the lock if it is free.
+    pub fn try_acquire(&self) -> Option<LockGuard<'_>> {
+        self.permits.try_acquire().then(|| LockGuard { lock: self })
+    }
+
+    /// Unlocks a lock whose guard was forgotten (gevent's `release`; any greenlet may).
+    ///
+    /// # Errors
+    ///
+    /// If the lock is not locked.
+    pub fn release(&self) -> Result<(), ReleaseError> {
+        if !self.locked() {
+            return Err(ReleaseError("release of an unlocked Lock"));
+        }
+        self.permits.release();
+        Ok(())
+    }
+
+    /// Whether the lock is held.
+    pub fn locked(&self) -> bool {
+        self.permits.available.get() == 0
+    }
+
+    /// Greenlets waiting for the lock.
+    pub fn waiting(&self) -> usize {
+        self.permits.waiters.len()
+    }
+}
+
+impl fmt::Debug for Lock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lock")
+            .field("locked", &self.locked())
+            .field("waiting", &self.waiting())
+            .finish()
+    }
+}
+
+/// Holds a [`Lock`]; dropping it unlocks (handing the lock to the next waiter first).
+#[must_use = "dropping the guard unlocks at once"]
+pub struct LockGuard<'a> {
+    lock: &'a Lock,
+}
+
+impl Drop for LockGuard<'_> {
+    fn drop(&mut self) {
+        self.lock.permits.release();
+    }
+}
+
+impl fmt::Debug for LockGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("LockGuard")
+    }
+}
+
+/// A reentrant lock (gevent's `RLock`): the greenlet that holds it may acquire it again;
+/// it is free once released as many times. Only the holder may release it.
+///
+/// ```
+/// use verdant_hub::sync::RLock;
+///
+/// let lock = RLock::new();
+/// let outer = lock.acquire();
+/// let inner = lock.acquire(); // same greenlet: does not wait
+/// drop(inner);
+/// assert!(lock.locked());
+/// drop(outer);
+/// assert!(!lock.locked());
+/// ```
+#[derive(Clone)]
+pub struct RLock {
+    inner: Rc<RLockInner>,
+}
+
+struct RLockInner {
+    permits: Permits,
+    /// The holder's greenlet id (0 for the main code).
+    owner: Cell<Option<u64>>,
+    depth: Cell<usize>,
+}
+
+impl Default for RLock {
+    fn default() -> Self {
+        RLock::new()
+    }
+}
+
+fn current_id() -> u64 {
+    with_hub(|hub| hub.current_core().id)
+}
+
+impl RLock {
+    /// An unlocked reentrant lock.
+    pub fn new() -> RLock {
+        RLock {
+            inner: Rc::new(RLockInner {
+                permits: Permits::new(1),
+                owner: Cell::new(None),
+                depth: Cell::new(0),
+            }),
+        }
+    }
+
+    fn acquire_until(&self, deadline: Option<Instant>) -> bool {
+        let me = current_id();
+        if self.inner.owner.get() == Some(me) {
+            self.inner.depth.set(self.inner.depth.get() + 1);
+            return true;
+        }
+        if !self.inner.permits.acquire_until(deadline, &"RLock::acquire()") {
+            return false;
+        }
+        self.inner.owner.set(Some(me));
+        self.inner.depth.set(1);
+        true
+    }
+
+    /// Waits for the lock unless the calling greenlet holds it already.
+    pub fn acquire(&self) -> RLockGuard<'_> {
+        self.acquire_until(None);
+        RLockGuard { lock: self }
+    }
+
+    /// Waits at most `timeout` for the lock.
+    pub fn acquire_timeout(&self, timeout: Duration) -> Option<RLockGuard<'_>> {
+        self.acquire_until(Instant::now().checked_add(timeout)).then(|| RLockGuard { lock: self })
+    }
+
+    /// Takes the lock if it is free or already held by the calling greenlet.
+    pub fn try_acquire(&self) -> Option<RLockGuard<'_>> {
+        let me = current_id();
+        if self.inner.owner.get() == Some(me) || self.inner.permits.try_acquire() {
+            self.inner.owner.set(Some(me));
+            self.inner.depth.set(self.inner.depth.get() + 1);
+            return Some(RLockGuard { lock: self });
+        }
+        None
+    }
+
+    /// Releases one level of a lock whose guard was forgotten.
+    ///
+    /// # Errors
+    ///
+    /// If the calling greenlet does not hold the lock.
+    pub fn release(&self) -> Result<(), ReleaseError> {
+        if self.inner.owner.get() != Some(current_id()) {
+            return Err(ReleaseError("release of an RLock by a greenlet that does not hold it"));
+        }
+        self.release_level();
+        Ok(())
+    }
+
+    fn release_level(&self) {
+        let depth = self.inner.depth.get() - 1;
+        self.inner.depth.set(depth);
+        if depth == 0 {
+            self.inner.owner.set(None);
+            self.inner.permits.release();
+        }
+    }
+
+    /// Whether some greenlet holds the lock.
+    pub fn locked(&self) -> bool {
+        self.inner.owner.get().is_some()
+    }
+
+    /// Whether the calling greenlet holds the lock.
+    pub fn is_owned(&self) -> bool {
+        self.inner.owner.get() == Some(current_id())
+    }
+}
+
+impl fmt::Debug for RLock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RLock")
+            .field("owner", &self.inner.owner.get())
+            .field("depth", &self.inner.depth.get())
+            .finish()
+    }
+}
+
+/// Holds one level of an [`RLock`]; dropping it releases that level.
+#[must_use = "dropping the guard releases at once"]
+pub struct RLockGuard<'a> {
+    lock: &'a RLock,
+}
+
+impl Drop for RLockGuard<'_> {
+    fn drop(&mut self) {
+        self.lock.release_level();
+    }
+}
+
+impl fmt::Debug for RLockGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RLockGuard")
+    }
+}

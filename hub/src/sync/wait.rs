@@ -1,0 +1,137 @@
+//! `wait` and `iwait`: block until some of several things are ready (gevent's
+//! `gevent.wait` / `gevent.iwait`).
+
+use std::time::{Duration, Instant};
+
+use crate::park::{self, Waker};
+
+/// Something a greenlet can wait for: a greenlet (until it dies), an [`Event`] (until set),
+/// an [`AsyncResult`] (until it holds a result), and later thread-pool results.
+///
+/// [`Event`]: super::Event
+/// [`AsyncResult`]: super::AsyncResult
+pub trait Waitable {
+    /// Whether waiting would return at once.
+    fn is_ready(&self) -> bool;
+
+    /// Registers `waker` to be woken when this becomes ready. Waking a stale waker must be
+    /// harmless (wakers only wake the wait they were made for).
+    fn add_waiter(&self, waker: Waker);
+}
+
+impl<T: 'static> Waitable for crate::Greenlet<T> {
+    fn is_ready(&self) -> bool {
+        self.ready()
+    }
+
+    fn add_waiter(&self, waker: Waker) {
+        self.as_ref().add_waiter(waker);
+    }
+}
+
+impl Waitable for crate::GreenletRef {
+    fn is_ready(&self) -> bool {
+        self.ready()
+    }
+
+    fn add_waiter(&self, waker: Waker) {
+        self.add_joiner(waker);
+    }
+}
+
+/// Waits until `count` of `objects` (all of them if `None`) are ready, or `timeout` passes.
+/// Returns the indices of the ready objects, in index order.
+///
+/// ```
+/// use std::time::Duration;
+/// use verdant_hub::sync::{Event, Waitable, wait};
+///
+/// let (a, b) = (Event::new(), Event::new());
+/// let b2 = b.clone();
+/// verdant_hub::spawn(move || b2.set());
+/// let ready = wait(&[&a as &dyn Waitable, &b], Some(Duration::from_secs(5)), Some(1));
+/// assert_eq!(ready, [1]);
+/// ```
+pub fn wait(
+    objects: &[&dyn Waitable],
+    timeout: Option<Duration>,
+    count: Option<usize>,
+) -> Vec<usize> {
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+    let wanted = count.unwrap_or(objects.len()).min(objects.len());
+    loop {
+        let ready: Vec<usize> = (0..objects.len()).filter(|&i| objects[i].is_ready()).collect();
+        if ready.len() >= wanted {
+            return ready;
+        }
+        let waker = park::waker();
+        for object in objects.iter().filter(|o| !o.is_ready()) {
+            object.add_waiter(waker.clone());
+        }
+        if park::park_until(&"wait() on several objects", deadline) {
+            return (0..objects.len()).filter(|&i| objects[i].is_ready()).collect();
+        }
+    }
+}
+
+/// Yields the index of each object as it becomes ready, until all have been yielded or
+/// `timeout` (for the whole iteration) passes. Objects that become ready at the same time
+/// come out in index order.
+///
+/// ```
+/// use std::time::Duration;
+/// use verdant_hub::sync::{Waitable, iwait};
+///
+/// let slow = verdant_hub::spawn(|| verdant_hub::sleep(Duration::from_millis(20)));
+/// let fast = verdant_hub::spawn(|| verdant_hub::sleep(Duration::from_millis(1)));
+/// let order: Vec<usize> = iwait(&[&slow as &dyn Waitable, &fast], None).collect();
+/// assert_eq!(order, [1, 0]);
+/// ```
+pub fn iwait<'a>(objects: &'a [&'a dyn Waitable], timeout: Option<Duration>) -> IWait<'a> {
+    IWait {
+        objects,
+        yielded: vec![false; objects.len()],
+        deadline: timeout.and_then(|t| Instant::now().checked_add(t)),
+    }
+}
+
+/// The iterator of [`iwait`].
+#[derive(Debug)]
+pub struct IWait<'a> {
+    objects: &'a [&'a dyn Waitable],
+    yielded: Vec<bool>,
+    deadline: Option<Instant>,
+}
+
+impl std::fmt::Debug for dyn Waitable + '_ {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Waitable").field("ready", &self.is_ready()).finish()
+    }
+}
+
+impl Iterator for IWait<'_> {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        loop {
+            let pending: Vec<usize> =
+                (0..self.objects.len()).filter(|&i| !self.yielded[i]).collect();
+            if pending.is_empty() {
+                return None;
+            }
+            if let Some(&ready) = pending.iter().find(|&&i| self.objects[i].is_ready()) {
+                self.yielded[ready] = true;
+                return Some(ready);
+            }
+            let waker = park::waker();
+            for &i in &pending {
+                self.objects[i].add_waiter(waker.clone());
+            }
+            if park::park_until(&"iwait() on several objects", self.deadline)
+                && !pending.iter().any(|&i| self.objects[i].is_ready())
+            {
+                return None;
+            }
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! Semaphores and locks: limits, FIFO hand-off, fairness, ownership, nothing lost.
+
+mod util;
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use util::Log;
+use verdant::sync::{BoundedSemaphore, Lock, RLock, Semaphore};
+use verdant::{GreenletError, sleep, spawn, yield_now};
+
+#[test]
+fn a_semaphore_admits_at_most_n_holders() {
+    let sem = Semaphore::new(2);
+    let holding = Rc::new(Cell::new(0));
+    let most = Rc::new(Cell::new(0));
+    let gs: Vec<_> = (0..10)
+        .map(|_| {
+            let (sem, holding, most) = (sem.clone(), holding.clone(), most.clone());
+            spawn(move || {
+                let _permit = sem.acquire();
+                holding.set(holding.get() + 1);
+                most.set(most.get().max(holding.get()));
+                sleep(Duration::from_millis(1));
+                holding.set(holding.get() - 1);
+            })
+        })
+        .collect();
+    verdant::joinall(&gs, None);
+    assert_eq!(most.get(), 2);
+    assert_eq!(sem.available(), 2);
+}
+
+#[test]
+fn waiters_are_served_first_in_first_out() {
+    let lock = Lock::new();
+    let log = Log::new();
+    let held = lock.acquire();
+    let gs: Vec<_> = (0..5)
+        .map(|i| {
+            let (lock, log) = (lock.clone(), log.clone());
+            spawn(move || {
+                let _g = lock.acquire();
+                log.push(format!("w{i}"));
+                yield_now(); // hold it across a switch
+            })
+        })
+        .collect();
+    yield_now(); // all five queue up in spawn order
+    assert_eq!(lock.waiting(), 5);
+    drop(held);
+    verdant::joinall(&gs, None);
+    assert_eq!(log.take(), ["w0", "w1", "w2", "w3", "w4"]);
+}
+
+#[test]
+fn two_contending_greenlets_get_equal_shares() {
+    let lock = Lock::new();
+    let total = Rc::new(Cell::new(0u32));
+    let contender = |lock: Lock, total: Rc<Cell<u32>>| {
+        spawn(move || {
+            let mut mine = 0u32;
+            while total.get() < 10_000 {
+                let _g = lock.acquire();
+                yield_now(); // a blocking point inside the critical section
+                mine += 1;
+                total.set(total.get() + 1);
+            }
+            mine
+        })
+    };
+    let a = contender(lock.clone(), total.clone());
+    let b = contender(lock.clone(), total.clone());
+    let (a, b) = (a.get().unwrap() as f64, b.get().unwrap() as f64);
+    assert!((a - b).abs() / a.max(b) < 0.10, "shares {a} vs {b}");
+}
+
+#[test]
+fn try_acquire_and_acquire_timeout() {
+    let lock = Lock::new();
+    let g = lock.try_acquire().expect("free");
+    assert!(lock.locked());
+    assert!(lock.try_acquire().is_none());
+    let l = lock.clone();
+    let waiter = spawn(move || l.acquire_timeout(Duration::from_millis(5)).is_some());
+    assert_eq!(waiter.get(), Ok(false), "timed out while held");
+    drop(g);
+    assert!(!lock.locked());
+    assert!(lock.acquire_timeout(Duration::from_millis(5)).is_some());
+    assert!(lock.release().is_err(), "releasing an unlocked Lock is an error");
+}
+
+#[test]
+fn a_bounded_semaphore_refuses_extra_releases() {
+    let sem = BoundedSemaphore::new(1);
+    assert!(sem.release().is_err());
+    let permit = sem.acquire();
+    std::mem::forget(permit);
+    assert_eq!(sem.available(), 0);
+    assert!(sem.release().is_ok());
+    assert_eq!(sem.release().unwrap_err().to_string(), "BoundedSemaphore released too many times");
+    let plain = Semaphore::new(0);
+    plain.release();
+    plain.release();
+    assert_eq!(plain.available(), 2, "a plain Semaphore may grow");
+}
+
+#[test]
+fn a_waiter_killed_after_being_handed_the_lock_passes_it_on() {
+    let lock = Lock::new();
+    let log = Log::new();
+    let held = lock.acquire();
+    let waiter = |name: &'static str| {
+        let (lock, log) = (lock.clone(), log.clone());
+        spawn(move || {
+            let _g = lock.acquire();
+            log.push(name);
+        })
+    };
+    let b = waiter("b");
+    let c = waiter("c");
+    yield_now(); // b and c wait, in that order
+    drop(held); // handed to b, which has not run yet
+    b.kill_with(false, None); // b dies before taking it
+    c.join();
+    b.join();
+    assert_eq!(log.take(), ["c"]);
+    assert_eq!(b.error(), Some(GreenletError::Killed));
+    assert!(!lock.locked(), "the lock was neither lost nor left held");
+}
+
+#[test]
+fn a_waiter_that_timed_out_is_skipped() {
+    let sem = Semaphore::new(0);
+    let s = sem.clone();
+    let quitter = spawn(move || s.acquire_timeout(Duration::from_millis(1)).is_some());
+    let s = sem.clone();
+    let patient = spawn(move || {
+        let g = s.acquire();
+        std::mem::forget(g);
+        true
+    });
+    yield_now();
+    assert_eq!(quitter.get(), Ok(false));
+    sem.release();
+    assert_eq!(patient.get(), Ok(true), "the release went to the live waiter");
+    assert_eq!(sem.available(), 0);
+}
+
+#[test]
+fn an_rlock_is_reentrant_and_owned() {
+    let lock = RLock::new();
+    let outer = lock.acquire();
+    let inner = lock.acquire();
+    assert!(lock.is_owned());
+    let l = lock.clone();
+    let other = spawn(move || {
+        let refused = l.release().is_err();
+        let got = l.acquire_timeout(Duration::from_secs(30)).is_some();
+        (refused, got)
+    });
+    yield_now();
+    drop(inner);
+    yield_now();
+    assert!(!other.ready(), "still held once");
+    drop(outer);
+    assert_eq!(other.get(), Ok((true, true)));
+    assert!(!lock.locked());
+    assert!(lock.release().is_err());
+}

@@ -1,0 +1,49 @@
+//! wait and iwait over greenlets, events and async results.
+
+use std::time::Duration;
+
+use verdant::sync::{AsyncResult, Event, Waitable, iwait, wait};
+use verdant::{sleep, spawn, yield_now};
+
+#[test]
+fn wait_for_all_or_for_a_count() {
+    let g = spawn(|| sleep(Duration::from_millis(3)));
+    let event = Event::new();
+    let result: AsyncResult<u8> = AsyncResult::new();
+    let (e, r) = (event.clone(), result.clone());
+    spawn(move || {
+        sleep(Duration::from_millis(1));
+        r.set(1);
+        sleep(Duration::from_millis(1));
+        e.set();
+    });
+    let objects: [&dyn Waitable; 3] = [&g, &event, &result];
+    assert_eq!(wait(&objects, None, Some(1)), [2], "the async result came first");
+    assert_eq!(wait(&objects, None, None), [0, 1, 2]);
+}
+
+#[test]
+fn wait_returns_what_is_ready_when_the_timeout_passes() {
+    let never = Event::new();
+    let done = spawn(|| ());
+    let objects: [&dyn Waitable; 2] = [&never, &done];
+    assert_eq!(wait(&objects, Some(Duration::from_millis(5)), None), [1]);
+}
+
+#[test]
+fn iwait_yields_in_completion_order_and_stops_at_the_timeout() {
+    let gs: Vec<_> = [30u64, 10, 20]
+        .into_iter()
+        .map(|ms| spawn(move || sleep(Duration::from_millis(ms))))
+        .collect();
+    let objects: Vec<&dyn Waitable> = gs.iter().map(|g| g as &dyn Waitable).collect();
+    assert_eq!(iwait(&objects, None).collect::<Vec<_>>(), [1, 2, 0]);
+
+    let never = Event::new();
+    let soon = Event::new();
+    let s = soon.clone();
+    spawn(move || s.set());
+    yield_now();
+    let objects: [&dyn Waitable; 2] = [&never, &soon];
+    assert_eq!(iwait(&objects, Some(Duration::from_millis(5))).collect::<Vec<_>>(), [1]);
+}
