@@ -6,7 +6,7 @@
 //!
 //! prints one `RESULT <id> <value> <unit>` line per figure and nothing else on stdout.
 //! Only the measured section is timed. Implemented here: W1 (switch), W2 (spawn+join),
-//! W6 (100,000 timers), W8 (idle memory; N = 10000 or 100000).
+//! W5 (queue ping-pong), W6 (100,000 timers), W8 (idle memory; N = 10000 or 100000).
 
 use std::time::{Duration, Instant};
 
@@ -33,10 +33,11 @@ fn main() {
     match id {
         "W1" => w1_switch(n.unwrap_or(1_000_000)),
         "W2" => w2_spawn_join(n.unwrap_or(100_000)),
+        "W5" => w5_queue(n.unwrap_or(1_000_000)),
         "W6" => w6_timers(n.unwrap_or(100_000)),
         "W8" => w8_idle_memory(n.unwrap_or(10_000)),
         _ => {
-            eprintln!("usage: workloads <W1|W2|W6|W8> [N]");
+            eprintln!("usage: workloads <W1|W2|W5|W6|W8> [N]");
             std::process::exit(2);
         }
     }
@@ -71,6 +72,25 @@ fn w2_spawn_join(count: usize) {
     let elapsed = t.elapsed();
     assert_eq!(sum, (count as u64) * (count as u64 - 1) / 2);
     result("W2", elapsed.as_nanos() as f64 / count as f64, "ns/spawn+join");
+}
+
+/// W5: a producer and a consumer pass `count` integers through a capacity-1 queue.
+fn w5_queue(count: usize) {
+    let queue = verdant::sync::Queue::bounded(1);
+    let q = queue.clone();
+    let producer = spawn(move || {
+        for i in 0..count as u64 {
+            q.put(i).unwrap();
+        }
+    });
+    let q = queue.clone();
+    let consumer = spawn(move || (0..count).map(|_| q.get().unwrap()).sum::<u64>());
+    let t = Instant::now();
+    let sum = consumer.get().unwrap();
+    let elapsed = t.elapsed();
+    producer.join();
+    assert_eq!(sum, (count as u64) * (count as u64 - 1) / 2);
+    result("W5", elapsed.as_nanos() as f64 / count as f64, "ns/message");
 }
 
 /// A small fixed-seed generator (xorshift64*), so every run sleeps the same amounts.

@@ -70,6 +70,7 @@ impl Waker {
     /// made for. Returns whether it did; `false` means the wait already ended (woken by
     /// someone else, timed out, killed), and the caller should offer its wake-up to
     /// another waiter.
+    #[inline]
     pub fn wake(&self) -> bool {
         if !self.is_waiting() {
             return false;
@@ -91,6 +92,7 @@ impl Waker {
     }
 
     /// Whether the wait this waker was made for is still going on.
+    #[inline]
     pub fn is_waiting(&self) -> bool {
         let core = self.task.core();
         core.state.get() == State::Parked && core.epoch.get() == self.epoch
@@ -118,6 +120,7 @@ impl fmt::Debug for Waker {
 }
 
 /// A waker for the running greenlet's next (or current) wait.
+#[inline]
 pub fn waker() -> Waker {
     with_hub(|hub| {
         let task = hub.current_task();
@@ -138,7 +141,7 @@ pub fn take_grant() -> bool {
 /// the main code, it panics with a deadlock message naming `reason` ("waits on {reason}").
 /// A kill or an expired [`with_timeout`](crate::with_timeout) unwinds out of `park`. It can
 /// also return spuriously: callers re-check their condition in a loop.
-#[inline]
+#[inline(always)]
 pub fn park(reason: &dyn fmt::Display) {
     with_hub(|hub| hub.park_current(reason));
 }
@@ -146,11 +149,17 @@ pub fn park(reason: &dyn fmt::Display) {
 /// Like [`park`], but also wakes up at `deadline`. Returns `true` if the wait ended
 /// because the deadline passed. (The caller should still check its condition first: it
 /// may hold too.)
+#[inline(always)]
 pub fn park_until(reason: &dyn fmt::Display, deadline: Option<Instant>) -> bool {
     let Some(deadline) = deadline else {
         park(reason);
         return false;
     };
+    park_until_deadline(reason, deadline)
+}
+
+#[inline(never)]
+fn park_until_deadline(reason: &dyn fmt::Display, deadline: Instant) -> bool {
     if Instant::now() >= deadline {
         // Still a blocking point: let others run and deliver interrupts.
         crate::yield_now();
@@ -207,6 +216,7 @@ impl WaitList {
     }
 
     /// Adds a waiter at the back.
+    #[inline]
     pub fn push(&self, waker: Waker) {
         let mut waiters = self.waiters.borrow_mut();
         let len = waiters.len();
@@ -218,6 +228,7 @@ impl WaitList {
 
     /// Wakes the longest-waiting greenlet that is still waiting. Returns whether one was
     /// woken.
+    #[inline]
     pub fn notify_one(&self) -> bool {
         loop {
             let next = self.waiters.borrow_mut().pop_front();

@@ -212,6 +212,7 @@ impl<T, S: Store<T>> Shared<T, S> {
         self.capacity.is_some_and(|capacity| self.len() >= capacity)
     }
 
+    #[inline]
     fn try_put(&self, item: T) -> Result<(), PutError<T>> {
         if self.closed.get() {
             return Err(PutError::Closed(item));
@@ -225,6 +226,7 @@ impl<T, S: Store<T>> Shared<T, S> {
         Ok(())
     }
 
+    #[inline]
     fn put_until(&self, mut item: T, deadline: Option<Instant>) -> Result<(), PutError<T>> {
         loop {
             item = match self.try_put(item) {
@@ -241,6 +243,7 @@ impl<T, S: Store<T>> Shared<T, S> {
         }
     }
 
+    #[inline]
     fn try_get(&self) -> Result<T, GetError> {
         let item = self.items.borrow_mut().pop();
         match item {
@@ -253,6 +256,7 @@ impl<T, S: Store<T>> Shared<T, S> {
         }
     }
 
+    #[inline]
     fn get_until(&self, deadline: Option<Instant>) -> Result<T, GetError> {
         loop {
             match self.try_get() {
@@ -323,6 +327,7 @@ macro_rules! queue_methods {
             /// # Errors
             ///
             /// [`PutError::Closed`] if the queue is (or gets) closed.
+            #[inline]
             pub fn put(&self, item: T) -> Result<(), PutError<T>> {
                 self.inner.put_until(item, None)
             }
@@ -342,6 +347,7 @@ macro_rules! queue_methods {
             /// # Errors
             ///
             /// [`GetError::Closed`] once the queue is closed and empty.
+            #[inline]
             pub fn get(&self) -> Result<T, GetError> {
                 self.inner.get_until(None)
             }
