@@ -256,8 +256,9 @@ impl WaitList {
     /// Wakes every greenlet waiting now; returns how many. Greenlets that start waiting
     /// after this call (even while the woken ones have not run yet) are not woken by it.
     pub fn notify_all(&self) -> usize {
-        let waiters = std::mem::take(&mut *self.waiters.borrow_mut());
-        waiters.into_iter().filter(|waker| waker.wake()).count()
+        // Draining in place keeps the buffer for the next waiters. `wake` only queues the
+        // greenlet (no user code runs), so nothing can touch this list meanwhile.
+        self.waiters.borrow_mut().drain(..).filter(|waker| waker.wake()).count()
     }
 
     /// Whether no waiter is still waiting.

@@ -40,3 +40,13 @@ pub mod hub {
     };
     pub use verdant_hub::{io, park};
 }
+
+/// The examples of `docs/sync.md`, run as doctests so the page cannot go stale.
+#[doc = include_str!("../../docs/sync.md")]
+#[cfg(doctest)]
+pub struct SyncGuideExamples;
+
+/// The example of the README, run as a doctest.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeExamples;
