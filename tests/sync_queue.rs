@@ -206,11 +206,11 @@ fn nothing_is_lost_under_kills_and_timeouts() {
     let (put_ok, received) = (put_ok.borrow(), received.borrow());
     assert!(put_ok.len() > 100, "the test exercised the queue: {}", put_ok.len());
     assert_eq!(count(&put_ok), count(&received), "every accepted item arrived exactly once");
-    // Each producer's items arrived in the order it put them (FIFO).
+    // Each producer's items arrived in the order it put them (FIFO): `received` records
+    // gets in the order they completed, and a producer puts its items in increasing order.
     for p in 0..8u32 {
         let mine: Vec<u32> = received.iter().copied().filter(|i| i / 1000 == p).collect();
-        let was_put: Vec<u32> = put_ok.iter().copied().filter(|i| i / 1000 == p).collect();
-        assert_eq!(mine.len(), was_put.len());
+        assert!(mine.windows(2).all(|w| w[0] < w[1]), "producer {p}'s items out of order");
     }
 }
 
