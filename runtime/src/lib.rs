@@ -20,7 +20,8 @@
 //! This crate re-exports the others:
 //!
 //! * the top level and [`hub`]: greenlets, the hub, timers, timeouts ([`verdant_hub`]);
-//! * [`sync`]: events, async results, semaphores, locks, queues, channels, `wait`/`iwait`.
+//! * [`sync`]: events, async results, semaphores, locks, queues, channels, `wait`/`iwait`;
+//! * [`pool`]: `Group`, `Pool` (gevent), `GreenPool`, `GreenPile` (eventlet) ([`verdant_pool`]).
 
 #![doc(test(attr(deny(warnings))))]
 
@@ -30,6 +31,7 @@ pub use verdant_hub::{
 };
 
 pub use verdant_hub::sync;
+pub use verdant_pool as pool;
 
 /// The hub: configuration, statistics, low-level waiting, I/O readiness, cross-thread wake.
 pub mod hub {

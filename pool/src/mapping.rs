@@ -1,0 +1,318 @@
+//! The map/imap machinery every pool shares (gevent's `GroupMappingMixin`).
+//!
+//! It needs only one thing from a pool: a way to *start a task* for an input item (which may
+//! block while the pool is full) and to be told when that task is done ([`Completion`]).
+//! Everything else — laziness, ordering, the `maxsize` bound, errors at their position, an
+//! input iterator that panics, stopping when the pool is killed — lives here once.
+//!
+//! ```text
+//!   feeder greenlet                                    consumer (the iterator)
+//!   ───────────────                                    ───────────────────────
+//!   loop {                                             next():
+//!     take a maxsize permit (if bounded)                 ordered: wait until result #i
+//!     item = input.next()      (lazy; may block)                  is in the buffer
+//!     task = spawn(f, item)    (waits while full)        unordered: take any result
+//!     when task is done ──► results queue ───────────►  give the permit back
+//!   }                                                    yield Ok(value) / Err(at its index)
+//!   input ends / panics / feeder killed ──► "no more after #n"
+//! ```
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::error::Error;
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::rc::Rc;
+
+use verdant_hub::sync::{Queue, Semaphore};
+use verdant_hub::{Greenlet, GreenletError, GreenletRef};
+
+/// A task the machinery started, which can report its outcome when done.
+pub trait Completion<T>: 'static {
+    /// Arranges for `done` to be called once, with the task's outcome, when it finishes.
+    fn when_done(&self, done: Box<dyn FnOnce(Result<T, GreenletError>)>);
+}
+
+impl<T: 'static> Completion<T> for Greenlet<T> {
+    fn when_done(&self, done: Box<dyn FnOnce(Result<T, GreenletError>)>) {
+        self.link(move |g| done(g.get()));
+    }
+}
+
+/// Why an item of a map produced no value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MapError {
+    /// The task for the item at `index` (counting from 0) failed.
+    Task {
+        /// Position of the item in the input.
+        index: usize,
+        /// How the task failed (panicked, killed...).
+        error: GreenletError,
+    },
+    /// The input iterator panicked while producing the item at `index`; the map ends here.
+    Input {
+        /// How many items the input had produced before it panicked.
+        index: usize,
+        /// The panic message.
+        message: String,
+    },
+}
+
+impl MapError {
+    /// The input position the error belongs to.
+    pub fn index(&self) -> usize {
+        match self {
+            MapError::Task { index, .. } | MapError::Input { index, .. } => *index,
+        }
+    }
+}
+
+impl fmt::Display for MapError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MapError::Task { index, error } => write!(f, "item {index}: {error}"),
+            MapError::Input { index, message } => {
+                write!(f, "the input iterator panicked after {index} items: {message}")
+            }
+        }
+    }
+}
+
+impl Error for MapError {}
+
+/// What the feeder and the tasks tell the consumer.
+enum Report<T> {
+    /// The task for item `index` finished.
+    Done(usize, Result<T, GreenletError>),
+    /// No more items after the first `count` (input exhausted, or the feeder was killed).
+    End { count: usize },
+    /// The input panicked after `count` items.
+    InputPanicked { count: usize, message: String },
+}
+
+/// How the iterator hands results out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Order {
+    /// In input order (`imap`).
+    Input,
+    /// As they complete (`imap_unordered`).
+    Completion,
+}
+
+/// Starts mapping: returns the lazy iterator of results and the feeder greenlet (which
+/// the pool kills when it is killed).
+pub fn start<I, A, T, H, S>(
+    input: I,
+    mut spawn_task: S,
+    order: Order,
+    maxsize: Option<usize>,
+) -> (MapIter<T>, GreenletRef)
+where
+    I: IntoIterator<Item = A> + 'static,
+    A: 'static,
+    T: 'static,
+    H: Completion<T>,
+    S: FnMut(A) -> H + 'static,
+{
+    let reports: Queue<Report<T>> = Queue::new();
+    let permits = maxsize.map(|n| Semaphore::new(n.max(1)));
+    let spawned = Rc::new(Cell::new(0usize));
+    let feeder = {
+        let (reports, permits, spawned) = (reports.clone(), permits.clone(), spawned.clone());
+        let mut input = input.into_iter();
+        verdant_hub::spawn(move || {
+            loop {
+                if let Some(permits) = &permits {
+                    std::mem::forget(permits.acquire()); // given back when the result is read
+                }
+                let index = spawned.get();
+                let item = match catch_unwind(AssertUnwindSafe(|| input.next())) {
+                    Ok(Some(item)) => item,
+                    Ok(None) => break,
+                    Err(payload) => {
+                        let message = panic_text(&*payload);
+                        let _ = reports.put(Report::InputPanicked { count: index, message });
+                        return;
+                    }
+                };
+                let task = spawn_task(item);
+                spawned.set(index + 1);
+                let reports = reports.clone();
+                task.when_done(Box::new(move |outcome| {
+                    let _ = reports.put(Report::Done(index, outcome));
+                }));
+            }
+            let _ = reports.put(Report::End { count: spawned.get() });
+        })
+    };
+    // However the feeder ends (killed with the pool, say), the consumer learns how many
+    // results to expect.
+    {
+        let (reports, spawned) = (reports.clone(), spawned.clone());
+        feeder.link(move |_| {
+            let _ = reports.put(Report::End { count: spawned.get() });
+        });
+    }
+    let feeder_ref = feeder.as_ref();
+    let iter = MapIter {
+        reports,
+        permits,
+        order,
+        buffer: VecDeque::new(),
+        next_index: 0,
+        yielded: 0,
+        expected: None,
+        input_error: None,
+        feeder,
+    };
+    (iter, feeder_ref)
+}
+
+/// The lazy iterator of a map: `Ok(value)` or `Err(MapError)` for each input item, in input
+/// order (`imap`) or completion order (`imap_unordered`).
+pub struct MapIter<T> {
+    reports: Queue<Report<T>>,
+    permits: Option<Semaphore>,
+    order: Order,
+    /// Input order: results that came in early, at `index - next_index`.
+    buffer: VecDeque<Option<Result<T, GreenletError>>>,
+    next_index: usize,
+    yielded: usize,
+    /// How many results there will be, once known.
+    expected: Option<usize>,
+    /// An input panic to report after the results before it.
+    input_error: Option<MapError>,
+    feeder: Greenlet<()>,
+}
+
+impl<T> MapIter<T> {
+    fn all_yielded(&self) -> bool {
+        self.expected.is_some_and(|expected| self.yielded >= expected)
+    }
+
+    /// Files a report; returns a result ready to be yielded now (completion order).
+    fn file(&mut self, report: Report<T>) -> Option<(usize, Result<T, GreenletError>)> {
+        match report {
+            Report::Done(index, outcome) => {
+                if self.order == Order::Completion {
+                    return Some((index, outcome));
+                }
+                let slot = index - self.next_index;
+                if self.buffer.len() <= slot {
+                    self.buffer.resize_with(slot + 1, || None);
+                }
+                self.buffer[slot] = Some(outcome);
+                None
+            }
+            Report::End { count } => {
+                self.expected = Some(self.expected.map_or(count, |e| e.min(count)));
+                None
+            }
+            Report::InputPanicked { count, message } => {
+                self.expected = Some(count);
+                self.input_error = Some(MapError::Input { index: count, message });
+                None
+            }
+        }
+    }
+
+    fn hand_out(&mut self, index: usize, outcome: Result<T, GreenletError>) -> Result<T, MapError> {
+        self.yielded += 1;
+        if let Some(permits) = &self.permits {
+            permits.release();
+        }
+        outcome.map_err(|error| MapError::Task { index, error })
+    }
+}
+
+impl<T> Iterator for MapIter<T> {
+    type Item = Result<T, MapError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if self.order == Order::Input
+                && let Some(Some(_)) = self.buffer.front()
+            {
+                let outcome = self.buffer.pop_front().flatten().expect("checked");
+                let index = self.next_index;
+                self.next_index += 1;
+                return Some(self.hand_out(index, outcome));
+            }
+            if self.all_yielded() {
+                return self.input_error.take().map(Err);
+            }
+            let report = self.reports.get().ok()?;
+            if let Some((index, outcome)) = self.file(report) {
+                return Some(self.hand_out(index, outcome));
+            }
+        }
+    }
+}
+
+impl<T> Drop for MapIter<T> {
+    /// Dropping the iterator stops the feeder: no new tasks start (those running go on).
+    fn drop(&mut self) {
+        self.feeder.kill_with(false, None);
+    }
+}
+
+impl<T> fmt::Debug for MapIter<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MapIter")
+            .field("order", &self.order)
+            .field("yielded", &self.yielded)
+            .field("expected", &self.expected)
+            .finish()
+    }
+}
+
+/// Collects a map into a vector, or the first error by input position.
+pub(crate) fn collect<T>(iter: MapIter<T>) -> Result<Vec<T>, MapError> {
+    let mut values = Vec::new();
+    let mut first_error: Option<MapError> = None;
+    for item in iter {
+        match item {
+            Ok(value) => values.push(value),
+            Err(error) => {
+                if first_error.as_ref().is_none_or(|e| error.index() < e.index()) {
+                    first_error = Some(error);
+                }
+            }
+        }
+    }
+    match first_error {
+        Some(error) => Err(error),
+        None => Ok(values),
+    }
+}
+
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&'static str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "Box<dyn Any> (a non-string panic payload)".to_string()
+    }
+}
+
+/// A shared, cloneable handle to the mapping function.
+pub(crate) fn share<F>(f: F) -> Rc<F> {
+    Rc::new(f)
+}
+
+/// Keeps feeders alive and findable, so killing a pool stops its maps from spawning more.
+#[derive(Default)]
+pub(crate) struct Feeders(RefCell<Vec<GreenletRef>>);
+
+impl Feeders {
+    pub(crate) fn add(&self, feeder: GreenletRef) {
+        let mut feeders = self.0.borrow_mut();
+        feeders.retain(|f| !f.ready());
+        feeders.push(feeder);
+    }
+
+    pub(crate) fn take(&self) -> Vec<GreenletRef> {
+        std::mem::take(&mut *self.0.borrow_mut())
+    }
+}
