@@ -6,7 +6,7 @@
 //!
 //! prints one `RESULT <id> <value> <unit>` line per figure and nothing else on stdout.
 //! Only the measured section is timed. Implemented here: W1 (switch), W2 (spawn+join),
-//! W5 (queue ping-pong), W6 (100,000 timers), W8 (idle memory; N = 10000 or 100000).
+//! W3 (pool map), W5 (queue ping-pong), W6 (100,000 timers), W8 (idle memory; N = 10000 or 100000).
 
 use std::time::{Duration, Instant};
 
@@ -33,11 +33,12 @@ fn main() {
     match id {
         "W1" => w1_switch(n.unwrap_or(1_000_000)),
         "W2" => w2_spawn_join(n.unwrap_or(100_000)),
+        "W3" => w3_pool_map(n.unwrap_or(100_000)),
         "W5" => w5_queue(n.unwrap_or(1_000_000)),
         "W6" => w6_timers(n.unwrap_or(100_000)),
         "W8" => w8_idle_memory(n.unwrap_or(10_000)),
         _ => {
-            eprintln!("usage: workloads <W1|W2|W5|W6|W8> [N]");
+            eprintln!("usage: workloads <W1|W2|W3|W5|W6|W8> [N]");
             std::process::exit(2);
         }
     }
@@ -72,6 +73,25 @@ fn w2_spawn_join(count: usize) {
     let elapsed = t.elapsed();
     assert_eq!(sum, (count as u64) * (count as u64 - 1) / 2);
     result("W2", elapsed.as_nanos() as f64 / count as f64, "ns/spawn+join");
+}
+
+/// W3: a pool of 100 maps `x * 2` (with one yield inside) over `count` items, in order.
+fn w3_pool_map(count: usize) {
+    let pool = verdant::pool::Pool::new(Some(100));
+    let t = Instant::now();
+    let doubled = pool
+        .map(
+            |x: u64| {
+                yield_now();
+                x * 2
+            },
+            0..count as u64,
+        )
+        .unwrap();
+    let elapsed = t.elapsed();
+    assert_eq!(doubled.len(), count);
+    assert!(doubled.iter().enumerate().all(|(i, &v)| v == 2 * i as u64));
+    result("W3", elapsed.as_nanos() as f64 / count as f64, "ns/item");
 }
 
 /// W5: a producer and a consumer pass `count` integers through a capacity-1 queue.

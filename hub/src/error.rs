@@ -38,6 +38,21 @@ impl fmt::Display for GreenletError {
 
 impl Error for GreenletError {}
 
+impl GreenletError {
+    /// What a greenlet whose body unwound with `payload` ends as: `Killed` for a kill, or
+    /// `Panicked` with the message. For code that catches unwinds inside a greenlet and
+    /// wants to report them the way the hub would.
+    pub fn from_unwind(payload: &(dyn Any + Send)) -> GreenletError {
+        if payload.is::<KillUnwind>() {
+            GreenletError::Killed
+        } else if payload.is::<TimeoutUnwind>() {
+            GreenletError::Panicked("a with_timeout expiry escaped its scope".to_string())
+        } else {
+            GreenletError::Panicked(panic_message(payload))
+        }
+    }
+}
+
 /// The panic payload a kill unwinds with. Private: only the hub raises and catches it.
 pub(crate) struct KillUnwind;
 
@@ -46,13 +61,7 @@ pub(crate) struct TimeoutUnwind(pub(crate) u64);
 
 /// Turns the payload of a caught unwind into the greenlet's error.
 pub(crate) fn classify_unwind(payload: Box<dyn Any + Send>) -> GreenletError {
-    if payload.is::<KillUnwind>() {
-        GreenletError::Killed
-    } else if payload.is::<TimeoutUnwind>() {
-        GreenletError::Panicked("a with_timeout expiry escaped its scope".to_string())
-    } else {
-        GreenletError::Panicked(panic_message(&*payload))
-    }
+    GreenletError::from_unwind(&*payload)
 }
 
 /// The text of a panic payload: `panic!("...")` produces `&str` or `String`.

@@ -16,7 +16,7 @@ use crate::error::{GreenletError, classify_unwind, panic_message};
 use crate::hub::with_hub;
 use crate::park;
 use crate::stack::checked_stack_size;
-use crate::task::{Core, Interrupt, Kind, State, Task};
+use crate::task::{Core, Interrupt, Kind, LinkCallback, State, Task};
 use crate::timer::TimerAction;
 
 /// The typed half of a greenlet: its body before it runs, its value after.
@@ -78,8 +78,16 @@ pub(crate) fn finish(task: &Rc<dyn Task>, outcome: Result<(), GreenletError>) {
     core.interrupt.set(None);
     core.notify_joiners();
     let links = core.take_links();
-    for (_, callback) in links {
-        if let Err(payload) = catch_unwind(AssertUnwindSafe(callback)) {
+    for (_, link) in links {
+        let run = || match link {
+            LinkCallback::Call(callback) => callback(),
+            LinkCallback::Hook(hook, token) => {
+                if let Some(hook) = hook.upgrade() {
+                    hook.finished(&GreenletRef { task: task.clone() }, token);
+                }
+            }
+        };
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(run)) {
             eprintln!(
                 "verdant: a link callback of {} panicked: {}",
                 core.describe(),
@@ -203,6 +211,13 @@ pub fn current() -> GreenletRef {
     with_hub(|hub| GreenletRef { task: hub.current_task() })
 }
 
+/// Something many greenlets can share as their link (see [`GreenletRef::link_hook`]).
+pub trait LinkHook {
+    /// Called once, in the dying greenlet's context, right after `greenlet` died, with the
+    /// token given to [`GreenletRef::link_hook`] (a slot number, say).
+    fn finished(&self, greenlet: &GreenletRef, token: usize);
+}
+
 /// Identifies a link callback, for [`Greenlet::unlink`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct LinkId(u64);
@@ -245,12 +260,26 @@ impl<T: 'static> Greenlet<T> {
             };
             (hub.next_id(), size, shared)
         });
-        let body = Body {
-            core: Core::new(id, name, Kind::Greenlet, stack_size, shared),
-            body: Cell::new(Some(f)),
-            value: RefCell::new(None),
+        // Built in place: a greenlet is a few hundred bytes, and building it on the stack
+        // and moving it into the allocation showed up as memcpy in pool maps.
+        let mut rc = Rc::<Body<T, F>>::new_uninit();
+        let slot = Rc::get_mut(&mut rc).expect("a new Rc is unique").as_mut_ptr();
+        // SAFETY: `slot` points to the uninitialised `Body` of the new, unique `Rc`; each
+        // field is written exactly once below, so the `Body` is fully initialised before
+        // `assume_init`.
+        let body = unsafe {
+            std::ptr::addr_of_mut!((*slot).core).write(Core::new(
+                id,
+                name,
+                Kind::Greenlet,
+                stack_size,
+                shared,
+            ));
+            std::ptr::addr_of_mut!((*slot).body).write(Cell::new(Some(f)));
+            std::ptr::addr_of_mut!((*slot).value).write(RefCell::new(None));
+            rc.assume_init()
         };
-        Greenlet { task: Rc::new(body) }
+        Greenlet { task: body }
     }
 
     /// Schedules the greenlet to run (FIFO, once the caller blocks or yields). Starting a
@@ -440,7 +469,25 @@ impl GreenletRef {
         if core.is_dead() {
             callback();
         } else {
-            core.add_link(id, callback);
+            core.add_link(id, LinkCallback::Call(callback));
+        }
+        LinkId(id)
+    }
+
+    /// Links a shared hook: when this greenlet dies, `hook.finished` is told which
+    /// greenlet it was and the `token` given here (if the hook is still alive). Unlike
+    /// [`link`](GreenletRef::link) this allocates nothing per greenlet, which is what
+    /// groups with many members want. If the greenlet is already dead, the hook is called
+    /// now.
+    pub fn link_hook(&self, hook: std::rc::Weak<dyn LinkHook>, token: usize) -> LinkId {
+        let id = with_hub(|hub| hub.next_id());
+        let core = self.task.core();
+        if core.is_dead() {
+            if let Some(hook) = hook.upgrade() {
+                hook.finished(self, token);
+            }
+        } else {
+            core.add_link(id, LinkCallback::Hook(hook, token));
         }
         LinkId(id)
     }

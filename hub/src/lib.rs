@@ -74,7 +74,7 @@ mod timer;
 pub use config::{HubConfig, StackMode, config, configure};
 pub use error::GreenletError;
 pub use greenlet::{
-    AsGreenlet, Builder, Greenlet, GreenletRef, LinkId, current, joinall, killall, spawn,
+    AsGreenlet, Builder, Greenlet, GreenletRef, LinkHook, LinkId, current, joinall, killall, spawn,
     spawn_later,
 };
 pub use remote::{HubGone, RemoteHandle, RemoteWaker, WorkGuard, remote_handle};

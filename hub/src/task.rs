@@ -90,8 +90,12 @@ impl Interrupt {
     }
 }
 
-/// A link callback, already bound to the handle it will be called with.
-pub(crate) type LinkCallback = Box<dyn FnOnce()>;
+/// What runs when a greenlet dies: a callback bound to its handle, or a shared hook told
+/// which greenlet it was (no allocation per greenlet; see [`LinkHook`](crate::LinkHook)).
+pub(crate) enum LinkCallback {
+    Call(Box<dyn FnOnce()>),
+    Hook(std::rc::Weak<dyn crate::LinkHook>, usize),
+}
 
 /// Whether a [`Core`] belongs to a greenlet or stands for the thread's main code.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -120,7 +124,11 @@ pub(crate) struct Core {
     /// Set once, when the body has produced its outcome (the greenlet is dead).
     outcome: OnceCell<Result<(), Box<GreenletError>>>,
     pub(crate) name: Option<Box<str>>,
-    /// Link callbacks and a reserved stack: allocated only for greenlets that have them.
+    /// The first link callback, kept inline: most linked greenlets have exactly one (their
+    /// group's), and it should not cost the allocations of the cold box and a `Vec`.
+    first_link: Cell<Option<(u64, LinkCallback)>>,
+    /// Further link callbacks, join waiters and a reserved stack: allocated only for
+    /// greenlets that have them.
     cold: RefCell<Option<Box<Cold>>>,
     /// The coroutine, created lazily on the first run so that queued-but-unstarted
     /// greenlets cost no stack. Only the hub loop touches it, never while it runs.
@@ -169,6 +177,7 @@ struct Cold {
 }
 
 impl Core {
+    #[inline(always)]
     pub(crate) fn new(
         id: u64,
         name: Option<Box<str>>,
@@ -182,6 +191,7 @@ impl Core {
             interrupt: Cell::new(None),
             outcome: OnceCell::new(),
             name,
+            first_link: Cell::new(None),
             cold: RefCell::new(None),
             coroutine: RefCell::new(None),
             yielder: Cell::new(std::ptr::null()),
@@ -257,23 +267,35 @@ impl Core {
     }
 
     pub(crate) fn add_link(&self, id: u64, callback: LinkCallback) {
-        self.cold().links.push((id, callback));
+        match self.first_link.take() {
+            None => self.first_link.set(Some((id, callback))),
+            Some(first) => {
+                self.first_link.set(Some(first));
+                self.cold().links.push((id, callback));
+            }
+        }
     }
 
     /// Removes a link that has not run; returns whether it was there.
     pub(crate) fn remove_link(&self, id: u64) -> bool {
+        match self.first_link.take() {
+            Some((first, _)) if first == id => return true,
+            other => self.first_link.set(other),
+        }
         let Some(cold) = &mut *self.cold.borrow_mut() else { return false };
         let before = cold.links.len();
         cold.links.retain(|(link, _)| *link != id);
         cold.links.len() != before
     }
 
-    /// Takes the link callbacks out, to run them.
-    pub(crate) fn take_links(&self) -> Vec<(u64, LinkCallback)> {
-        match &mut *self.cold.borrow_mut() {
+    /// Takes the link callbacks out, in the order they were added, to run them (without
+    /// allocating when there is only the inline one).
+    pub(crate) fn take_links(&self) -> impl Iterator<Item = (u64, LinkCallback)> + use<> {
+        let more = match &mut *self.cold.borrow_mut() {
             Some(cold) => std::mem::take(&mut cold.links),
             None => Vec::new(),
-        }
+        };
+        self.first_link.take().into_iter().chain(more)
     }
 
     pub(crate) fn reserve_stack(&self, stack: GuardedStack) {

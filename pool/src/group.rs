@@ -1,14 +1,14 @@
 //! `Group` and `Pool`: sets of greenlets that leave by themselves when they die.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::error::Error;
 use std::fmt;
 use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 
+use slab::Slab;
 use verdant_hub::park::{self, WaitList};
-use verdant_hub::{Greenlet, GreenletError, GreenletRef, LinkId};
+use verdant_hub::{Greenlet, GreenletError, GreenletRef, LinkHook, LinkId};
 
 use crate::mapping::Feeders;
 use crate::slots::Slots;
@@ -28,8 +28,10 @@ impl Error for PoolFull {}
 
 /// What `Group`, `Pool` and `GreenPool` share: the members, the optional limit, the maps.
 pub(crate) struct Core {
-    /// Members by greenlet id, with the link that removes them when they die.
-    members: RefCell<HashMap<u64, (GreenletRef, Option<LinkId>)>>,
+    /// Members, each with the link that removes it when it dies. The slab key is the link
+    /// hook's token, so a dying member is removed in O(1) without hashing; the rare
+    /// lookups by greenlet (`contains`, `discard`, `add`) scan.
+    members: RefCell<Slab<(GreenletRef, Option<LinkId>)>>,
     /// `None` for a `Group` (tracks without limiting).
     pub(crate) slots: Option<Slots>,
     /// Woken whenever the group becomes empty.
@@ -37,10 +39,16 @@ pub(crate) struct Core {
     pub(crate) feeders: Feeders,
 }
 
+impl LinkHook for Core {
+    fn finished(&self, _greenlet: &GreenletRef, key: usize) {
+        self.forget(key);
+    }
+}
+
 impl Core {
     pub(crate) fn new(capacity: Option<Option<usize>>) -> Rc<Core> {
         Rc::new(Core {
-            members: RefCell::new(HashMap::new()),
+            members: RefCell::new(Slab::new()),
             slots: capacity.map(Slots::new),
             emptied: WaitList::new(),
             feeders: Feeders::default(),
@@ -51,20 +59,29 @@ impl Core {
         self.members.borrow().len()
     }
 
+    /// The slab key of a member, by scanning (rare operations only).
+    fn key_of(&self, greenlet: &GreenletRef) -> Option<usize> {
+        self.members.borrow().iter().find(|(_, (g, _))| g == greenlet).map(|(key, _)| key)
+    }
+
     pub(crate) fn contains(&self, greenlet: &GreenletRef) -> bool {
-        self.members.borrow().contains_key(&greenlet.id())
+        self.key_of(greenlet).is_some()
     }
 
     pub(crate) fn members(&self) -> Vec<GreenletRef> {
         let mut members: Vec<GreenletRef> =
-            self.members.borrow().values().map(|(g, _)| g.clone()).collect();
+            self.members.borrow().iter().map(|(_, (g, _))| g.clone()).collect();
         members.sort_by_key(GreenletRef::id);
         members
     }
 
     /// Whether the running greenlet is a member (then `apply` runs inline).
     pub(crate) fn current_is_member(&self) -> bool {
-        self.members.borrow().contains_key(&verdant_hub::current().id())
+        let members = self.members.borrow();
+        !members.is_empty() && {
+            let me = verdant_hub::current();
+            members.iter().any(|(_, (g, _))| *g == me)
+        }
     }
 
     /// Takes a place for a new member: waits while full, up to `deadline` if `blocking`.
@@ -78,31 +95,35 @@ impl Core {
         got.then_some(()).ok_or(PoolFull)
     }
 
-    /// Starts tracking a greenlet whose place was reserved; it leaves when it dies.
+    /// Starts tracking a greenlet whose place was reserved; it leaves when it dies (through
+    /// the group's shared [`LinkHook`]: no allocation per member).
     pub(crate) fn track(self: &Rc<Core>, greenlet: GreenletRef) {
-        let id = greenlet.id();
-        if self.members.borrow().contains_key(&id) {
-            if let Some(slots) = &self.slots {
-                slots.release(); // already a member: give back the place just reserved
-            }
-            return;
-        }
-        let core: Weak<Core> = Rc::downgrade(self);
-        // Inserted first: the link runs at once if the greenlet is already dead.
-        self.members.borrow_mut().insert(id, (greenlet.clone(), None));
-        let link = greenlet.link(move |_| {
-            if let Some(core) = core.upgrade() {
-                core.forget(id);
-            }
-        });
-        if let Some((_, slot)) = self.members.borrow_mut().get_mut(&id) {
+        let hook: Weak<dyn LinkHook> = Rc::downgrade(self) as Weak<dyn LinkHook>;
+        // Recorded first: the hook runs at once if the greenlet is already dead.
+        let key = self.members.borrow_mut().insert((greenlet.clone(), None));
+        let link = greenlet.link_hook(hook, key);
+        if let Some((g, slot)) = self.members.borrow_mut().get_mut(key)
+            && *g == greenlet
+        {
             *slot = Some(link);
         }
     }
 
-    /// Stops tracking `id` (it died, or was discarded) and frees its place.
-    pub(crate) fn forget(&self, id: u64) -> Option<(GreenletRef, Option<LinkId>)> {
-        let removed = self.members.borrow_mut().remove(&id);
+    /// Like [`track`](Core::track) for a greenlet the caller handed in, which may already
+    /// be a member (then the place just reserved is given back).
+    pub(crate) fn track_new_or_known(self: &Rc<Core>, greenlet: GreenletRef) {
+        if self.contains(&greenlet) {
+            if let Some(slots) = &self.slots {
+                slots.release();
+            }
+            return;
+        }
+        self.track(greenlet);
+    }
+
+    /// Stops tracking the member at `key` (it died, or was discarded) and frees its place.
+    pub(crate) fn forget(&self, key: usize) -> Option<(GreenletRef, Option<LinkId>)> {
+        let removed = self.members.borrow_mut().try_remove(key);
         if removed.is_some() {
             if let Some(slots) = &self.slots {
                 slots.release();
@@ -115,7 +136,8 @@ impl Core {
     }
 
     pub(crate) fn discard(&self, greenlet: &GreenletRef) {
-        if let Some((g, Some(link))) = self.forget(greenlet.id()) {
+        let Some(key) = self.key_of(greenlet) else { return };
+        if let Some((g, Some(link))) = self.forget(key) {
             g.unlink(link);
         }
     }
@@ -423,7 +445,7 @@ impl Group {
 
     /// Starts tracking `greenlet` (it leaves when it dies).
     pub fn add(&self, greenlet: &impl verdant_hub::AsGreenlet) {
-        self.core.track(greenlet.as_greenlet());
+        self.core.track_new_or_known(greenlet.as_greenlet());
     }
 
     /// Tracks an unstarted greenlet, then starts it.
@@ -510,7 +532,7 @@ impl Pool {
     ) -> Result<(), PoolFull> {
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         self.core.reserve(blocking, deadline)?;
-        self.core.track(greenlet.as_greenlet());
+        self.core.track_new_or_known(greenlet.as_greenlet());
         Ok(())
     }
 

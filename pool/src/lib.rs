@@ -24,7 +24,7 @@
 //! |---|---|
 //! | `group.rs` | [`Group`], [`Pool`], [`PoolFull`], the methods they share |
 //! | `slots.rs` | the resizable count of free places |
-//! | `mapping.rs` | **the** map/imap machinery ([`MapIter`], [`MapError`], [`Completion`]) |
+//! | `mapping.rs` | **the** map/imap machinery ([`MapIter`], [`MapError`], [`Reporter`]) |
 //! | `greenpool.rs` | eventlet's [`GreenPool`] and [`GreenPile`] |
 
 #![doc(test(attr(deny(warnings))))]
@@ -38,7 +38,7 @@ use std::rc::Rc;
 
 pub use greenpool::{GreenPile, GreenPool, WaitallFromMember};
 pub use group::{Group, Pool, PoolFull};
-pub use mapping::{Completion, MapError, MapIter, Order, start as start_map};
+pub use mapping::{MapError, MapIter, Order, Reporter, start as start_map};
 
 use verdant_hub::GreenletError;
 
@@ -60,9 +60,9 @@ where
     let spawner = core.clone();
     let (iter, feeder) = mapping::start(
         items,
-        move |item| {
+        move |item, reporter: Reporter<T>| {
             let f = f.clone();
-            spawner.spawn(move || f(item))
+            spawner.spawn(move || reporter.run(|| f(item)));
         },
         order,
         maxsize,

@@ -1,7 +1,7 @@
 //! The map/imap machinery every pool shares (gevent's `GroupMappingMixin`).
 //!
 //! It needs only one thing from a pool: a way to *start a task* for an input item (which may
-//! block while the pool is full) and to be told when that task is done ([`Completion`]).
+//! block while the pool is full) that reports its outcome when done ([`Reporter`]).
 //! Everything else — laziness, ordering, the `maxsize` bound, errors at their position, an
 //! input iterator that panics, stopping when the pool is killed — lives here once.
 //!
@@ -24,18 +24,52 @@ use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::rc::Rc;
 
-use verdant_hub::sync::{Queue, Semaphore};
+use verdant_hub::park::{self, Waker};
+use verdant_hub::sync::Semaphore;
 use verdant_hub::{Greenlet, GreenletError, GreenletRef};
 
-/// A task the machinery started, which can report its outcome when done.
-pub trait Completion<T>: 'static {
-    /// Arranges for `done` to be called once, with the task's outcome, when it finishes.
-    fn when_done(&self, done: Box<dyn FnOnce(Result<T, GreenletError>)>);
+/// Given to the pool with each task, to report the task's outcome to the map's iterator
+/// exactly once: [`run`](Reporter::run) runs the task and reports how it ended, or
+/// [`report`](Reporter::report) reports an outcome obtained some other way. A reporter
+/// dropped unused (its task was killed before it started) reports
+/// [`GreenletError::Killed`].
+pub struct Reporter<T> {
+    index: usize,
+    reports: Option<Rc<Reports<T>>>,
 }
 
-impl<T: 'static> Completion<T> for Greenlet<T> {
-    fn when_done(&self, done: Box<dyn FnOnce(Result<T, GreenletError>)>) {
-        self.link(move |g| done(g.get()));
+impl<T> Reporter<T> {
+    /// Tells the map's iterator how the task ended.
+    pub fn report(mut self, outcome: Result<T, GreenletError>) {
+        if let Some(reports) = self.reports.take() {
+            reports.put(Report::Done(self.index, outcome));
+        }
+    }
+
+    /// Runs `task` in the calling greenlet and reports its value, or how it unwound (a
+    /// panic, a kill) before letting the unwind go on, so the greenlet ends the same way.
+    pub fn run(self, task: impl FnOnce() -> T) {
+        match catch_unwind(AssertUnwindSafe(task)) {
+            Ok(value) => self.report(Ok(value)),
+            Err(payload) => {
+                self.report(Err(GreenletError::from_unwind(&*payload)));
+                std::panic::resume_unwind(payload);
+            }
+        }
+    }
+}
+
+impl<T> Drop for Reporter<T> {
+    fn drop(&mut self) {
+        if let Some(reports) = self.reports.take() {
+            reports.put(Report::Done(self.index, Err(GreenletError::Killed)));
+        }
+    }
+}
+
+impl<T> fmt::Debug for Reporter<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reporter").field("index", &self.index).finish()
     }
 }
 
@@ -81,13 +115,44 @@ impl fmt::Display for MapError {
 impl Error for MapError {}
 
 /// What the feeder and the tasks tell the consumer.
-enum Report<T> {
+pub(crate) enum Report<T> {
     /// The task for item `index` finished.
     Done(usize, Result<T, GreenletError>),
     /// No more items after the first `count` (input exhausted, or the feeder was killed).
     End { count: usize },
     /// The input panicked after `count` items.
     InputPanicked { count: usize, message: String },
+}
+
+/// The channel from the feeder and the tasks to the map's iterator: many writers, one
+/// reader. Lighter than a `Queue`: no capacity, no putters, a single waker for the reader.
+pub(crate) struct Reports<T> {
+    items: RefCell<VecDeque<Report<T>>>,
+    reader: RefCell<Option<Waker>>,
+}
+
+impl<T> Reports<T> {
+    fn new() -> Rc<Reports<T>> {
+        Rc::new(Reports { items: RefCell::new(VecDeque::new()), reader: RefCell::new(None) })
+    }
+
+    fn put(&self, report: Report<T>) {
+        self.items.borrow_mut().push_back(report);
+        let reader = self.reader.borrow_mut().take();
+        if let Some(reader) = reader {
+            reader.wake();
+        }
+    }
+
+    fn get(&self) -> Report<T> {
+        loop {
+            if let Some(report) = self.items.borrow_mut().pop_front() {
+                return report;
+            }
+            *self.reader.borrow_mut() = Some(park::waker());
+            park::park(&"the results of a pool map");
+        }
+    }
 }
 
 /// How the iterator hands results out.
@@ -100,8 +165,9 @@ pub enum Order {
 }
 
 /// Starts mapping: returns the lazy iterator of results and the feeder greenlet (which
-/// the pool kills when it is killed).
-pub fn start<I, A, T, H, S>(
+/// the pool kills when it is killed). `spawn_task(item, reporter)` must start a task for
+/// `item` (it may wait while the pool is full) and have it call `reporter` when done.
+pub fn start<I, A, T, S>(
     input: I,
     mut spawn_task: S,
     order: Order,
@@ -111,10 +177,9 @@ where
     I: IntoIterator<Item = A> + 'static,
     A: 'static,
     T: 'static,
-    H: Completion<T>,
-    S: FnMut(A) -> H + 'static,
+    S: FnMut(A, Reporter<T>) + 'static,
 {
-    let reports: Queue<Report<T>> = Queue::new();
+    let reports: Rc<Reports<T>> = Reports::new();
     let permits = maxsize.map(|n| Semaphore::new(n.max(1)));
     let spawned = Rc::new(Cell::new(0usize));
     let feeder = {
@@ -131,18 +196,14 @@ where
                     Ok(None) => break,
                     Err(payload) => {
                         let message = panic_text(&*payload);
-                        let _ = reports.put(Report::InputPanicked { count: index, message });
+                        reports.put(Report::InputPanicked { count: index, message });
                         return;
                     }
                 };
-                let task = spawn_task(item);
+                spawn_task(item, Reporter { index, reports: Some(reports.clone()) });
                 spawned.set(index + 1);
-                let reports = reports.clone();
-                task.when_done(Box::new(move |outcome| {
-                    let _ = reports.put(Report::Done(index, outcome));
-                }));
             }
-            let _ = reports.put(Report::End { count: spawned.get() });
+            reports.put(Report::End { count: spawned.get() });
         })
     };
     // However the feeder ends (killed with the pool, say), the consumer learns how many
@@ -150,7 +211,7 @@ where
     {
         let (reports, spawned) = (reports.clone(), spawned.clone());
         feeder.link(move |_| {
-            let _ = reports.put(Report::End { count: spawned.get() });
+            reports.put(Report::End { count: spawned.get() });
         });
     }
     let feeder_ref = feeder.as_ref();
@@ -171,7 +232,7 @@ where
 /// The lazy iterator of a map: `Ok(value)` or `Err(MapError)` for each input item, in input
 /// order (`imap`) or completion order (`imap_unordered`).
 pub struct MapIter<T> {
-    reports: Queue<Report<T>>,
+    reports: Rc<Reports<T>>,
     permits: Option<Semaphore>,
     order: Order,
     /// Input order: results that came in early, at `index - next_index`.
@@ -195,6 +256,10 @@ impl<T> MapIter<T> {
         match report {
             Report::Done(index, outcome) => {
                 if self.order == Order::Completion {
+                    return Some((index, outcome));
+                }
+                if index == self.next_index && self.buffer.is_empty() {
+                    self.next_index += 1; // the one we wait for: skip the buffer
                     return Some((index, outcome));
                 }
                 let slot = index - self.next_index;
@@ -241,7 +306,7 @@ impl<T> Iterator for MapIter<T> {
             if self.all_yielded() {
                 return self.input_error.take().map(Err);
             }
-            let report = self.reports.get().ok()?;
+            let report = self.reports.get();
             if let Some((index, outcome)) = self.file(report) {
                 return Some(self.hand_out(index, outcome));
             }
