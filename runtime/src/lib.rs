@@ -52,3 +52,8 @@ pub struct SyncGuideExamples;
 #[doc = include_str!("../../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeExamples;
+
+/// The examples of `docs/pools.md`, run as doctests.
+#[doc = include_str!("../../docs/pools.md")]
+#[cfg(doctest)]
+pub struct PoolsGuideExamples;
