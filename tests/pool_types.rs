@@ -102,6 +102,7 @@ fn killone_and_kill() {
     yield_now();
     group.killone(&outsider, true, None);
     assert!(!outsider.ready(), "not a member: left alone");
+    assert_eq!(group.iter().map(|g| g.id()).collect::<Vec<_>>(), [a.id(), b.id()]);
     group.killone(&a, true, None);
     assert_eq!(a.error(), Some(GreenletError::Killed));
     assert_eq!(group.greenlets(), [b.as_ref()]);

@@ -209,6 +209,12 @@ macro_rules! group_methods {
             self.core.members()
         }
 
+        /// Iterates over a snapshot of the members, oldest first (members that join or
+        /// leave meanwhile do not affect it).
+        pub fn iter(&self) -> impl Iterator<Item = verdant_hub::GreenletRef> + use<> {
+            self.core.members().into_iter()
+        }
+
         /// Stops tracking a member (it runs on; its place is freed).
         pub fn discard(&self, greenlet: &impl verdant_hub::AsGreenlet) {
             self.core.discard(&greenlet.as_greenlet());
