@@ -6,7 +6,7 @@
 //!
 //! prints one `RESULT <id> <value> <unit>` line per figure and nothing else on stdout.
 //! Only the measured section is timed. Implemented here: W1 (switch), W2 (spawn+join),
-//! W3 (pool map), W5 (queue ping-pong), W6 (100,000 timers), W8 (idle memory; N = 10000 or 100000).
+//! W3 (pool map), W4 (thread-pool round trip), W5 (queue ping-pong), W6 (100,000 timers), W8 (idle memory; N = 10000 or 100000).
 
 use std::time::{Duration, Instant};
 
@@ -34,11 +34,12 @@ fn main() {
         "W1" => w1_switch(n.unwrap_or(1_000_000)),
         "W2" => w2_spawn_join(n.unwrap_or(100_000)),
         "W3" => w3_pool_map(n.unwrap_or(100_000)),
+        "W4" => w4_threadpool_round_trip(n.unwrap_or(100_000)),
         "W5" => w5_queue(n.unwrap_or(1_000_000)),
         "W6" => w6_timers(n.unwrap_or(100_000)),
         "W8" => w8_idle_memory(n.unwrap_or(10_000)),
         _ => {
-            eprintln!("usage: workloads <W1|W2|W3|W5|W6|W8> [N]");
+            eprintln!("usage: workloads <W1|W2|W3|W4|W5|W6|W8> [N]");
             std::process::exit(2);
         }
     }
@@ -92,6 +93,38 @@ fn w3_pool_map(count: usize) {
     assert_eq!(doubled.len(), count);
     assert!(doubled.iter().enumerate().all(|(i, &v)| v == 2 * i as u64));
     result("W3", elapsed.as_nanos() as f64 / count as f64, "ns/item");
+}
+
+/// W4: from a greenlet, `count` sequential round trips to a thread pool running `x + 1`.
+/// Also reports the process CPU time per round trip (the spinning costs CPU).
+fn w4_threadpool_round_trip(count: usize) {
+    let pool = verdant::threadpool::ThreadPool::new(1);
+    pool.apply(|| 0u64); // start the worker outside the measurement
+    let greenlet = spawn(move || {
+        let cpu = cpu_time();
+        let t = Instant::now();
+        let mut x = 0u64;
+        for _ in 0..count {
+            x = pool.apply(move || x + 1);
+        }
+        (t.elapsed(), cpu_time() - cpu, x)
+    });
+    let (elapsed, cpu, x) = greenlet.get().unwrap();
+    assert_eq!(x, count as u64);
+    result("W4", elapsed.as_secs_f64() * 1e6 / count as f64, "us/round-trip");
+    result("W4-cpu", cpu.as_secs_f64() * 1e6 / count as f64, "us-cpu/round-trip");
+}
+
+/// CPU time used by this process so far (all threads).
+fn cpu_time() -> Duration {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::uninit();
+    // SAFETY: getrusage fills the struct it is given; RUSAGE_SELF is always valid.
+    let usage = unsafe {
+        libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr());
+        usage.assume_init()
+    };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
 /// W5: a producer and a consumer pass `count` integers through a capacity-1 queue.

@@ -47,3 +47,26 @@ fn iwait_yields_in_completion_order_and_stops_at_the_timeout() {
     let objects: [&dyn Waitable; 2] = [&never, &soon];
     assert_eq!(iwait(&objects, Some(Duration::from_millis(5))).collect::<Vec<_>>(), [1]);
 }
+
+/// An object that becomes ready right after its first check and never notifies anyone:
+/// what a thread-pool result looks like when it completes between `wait`'s readiness check
+/// and its registration (regression: `wait` parked forever).
+struct ReadyAfterFirstLook(std::cell::Cell<u32>);
+
+impl Waitable for ReadyAfterFirstLook {
+    fn is_ready(&self) -> bool {
+        let looks = self.0.get();
+        self.0.set(looks + 1);
+        looks > 0
+    }
+
+    fn add_waiter(&self, _waker: verdant::hub::park::Waker) {}
+}
+
+#[test]
+fn a_completion_between_the_check_and_the_registration_is_not_missed() {
+    let racy = ReadyAfterFirstLook(std::cell::Cell::new(0));
+    assert_eq!(wait(&[&racy as &dyn Waitable], None, None), [0]);
+    let racy = ReadyAfterFirstLook(std::cell::Cell::new(0));
+    assert_eq!(iwait(&[&racy as &dyn Waitable], None).collect::<Vec<_>>(), [0]);
+}

@@ -69,6 +69,11 @@ thread_local! {
     static HUB_ADDRESS: Cell<*const Hub> = const { Cell::new(std::ptr::null()) };
 }
 
+/// Whether this thread has a hub already (without creating one).
+pub fn has_hub() -> bool {
+    HUB_ADDRESS.try_with(|address| !address.get().is_null()).unwrap_or(false)
+}
+
 /// Runs `f` with this thread's hub, creating the hub on first use.
 ///
 /// The fast path is one thread-local load: a lazily initialised thread-local would check
@@ -397,6 +402,11 @@ impl Hub {
     }
 
     /// Nothing is ready: block until something can run, or report that nothing ever can.
+    ///
+    /// While the hub waits only for other threads (outstanding cross-thread work, no
+    /// greenlet waiting for I/O), it first spins for up to `HubConfig::spin`, checking its
+    /// inbox: waking an idle core through the eventfd costs tens of microseconds here,
+    /// more than most thread-pool tasks take. It never spins when no work is outstanding.
     fn wait_for_work(&self) -> Result<(), Deadlock> {
         loop {
             if !self.timers.is_empty() {
@@ -409,11 +419,53 @@ impl Hub {
                 return Ok(());
             }
             let next_timer = self.timers.next_deadline();
-            let timeout = next_timer.map(|at| at.saturating_duration_since(Instant::now()));
-            if timeout.is_none() && self.io.waiters() == 0 && !self.inbox.may_receive() {
+            if next_timer.is_none() && self.io.waiters() == 0 && !self.inbox.may_receive() {
                 return Err(Deadlock);
             }
+            if self.inbox.outstanding() > 0
+                && self.io.waiters() == 0
+                && self.spin_for_inbox(next_timer)
+            {
+                continue;
+            }
+            if !self.inbox.fall_asleep() {
+                continue;
+            }
+            // Asleep now: re-check what may have ended between the check above and here.
+            if next_timer.is_none() && self.io.waiters() == 0 && !self.inbox.may_receive() {
+                self.inbox.wake_up();
+                return Err(Deadlock);
+            }
+            let timeout = next_timer.map(|at| at.saturating_duration_since(Instant::now()));
             self.poll_io(timeout);
+            self.inbox.wake_up();
+        }
+    }
+
+    /// Spins until a cross-thread message arrives (returns `true`), the spin budget is
+    /// used up, or the next timer is due (`false`).
+    #[cold]
+    fn spin_for_inbox(&self, next_timer: Option<Instant>) -> bool {
+        let spin = self.config.borrow().spin;
+        if spin.is_zero() {
+            return false;
+        }
+        let started = Instant::now();
+        let mut until = started + spin;
+        if let Some(timer) = next_timer {
+            until = until.min(timer);
+        }
+        self.stats.spins.set(self.stats.spins.get() + 1);
+        loop {
+            for _ in 0..64 {
+                if self.inbox.has_messages() {
+                    return true;
+                }
+                std::hint::spin_loop();
+            }
+            if Instant::now() >= until {
+                return false;
+            }
         }
     }
 

@@ -58,6 +58,7 @@ mod config;
 mod error;
 mod greenlet;
 mod hub;
+pub use hub::has_hub;
 pub mod io;
 mod overflow;
 pub mod park;

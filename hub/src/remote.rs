@@ -2,14 +2,15 @@
 //!
 //! Other threads never touch a hub's greenlets. They push a [`Message`] onto the hub's
 //! inbox (a mutex-protected `Vec`) and, only when the push turned the inbox from empty to
-//! non-empty, write the hub's eventfd (mio's `Waker`), which is registered in the hub's
-//! `poll`. The hub drains the whole inbox at every turn boundary and whenever the eventfd
-//! wakes its `poll`. So N completions that arrive while the hub is busy cost one eventfd
-//! write and one drain, not N.
+//! non-empty *and* the hub is asleep in `epoll_wait`, write the hub's eventfd (mio's
+//! `Waker`), which is registered in the hub's `poll`. The hub drains the whole inbox at
+//! every turn boundary and whenever the eventfd wakes its `poll`. So N completions that
+//! arrive while the hub is busy (or spinning, see `hub.rs`) cost no eventfd write at all,
+//! and N that arrive while it sleeps cost one.
 //!
 //! ```text
 //!   worker thread                      inbox (Mutex<Vec>)           hub thread
-//!   push(msg) ── was empty? ──yes──▶ eventfd write ──▶ epoll_wait returns
+//!   push(msg) ─ was empty and hub asleep? ─yes─▶ eventfd write ──▶ epoll_wait returns
 //!        │                                                 │
 //!        └──────── no: nothing else to do                  └─▶ take the whole Vec,
 //!                                                              run/wake each message
@@ -46,6 +47,14 @@ pub(crate) struct Inbox {
     queue: Mutex<Vec<Message>>,
     /// Whether `queue` is non-empty; lets the hub skip the lock when nothing came.
     queued: AtomicBool,
+    /// Whether the hub is (about to be) blocked in `epoll_wait`. Posters write the eventfd
+    /// only then: a hub that is running or spinning sees `queued` by itself.
+    ///
+    /// The hub stores `sleeping` and then loads `queued` (and `outstanding`); a poster
+    /// stores `queued` (or decrements `outstanding`) and then loads `sleeping`, all
+    /// `SeqCst`, so at least one side sees the other's store: either the hub does not
+    /// sleep, or the poster wakes it.
+    sleeping: AtomicBool,
     /// Set when the hub's thread ends; later posts fail.
     closed: AtomicBool,
     waker: mio::Waker,
@@ -59,6 +68,7 @@ impl Inbox {
         Ok(Inbox {
             queue: Mutex::new(Vec::new()),
             queued: AtomicBool::new(false),
+            sleeping: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             waker: io.new_waker(WAKE_TOKEN)?,
             wake_writes: AtomicU64::new(0),
@@ -66,8 +76,8 @@ impl Inbox {
         })
     }
 
-    /// Queues a message; writes the eventfd only on the empty-to-non-empty transition.
-    /// Returns `false` (dropping nothing: the message comes back) if the hub is gone.
+    /// Queues a message. Writes the eventfd only if the queue was empty and the hub is
+    /// asleep in `epoll_wait` (see `sleeping`). Returns the message if the hub is gone.
     fn push(&self, message: Message) -> Result<(), Message> {
         let was_empty = {
             let mut queue = self.queue.lock();
@@ -76,15 +86,39 @@ impl Inbox {
             }
             let was_empty = queue.is_empty();
             queue.push(message);
-            self.queued.store(true, Ordering::Release);
+            self.queued.store(true, Ordering::SeqCst);
             was_empty
         };
-        if was_empty {
-            self.wake_writes.fetch_add(1, Ordering::Relaxed);
-            // A failed write means the eventfd counter is saturated: already signalled.
-            let _ = self.waker.wake();
+        if was_empty && self.sleeping.load(Ordering::SeqCst) {
+            self.write_eventfd();
         }
         Ok(())
+    }
+
+    fn write_eventfd(&self) {
+        self.wake_writes.fetch_add(1, Ordering::Relaxed);
+        // A failed write means the eventfd counter is saturated: already signalled.
+        let _ = self.waker.wake();
+    }
+
+    /// The hub is about to block in `epoll_wait`. Returns `false` (and stays awake) if a
+    /// message came or the outstanding work ended meanwhile: see `sleeping`.
+    pub(crate) fn fall_asleep(&self) -> bool {
+        self.sleeping.store(true, Ordering::SeqCst);
+        if self.queued.load(Ordering::SeqCst) {
+            self.sleeping.store(false, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    pub(crate) fn wake_up(&self) {
+        self.sleeping.store(false, Ordering::Relaxed);
+    }
+
+    /// Pieces of cross-thread work announced and not finished.
+    pub(crate) fn outstanding(&self) -> usize {
+        self.outstanding.load(Ordering::SeqCst)
     }
 
     /// Whether a message is queued (one atomic load: checked at every turn boundary).
@@ -109,7 +143,7 @@ impl Inbox {
     pub(crate) fn may_receive(&self) -> bool {
         // Senders queue their message before they stop counting as outstanding, so
         // reading `outstanding` first cannot miss a message sent by the last of them.
-        self.outstanding.load(Ordering::Acquire) > 0 || self.queued.load(Ordering::Acquire)
+        self.outstanding.load(Ordering::SeqCst) > 0 || self.queued.load(Ordering::SeqCst)
     }
 
     pub(crate) fn wake_writes(&self) -> u64 {
@@ -127,8 +161,15 @@ impl Inbox {
         std::mem::forget(dropped);
     }
 
+    /// One piece of outstanding work ended (after its message, if any, was queued). If it
+    /// was the last and the hub is asleep, wake it so it re-checks for a deadlock.
     fn finish_one(&self) {
-        self.outstanding.fetch_sub(1, Ordering::Release);
+        if self.outstanding.fetch_sub(1, Ordering::SeqCst) == 1
+            && self.sleeping.load(Ordering::SeqCst)
+        {
+            // An asleep hub has an empty inbox, so this push writes the eventfd.
+            let _ = self.push(Message::Nop);
+        }
     }
 }
 
@@ -190,8 +231,8 @@ impl RemoteHandle {
         WorkGuard { inbox: self.inbox.clone() }
     }
 
-    /// How many times the hub's eventfd was written (one per empty-to-non-empty
-    /// transition of its inbox). Lets tests and benches see the coalescing.
+    /// How many times the hub's eventfd was written: only when the hub was asleep in
+    /// `epoll_wait` and its inbox empty. Lets tests and benches see the coalescing.
     pub fn wake_writes(&self) -> u64 {
         self.inbox.wake_writes()
     }
@@ -214,10 +255,7 @@ pub struct WorkGuard {
 
 impl Drop for WorkGuard {
     fn drop(&mut self) {
-        if self.inbox.outstanding.fetch_sub(1, Ordering::Release) == 1 {
-            // The last outstanding work ended: make a waiting hub re-check for deadlock.
-            let _ = self.inbox.push(Message::Nop);
-        }
+        self.inbox.finish_one();
     }
 }
 

@@ -15,6 +15,7 @@ pub(crate) struct Stats {
     pub(crate) timers_fired: Cell<u64>,
     pub(crate) inbox_batches: Cell<u64>,
     pub(crate) inbox_messages: Cell<u64>,
+    pub(crate) spins: Cell<u64>,
 }
 
 /// A snapshot of this thread's hub counters, from [`stats`]. All counts start at hub
@@ -40,6 +41,8 @@ pub struct HubStats {
     pub inbox_messages: u64,
     /// Times another thread wrote the hub's wake eventfd.
     pub wake_writes: u64,
+    /// Times the hub spun waiting for cross-thread work before sleeping.
+    pub spins: u64,
     /// Greenlet stacks in use now (running or suspended greenlets).
     pub stacks_in_use: usize,
     /// Stacks kept for reuse now.
@@ -67,6 +70,7 @@ pub fn stats() -> HubStats {
             inbox_batches: s.inbox_batches.get(),
             inbox_messages: s.inbox_messages.get(),
             wake_writes: hub.inbox.wake_writes(),
+            spins: s.spins.get(),
             stacks_in_use: stacks.in_use(),
             stacks_free: stacks.free_count(),
             timers_pending: hub.timers.len(),

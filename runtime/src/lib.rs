@@ -21,7 +21,8 @@
 //!
 //! * the top level and [`hub`]: greenlets, the hub, timers, timeouts ([`verdant_hub`]);
 //! * [`sync`]: events, async results, semaphores, locks, queues, channels, `wait`/`iwait`;
-//! * [`pool`]: `Group`, `Pool` (gevent), `GreenPool`, `GreenPile` (eventlet) ([`verdant_pool`]).
+//! * [`pool`]: `Group`, `Pool` (gevent), `GreenPool`, `GreenPile` (eventlet) ([`verdant_pool`]);
+//! * [`threadpool`]: `ThreadPool`, `ThreadResult`, `ThreadPoolExecutor` ([`verdant_threadpool`]).
 
 #![doc(test(attr(deny(warnings))))]
 
@@ -32,13 +33,14 @@ pub use verdant_hub::{
 
 pub use verdant_hub::sync;
 pub use verdant_pool as pool;
+pub use verdant_threadpool as threadpool;
 
 /// The hub: configuration, statistics, low-level waiting, I/O readiness, cross-thread wake.
 pub mod hub {
     pub use verdant_hub::{
         DEFAULT_STACK_SIZE, HubConfig, HubGone, HubStats, MAX_STACK_SIZE, MIN_STACK_SIZE,
         RemoteHandle, RemoteWaker, StackMode, WorkGuard, config, configure, guarded_stacks_mapped,
-        max_map_count, process_stack_limit, remote_handle, stats,
+        has_hub, max_map_count, process_stack_limit, remote_handle, stats,
     };
     pub use verdant_hub::{io, park};
 }

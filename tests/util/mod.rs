@@ -75,15 +75,30 @@ pub fn is_child_for(name: &str) -> bool {
 }
 
 /// Runs one test of this test binary in a child process (for behaviour that ends the
-/// process, like a stack overflow) and returns its stderr and the signal that ended it.
+/// process, like a stack overflow, or that must measure the process alone) and returns
+/// its stderr and the signal that ended it.
 pub fn run_test_in_child(name: &str) -> (String, Option<i32>) {
     use std::os::unix::process::ExitStatusExt;
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
+    let out = child_output(name);
+    (String::from_utf8_lossy(&out.stderr).into_owned(), out.status.signal())
+}
+
+/// Like [`run_test_in_child`], asserting that the child test passed.
+pub fn assert_test_passes_in_child(name: &str) {
+    let out = child_output(name);
+    assert!(
+        out.status.success(),
+        "{name} failed in its child process: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn child_output(name: &str) -> std::process::Output {
+    std::process::Command::new(std::env::current_exe().unwrap())
         .args(["--exact", name, "--nocapture", "--test-threads=1"])
         .env(CHILD_MARKER, name)
         .output()
-        .unwrap();
-    (String::from_utf8_lossy(&out.stderr).into_owned(), out.status.signal())
+        .unwrap()
 }
 
 /// Recurses until the stack overflows.

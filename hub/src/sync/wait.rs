@@ -16,6 +16,11 @@ pub trait Waitable {
 
     /// Registers `waker` to be woken when this becomes ready. Waking a stale waker must be
     /// harmless (wakers only wake the wait they were made for).
+    ///
+    /// Objects that become ready on other threads must make registration and readiness
+    /// atomic with respect to each other: a waker registered before the object becomes
+    /// ready is woken, and [`wait`]/[`iwait`] re-check `is_ready` after registering, so a
+    /// completion between their check and their registration is not missed.
     fn add_waiter(&self, waker: Waker);
 }
 
@@ -65,8 +70,14 @@ pub fn wait(
             return ready;
         }
         let waker = park::waker();
-        for object in objects.iter().filter(|o| !o.is_ready()) {
-            object.add_waiter(waker.clone());
+        let not_ready = (0..objects.len()).filter(|i| !ready.contains(i));
+        for i in not_ready {
+            objects[i].add_waiter(waker.clone());
+        }
+        // Something may have become ready on another thread (a thread-pool result) after
+        // the check above: look again now that the waker is registered, before parking.
+        if (0..objects.len()).filter(|&i| objects[i].is_ready()).count() >= wanted {
+            continue;
         }
         if park::park_until(&"wait() on several objects", deadline) {
             return (0..objects.len()).filter(|&i| objects[i].is_ready()).collect();
@@ -126,6 +137,10 @@ impl Iterator for IWait<'_> {
             let waker = park::waker();
             for &i in &pending {
                 self.objects[i].add_waiter(waker.clone());
+            }
+            // As in `wait`: look again after registering, before parking.
+            if pending.iter().any(|&i| self.objects[i].is_ready()) {
+                continue;
             }
             if park::park_until(&"iwait() on several objects", self.deadline)
                 && !pending.iter().any(|&i| self.objects[i].is_ready())

@@ -1,0 +1,396 @@
+//! ThreadPool: work on native threads, results waking the submitting greenlet's hub.
+
+mod util;
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use util::panic_message_of;
+use verdant::hub::{self, has_hub};
+use verdant::pool::MapError;
+use verdant::sync::{Waitable, iwait, wait};
+use verdant::threadpool::{ThreadPool, ThreadPoolExecutor};
+use verdant::{GreenletError, sleep, spawn, with_timeout, yield_now};
+
+/// Busy-waits on the calling OS thread (a CPU-bound task).
+fn burn(d: Duration) {
+    let until = Instant::now() + d;
+    while Instant::now() < until {
+        std::hint::spin_loop();
+    }
+}
+
+#[test]
+fn greenlets_keep_running_while_a_worker_computes() {
+    let pool = ThreadPool::new(2);
+    let ticks = Rc::new(Cell::new(0u32));
+    let t = ticks.clone();
+    let ticker = spawn(move || {
+        loop {
+            t.set(t.get() + 1);
+            sleep(Duration::from_millis(1));
+        }
+    });
+    let value = pool.apply(|| {
+        burn(Duration::from_millis(30));
+        7
+    });
+    assert_eq!(value, 7);
+    assert!(ticks.get() >= 5, "the hub kept running greenlets: {} ticks", ticks.get());
+    ticker.kill();
+}
+
+#[test]
+fn a_panic_reaches_the_caller_and_the_worker_survives() {
+    let pool = ThreadPool::new(1);
+    let msg = panic_message_of(|| {
+        pool.apply(|| -> u8 { panic!("in a worker") });
+    });
+    assert_eq!(msg, "in a worker");
+    assert_eq!(
+        pool.spawn(|| -> u8 { panic!("again") }).get(),
+        Err(GreenletError::Panicked("again".into()))
+    );
+    assert_eq!(pool.apply(|| 5), 5, "the worker still serves");
+    assert_eq!(pool.size(), 1, "no worker was lost");
+}
+
+#[test]
+fn apply_from_a_worker_of_the_same_pool_runs_inline() {
+    let pool = ThreadPool::new(1);
+    let inner = pool.clone();
+    let (outer_thread, inner_thread) = pool
+        .apply(move || (std::thread::current().id(), inner.apply(|| std::thread::current().id())));
+    assert_eq!(outer_thread, inner_thread, "a one-worker pool would deadlock otherwise");
+    assert_ne!(outer_thread, std::thread::current().id());
+}
+
+#[test]
+fn a_plain_thread_without_a_hub_waits_natively() {
+    let pool = ThreadPool::new(2);
+    let p = pool.clone();
+    let (value, had_hub) = std::thread::spawn(move || {
+        let value = p.apply(|| 40 + 2);
+        let result = p.spawn(|| 1);
+        assert!(result.wait_timeout(Duration::from_secs(30)));
+        (value, has_hub())
+    })
+    .join()
+    .unwrap();
+    assert_eq!(value, 42);
+    assert!(!had_hub, "waiting did not create a hub on the plain thread");
+}
+
+#[test]
+fn results_go_to_the_hub_of_the_submitting_thread() {
+    let pool = ThreadPool::new(2);
+    let threads: Vec<_> = (0..3u64)
+        .map(|t| {
+            let pool = pool.clone();
+            std::thread::spawn(move || {
+                let gs: Vec<_> = (0..20u64)
+                    .map(|i| {
+                        let pool = pool.clone();
+                        spawn(move || pool.apply(move || t * 100 + i))
+                    })
+                    .collect();
+                gs.iter().map(|g| g.get().unwrap()).sum::<u64>()
+            })
+        })
+        .collect();
+    for (t, thread) in threads.into_iter().enumerate() {
+        let t = t as u64;
+        assert_eq!(thread.join().unwrap(), (0..20).map(|i| t * 100 + i).sum::<u64>());
+    }
+}
+
+#[test]
+fn workers_start_lazily_up_to_maxsize() {
+    let pool = ThreadPool::new(2);
+    assert_eq!((pool.size(), pool.maxsize()), (0, 2));
+    let (release, gate) = mpsc::channel::<()>();
+    let gate = Arc::new(std::sync::Mutex::new(gate));
+    let blocked: Vec<_> = (0..3)
+        .map(|_| {
+            let gate = gate.clone();
+            pool.spawn(move || {
+                let _ = gate.lock().unwrap().recv();
+            })
+        })
+        .collect();
+    assert_eq!(pool.size(), 2, "no more workers than maxsize");
+    assert_eq!(pool.len(), 3, "three unfinished tasks");
+    for _ in 0..3 {
+        release.send(()).unwrap();
+    }
+    for result in &blocked {
+        result.get().unwrap();
+    }
+    pool.join();
+    assert!(pool.is_empty());
+}
+
+#[test]
+fn maxsize_zero_holds_tasks_until_raised_and_lowering_retires_workers() {
+    let pool = ThreadPool::new(0);
+    let held = pool.spawn(|| "ran");
+    assert!(!held.wait_timeout(Duration::from_millis(20)), "no worker may run it");
+    pool.set_maxsize(3);
+    assert_eq!(held.get(), Ok("ran"));
+    let busy: Vec<_> = (0..3).map(|_| pool.spawn(|| burn(Duration::from_millis(20)))).collect();
+    busy.iter().for_each(|r| r.wait());
+    pool.set_maxsize(1);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pool.size() > 1 && Instant::now() < deadline {
+        sleep(Duration::from_millis(1));
+    }
+    assert_eq!(pool.size(), 1, "idle workers above the new maxsize retired");
+}
+
+#[test]
+fn kill_cancels_queued_tasks_and_their_waiters_get_an_error() {
+    let pool = ThreadPool::new(1);
+    let (release, gate) = mpsc::channel::<()>();
+    let started = Arc::new(AtomicBool::new(false));
+    let s = started.clone();
+    let running = pool.spawn(move || {
+        s.store(true, Ordering::SeqCst);
+        let _ = gate.recv();
+        "finished"
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !started.load(Ordering::SeqCst) && Instant::now() < deadline {
+        yield_now(); // until the worker has taken the first task
+    }
+    let queued: Vec<_> = (0..5).map(|i| pool.spawn(move || i)).collect();
+    let waiter = {
+        let q = queued[0].clone();
+        spawn(move || q.get())
+    };
+    yield_now();
+    assert_eq!(pool.kill(), 5);
+    assert_eq!(
+        waiter.get().unwrap(),
+        Err(GreenletError::Killed),
+        "the waiter was not left hanging"
+    );
+    assert!(queued.iter().all(|r| r.get() == Err(GreenletError::Killed)));
+    release.send(()).unwrap();
+    assert_eq!(running.get(), Ok("finished"), "a running task finishes");
+    assert_eq!(pool.apply(|| 1), 1, "the pool stays usable");
+}
+
+#[test]
+fn dropping_the_pool_cancels_what_is_queued() {
+    let pool = ThreadPool::new(0);
+    let orphan = pool.spawn(|| 1);
+    drop(pool);
+    assert_eq!(orphan.get(), Err(GreenletError::Killed));
+}
+
+#[test]
+fn with_timeout_interrupts_a_waiting_greenlet_and_the_task_runs_on() {
+    let pool = ThreadPool::new(1);
+    let finished = Arc::new(AtomicBool::new(false));
+    let f = finished.clone();
+    let result = pool.spawn(move || {
+        burn(Duration::from_millis(30));
+        f.store(true, Ordering::SeqCst);
+        vec![1u8; 1024] // dropped safely when nobody takes it
+    });
+    let r = result.clone();
+    let gave_up = with_timeout(Duration::from_millis(2), move || r.get());
+    assert!(gave_up.is_err());
+    assert!(!finished.load(Ordering::SeqCst));
+    drop(result);
+    pool.join();
+    assert!(finished.load(Ordering::SeqCst), "the task ran on");
+}
+
+#[test]
+fn thread_results_are_waitable() {
+    let pool = ThreadPool::new(2);
+    let slow = pool.spawn(|| burn(Duration::from_millis(30)));
+    let fast = pool.spawn(|| ());
+    let objects: [&dyn Waitable; 2] = [&slow, &fast];
+    assert_eq!(iwait(&objects, None).collect::<Vec<_>>(), [1, 0]);
+    assert_eq!(wait(&objects, None, None), [0, 1]);
+}
+
+#[test]
+fn outstanding_tasks_keep_the_deadlock_check_quiet() {
+    let pool = ThreadPool::new(1);
+    let result = pool.spawn(|| {
+        std::thread::sleep(Duration::from_millis(20)); // a blocking call on the worker
+        3
+    });
+    assert_eq!(result.get(), Ok(3)); // the main code waits: not a deadlock
+    let cb_ran = Rc::new(Cell::new(false));
+    let c = cb_ran.clone();
+    pool.spawn(|| std::thread::sleep(Duration::from_millis(10))).when_done(move |_| c.set(true));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cb_ran.get() && Instant::now() < deadline {
+        yield_now();
+    }
+    assert!(cb_ran.get(), "the completion callback ran on this hub");
+}
+
+#[test]
+fn completions_coalesce_into_few_eventfd_writes() {
+    let pool = ThreadPool::new(2);
+    let before = hub::stats().wake_writes;
+    let gs: Vec<_> = (0..1000u64)
+        .map(|i| {
+            let pool = pool.clone();
+            spawn(move || (0..10).map(|j| pool.apply(move || i * 10 + j)).sum::<u64>())
+        })
+        .collect();
+    let total: u64 = gs.iter().map(|g| g.get().unwrap()).sum();
+    assert_eq!(total, (0..10_000).sum::<u64>());
+    let writes = hub::stats().wake_writes - before;
+    eprintln!("10,000 tasks from 1,000 greenlets: {writes} eventfd writes");
+    assert!(writes < 1000, "{writes} eventfd writes for 10,000 completions");
+}
+
+#[test]
+fn map_imap_and_imap_unordered_share_the_pool_machinery() {
+    let pool = ThreadPool::new(3);
+    assert_eq!(pool.map(|x: u64| x * x, 0..100), Ok((0..100).map(|x| x * x).collect()));
+    let got: Vec<_> = pool
+        .imap(
+            |x: u64| {
+                assert!(x != 2, "two");
+                x
+            },
+            0..4,
+        )
+        .collect();
+    assert_eq!(got[..2], [Ok(0), Ok(1)]);
+    assert!(
+        matches!(&got[2], Err(MapError::Task { index: 2, error: GreenletError::Panicked(m) }) if m == "two")
+    );
+    assert_eq!(got[3], Ok(3));
+    let mut unordered: Vec<u64> =
+        pool.imap_unordered(|x: u64| x + 1, 0..50).map(Result::unwrap).collect();
+    unordered.sort();
+    assert_eq!(unordered, (1..51).collect::<Vec<_>>());
+    assert_eq!(pool.map(|x: u8| x, Vec::new()), Ok(vec![]));
+}
+
+#[test]
+fn apply_async_and_apply_cb_call_back_with_the_value() {
+    let pool = ThreadPool::new(1);
+    let seen = Rc::new(Cell::new(0));
+    let s = seen.clone();
+    let g = pool.apply_async(|| 21 * 2, move |v| s.set(*v));
+    assert_eq!(g.get(), Ok(42));
+    assert_eq!(seen.get(), 42);
+    let s = seen.clone();
+    assert_eq!(pool.apply_cb(|| 1, move |v| s.set(*v)), 1);
+    assert_eq!(seen.get(), 1);
+}
+
+/// Run alone in a child process by `an_idle_hub_and_idle_workers_use_no_cpu`: CPU time is
+/// per process, and other tests run in parallel threads.
+#[test]
+fn idle_cpu_child() {
+    if !util::is_child_for("idle_cpu_child") {
+        return;
+    }
+    let pool = ThreadPool::new(2);
+    pool.map(|x: u32| x, 0..100).unwrap();
+    let spins = hub::stats().spins;
+    sleep(Duration::from_millis(50)); // let the workers finish spinning and park
+    let cpu = cpu_time();
+    sleep(Duration::from_millis(300)); // nothing outstanding: no spinning anywhere
+    let used = cpu_time() - cpu;
+    assert_eq!(hub::stats().spins, spins, "the hub did not spin without outstanding work");
+    assert!(used < Duration::from_millis(30), "{used:?} of CPU while idle for 300 ms");
+}
+
+#[test]
+fn an_idle_hub_and_idle_workers_use_no_cpu() {
+    util::assert_test_passes_in_child("idle_cpu_child");
+}
+
+fn cpu_time() -> Duration {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::uninit();
+    // SAFETY: getrusage fills the struct it is given; RUSAGE_SELF is always valid.
+    let usage = unsafe {
+        libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr());
+        usage.assume_init()
+    };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+#[test]
+fn an_executor_submits_maps_and_shuts_down() {
+    let executor = ThreadPoolExecutor::new(2);
+    let futures: Vec<_> = (0..5u32).map(|i| executor.submit(move || i * 3).unwrap()).collect();
+    let objects: Vec<&dyn Waitable> = futures.iter().map(|f| f as &dyn Waitable).collect();
+    assert_eq!(wait(&objects, Some(Duration::from_secs(30)), None).len(), 5);
+    assert_eq!(futures.iter().map(|f| f.get().unwrap()).collect::<Vec<_>>(), [0, 3, 6, 9, 12]);
+    assert_eq!(executor.map(|x: u8| x + 1, [1, 2]).map(Result::unwrap).collect::<Vec<_>>(), [2, 3]);
+    executor.shutdown(true);
+    assert!(executor.submit(|| ()).is_err());
+}
+
+/// A million tasks from greenlets and plain threads: each result arrives exactly once.
+#[test]
+fn a_million_tasks_from_greenlets_and_threads_nothing_lost_or_duplicated() {
+    const THREADS: u64 = 3;
+    const PER_THREAD: u64 = 200_000;
+    const GREENLETS: u64 = 100;
+    const PER_GREENLET: u64 = 4_000;
+    let pool = ThreadPool::new(2);
+    let seen: Arc<Vec<AtomicUsize>> = Arc::new(
+        (0..(THREADS * PER_THREAD + GREENLETS * PER_GREENLET))
+            .map(|_| AtomicUsize::new(0))
+            .collect(),
+    );
+    let threads: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let (pool, seen) = (pool.clone(), seen.clone());
+            std::thread::spawn(move || {
+                // A plain thread: submit in batches, then wait natively.
+                for batch in 0..PER_THREAD / 1000 {
+                    let results: Vec<_> = (0..1000)
+                        .map(|i| {
+                            let id = t * PER_THREAD + batch * 1000 + i;
+                            pool.spawn(move || id)
+                        })
+                        .collect();
+                    for r in results {
+                        seen[r.get().unwrap() as usize].fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    let base = THREADS * PER_THREAD;
+    let gs: Vec<_> = (0..GREENLETS)
+        .map(|g| {
+            let (pool, seen) = (pool.clone(), seen.clone());
+            spawn(move || {
+                for i in 0..PER_GREENLET {
+                    let id = base + g * PER_GREENLET + i;
+                    let got = pool.apply(move || id);
+                    seen[got as usize].fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    verdant::joinall(&gs, None);
+    for t in threads {
+        t.join().unwrap();
+    }
+    let wrong: Vec<usize> =
+        (0..seen.len()).filter(|&i| seen[i].load(Ordering::Relaxed) != 1).take(5).collect();
+    assert!(wrong.is_empty(), "ids not seen exactly once: {wrong:?}");
+    assert!(pool.is_empty());
+}

@@ -1,0 +1,521 @@
+//! `ThreadPool`: native worker threads fed from a crossbeam injector queue.
+//!
+//! ```text
+//!   greenlet (hub A)         injector queue          worker threads (≤ maxsize)
+//!   pool.spawn(f) ────────▶ [job][job][job] ──steal──▶ run f, store the outcome in its
+//!      │                                                slot, wake whoever waits:
+//!   result.get(): park  ◀──── hub A's inbox ◀────────── RemoteWaker::wake (coalesced)
+//! ```
+//!
+//! Workers start lazily, one per submitted job while none is idle, up to `maxsize`. An idle
+//! worker spins briefly for the next job (waking a parked thread costs tens of
+//! microseconds on a VM), then parks on a condvar; lowering `maxsize` retires workers as
+//! they become idle. A job dropped without running (the pool was killed or dropped)
+//! completes its result with [`GreenletError::Killed`], so no waiter waits forever.
+
+use std::cell::Cell;
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_deque::{Injector, Steal};
+use parking_lot::{Condvar, Mutex};
+use verdant_hub::park;
+use verdant_hub::{Greenlet, GreenletError, RemoteWaker, WorkGuard};
+use verdant_pool::{MapError, MapIter, Order, Reporter};
+
+use crate::result::{Slot, ThreadResult};
+
+/// How long an idle worker looks for the next job before parking.
+const WORKER_SPIN: Duration = Duration::from_micros(50);
+
+/// A task waiting for, or running on, a worker.
+trait Job: Send {
+    fn run(self: Box<Self>);
+}
+
+/// A task and the slot its outcome goes to. Dropping it unrun cancels it.
+struct Task<F, T> {
+    f: Option<F>,
+    slot: Arc<Slot<T>>,
+    /// Keeps the submitting hub from declaring a deadlock while the task is pending.
+    _work: Option<WorkGuard>,
+}
+
+impl<F: FnOnce() -> T + Send, T: Send> Job for Task<F, T> {
+    fn run(mut self: Box<Self>) {
+        let f = self.f.take().expect("a task runs once");
+        let outcome = catch_unwind(AssertUnwindSafe(f))
+            .map_err(|payload| GreenletError::from_unwind(&*payload));
+        self.slot.complete(outcome);
+    }
+}
+
+impl<F, T> Drop for Task<F, T> {
+    fn drop(&mut self) {
+        if self.f.take().is_some() {
+            self.slot.complete(Err(GreenletError::Killed));
+        }
+    }
+}
+
+thread_local! {
+    /// The id of the pool whose worker this thread is (0: not a worker).
+    static WORKER_OF: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Shared by the pool's handles and its workers.
+struct Shared {
+    id: usize,
+    queue: Injector<Box<dyn Job>>,
+    maxsize: AtomicUsize,
+    /// Workers between jobs that are still spinning (not parked).
+    spinning: AtomicUsize,
+    /// Tasks submitted and not yet finished.
+    unfinished: AtomicUsize,
+    workers: Mutex<Workers>,
+    /// Parked workers wait here.
+    wakeup: Condvar,
+    /// Who waits in `join` for `unfinished` to reach zero.
+    idle: Mutex<Vec<RemoteWaker>>,
+    idle_native: Condvar,
+}
+
+#[derive(Default)]
+struct Workers {
+    alive: usize,
+    parked: usize,
+    /// Set when the last handle is dropped: workers exit as soon as they are idle.
+    closed: bool,
+}
+
+impl Shared {
+    fn steal(&self) -> Option<Box<dyn Job>> {
+        loop {
+            match self.queue.steal() {
+                Steal::Success(job) => return Some(job),
+                Steal::Empty => return None,
+                Steal::Retry => continue,
+            }
+        }
+    }
+
+    /// Whether this worker should exit (the pool shrank or closed).
+    fn should_retire(&self, workers: &Workers) -> bool {
+        workers.closed || workers.alive > self.maxsize.load(Ordering::SeqCst)
+    }
+
+    fn worker_loop(self: Arc<Shared>) {
+        WORKER_OF.with(|w| w.set(self.id));
+        loop {
+            if let Some(job) = self.steal() {
+                job.run();
+                self.task_finished();
+                continue;
+            }
+            if self.spin_for_job() {
+                continue;
+            }
+            let mut workers = self.workers.lock();
+            loop {
+                if self.should_retire(&workers) {
+                    workers.alive -= 1;
+                    return;
+                }
+                if !self.queue.is_empty() {
+                    break;
+                }
+                workers.parked += 1;
+                self.wakeup.wait(&mut workers);
+                workers.parked -= 1;
+            }
+        }
+    }
+
+    /// Spins for a while looking for a job; returns whether one appeared.
+    fn spin_for_job(&self) -> bool {
+        self.spinning.fetch_add(1, Ordering::SeqCst);
+        let until = Instant::now() + WORKER_SPIN;
+        let found = loop {
+            if !self.queue.is_empty() {
+                break true;
+            }
+            for _ in 0..64 {
+                std::hint::spin_loop();
+            }
+            if Instant::now() >= until {
+                break false;
+            }
+        };
+        self.spinning.fetch_sub(1, Ordering::SeqCst);
+        // A job pushed while we were counted as spinning did not wake anyone: look again.
+        found || !self.queue.is_empty()
+    }
+
+    fn task_finished(&self) {
+        if self.unfinished.fetch_sub(1, Ordering::SeqCst) == 1 {
+            let waiters = std::mem::take(&mut *self.idle.lock());
+            for waiter in waiters {
+                let _ = waiter.wake();
+            }
+            self.idle_native.notify_all();
+        }
+    }
+
+    fn submit(self: &Arc<Shared>, job: Box<dyn Job>) {
+        self.unfinished.fetch_add(1, Ordering::SeqCst);
+        self.queue.push(job);
+        if self.spinning.load(Ordering::SeqCst) > 0 {
+            return; // a spinning worker will find it
+        }
+        let mut workers = self.workers.lock();
+        if workers.parked > 0 {
+            self.wakeup.notify_one();
+        } else if workers.alive < self.maxsize.load(Ordering::SeqCst) {
+            workers.alive += 1;
+            drop(workers);
+            self.start_worker();
+        }
+    }
+
+    fn start_worker(self: &Arc<Shared>) {
+        let shared = self.clone();
+        let started = std::thread::Builder::new()
+            .name(format!("verdant-threadpool-{}", self.id))
+            .spawn(move || shared.worker_loop());
+        if let Err(err) = started {
+            self.workers.lock().alive -= 1;
+            eprintln!("verdant: could not start a thread-pool worker: {err}");
+        }
+    }
+
+    /// Drops every queued job (completing each with `Killed`).
+    fn cancel_pending(&self) -> usize {
+        let mut cancelled = 0;
+        while let Some(job) = self.steal() {
+            drop(job);
+            self.task_finished();
+            cancelled += 1;
+        }
+        cancelled
+    }
+
+    fn join_until(&self, deadline: Option<Instant>) -> bool {
+        loop {
+            if self.unfinished.load(Ordering::SeqCst) == 0 {
+                return true;
+            }
+            if !verdant_hub::has_hub() {
+                let mut idle = self.idle.lock();
+                while self.unfinished.load(Ordering::SeqCst) > 0 {
+                    match deadline {
+                        None => self.idle_native.wait(&mut idle),
+                        Some(d) => {
+                            if self.idle_native.wait_until(&mut idle, d).timed_out() {
+                                return self.unfinished.load(Ordering::SeqCst) == 0;
+                            }
+                        }
+                    }
+                }
+                return true;
+            }
+            {
+                let mut idle = self.idle.lock();
+                if self.unfinished.load(Ordering::SeqCst) == 0 {
+                    return true;
+                }
+                idle.push(RemoteWaker::new(park::waker()));
+            }
+            if park::park_until(&"a thread pool to finish its tasks (join)", deadline)
+                && self.unfinished.load(Ordering::SeqCst) > 0
+            {
+                return false;
+            }
+        }
+    }
+}
+
+/// The last `ThreadPool` handle closes the pool when dropped.
+struct Handle {
+    shared: Arc<Shared>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.shared.workers.lock().closed = true;
+        self.shared.cancel_pending();
+        self.shared.wakeup.notify_all();
+    }
+}
+
+/// A pool of native threads for CPU-bound or blocking work (gevent's `ThreadPool`).
+///
+/// Cheap to clone, `Send + Sync`. Waiting for a task blocks only the calling greenlet
+/// (other greenlets run meanwhile); from a thread without a hub it blocks the thread.
+/// Dropping the last handle cancels queued tasks (their results report
+/// [`GreenletError::Killed`]) and lets the workers exit once idle; running tasks finish.
+///
+/// ```
+/// use verdant_threadpool::ThreadPool;
+///
+/// let pool = ThreadPool::new(4);
+/// let sum = pool.apply(|| (1..=1000u64).sum::<u64>()); // runs on a worker thread
+/// assert_eq!(sum, 500500);
+/// let results: Vec<_> = (0..8u64).map(|i| pool.spawn(move || i * i)).collect();
+/// assert_eq!(results.iter().map(|r| r.get().unwrap()).sum::<u64>(), 140);
+/// ```
+#[derive(Clone)]
+pub struct ThreadPool {
+    handle: Arc<Handle>,
+}
+
+impl ThreadPool {
+    /// A pool running at most `maxsize` worker threads (started lazily). `0` holds tasks
+    /// until the size is raised.
+    pub fn new(maxsize: usize) -> ThreadPool {
+        static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
+        let shared = Arc::new(Shared {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            queue: Injector::new(),
+            maxsize: AtomicUsize::new(maxsize),
+            spinning: AtomicUsize::new(0),
+            unfinished: AtomicUsize::new(0),
+            workers: Mutex::new(Workers::default()),
+            wakeup: Condvar::new(),
+            idle: Mutex::new(Vec::new()),
+            idle_native: Condvar::new(),
+        });
+        ThreadPool { handle: Arc::new(Handle { shared }) }
+    }
+
+    fn shared(&self) -> &Arc<Shared> {
+        &self.handle.shared
+    }
+
+    /// Runs `f` on a worker thread; the result says when it is done.
+    pub fn spawn<F, T>(&self, f: F) -> ThreadResult<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let slot = Slot::new();
+        let work = verdant_hub::has_hub().then(|| verdant_hub::remote_handle().begin_work());
+        let task = Task { f: Some(f), slot: slot.clone(), _work: work };
+        self.shared().submit(Box::new(task));
+        ThreadResult { slot }
+    }
+
+    /// Runs `f` on a worker and returns its value; only the calling greenlet waits. Called
+    /// from one of this pool's own workers, runs `f` right there. A panic in `f` is
+    /// re-raised here.
+    pub fn apply<F, T>(&self, f: F) -> T
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        if self.is_current_worker() {
+            return f();
+        }
+        reraise(self.spawn(f).get())
+    }
+
+    /// Starts `f` on a worker and returns at once a greenlet (on this thread's hub) that
+    /// waits for it and then calls `callback` with the value (unless `f` panicked).
+    pub fn apply_async<F, T, C>(&self, f: F, callback: C) -> Greenlet<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+        C: FnOnce(&T) + 'static,
+    {
+        let result = self.spawn(f);
+        verdant_hub::spawn(move || {
+            let value = reraise(result.get());
+            callback(&value);
+            value
+        })
+    }
+
+    /// Like [`apply`](Self::apply), then calls `callback` with the value (in the calling
+    /// greenlet) before returning it.
+    pub fn apply_cb<F, T, C>(&self, f: F, callback: C) -> T
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+        C: FnOnce(&T),
+    {
+        let value = self.apply(f);
+        callback(&value);
+        value
+    }
+
+    /// Applies `f` to every item on the workers; values in input order, or the first
+    /// failure by position (the same machinery as the greenlet pools).
+    pub fn map<I, A, F, T>(&self, f: F, items: I) -> Result<Vec<T>, MapError>
+    where
+        I: IntoIterator<Item = A> + 'static,
+        A: Send + 'static,
+        F: Fn(A) -> T + Send + Sync + 'static,
+        T: Send + 'static,
+    {
+        let mut values = Vec::new();
+        let mut first_error: Option<MapError> = None;
+        for item in self.imap(f, items) {
+            match item {
+                Ok(value) => values.push(value),
+                Err(error) if first_error.as_ref().is_none_or(|e| error.index() < e.index()) => {
+                    first_error = Some(error)
+                }
+                Err(_) => {}
+            }
+        }
+        first_error.map_or(Ok(values), Err)
+    }
+
+    /// Applies `f` to every item on the workers, yielding results in input order.
+    pub fn imap<I, A, F, T>(&self, f: F, items: I) -> MapIter<T>
+    where
+        I: IntoIterator<Item = A> + 'static,
+        A: Send + 'static,
+        F: Fn(A) -> T + Send + Sync + 'static,
+        T: Send + 'static,
+    {
+        self.start_map(f, items, Order::Input, None)
+    }
+
+    /// Applies `f` to every item on the workers, yielding results as they complete.
+    pub fn imap_unordered<I, A, F, T>(&self, f: F, items: I) -> MapIter<T>
+    where
+        I: IntoIterator<Item = A> + 'static,
+        A: Send + 'static,
+        F: Fn(A) -> T + Send + Sync + 'static,
+        T: Send + 'static,
+    {
+        self.start_map(f, items, Order::Completion, None)
+    }
+
+    /// Like [`imap`](Self::imap) or [`imap_unordered`](Self::imap_unordered), with at most
+    /// `maxsize` results finished but not yet read (and so at most that many queued).
+    pub fn imap_maxsize<I, A, F, T>(
+        &self,
+        f: F,
+        items: I,
+        order: Order,
+        maxsize: usize,
+    ) -> MapIter<T>
+    where
+        I: IntoIterator<Item = A> + 'static,
+        A: Send + 'static,
+        F: Fn(A) -> T + Send + Sync + 'static,
+        T: Send + 'static,
+    {
+        self.start_map(f, items, order, Some(maxsize))
+    }
+
+    fn start_map<I, A, F, T>(
+        &self,
+        f: F,
+        items: I,
+        order: Order,
+        maxsize: Option<usize>,
+    ) -> MapIter<T>
+    where
+        I: IntoIterator<Item = A> + 'static,
+        A: Send + 'static,
+        F: Fn(A) -> T + Send + Sync + 'static,
+        T: Send + 'static,
+    {
+        let f = Arc::new(f);
+        let pool = self.clone();
+        let (iter, _feeder) = verdant_pool::start_map(
+            items,
+            move |item: A, reporter: Reporter<T>| {
+                let f = f.clone();
+                pool.spawn(move || f(item)).when_done(move |outcome| reporter.report(outcome));
+            },
+            order,
+            maxsize,
+        );
+        iter
+    }
+
+    /// Waits until every submitted task has finished; returns at once if none is pending.
+    pub fn join(&self) {
+        self.shared().join_until(None);
+    }
+
+    /// Waits at most `timeout`; returns whether every task has finished.
+    pub fn join_timeout(&self, timeout: Duration) -> bool {
+        self.shared().join_until(Instant::now().checked_add(timeout))
+    }
+
+    /// Cancels every queued task (their results report [`GreenletError::Killed`]) and
+    /// retires idle workers; tasks already running finish. Returns how many were
+    /// cancelled. The pool stays usable.
+    pub fn kill(&self) -> usize {
+        let cancelled = self.shared().cancel_pending();
+        self.shared().wakeup.notify_all();
+        cancelled
+    }
+
+    /// Tasks submitted and not finished (queued or running).
+    pub fn len(&self) -> usize {
+        self.shared().unfinished.load(Ordering::SeqCst)
+    }
+
+    /// Whether no task is queued or running.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Worker threads alive now.
+    pub fn size(&self) -> usize {
+        self.shared().workers.lock().alive
+    }
+
+    /// The most worker threads allowed.
+    pub fn maxsize(&self) -> usize {
+        self.shared().maxsize.load(Ordering::SeqCst)
+    }
+
+    /// Changes the most worker threads allowed. Lowering it retires workers as they become
+    /// idle; 0 holds new tasks until it is raised again. Raising it starts workers for
+    /// queued tasks.
+    pub fn set_maxsize(&self, maxsize: usize) {
+        let shared = self.shared();
+        shared.maxsize.store(maxsize, Ordering::SeqCst);
+        shared.wakeup.notify_all();
+        let mut workers = shared.workers.lock();
+        while !shared.queue.is_empty() && workers.alive < maxsize {
+            workers.alive += 1;
+            drop(workers);
+            shared.start_worker();
+            workers = shared.workers.lock();
+        }
+    }
+
+    /// Whether the calling thread is one of this pool's workers.
+    pub fn is_current_worker(&self) -> bool {
+        WORKER_OF.with(Cell::get) == self.shared().id
+    }
+}
+
+impl fmt::Debug for ThreadPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ThreadPool")
+            .field("size", &self.size())
+            .field("maxsize", &self.maxsize())
+            .field("unfinished", &self.len())
+            .finish()
+    }
+}
+
+/// Returns a task's value, or re-raises its failure in the caller.
+pub(crate) fn reraise<T>(outcome: Result<T, GreenletError>) -> T {
+    match outcome {
+        Ok(value) => value,
+        Err(GreenletError::Panicked(message)) => std::panic::resume_unwind(Box::new(message)),
+        Err(other) => std::panic::resume_unwind(Box::new(other.to_string())),
+    }
+}
