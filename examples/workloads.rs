@@ -98,6 +98,11 @@ fn w3_pool_map(count: usize) {
 /// W4: from a greenlet, `count` sequential round trips to a thread pool running `x + 1`.
 /// Also reports the process CPU time per round trip (the spinning costs CPU).
 fn w4_threadpool_round_trip(count: usize) {
+    if let Ok(us) = std::env::var("VERDANT_SPIN_US") {
+        let us: u64 = us.parse().expect("VERDANT_SPIN_US is microseconds");
+        hub::configure(|c| c.spin = Duration::from_micros(us)).unwrap();
+        eprintln!("hub spin: {us} us");
+    }
     let pool = verdant::threadpool::ThreadPool::new(1);
     pool.apply(|| 0u64); // start the worker outside the measurement
     let greenlet = spawn(move || {

@@ -59,3 +59,8 @@ pub struct ReadmeExamples;
 #[doc = include_str!("../../docs/pools.md")]
 #[cfg(doctest)]
 pub struct PoolsGuideExamples;
+
+/// The examples of `docs/threadpool.md`, run as doctests.
+#[doc = include_str!("../../docs/threadpool.md")]
+#[cfg(doctest)]
+pub struct ThreadpoolGuideExamples;
