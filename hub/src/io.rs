@@ -152,7 +152,12 @@ impl Registration {
             let key = vacant.key();
             let interest = Interest::READABLE | Interest::WRITABLE;
             hub.io.poll.borrow().registry().register(&mut SourceFd(&fd), Token(key), interest)?;
-            vacant.insert(Entry::default());
+            // Optimistic: the first operation is simply tried (an fd handed over may already
+            // be readable, a fresh socket is writable); `WouldBlock` clears the flag.
+            let entry = Entry::default();
+            entry.readable.set(true);
+            entry.writable.set(true);
+            vacant.insert(entry);
             Ok(Registration { fd, key, _not_send: PhantomData })
         })
     }
@@ -162,8 +167,8 @@ impl Registration {
         self.fd
     }
 
-    /// Whether the last event said the fd is ready for `interest` (and no
-    /// [`clear_ready`](Registration::clear_ready) happened since).
+    /// Whether the fd may be ready for `interest`: true at registration and after an event
+    /// said so, false after [`clear_ready`](Registration::clear_ready).
     pub fn is_ready(&self, interest: Interest) -> bool {
         with_hub(|hub| hub.io.entries.borrow()[self.key].flag(interest).get())
     }
@@ -257,5 +262,8 @@ fn wait_once(fd: RawFd, interest: Interest, timeout: Option<Duration>) -> io::Re
             err
         }
     })?;
+    // Not optimistic here: the caller asks to wait. If the fd is already ready, epoll
+    // reports it on registration and the wait ends at the next poll.
+    registration.clear_ready(interest);
     registration.wait(interest, deadline)
 }

@@ -22,7 +22,9 @@
 //! * the top level and [`hub`]: greenlets, the hub, timers, timeouts ([`verdant_hub`]);
 //! * [`sync`]: events, async results, semaphores, locks, queues, channels, `wait`/`iwait`;
 //! * [`pool`]: `Group`, `Pool` (gevent), `GreenPool`, `GreenPile` (eventlet) ([`verdant_pool`]);
-//! * [`threadpool`]: `ThreadPool`, `ThreadResult`, `ThreadPoolExecutor` ([`verdant_threadpool`]).
+//! * [`threadpool`]: `ThreadPool`, `ThreadResult`, `ThreadPoolExecutor` ([`verdant_threadpool`]);
+//! * [`net`]: green `TcpListener`, `TcpStream`, `UdpSocket`, Unix sockets, `lookup_host`;
+//! * [`server`]: `StreamServer`, gevent's TCP server with graceful stop.
 
 #![doc(test(attr(deny(warnings))))]
 
@@ -34,6 +36,9 @@ pub use verdant_hub::{
 pub use verdant_hub::sync;
 pub use verdant_pool as pool;
 pub use verdant_threadpool as threadpool;
+
+pub mod net;
+pub mod server;
 
 /// The hub: configuration, statistics, low-level waiting, I/O readiness, cross-thread wake.
 pub mod hub {

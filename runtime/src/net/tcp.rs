@@ -1,0 +1,309 @@
+//! Green TCP: `TcpListener` and `TcpStream` with the `std::net` shapes.
+
+use std::fmt;
+use std::io::{self, IoSlice, IoSliceMut, Read, Write};
+use std::net::{self, Shutdown, SocketAddr};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, RawFd};
+use std::time::{Duration, Instant};
+
+use verdant_hub::io::Interest;
+
+use super::addr::{ToSocketAddrs, each_addr};
+use super::green::Green;
+
+/// The listen backlog [`TcpListener::bind`] asks for (gevent's servers use 256, tokio 1024).
+pub const DEFAULT_BACKLOG: u32 = 1024;
+
+/// A TCP listening socket whose `accept` blocks only the calling greenlet.
+///
+/// ```
+/// use std::io::{Read, Write};
+/// use verdant::net::{TcpListener, TcpStream};
+///
+/// let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+/// let addr = listener.local_addr().unwrap();
+/// let server = verdant::spawn(move || {
+///     let (mut stream, _) = listener.accept().unwrap();
+///     let mut buf = [0; 5];
+///     stream.read_exact(&mut buf).unwrap();
+///     stream.write_all(&buf).unwrap(); // echo
+/// });
+/// let mut client = TcpStream::connect(addr).unwrap();
+/// client.write_all(b"hello").unwrap();
+/// let mut echo = [0; 5];
+/// client.read_exact(&mut echo).unwrap();
+/// assert_eq!(&echo, b"hello");
+/// server.join();
+/// ```
+pub struct TcpListener {
+    inner: Green<mio::net::TcpListener>,
+}
+
+impl TcpListener {
+    /// Binds to the first of `addr` that works (host names resolve on the thread pool) and
+    /// listens with a backlog of [`DEFAULT_BACKLOG`] connections (std uses 128, which
+    /// a burst of clients overflows).
+    pub fn bind<A: ToSocketAddrs>(addr: A) -> io::Result<TcpListener> {
+        let listener = each_addr(addr, net::TcpListener::bind).and_then(TcpListener::from_std)?;
+        listener.set_backlog(DEFAULT_BACKLOG)?;
+        Ok(listener)
+    }
+
+    /// Wraps a std listener (made non-blocking and registered with this thread's hub).
+    pub fn from_std(listener: net::TcpListener) -> io::Result<TcpListener> {
+        Ok(TcpListener { inner: Green::new(mio::net::TcpListener::from_std(listener))? })
+    }
+
+    /// Sets how many connections the kernel queues while none is being accepted (capped
+    /// by `net.core.somaxconn`): gevent's `backlog`.
+    pub fn set_backlog(&self, backlog: u32) -> io::Result<()> {
+        let backlog = i32::try_from(backlog).unwrap_or(i32::MAX);
+        // SAFETY: listen on a listening socket this listener owns only updates its backlog.
+        if unsafe { libc::listen(self.as_raw_fd(), backlog) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Waits for a connection.
+    pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        // mio accepts with `SOCK_NONBLOCK | SOCK_CLOEXEC`: one syscall per connection.
+        let (stream, addr) = self.inner.read_with(mio::net::TcpListener::accept)?;
+        Ok((TcpStream::from_mio(stream)?, addr))
+    }
+
+    /// An endless iterator of accepted connections (or accept errors).
+    pub fn incoming(&self) -> impl Iterator<Item = io::Result<TcpStream>> + '_ {
+        std::iter::repeat_with(move || self.accept().map(|(stream, _)| stream))
+    }
+
+    /// The address it is bound to.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.get_ref().local_addr()
+    }
+
+    /// Makes `accept` give up after `timeout` (`ErrorKind::TimedOut`); `None` waits forever.
+    pub fn set_accept_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.inner.set_read_timeout(timeout)
+    }
+
+    /// Sets the IP time-to-live of accepted sockets.
+    pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
+        self.inner.get_ref().set_ttl(ttl)
+    }
+
+    /// The pending socket error, if any.
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        self.inner.get_ref().take_error()
+    }
+}
+
+impl AsRawFd for TcpListener {
+    fn as_raw_fd(&self) -> RawFd {
+        self.inner.as_raw_fd()
+    }
+}
+
+impl AsFd for TcpListener {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.inner.get_ref().as_fd()
+    }
+}
+
+impl fmt::Debug for TcpListener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TcpListener").field("addr", &self.local_addr().ok()).finish()
+    }
+}
+
+/// A TCP connection whose reads, writes and connect block only the calling greenlet.
+///
+/// Implements `Read` and `Write` (also for `&TcpStream`, so one greenlet can read while
+/// another writes), so any code generic over them works unchanged.
+pub struct TcpStream {
+    inner: Green<net::TcpStream>,
+}
+
+impl TcpStream {
+    /// Connects to the first of `addr` that accepts (host names resolve on the thread
+    /// pool).
+    pub fn connect<A: ToSocketAddrs>(addr: A) -> io::Result<TcpStream> {
+        each_addr(addr, |addr| TcpStream::connect_addr(addr, None))
+    }
+
+    /// Connects to `addr`, giving up after `timeout` (`ErrorKind::TimedOut`).
+    pub fn connect_timeout(addr: &SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+        TcpStream::connect_addr(*addr, Instant::now().checked_add(timeout))
+    }
+
+    fn connect_addr(addr: SocketAddr, deadline: Option<Instant>) -> io::Result<TcpStream> {
+        // mio starts a non-blocking connect; completion is signalled by writability.
+        let stream = TcpStream::from_mio(mio::net::TcpStream::connect(addr)?)?;
+        stream.inner.clear_ready(Interest::WRITABLE); // wait for the connect to complete
+        stream.inner.wait(Interest::WRITABLE, deadline)?;
+        if let Some(err) = stream.inner.get_ref().take_error()? {
+            return Err(err);
+        }
+        // Writable without an error may still mean "not connected" on some kernels: ask.
+        match stream.inner.get_ref().peer_addr() {
+            Ok(_) => Ok(stream),
+            Err(err) if err.kind() == io::ErrorKind::NotConnected => Err(io::Error::new(
+                io::ErrorKind::ConnectionRefused,
+                format!("could not connect to {addr}"),
+            )),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Registers a stream mio made (so already non-blocking).
+    fn from_mio(stream: mio::net::TcpStream) -> io::Result<TcpStream> {
+        // SAFETY: the fd comes straight out of the mio stream, which gives up ownership.
+        let stream = unsafe { net::TcpStream::from_raw_fd(stream.into_raw_fd()) };
+        Ok(TcpStream { inner: Green::new_nonblocking(stream)? })
+    }
+
+    /// Wraps a connected std stream (made non-blocking and registered with this hub).
+    pub fn from_std(stream: net::TcpStream) -> io::Result<TcpStream> {
+        Ok(TcpStream { inner: Green::new(stream)? })
+    }
+
+    /// Deregisters the stream and returns the std stream (still non-blocking).
+    pub fn into_std(self) -> net::TcpStream {
+        self.inner.into_inner()
+    }
+
+    /// The remote address.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.get_ref().peer_addr()
+    }
+
+    /// The local address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.get_ref().local_addr()
+    }
+
+    /// Shuts down the read half, the write half, or both.
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        self.inner.get_ref().shutdown(how)
+    }
+
+    /// Sets `TCP_NODELAY` (send small writes at once instead of batching them).
+    pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
+        self.inner.get_ref().set_nodelay(nodelay)
+    }
+
+    /// Whether `TCP_NODELAY` is set.
+    pub fn nodelay(&self) -> io::Result<bool> {
+        self.inner.get_ref().nodelay()
+    }
+
+    /// Makes reads give up after `timeout` with `ErrorKind::TimedOut` (the stream stays
+    /// usable); `None` waits forever. A zero duration is an error, as in std.
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.inner.set_read_timeout(timeout)
+    }
+
+    /// Like [`set_read_timeout`](Self::set_read_timeout), for writes.
+    pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.inner.set_write_timeout(timeout)
+    }
+
+    /// The read timeout.
+    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
+        Ok(self.inner.read_timeout())
+    }
+
+    /// The write timeout.
+    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
+        Ok(self.inner.write_timeout())
+    }
+
+    /// Reads without removing the data from the socket's queue.
+    pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read_with(|s| s.peek(buf))
+    }
+
+    /// A second handle to the same connection (a duplicated fd, registered separately).
+    pub fn try_clone(&self) -> io::Result<TcpStream> {
+        TcpStream::from_std(self.inner.get_ref().try_clone()?)
+    }
+
+    /// Sets the IP time-to-live.
+    pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
+        self.inner.get_ref().set_ttl(ttl)
+    }
+
+    /// The pending socket error, if any.
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        self.inner.get_ref().take_error()
+    }
+}
+
+impl Read for &TcpStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read_buf(buf, |mut s, buf| s.read(buf))
+    }
+
+    fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+        self.inner.read_with(|mut s| s.read_vectored(bufs))
+    }
+}
+
+impl Write for &TcpStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.write_with(|mut s| s.write(buf))
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        self.inner.write_with(|mut s| s.write_vectored(bufs))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Read for TcpStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        (&*self).read(buf)
+    }
+
+    fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+        (&*self).read_vectored(bufs)
+    }
+}
+
+impl Write for TcpStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        (&*self).write(buf)
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        (&*self).write_vectored(bufs)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl AsRawFd for TcpStream {
+    fn as_raw_fd(&self) -> RawFd {
+        self.inner.as_raw_fd()
+    }
+}
+
+impl AsFd for TcpStream {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.inner.get_ref().as_fd()
+    }
+}
+
+impl fmt::Debug for TcpStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TcpStream")
+            .field("local", &self.local_addr().ok())
+            .field("peer", &self.peer_addr().ok())
+            .finish()
+    }
+}

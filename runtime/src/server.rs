@@ -1,0 +1,505 @@
+//! `StreamServer`: gevent's TCP server. One accept loop greenlet hands each connection to
+//! a handler greenlet in a pool; `stop` drains the handlers gracefully.
+//!
+//! ```
+//! use std::io::{Read, Write};
+//! use verdant::net::TcpStream;
+//! use verdant::server::StreamServer;
+//!
+//! // An echo server: the handler is plain blocking code, run in its own greenlet.
+//! let server = StreamServer::new("127.0.0.1:0", |mut stream: TcpStream, _peer| {
+//!     let mut buf = [0; 1024];
+//!     loop {
+//!         let n = stream.read(&mut buf)?;
+//!         if n == 0 {
+//!             return Ok::<(), std::io::Error>(()); // the peer closed
+//!         }
+//!         stream.write_all(&buf[..n])?;
+//!     }
+//! })
+//! .unwrap();
+//! server.start().unwrap();
+//!
+//! let mut client = TcpStream::connect(server.local_addr()).unwrap();
+//! client.write_all(b"ping").unwrap();
+//! let mut reply = [0; 4];
+//! client.read_exact(&mut reply).unwrap();
+//! assert_eq!(&reply, b"ping");
+//! drop(client);
+//! server.stop(None); // stop accepting, let the handler see EOF and finish
+//! assert_eq!(server.stats().accepted, 1);
+//! ```
+//!
+//! The accept loop:
+//!
+//! ```text
+//!   wait for room in the pool ──► accept ──► spawn handler in the pool ──┐
+//!          ▲                        │ error                               │
+//!          │                        ▼                                     │
+//!          │          aborted by the peer: go on at once                  │
+//!          │          out of fds/memory: report, back off, go on          │
+//!          │          listener broken (EBADF...): report, close ──► stop  │
+//!          └──────────────────────────────────────────────────────────────┘
+//! ```
+
+use std::cell::{Cell, RefCell};
+use std::error::Error;
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use verdant_hub::sync::Event;
+use verdant_hub::{GreenletError, GreenletRef};
+use verdant_pool::Pool;
+
+use crate::net::{TcpListener, TcpStream, ToSocketAddrs};
+
+/// Connections accepted in one go before the accept loop lets handlers run (gevent's
+/// `max_accept`).
+const MAX_ACCEPT_BURST: usize = 100;
+
+/// What a handler may return: `()`, or a `Result` whose error is reported through
+/// [`StreamServer::on_error`].
+pub trait HandlerResult {
+    /// The error to report, if any.
+    fn into_error(self) -> Option<Box<dyn Error>>;
+}
+
+impl HandlerResult for () {
+    fn into_error(self) -> Option<Box<dyn Error>> {
+        None
+    }
+}
+
+impl<E: Into<Box<dyn Error>>> HandlerResult for Result<(), E> {
+    fn into_error(self) -> Option<Box<dyn Error>> {
+        self.err().map(Into::into)
+    }
+}
+
+/// Something that went wrong while serving; passed to the [`on_error`](StreamServer::on_error)
+/// callback. None of these stops the server except `ListenerFailed`.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// `accept` failed for lack of a resource (`EMFILE`: out of fds, `ENFILE`, `ENOBUFS`,
+    /// `ENOMEM`) or for a reason not known to be harmless. The server stops accepting for
+    /// `backoff` (doubling while the errors go on), then goes on.
+    Accept {
+        /// The error `accept` returned.
+        error: io::Error,
+        /// How long accepting pauses.
+        backoff: Duration,
+    },
+    /// The listening socket itself failed (`EBADF`, `EINVAL`, `ENOTSOCK`): the server
+    /// closed. `serve_forever` returns this error.
+    ListenerFailed(io::Error),
+    /// A handler returned an error.
+    Handler {
+        /// The client the handler served.
+        peer: SocketAddr,
+        /// What it returned.
+        error: Box<dyn Error>,
+    },
+    /// A handler panicked, or its greenlet could not start (no stack).
+    HandlerDied {
+        /// The client the handler served.
+        peer: SocketAddr,
+        /// How the greenlet ended.
+        error: GreenletError,
+    },
+}
+
+impl fmt::Display for ServerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServerError::Accept { error, backoff } => {
+                write!(f, "accept failed: {error}; pausing accepts for {backoff:?}")
+            }
+            ServerError::ListenerFailed(error) => {
+                write!(f, "the listening socket failed: {error}; the server closed")
+            }
+            ServerError::Handler { peer, error } => {
+                write!(f, "the handler for {peer} failed: {error}")
+            }
+            ServerError::HandlerDied { peer, error } => write!(f, "the handler for {peer} {error}"),
+        }
+    }
+}
+
+/// Counters of a [`StreamServer`], from [`StreamServer::stats`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ServerStats {
+    /// Connections accepted.
+    pub accepted: u64,
+    /// Handlers running now.
+    pub active: usize,
+    /// Failed `accept` calls (all kinds, including ones retried at once).
+    pub accept_errors: u64,
+    /// Handlers that returned an error, panicked or could not start.
+    pub handler_errors: u64,
+}
+
+/// How the server reacts to an `accept` error.
+#[derive(Debug, PartialEq, Eq)]
+enum AcceptFailure {
+    /// The connection was lost before it was accepted (`accept(2)` says to retry):
+    /// go on at once.
+    Transient,
+    /// Out of a resource, or unknown: report, pause, go on.
+    BackOff,
+    /// The listener is unusable: close the server.
+    Fatal,
+}
+
+fn classify(error: &io::Error) -> AcceptFailure {
+    match error.raw_os_error() {
+        Some(
+            libc::ECONNABORTED
+            | libc::EPROTO
+            | libc::EPERM
+            | libc::EINTR
+            | libc::ENETDOWN
+            | libc::ENETUNREACH
+            | libc::ENOPROTOOPT
+            | libc::EHOSTDOWN
+            | libc::EHOSTUNREACH
+            | libc::ENONET
+            | libc::EOPNOTSUPP
+            | libc::ETIMEDOUT,
+        ) => AcceptFailure::Transient,
+        Some(libc::EBADF | libc::EINVAL | libc::ENOTSOCK | libc::EFAULT) => AcceptFailure::Fatal,
+        _ => AcceptFailure::BackOff,
+    }
+}
+
+type Handler = dyn Fn(TcpStream, SocketAddr) -> Option<Box<dyn Error>>;
+type ErrorCallback = dyn Fn(ServerError);
+
+/// The shared state behind every clone of a [`StreamServer`].
+struct Core {
+    local_addr: SocketAddr,
+    /// `None` once closed. The accept loop holds its own `Rc`, so closing waits for it to
+    /// be killed first.
+    listener: RefCell<Option<Rc<TcpListener>>>,
+    handler: Rc<Handler>,
+    on_error: RefCell<Rc<ErrorCallback>>,
+    pool: RefCell<Pool>,
+    accept_loop: RefCell<Option<GreenletRef>>,
+    /// Set when the server has stopped (gracefully or because the listener failed).
+    stopped: Event,
+    failure: RefCell<Option<io::Error>>,
+    stop_timeout: Cell<Duration>,
+    min_delay: Cell<Duration>,
+    max_delay: Cell<Duration>,
+    accepted: Cell<u64>,
+    accept_errors: Cell<u64>,
+    handler_errors: Cell<u64>,
+}
+
+/// A TCP server: accepts connections and runs `handler(stream, peer)` for each in its own
+/// greenlet, gevent's `StreamServer`. See the [module docs](self) for an example.
+///
+/// * Concurrency: unlimited by default; [`with_pool`](Self::with_pool) with a bounded
+///   [`Pool`] caps it (gevent's `spawn=Pool(n)`): while the pool is full, the server stops
+///   accepting and connections wait in the kernel's backlog.
+/// * Errors: an `accept` error never stops the server unless the listener itself is
+///   broken; running out of fds makes it back off (10 ms, doubling to 1 s) and go on.
+///   Handler errors and panics stay in their greenlet; all are passed to
+///   [`on_error`](Self::on_error) (by default printed to stderr) and counted in
+///   [`stats`](Self::stats).
+/// * Lifetime: a started server runs until [`stop`](Self::stop) or [`close`](Self::close),
+///   even if every handle is dropped. Clones share one server.
+///
+/// `!Send`: a server belongs to the hub of its thread.
+///
+/// ```compile_fail,E0277
+/// fn assert_send<T: Send>() {}
+/// assert_send::<verdant::server::StreamServer>();
+/// ```
+#[derive(Clone)]
+pub struct StreamServer {
+    core: Rc<Core>,
+}
+
+impl StreamServer {
+    /// Binds `addr` (backlog [`DEFAULT_BACKLOG`](crate::net::DEFAULT_BACKLOG)) and prepares
+    /// a server that runs `handler` for each connection. Nothing is accepted before
+    /// [`start`](Self::start) or [`serve_forever`](Self::serve_forever).
+    pub fn new<A, F, R>(addr: A, handler: F) -> io::Result<StreamServer>
+    where
+        A: ToSocketAddrs,
+        F: Fn(TcpStream, SocketAddr) -> R + 'static,
+        R: HandlerResult,
+    {
+        Ok(StreamServer::from_listener(TcpListener::bind(addr)?, handler))
+    }
+
+    /// A server on a listener that is already bound.
+    pub fn from_listener<F, R>(listener: TcpListener, handler: F) -> StreamServer
+    where
+        F: Fn(TcpStream, SocketAddr) -> R + 'static,
+        R: HandlerResult,
+    {
+        let local_addr = listener.local_addr().expect("a bound listener has a local address");
+        let report_to_stderr: Rc<ErrorCallback> =
+            Rc::new(move |error| eprintln!("verdant: StreamServer on {local_addr}: {error}"));
+        let core = Core {
+            local_addr,
+            listener: RefCell::new(Some(Rc::new(listener))),
+            handler: Rc::new(move |stream, peer| handler(stream, peer).into_error()),
+            on_error: RefCell::new(report_to_stderr),
+            pool: RefCell::new(Pool::new(None)),
+            accept_loop: RefCell::new(None),
+            stopped: Event::new(),
+            failure: RefCell::new(None),
+            stop_timeout: Cell::new(Duration::from_secs(1)),
+            min_delay: Cell::new(Duration::from_millis(10)),
+            max_delay: Cell::new(Duration::from_secs(1)),
+            accepted: Cell::new(0),
+            accept_errors: Cell::new(0),
+            handler_errors: Cell::new(0),
+        };
+        StreamServer { core: Rc::new(core) }
+    }
+
+    /// Runs handlers in `pool` (set before starting). A bounded pool limits how many
+    /// connections are served at once.
+    pub fn with_pool(self, pool: Pool) -> StreamServer {
+        *self.core.pool.borrow_mut() = pool;
+        self
+    }
+
+    /// Calls `callback` for every [`ServerError`] instead of printing it to stderr
+    /// (gevent's `handle_error`). It runs in the greenlet that hit the error.
+    pub fn on_error(self, callback: impl Fn(ServerError) + 'static) -> StreamServer {
+        *self.core.on_error.borrow_mut() = Rc::new(callback);
+        self
+    }
+
+    /// How long [`stop`](Self::stop)`(None)` lets handlers finish before killing them
+    /// (gevent's `stop_timeout`; 1 s by default).
+    pub fn with_stop_timeout(self, timeout: Duration) -> StreamServer {
+        self.core.stop_timeout.set(timeout);
+        self
+    }
+
+    /// The first and the longest pause after an `accept` error (gevent's `min_delay` and
+    /// `max_delay`; 10 ms and 1 s by default).
+    pub fn with_accept_backoff(self, min: Duration, max: Duration) -> StreamServer {
+        self.core.min_delay.set(min);
+        self.core.max_delay.set(max.max(min));
+        self
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.core.local_addr
+    }
+
+    /// The pool handlers run in.
+    pub fn pool(&self) -> Pool {
+        self.core.pool.borrow().clone()
+    }
+
+    /// Whether the accept loop is running.
+    pub fn is_started(&self) -> bool {
+        self.core.accept_loop.borrow().as_ref().is_some_and(|g| !g.ready())
+    }
+
+    /// Whether the listener is closed (after `close`, `stop`, or a listener failure).
+    pub fn is_closed(&self) -> bool {
+        self.core.listener.borrow().is_none()
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> ServerStats {
+        let core = &self.core;
+        ServerStats {
+            accepted: core.accepted.get(),
+            active: core.pool.borrow().len(),
+            accept_errors: core.accept_errors.get(),
+            handler_errors: core.handler_errors.get(),
+        }
+    }
+
+    /// Starts accepting in a new greenlet and returns at once. Fails if the server is
+    /// already started or closed.
+    pub fn start(&self) -> io::Result<()> {
+        if self.is_started() {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "the server is already started",
+            ));
+        }
+        let Some(listener) = self.core.listener.borrow().clone() else {
+            return Err(io::Error::new(io::ErrorKind::NotConnected, "the server is closed"));
+        };
+        let core = self.core.clone();
+        let accept_loop = verdant_hub::Builder::new()
+            .name(format!("StreamServer({}) accept loop", self.core.local_addr))
+            .spawn(move || accept_loop(&core, &listener))?;
+        *self.core.accept_loop.borrow_mut() = Some(accept_loop.as_ref());
+        Ok(())
+    }
+
+    /// Starts (unless started) and serves until the server is stopped, by
+    /// [`stop`](Self::stop) from another greenlet or because the listener failed (then
+    /// the error is returned). If the calling greenlet is killed or timed out meanwhile,
+    /// the server is stopped in a new greenlet, as gevent does.
+    pub fn serve_forever(&self) -> io::Result<()> {
+        if !self.is_started() {
+            self.start()?;
+        }
+        let stop_on_unwind = StopOnUnwind(self);
+        self.core.stopped.wait();
+        std::mem::forget(stop_on_unwind);
+        match self.core.failure.borrow_mut().take() {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
+    }
+
+    /// Stops accepting and closes the listener; running handlers go on (gevent's
+    /// `close`). Connections waiting in the backlog are refused.
+    pub fn close(&self) {
+        let accept_loop = self.core.accept_loop.borrow_mut().take();
+        if let Some(accept_loop) = accept_loop {
+            accept_loop.kill_with(true, None);
+        }
+        self.core.listener.borrow_mut().take();
+    }
+
+    /// Stops gracefully: closes the listener, waits up to `timeout` (`None`: the stop
+    /// timeout, 1 s unless [set](Self::with_stop_timeout)) for running handlers to finish,
+    /// then kills the rest. Wakes [`serve_forever`](Self::serve_forever).
+    ///
+    /// Called from a handler (or `on_error`), it closes the listener at once and leaves the
+    /// waiting to a new greenlet, since the caller is one of the greenlets to wait for.
+    pub fn stop(&self, timeout: Option<Duration>) {
+        let timeout = timeout.unwrap_or(self.core.stop_timeout.get());
+        let me = verdant_hub::current();
+        let in_accept_loop = self.core.accept_loop.borrow().as_ref() == Some(&me);
+        if in_accept_loop || self.core.pool.borrow().contains(&me) {
+            self.core.listener.borrow_mut().take();
+            let server = self.clone();
+            verdant_hub::spawn(move || server.stop(Some(timeout)));
+            return;
+        }
+        self.close();
+        let pool = self.pool();
+        if !pool.join(Some(timeout), false).unwrap_or(false) {
+            pool.kill(true, Some(Duration::from_secs(1)));
+        }
+        self.core.stopped.set();
+    }
+}
+
+/// Stops the server (in a new greenlet) if `serve_forever` unwinds: a kill or a timeout
+/// of the serving greenlet ends the server too.
+struct StopOnUnwind<'a>(&'a StreamServer);
+
+impl Drop for StopOnUnwind<'_> {
+    fn drop(&mut self) {
+        let server = self.0.clone();
+        verdant_hub::spawn(move || server.stop(None));
+    }
+}
+
+impl fmt::Debug for StreamServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StreamServer")
+            .field("local_addr", &self.core.local_addr)
+            .field("started", &self.is_started())
+            .field("closed", &self.is_closed())
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl Core {
+    fn report(&self, error: ServerError) {
+        let callback = self.on_error.borrow().clone();
+        callback(error);
+    }
+
+    /// Runs the handler for one connection in the pool (room was waited for already).
+    fn spawn_handler(self: &Rc<Core>, pool: &Pool, stream: TcpStream, peer: SocketAddr) {
+        self.accepted.set(self.accepted.get() + 1);
+        let core = self.clone();
+        let greenlet = pool.spawn(move || {
+            if let Some(error) = (core.handler)(stream, peer) {
+                core.handler_errors.set(core.handler_errors.get() + 1);
+                core.report(ServerError::Handler { peer, error });
+            }
+        });
+        let core = self.clone();
+        greenlet.link(move |greenlet| match greenlet.error() {
+            None | Some(GreenletError::Killed) => {}
+            Some(error) => {
+                core.handler_errors.set(core.handler_errors.get() + 1);
+                core.report(ServerError::HandlerDied { peer, error });
+            }
+        });
+    }
+
+    /// The listener failed: close and wake `serve_forever` with the error.
+    fn fail(&self, error: io::Error) {
+        self.report(ServerError::ListenerFailed(io::Error::new(error.kind(), error.to_string())));
+        self.listener.borrow_mut().take();
+        *self.failure.borrow_mut() = Some(error);
+        self.stopped.set();
+    }
+}
+
+/// The accept loop's body: runs until killed by `close`, or until the listener fails.
+fn accept_loop(core: &Rc<Core>, listener: &TcpListener) {
+    let pool = core.pool.borrow().clone();
+    let mut backoff: Option<Duration> = None;
+    loop {
+        for _ in 0..MAX_ACCEPT_BURST {
+            if pool.is_full() {
+                pool.wait_available(None); // stop accepting while full, as gevent does
+            }
+            match listener.accept() {
+                Ok((stream, peer)) => {
+                    backoff = None;
+                    core.spawn_handler(&pool, stream, peer);
+                }
+                Err(error) => {
+                    core.accept_errors.set(core.accept_errors.get() + 1);
+                    match classify(&error) {
+                        AcceptFailure::Transient => {}
+                        AcceptFailure::BackOff => {
+                            let delay = backoff.map_or(core.min_delay.get(), |d| d * 2);
+                            let delay = delay.min(core.max_delay.get());
+                            backoff = Some(delay);
+                            core.report(ServerError::Accept { error, backoff: delay });
+                            verdant_hub::sleep(delay);
+                        }
+                        AcceptFailure::Fatal => return core.fail(error),
+                    }
+                }
+            }
+        }
+        verdant_hub::yield_now(); // let the handlers just spawned run
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_errors_are_classified_as_accept_2_advises() {
+        let of = |errno| classify(&io::Error::from_raw_os_error(errno));
+        assert_eq!(of(libc::ECONNABORTED), AcceptFailure::Transient);
+        assert_eq!(of(libc::EMFILE), AcceptFailure::BackOff);
+        assert_eq!(of(libc::ENFILE), AcceptFailure::BackOff);
+        assert_eq!(of(libc::ENOBUFS), AcceptFailure::BackOff);
+        assert_eq!(of(libc::EBADF), AcceptFailure::Fatal);
+        assert_eq!(of(libc::ENOTSOCK), AcceptFailure::Fatal);
+    }
+}
