@@ -42,6 +42,11 @@ pub(crate) const WAKE_TOKEN: Token = Token(usize::MAX);
 struct Entry {
     readable: Cell<bool>,
     writable: Cell<bool>,
+    /// The peer closed its writing side, or the socket failed: reads never block again,
+    /// so `readable` stays set (no further event would come to set it again).
+    read_closed: Cell<bool>,
+    /// The socket can no longer be written (hang-up or error): writes fail at once.
+    write_closed: Cell<bool>,
     readers: WaitList,
     writers: WaitList,
 }
@@ -49,6 +54,10 @@ struct Entry {
 impl Entry {
     fn flag(&self, interest: Interest) -> &Cell<bool> {
         if interest.is_writable() { &self.writable } else { &self.readable }
+    }
+
+    fn closed(&self, interest: Interest) -> bool {
+        if interest.is_writable() { self.write_closed.get() } else { self.read_closed.get() }
     }
 
     fn waiters(&self, interest: Interest) -> &WaitList {
@@ -99,6 +108,12 @@ impl IoDriver {
         for event in events.iter() {
             let Some(entry) = entries.get(event.token().0) else { continue };
             let failed = event.is_error() || (event.is_read_closed() && event.is_write_closed());
+            if event.is_read_closed() || failed {
+                entry.read_closed.set(true);
+            }
+            if event.is_write_closed() || failed {
+                entry.write_closed.set(true);
+            }
             if event.is_readable() || event.is_read_closed() || failed {
                 entry.readable.set(true);
                 entry.readers.notify_all();
@@ -173,9 +188,18 @@ impl Registration {
         with_hub(|hub| hub.io.entries.borrow()[self.key].flag(interest).get())
     }
 
-    /// Forgets readiness for `interest`: call it when an operation returned `WouldBlock`.
+    /// Forgets readiness for `interest`: call it when an operation returned `WouldBlock`
+    /// (or read less than asked, so the socket is drained). Ignored once the peer closed
+    /// that direction or the socket failed: then operations no longer block, and no event
+    /// would come to set the flag again.
     pub fn clear_ready(&self, interest: Interest) {
-        with_hub(|hub| hub.io.entries.borrow()[self.key].flag(interest).set(false));
+        with_hub(|hub| {
+            let entries = hub.io.entries.borrow();
+            let entry = &entries[self.key];
+            if !entry.closed(interest) {
+                entry.flag(interest).set(false);
+            }
+        });
     }
 
     /// Parks the calling greenlet until the fd is ready for `interest` (readable or

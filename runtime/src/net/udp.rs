@@ -67,6 +67,11 @@ impl UdpSocket {
         self.inner.read_with(|s| s.recv(buf))
     }
 
+    /// Like `recv`, leaving the datagram queued.
+    pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read_with(|s| s.peek(buf))
+    }
+
     /// The local address.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.inner.get_ref().local_addr()
@@ -87,9 +92,34 @@ impl UdpSocket {
         self.inner.set_write_timeout(timeout)
     }
 
+    /// The receive timeout.
+    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
+        Ok(self.inner.read_timeout())
+    }
+
+    /// The send timeout.
+    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
+        Ok(self.inner.write_timeout())
+    }
+
     /// Allows sending to broadcast addresses.
     pub fn set_broadcast(&self, on: bool) -> io::Result<()> {
         self.inner.get_ref().set_broadcast(on)
+    }
+
+    /// Whether sending to broadcast addresses is allowed.
+    pub fn broadcast(&self) -> io::Result<bool> {
+        self.inner.get_ref().broadcast()
+    }
+
+    /// Sets the IP time-to-live.
+    pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
+        self.inner.get_ref().set_ttl(ttl)
+    }
+
+    /// The IP time-to-live.
+    pub fn ttl(&self) -> io::Result<u32> {
+        self.inner.get_ref().ttl()
     }
 
     /// A second handle to the same socket.
