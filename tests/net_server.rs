@@ -1,0 +1,394 @@
+//! `StreamServer`: serving, pool limits, graceful and forced stop, error reporting,
+//! misbehaving peers, and backing off when out of fds.
+
+mod util;
+
+use std::cell::{Cell, RefCell};
+use std::io::{self, Read, Write};
+use std::net::Shutdown;
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use verdant::net::TcpStream;
+use verdant::pool::Pool;
+use verdant::server::{ServerError, StreamServer};
+use verdant::sync::Event;
+use verdant::{GreenletError, sleep, spawn, yield_now};
+
+use util::{DropCounter, Log, assert_test_passes_in_child, is_child_for};
+
+/// Reads one line-less message of up to 64 bytes and writes it back, until EOF.
+fn echo(mut stream: TcpStream, _peer: std::net::SocketAddr) -> io::Result<()> {
+    let mut buf = [0; 64];
+    loop {
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        stream.write_all(&buf[..n])?;
+    }
+}
+
+/// Sends `message` and reads the same number of bytes back.
+fn round_trip(stream: &mut TcpStream, message: &[u8]) -> io::Result<Vec<u8>> {
+    stream.write_all(message)?;
+    let mut reply = vec![0; message.len()];
+    stream.read_exact(&mut reply)?;
+    Ok(reply)
+}
+
+/// Collects the errors a server reports.
+fn collecting(errors: &Rc<RefCell<Vec<String>>>) -> impl Fn(ServerError) + 'static {
+    let errors = errors.clone();
+    move |error| errors.borrow_mut().push(error.to_string())
+}
+
+#[test]
+fn serves_many_clients_at_once() {
+    let server = StreamServer::new("127.0.0.1:0", echo).unwrap();
+    server.start().unwrap();
+    assert!(server.is_started());
+    let addr = server.local_addr();
+    let clients: Vec<_> = (0..50u32)
+        .map(|i| {
+            spawn(move || {
+                let mut stream = TcpStream::connect(addr).unwrap();
+                let message = format!("client {i}");
+                round_trip(&mut stream, message.as_bytes()).unwrap() == message.as_bytes()
+            })
+        })
+        .collect();
+    assert!(clients.iter().all(|c| c.get().unwrap()));
+    server.stop(None);
+    assert_eq!(server.stats().accepted, 50);
+    assert_eq!(server.stats().handler_errors, 0);
+}
+
+#[test]
+fn a_bounded_pool_caps_concurrent_handlers_and_serves_everyone() {
+    let running = Rc::new(Cell::new(0usize));
+    let most = Rc::new(Cell::new(0usize));
+    let handler = {
+        let (running, most) = (running.clone(), most.clone());
+        move |mut stream: TcpStream, _| -> io::Result<()> {
+            running.set(running.get() + 1);
+            most.set(most.get().max(running.get()));
+            sleep(Duration::from_millis(5)); // overlap with the others if allowed
+            stream.write_all(b"done")?;
+            running.set(running.get() - 1);
+            Ok(())
+        }
+    };
+    let server = StreamServer::new("127.0.0.1:0", handler).unwrap().with_pool(Pool::new(Some(2)));
+    server.start().unwrap();
+    let addr = server.local_addr();
+    let clients: Vec<_> = (0..6)
+        .map(|_| {
+            spawn(move || {
+                let mut reply = String::new();
+                TcpStream::connect(addr).unwrap().read_to_string(&mut reply).unwrap();
+                reply
+            })
+        })
+        .collect();
+    for client in &clients {
+        assert_eq!(client.get().unwrap(), "done");
+    }
+    assert_eq!(most.get(), 2, "the pool of 2 must cap the handlers at 2");
+    server.stop(None);
+}
+
+#[test]
+fn stop_lets_running_handlers_finish_within_the_timeout() {
+    let log = Log::new();
+    let handler = {
+        let log = log.clone();
+        move |mut stream: TcpStream, _| -> io::Result<()> {
+            log.push("handler started");
+            sleep(Duration::from_millis(30));
+            stream.write_all(b"finished")?;
+            log.push("handler finished");
+            Ok(())
+        }
+    };
+    let server = StreamServer::new("127.0.0.1:0", handler).unwrap();
+    server.start().unwrap();
+    let addr = server.local_addr();
+    let mut client = TcpStream::connect(addr).unwrap();
+    while server.stats().active == 0 {
+        yield_now();
+    }
+    server.stop(Some(Duration::from_secs(10)));
+    log.push("stop returned");
+    assert_eq!(log.take(), ["handler started", "handler finished", "stop returned"]);
+    let mut reply = String::new();
+    client.read_to_string(&mut reply).unwrap();
+    assert_eq!(reply, "finished");
+    assert!(server.is_closed());
+    assert!(!server.is_started());
+    let err = TcpStream::connect(addr).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused);
+}
+
+#[test]
+fn stop_kills_handlers_that_outlive_the_timeout() {
+    let drops = DropCounter::new();
+    let handler = {
+        let drops = drops.clone();
+        move |mut stream: TcpStream, _| -> io::Result<()> {
+            let _token = drops.token();
+            stream.read_to_end(&mut Vec::new())?; // the client never closes
+            Ok(())
+        }
+    };
+    let server = StreamServer::new("127.0.0.1:0", handler).unwrap();
+    server.start().unwrap();
+    let _client = TcpStream::connect(server.local_addr()).unwrap();
+    while server.stats().active == 0 {
+        yield_now();
+    }
+    let start = Instant::now();
+    server.stop(Some(Duration::from_millis(30)));
+    assert!(start.elapsed() >= Duration::from_millis(30));
+    assert_eq!(drops.dropped(), 1, "the handler was killed and unwound");
+    assert_eq!(server.stats().active, 0);
+    assert_eq!(server.stats().handler_errors, 0, "a kill at stop is not an error");
+}
+
+#[test]
+fn serve_forever_returns_when_another_greenlet_stops_the_server() {
+    let server = StreamServer::new("127.0.0.1:0", echo).unwrap();
+    let serving = spawn({
+        let server = server.clone();
+        move || server.serve_forever()
+    });
+    yield_now();
+    assert!(server.is_started());
+    let mut client = TcpStream::connect(server.local_addr()).unwrap();
+    assert_eq!(round_trip(&mut client, b"hello").unwrap(), b"hello");
+    drop(client);
+    server.stop(None);
+    serving.get().unwrap().unwrap();
+}
+
+#[test]
+fn killing_serve_forever_stops_the_server() {
+    let server = StreamServer::new("127.0.0.1:0", echo).unwrap();
+    let serving = spawn({
+        let server = server.clone();
+        move || server.serve_forever()
+    });
+    yield_now();
+    serving.kill();
+    assert_eq!(serving.get().unwrap_err(), GreenletError::Killed);
+    // The stop runs in a greenlet of its own, as in gevent.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !server.is_closed() && Instant::now() < deadline {
+        sleep(Duration::from_millis(1));
+    }
+    assert!(server.is_closed());
+}
+
+#[test]
+fn a_handler_can_stop_its_own_server() {
+    let server_slot: Rc<RefCell<Option<StreamServer>>> = Rc::default();
+    let handler = {
+        let server_slot = server_slot.clone();
+        move |mut stream: TcpStream, _| -> io::Result<()> {
+            stream.write_all(b"bye")?;
+            server_slot.borrow().as_ref().unwrap().stop(None);
+            Ok(())
+        }
+    };
+    let server = StreamServer::new("127.0.0.1:0", handler).unwrap();
+    *server_slot.borrow_mut() = Some(server.clone());
+    let serving = spawn({
+        let server = server.clone();
+        move || server.serve_forever()
+    });
+    let mut reply = String::new();
+    TcpStream::connect(server.local_addr()).unwrap().read_to_string(&mut reply).unwrap();
+    assert_eq!(reply, "bye");
+    serving.get().unwrap().unwrap();
+    assert!(server.is_closed());
+    server_slot.borrow_mut().take(); // break the cycle
+}
+
+#[test]
+fn handler_errors_and_panics_are_reported_and_serving_goes_on() {
+    let errors = Rc::new(RefCell::new(Vec::new()));
+    let handler = |mut stream: TcpStream, _| -> io::Result<()> {
+        let mut command = [0; 5];
+        stream.read_exact(&mut command)?;
+        match &command {
+            b"error" => Err(io::Error::other("asked to fail")),
+            b"panic" => panic!("asked to panic"),
+            _ => stream.write_all(b"fine!"),
+        }
+    };
+    let server = StreamServer::new("127.0.0.1:0", handler).unwrap().on_error(collecting(&errors));
+    server.start().unwrap();
+    let addr = server.local_addr();
+    for command in [b"error", b"panic"] {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream.write_all(command).unwrap();
+        assert_eq!(stream.read(&mut [0; 8]).unwrap(), 0, "the connection is closed");
+    }
+    let mut stream = TcpStream::connect(addr).unwrap();
+    assert_eq!(round_trip(&mut stream, b"hello").unwrap(), b"fine!");
+    drop(stream);
+    server.stop(None);
+    let errors = errors.borrow();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(errors[0].contains("failed: asked to fail"), "{errors:?}");
+    assert!(errors[1].contains("panicked: asked to panic"), "{errors:?}");
+    assert_eq!(server.stats().handler_errors, 2);
+}
+
+#[test]
+fn peers_that_reset_half_close_or_stall_do_not_disturb_the_others() {
+    let errors = Rc::new(RefCell::new(Vec::new()));
+    let handler = |mut stream: TcpStream, _| -> io::Result<()> {
+        stream.set_read_timeout(Some(Duration::from_millis(50)))?;
+        let mut message = [0; 8];
+        stream.read_exact(&mut message)?;
+        stream.write_all(&message)
+    };
+    let server = StreamServer::new("127.0.0.1:0", handler).unwrap().on_error(collecting(&errors));
+    server.start().unwrap();
+    let addr = server.local_addr();
+
+    // Reset: sends half a message, then closes with RST.
+    let resetter = TcpStream::connect(addr).unwrap();
+    (&resetter).write_all(b"half").unwrap();
+    let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+    // SAFETY: setsockopt on an open socket with a correctly sized `linger`.
+    let rc = unsafe {
+        libc::setsockopt(
+            resetter.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&raw const linger).cast(),
+            size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0);
+    // Half-close: sends half a message and shuts down writing.
+    let half_closer = TcpStream::connect(addr).unwrap();
+    (&half_closer).write_all(b"half").unwrap();
+    half_closer.shutdown(Shutdown::Write).unwrap();
+    // Stall: sends half a message and then nothing.
+    let staller = TcpStream::connect(addr).unwrap();
+    (&staller).write_all(b"half").unwrap();
+    sleep(Duration::from_millis(5)); // let the three handlers start reading
+    drop(resetter);
+
+    let mut good = TcpStream::connect(addr).unwrap();
+    assert_eq!(round_trip(&mut good, b"whole!!!").unwrap(), b"whole!!!");
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.stats().handler_errors < 3 && Instant::now() < deadline {
+        sleep(Duration::from_millis(5));
+    }
+    let mut errors = errors.borrow().clone();
+    errors.sort();
+    assert_eq!(errors.len(), 3, "{errors:?}");
+    let kinds = ["connection reset", "failed to fill whole buffer", "timed out"];
+    for kind in kinds {
+        assert!(errors.iter().any(|e| e.to_lowercase().contains(kind)), "{kind}: {errors:?}");
+    }
+    drop((half_closer, staller));
+    server.stop(None);
+}
+
+#[test]
+fn start_twice_or_after_close_is_an_error() {
+    let server = StreamServer::new("127.0.0.1:0", echo).unwrap();
+    server.start().unwrap();
+    assert_eq!(server.start().unwrap_err().kind(), io::ErrorKind::AlreadyExists);
+    server.close();
+    assert!(server.is_closed());
+    assert_eq!(server.start().unwrap_err().kind(), io::ErrorKind::NotConnected);
+    let text = format!("{server:?}");
+    assert!(text.contains("closed: true"), "{text}");
+}
+
+/// Runs in a child process: lowers the fd limit so that `accept` fails with EMFILE while
+/// handlers hold their connections, then frees fds and checks the server goes on.
+#[test]
+fn accept_backs_off_when_out_of_fds_and_then_serves_again() {
+    if !is_child_for("accept_backs_off_when_out_of_fds_and_then_serves_again") {
+        assert_test_passes_in_child("accept_backs_off_when_out_of_fds_and_then_serves_again");
+        return;
+    }
+    const CLIENTS: usize = 6;
+    const FREE_FDS: usize = 2; // the server can accept only two connections
+    let release = Event::new();
+    let out_of_fds = Event::new();
+    let handler = {
+        let release = release.clone();
+        move |mut stream: TcpStream, _| -> io::Result<()> {
+            release.wait(); // hold the fd until the test has seen EMFILE
+            stream.write_all(b"ok")
+        }
+    };
+    let accept_errors = Rc::new(RefCell::new(Vec::new()));
+    let on_error = {
+        let (accept_errors, out_of_fds) = (accept_errors.clone(), out_of_fds.clone());
+        move |error: ServerError| {
+            if let ServerError::Accept { error, backoff } = error {
+                accept_errors.borrow_mut().push((error.raw_os_error(), backoff));
+                out_of_fds.set();
+            }
+        }
+    };
+    let server = StreamServer::new("127.0.0.1:0", handler)
+        .unwrap()
+        .on_error(on_error)
+        .with_accept_backoff(Duration::from_millis(1), Duration::from_millis(8));
+    let addr = server.local_addr();
+    // Connect every client first (the kernel completes the handshakes into the backlog).
+    let clients: Vec<TcpStream> = (0..CLIENTS).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    // Lower the limit so that exactly FREE_FDS fd numbers below it are free.
+    let is_open = |fd: i32| {
+        // SAFETY: F_GETFD only queries the descriptor table.
+        unsafe { libc::fcntl(fd, libc::F_GETFD) != -1 }
+    };
+    let nth_free = (0..).filter(|&fd| !is_open(fd)).nth(FREE_FDS - 1).unwrap();
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit with a valid struct; this child process is ours alone.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+        limit.rlim_cur = (nth_free + 1) as libc::rlim_t;
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
+    }
+
+    server.start().unwrap();
+    assert!(out_of_fds.wait_timeout(Duration::from_secs(10)), "accept must hit EMFILE");
+    sleep(Duration::from_millis(20)); // a few more back-offs
+    assert_eq!(server.stats().accepted, FREE_FDS as u64);
+    {
+        let errors = accept_errors.borrow();
+        assert!(errors.iter().all(|(errno, _)| *errno == Some(libc::EMFILE)), "{errors:?}");
+        let backoffs: Vec<Duration> = errors.iter().map(|(_, b)| *b).collect();
+        assert_eq!(backoffs[0], Duration::from_millis(1), "{backoffs:?}");
+        assert!(backoffs.windows(2).all(|w| w[1] == (w[0] * 2).min(Duration::from_millis(8))));
+    }
+    release.set(); // handlers answer and close their fds: accepting resumes
+    let replies: Vec<_> = clients
+        .into_iter()
+        .map(|mut client| {
+            spawn(move || {
+                let mut reply = String::new();
+                client.read_to_string(&mut reply).map(|_| reply)
+            })
+        })
+        .collect();
+    for reply in replies {
+        assert_eq!(reply.get().unwrap().unwrap(), "ok");
+    }
+    assert_eq!(server.stats().accepted, CLIENTS as u64);
+    assert!(server.stats().accept_errors >= 1);
+    server.stop(None);
+}
