@@ -303,8 +303,10 @@ fn idle_cpu_child() {
     }
     let pool = ThreadPool::new(2);
     pool.map(|x: u32| x, 0..100).unwrap();
+    // Let the workers finish spinning and park. (A worker may drop its work guard just
+    // after the hub took the last result, so the hub may spin once in here.)
+    sleep(Duration::from_millis(50));
     let spins = hub::stats().spins;
-    sleep(Duration::from_millis(50)); // let the workers finish spinning and park
     let cpu = cpu_time();
     sleep(Duration::from_millis(300)); // nothing outstanding: no spinning anywhere
     let used = cpu_time() - cpu;
