@@ -29,10 +29,13 @@ pub fn serve(mut stream: TcpStream, _peer: SocketAddr) -> io::Result<()> {
     let mut output = Vec::with_capacity(4096);
     let mut chunk = [0; 4096];
     loop {
-        let n = stream.read(&mut chunk)?;
-        if n == 0 {
-            return Ok(()); // the client closed
-        }
+        let n = match stream.read(&mut chunk) {
+            Ok(0) => return Ok(()), // the client closed
+            Ok(n) => n,
+            // A keep-alive client may hang up with a reset (wrk does): not an error.
+            Err(err) if err.kind() == io::ErrorKind::ConnectionReset => return Ok(()),
+            Err(err) => return Err(err),
+        };
         input.extend_from_slice(&chunk[..n]);
         let answered = http::answer(&input, &mut output);
         stream.write_all(&output)?;

@@ -6,7 +6,15 @@
 //!
 //! prints one `RESULT <id> <value> <unit>` line per figure and nothing else on stdout.
 //! Only the measured section is timed. Implemented here: W1 (switch), W2 (spawn+join),
-//! W3 (pool map), W4 (thread-pool round trip), W5 (queue ping-pong), W6 (100,000 timers), W8 (idle memory; N = 10000 or 100000).
+//! W3 (pool map), W4 (thread-pool round trip), W5 (queue ping-pong), W6 (100,000 timers),
+//! W7 (TCP echo: this program re-runs itself as the server process and drives it with the
+//! `loadgen` client code; N = messages per connection), W8 (idle memory; N = 10000 or
+//! 100000).
+
+#[path = "support/echo.rs"]
+mod echo;
+#[path = "support/tcp_load.rs"]
+mod tcp_load;
 
 use std::time::{Duration, Instant};
 
@@ -37,9 +45,11 @@ fn main() {
         "W4" => w4_threadpool_round_trip(n.unwrap_or(100_000)),
         "W5" => w5_queue(n.unwrap_or(1_000_000)),
         "W6" => w6_timers(n.unwrap_or(100_000)),
+        "W7" => w7_tcp_echo(n.unwrap_or(10_000)),
+        "W7-server" => w7_server(),
         "W8" => w8_idle_memory(n.unwrap_or(10_000)),
         _ => {
-            eprintln!("usage: workloads <W1|W2|W3|W4|W5|W6|W8> [N]");
+            eprintln!("usage: workloads <W1|W2|W3|W4|W5|W6|W7|W8> [N]");
             std::process::exit(2);
         }
     }
@@ -47,6 +57,32 @@ fn main() {
 
 fn result(id: &str, value: f64, unit: &str) {
     println!("RESULT {id} {value:.1} {unit}");
+}
+
+/// W7: 100 connections x `messages` echoes of 64 bytes against an echo server in a child
+/// process (this program, as `W7-server`); reports msg/s, p50/p99 and server CPU/message.
+fn w7_tcp_echo(messages: usize) {
+    use std::io::BufRead;
+    let mut server = std::process::Command::new(std::env::current_exe().unwrap())
+        .arg("W7-server")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the echo server process");
+    let mut first_line = String::new();
+    std::io::BufReader::new(server.stdout.take().unwrap()).read_line(&mut first_line).unwrap();
+    let addr = first_line.trim().parse().expect("the server prints its address first");
+    let load = tcp_load::Load { connections: 100, messages, size: 64 };
+    let report = tcp_load::run(addr, load, Some(server.id()));
+    server.kill().unwrap();
+    server.wait().unwrap();
+    report.expect("the W7 run failed").print("W7");
+}
+
+/// The server side of W7: echo on an ephemeral port, address on the first stdout line.
+fn w7_server() {
+    let server = verdant::server::StreamServer::new("127.0.0.1:0", echo::echo).unwrap();
+    println!("{}", server.local_addr());
+    server.serve_forever().unwrap();
 }
 
 /// W1: two greenlets hand control to each other `rounds` times each.

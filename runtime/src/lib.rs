@@ -69,3 +69,8 @@ pub struct PoolsGuideExamples;
 #[doc = include_str!("../../docs/threadpool.md")]
 #[cfg(doctest)]
 pub struct ThreadpoolGuideExamples;
+
+/// The examples of `docs/net.md`, run as doctests.
+#[doc = include_str!("../../docs/net.md")]
+#[cfg(doctest)]
+pub struct NetGuideExamples;
