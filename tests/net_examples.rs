@@ -6,6 +6,8 @@
 
 #[path = "../examples/support/chat_room.rs"]
 mod chat_room;
+mod util;
+
 #[path = "../examples/support/echo.rs"]
 mod echo;
 #[path = "../examples/http_hello.rs"]
@@ -144,24 +146,6 @@ fn the_chat_room_broadcasts_to_everyone_else() {
     server.stop(None);
 }
 
-/// Makes the kernel buffer little for `stream`, so a client that does not read is soon
-/// behind.
-fn shrink_receive_buffer(stream: &TcpStream) {
-    use std::os::fd::AsRawFd;
-    let size: libc::c_int = 4096;
-    // SAFETY: setsockopt on an open socket with a correctly sized int.
-    let rc = unsafe {
-        libc::setsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUF,
-            (&raw const size).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(rc, 0);
-}
-
 #[test]
 fn a_chat_member_that_never_reads_is_disconnected_without_stalling_the_room() {
     let room = chat_room::Room::new();
@@ -169,7 +153,8 @@ fn a_chat_member_that_never_reads_is_disconnected_without_stalling_the_room() {
         StreamServer::new("127.0.0.1:0", move |stream, _| chat_room::serve(&room, stream)).unwrap();
     server.start().unwrap();
     let sleeper = Chatter::join(&server, "sleeper"); // never reads again
-    shrink_receive_buffer(&sleeper.stream);
+    // A small receive buffer: a client that does not read is soon behind.
+    util::set_socket_option(&sleeper.stream, libc::SO_RCVBUF, &(4096 as libc::c_int));
     let mut talker = Chatter::join(&server, "talker");
     let mut listener = Chatter::join(&server, "listener");
     assert_eq!(talker.next_line(), "* listener joined");

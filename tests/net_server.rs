@@ -6,7 +6,6 @@ mod util;
 use std::cell::{Cell, RefCell};
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
-use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -262,18 +261,7 @@ fn peers_that_reset_half_close_or_stall_do_not_disturb_the_others() {
     // Reset: sends half a message, then closes with RST.
     let resetter = TcpStream::connect(addr).unwrap();
     (&resetter).write_all(b"half").unwrap();
-    let linger = libc::linger { l_onoff: 1, l_linger: 0 };
-    // SAFETY: setsockopt on an open socket with a correctly sized `linger`.
-    let rc = unsafe {
-        libc::setsockopt(
-            resetter.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&raw const linger).cast(),
-            size_of::<libc::linger>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(rc, 0);
+    util::set_linger_zero(&resetter);
     // Half-close: sends half a message and shuts down writing.
     let half_closer = TcpStream::connect(addr).unwrap();
     (&half_closer).write_all(b"half").unwrap();

@@ -5,7 +5,6 @@ mod util;
 
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr};
-use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -20,22 +19,6 @@ fn connected_pair() -> (TcpStream, TcpStream) {
     let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
     let (server, _) = listener.accept().unwrap();
     (client, server)
-}
-
-/// Makes `stream`'s close send a reset instead of a FIN.
-fn set_linger_zero(stream: &TcpStream) {
-    let linger = libc::linger { l_onoff: 1, l_linger: 0 };
-    // SAFETY: setsockopt on an open socket with a correctly sized `linger`.
-    let rc = unsafe {
-        libc::setsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&raw const linger).cast(),
-            size_of::<libc::linger>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(rc, 0);
 }
 
 #[test]
@@ -238,6 +221,29 @@ fn with_timeout_interrupts_a_blocked_read() {
 }
 
 #[test]
+fn with_timeout_interrupts_a_blocked_accept_and_a_blocked_write() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    assert!(with_timeout(Duration::from_millis(10), || listener.accept()).is_err());
+    let _client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    listener.accept().unwrap(); // still accepts afterwards
+
+    let (mut client, mut server) = connected_pair();
+    let chunk = vec![1u8; 64 * 1024];
+    let written = std::cell::Cell::new(0);
+    let outcome = with_timeout(Duration::from_millis(20), || {
+        loop {
+            // Nobody reads: this ends up blocked.
+            written.set(written.get() + client.write(&chunk).unwrap());
+        }
+    });
+    assert!(outcome.is_err());
+    assert!(written.get() > 0);
+    let mut sink = vec![0; written.get()];
+    server.read_exact(&mut sink).unwrap();
+    client.write_all(b"!").unwrap();
+}
+
+#[test]
 fn killing_a_greenlet_blocked_in_read_leaves_the_stream_usable() {
     let (client, mut server) = connected_pair();
     let client = Rc::new(client);
@@ -296,7 +302,7 @@ fn a_reset_wakes_a_blocked_reader_with_an_error() {
     let (mut client, server) = connected_pair();
     let reader = spawn(move || client.read(&mut [0; 8]));
     yield_now(); // parked in read
-    set_linger_zero(&server);
+    util::set_linger_zero(&server);
     drop(server); // RST
     let err = reader.get().unwrap().unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::ConnectionReset);
@@ -305,7 +311,7 @@ fn a_reset_wakes_a_blocked_reader_with_an_error() {
 #[test]
 fn writing_to_a_reset_connection_fails() {
     let (mut client, server) = connected_pair();
-    set_linger_zero(&server);
+    util::set_linger_zero(&server);
     drop(server);
     sleep(Duration::from_millis(5)); // let the RST arrive
     let err = (0..100).find_map(|_| client.write(&[0; 1024]).err()).expect("a write must fail");

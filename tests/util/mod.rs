@@ -107,3 +107,25 @@ pub fn recurse_forever(n: u64) -> u64 {
     let pad = std::hint::black_box([n; 128]);
     recurse_forever(n + 1) + pad[7]
 }
+
+/// Makes closing `socket` send a reset instead of a FIN (`SO_LINGER` with a zero timeout).
+pub fn set_linger_zero(socket: &impl std::os::fd::AsRawFd) {
+    let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+    set_socket_option(socket, libc::SO_LINGER, &linger);
+}
+
+/// Sets the `SOL_SOCKET`-level option `name` of `socket` to `value`, asserting success.
+pub fn set_socket_option<T>(socket: &impl std::os::fd::AsRawFd, name: libc::c_int, value: &T) {
+    // SAFETY: setsockopt reads `size_of::<T>()` bytes from a valid reference to a `T`, and
+    // the fd is open for as long as `socket` is borrowed.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            name,
+            (value as *const T).cast(),
+            size_of::<T>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "setsockopt({name}): {}", std::io::Error::last_os_error());
+}

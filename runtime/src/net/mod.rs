@@ -48,6 +48,8 @@
 //! assert_send::<verdant::net::TcpStream>(); // a socket belongs to its hub's thread
 //! ```
 
+#[macro_use]
+mod impls;
 mod addr;
 mod green;
 mod tcp;
