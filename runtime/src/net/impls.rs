@@ -1,6 +1,6 @@
 //! What every green socket type shares, written once: fd access, the timeout methods, and
 //! `Read`/`Write` for streams (on the stream and on `&stream`). Each macro expects the
-//! type to hold its [`Green`](super::green::Green) socket in a field named `inner`.
+//! type to hold its [`Green`](verdant_hub::io::Green) socket in a field named `inner`.
 
 /// `AsRawFd` and `AsFd`.
 macro_rules! impl_fd {

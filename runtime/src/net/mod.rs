@@ -51,7 +51,6 @@
 #[macro_use]
 mod impls;
 mod addr;
-mod green;
 mod tcp;
 mod udp;
 mod unix;

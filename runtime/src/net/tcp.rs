@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use verdant_hub::io::Interest;
 
 use super::addr::{ToSocketAddrs, each_addr};
-use super::green::Green;
+use verdant_hub::io::Green;
 
 /// The listen backlog [`TcpListener::bind`] asks for (gevent's servers use 256, tokio 1024).
 pub const DEFAULT_BACKLOG: u32 = 1024;

@@ -5,7 +5,7 @@ use std::io;
 use std::net::{self, SocketAddr};
 
 use super::addr::{ToSocketAddrs, each_addr};
-use super::green::Green;
+use verdant_hub::io::Green;
 
 /// A UDP socket whose receives (and sends, when the buffer is full) block only the calling
 /// greenlet.

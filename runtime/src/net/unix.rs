@@ -9,7 +9,7 @@ use std::path::Path;
 
 use verdant_hub::io::Interest;
 
-use super::green::Green;
+use verdant_hub::io::Green;
 
 /// A Unix-domain listening socket whose `accept` blocks only the calling greenlet.
 pub struct UnixListener {

@@ -32,6 +32,9 @@ use slab::Slab;
 use crate::hub::{try_with_hub, with_hub};
 use crate::park::{self, WaitList};
 
+mod green;
+
+pub use green::Green;
 pub use mio::Interest;
 
 /// The token of the hub's own eventfd (the cross-thread wake).
