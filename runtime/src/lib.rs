@@ -23,6 +23,8 @@
 //! * [`sync`]: events, async results, semaphores, locks, queues, channels, `wait`/`iwait`;
 //! * [`pool`]: `Group`, `Pool` (gevent), `GreenPool`, `GreenPile` (eventlet) ([`verdant_pool`]);
 //! * [`threadpool`]: `ThreadPool`, `ThreadResult`, `ThreadPoolExecutor` ([`verdant_threadpool`]);
+//! * [`processpool`]: `ProcessPool`, processing's Pool API over worker processes
+//!   ([`verdant_processpool`]);
 //! * [`net`]: green `TcpListener`, `TcpStream`, `UdpSocket`, Unix sockets, `lookup_host`;
 //! * [`server`]: `StreamServer`, gevent's TCP server with graceful stop.
 
@@ -35,6 +37,7 @@ pub use verdant_hub::{
 
 pub use verdant_hub::sync;
 pub use verdant_pool as pool;
+pub use verdant_processpool as processpool;
 pub use verdant_threadpool as threadpool;
 
 pub mod net;

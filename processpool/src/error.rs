@@ -1,0 +1,125 @@
+//! Why a task produced no value, and the errors of waiting for one.
+
+use std::fmt;
+use std::ops::Range;
+
+/// Why a task produced no value.
+///
+/// ```
+/// use verdant_processpool::TaskError;
+///
+/// let err = TaskError::Panicked("index out of bounds".into());
+/// assert_eq!(err.to_string(), "the task panicked: index out of bounds");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TaskError {
+    /// The function panicked in the worker; the panic message. The worker survives.
+    Panicked(String),
+    /// The worker process died while running the task (a crash, `abort`, a kill from
+    /// outside, `exit`); how it ended. The pool replaced it.
+    WorkerDied(String),
+    /// The argument or the result could not be serialized or deserialized (or the
+    /// function cannot be called in a worker); what went wrong.
+    Serialization(String),
+    /// No worker could be started, or the initializer failed in one: the pool is broken
+    /// and fails every task with this error.
+    PoolBroken(String),
+    /// The pool was terminated (or dropped) before the task finished.
+    Terminated,
+    /// The pool was closed or terminated before the task was submitted.
+    NotRunning,
+}
+
+impl fmt::Display for TaskError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TaskError::Panicked(message) => write!(f, "the task panicked: {message}"),
+            TaskError::WorkerDied(how) => write!(f, "the worker process died: {how}"),
+            TaskError::Serialization(what) => write!(f, "serialization failed: {what}"),
+            TaskError::PoolBroken(why) => write!(f, "the process pool is broken: {why}"),
+            TaskError::Terminated => f.write_str("the process pool was terminated"),
+            TaskError::NotRunning => f.write_str("the process pool is not running (closed)"),
+        }
+    }
+}
+
+impl std::error::Error for TaskError {}
+
+/// A failed `map`: the first failed chunk, by position. Every chunk had finished when it
+/// was reported.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MapError {
+    /// The positions (in the input) of the items of the failed chunk.
+    pub items: Range<usize>,
+    /// Why the chunk failed.
+    pub error: TaskError,
+}
+
+impl fmt::Display for MapError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "items {}..{}: {}", self.items.start, self.items.end, self.error)
+    }
+}
+
+impl std::error::Error for MapError {}
+
+/// Why [`AsyncResult::get`](crate::AsyncResult::get) returned no value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GetError<E = TaskError> {
+    /// The timeout passed first (processing's `TimeoutError`); the task goes on.
+    Timeout,
+    /// The task failed.
+    Failed(E),
+    /// The value was already moved out by an earlier `get`.
+    Taken,
+}
+
+impl<E: fmt::Display> fmt::Display for GetError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GetError::Timeout => f.write_str("timed out waiting for the result"),
+            GetError::Failed(error) => error.fmt(f),
+            GetError::Taken => f.write_str("the value was already taken by an earlier get()"),
+        }
+    }
+}
+
+impl<E: fmt::Debug + fmt::Display> std::error::Error for GetError<E> {}
+
+/// [`AsyncResult::successful`](crate::AsyncResult::successful) was asked before the result
+/// was ready (processing raises `AssertionError`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NotReady;
+
+impl fmt::Display for NotReady {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the result is not ready")
+    }
+}
+
+impl std::error::Error for NotReady {}
+
+/// The wait of [`IMap::next_timeout`](crate::IMap::next_timeout) timed out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeout;
+
+impl fmt::Display for Timeout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("timed out waiting for the next result")
+    }
+}
+
+impl std::error::Error for Timeout {}
+
+/// [`ProcessPool::join`](crate::ProcessPool::join) was called on a running pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StillRunning;
+
+impl fmt::Display for StillRunning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("join() needs close() or terminate() first: the pool is still running")
+    }
+}
+
+impl std::error::Error for StillRunning {}

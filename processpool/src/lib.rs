@@ -1,0 +1,64 @@
+//! A pool of worker processes with the `processing.Pool` API (the ancestor of Python's
+//! `multiprocessing.Pool`), for work that must be isolated from the caller: code that may
+//! crash, leak, or is not thread-safe. Waiting for a result blocks only the calling
+//! greenlet: the workers' sockets are registered in the hub's event loop.
+//!
+//! ```no_run
+//! use verdant_processpool::ProcessPool;
+//!
+//! fn collatz_steps(mut n: u64) -> u32 {
+//!     let mut steps = 0;
+//!     while n != 1 {
+//!         n = if n % 2 == 0 { n / 2 } else { 3 * n + 1 };
+//!         steps += 1;
+//!     }
+//!     steps
+//! }
+//!
+//! fn main() {
+//!     verdant_processpool::worker_main(); // first: a worker process leaves main here
+//!
+//!     let pool = ProcessPool::new(None).unwrap(); // one worker per CPU
+//!     let steps = pool.map(collatz_steps, 1..=10_000, Some(500)).unwrap();
+//!     assert_eq!(steps[26], 111); // 27 takes 111 steps
+//! }
+//! ```
+//!
+//! * Workers are this program's own binary, re-executed (never `fork`ed from a process that
+//!   may have threads); [`worker_main`] at the top of `main` is where they leave to serve.
+//! * Tasks are plain functions `fn(A) -> R` (not closures) with serde-serializable `A` and
+//!   `R`, encoded with postcard. A function is named by its distance from an anchor in
+//!   the executable, which address-space randomization does not change; a worker whose
+//!   binary differs from the parent's is refused at the handshake.
+//! * A panic in a task reaches its caller as [`TaskError::Panicked`]; the worker survives.
+//!   A worker that dies (a crash, `abort`, `kill -9`) fails the task it was running with
+//!   [`TaskError::WorkerDied`] and is replaced; the tasks it had not started run elsewhere.
+//!   No caller waits forever.
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | `pool.rs` | [`ProcessPool`]: the queue, and the greenlets that feed and supervise workers |
+//! | `process.rs` | starting a worker process, the handshake, how a worker ended |
+//! | `worker.rs` | the worker side: [`worker_main`] and its task loop |
+//! | `function.rs` | naming functions across processes; the typed trampolines |
+//! | `frame.rs` | the wire format: length-prefixed frames |
+//! | `result.rs` | [`AsyncResult`] and [`IMap`] |
+//! | `error.rs` | [`TaskError`], [`MapError`], and the errors of waiting |
+
+#![doc(test(attr(deny(warnings))))]
+
+mod error;
+mod frame;
+mod function;
+mod pool;
+mod process;
+mod result;
+mod worker;
+
+pub use error::{GetError, MapError, NotReady, StillRunning, TaskError, Timeout};
+pub use pool::{Builder, ProcessPool};
+pub use result::{AsyncResult, IMap};
+pub use worker::worker_main;
+
+#[doc(hidden)]
+pub use function::TEST_IDENTITY_SALT_ENV;

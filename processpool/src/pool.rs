@@ -1,0 +1,807 @@
+//! The pool: a queue of jobs, and per worker process one *supervisor* greenlet (starts the
+//! process, reads its results, replaces it when it dies) and one *feeder* greenlet (sends
+//! it jobs, at most [`PIPELINE`] ahead of its results).
+//!
+//! ```text
+//!  apply/map ──► queue ──► feeder ──frames──► worker process (runs tasks in order)
+//!                  ▲                                │
+//!                  │ requeued: sent, not started    │ results
+//!                  │                                ▼
+//!                  └──────────── supervisor ◄── frames: completes the job's result
+//! ```
+//!
+//! A worker runs its jobs in the order it got them, so when one dies, the oldest job it
+//! held is the one it was running: that job fails with [`TaskError::WorkerDied`], and the
+//! jobs sent after it, never started, go back to the front of the queue.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::fmt;
+use std::io;
+use std::rc::Rc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use verdant_hub::GreenletRef;
+use verdant_hub::park::{self, WaitList};
+
+use crate::error::{MapError, StillRunning, TaskError};
+use crate::frame::{self, FrameReader, Kind};
+use crate::function::{BinaryIdentity, Call};
+use crate::process::{self, Process};
+use crate::result::{Arrivals, AsyncResult, IMap};
+
+/// Jobs a worker may hold at once (the one it runs and the ones queued behind it): enough
+/// to keep it busy while its results travel back, few enough that a long task holds up
+/// little behind it.
+const PIPELINE: usize = 2;
+
+/// What to do with a job's outcome: the result bytes (still encoded) or the error.
+type Sink = Box<dyn FnOnce(Result<&[u8], TaskError>)>;
+
+/// One task (or chunk) on its way: its encoded frame and where its outcome goes.
+struct Job {
+    id: u64,
+    frame: Rc<[u8]>,
+    sink: Sink,
+}
+
+impl Job {
+    fn finish(self, outcome: Result<&[u8], TaskError>) {
+        (self.sink)(outcome);
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Running,
+    /// No new jobs; workers finish the queue, then exit.
+    Closed,
+    /// Workers killed, jobs failed.
+    Terminated,
+    /// A worker could not start; every job fails with the stored error.
+    Broken,
+}
+
+/// A worker process with the jobs it holds.
+struct Worker {
+    process: Process,
+    /// Sent and not yet answered, oldest first.
+    in_flight: RefCell<VecDeque<Job>>,
+    /// The feeder waits here while `in_flight` is full.
+    room: WaitList,
+    /// Jobs sent so far (for `maxtasksperchild`).
+    sent: Cell<usize>,
+    feeder: RefCell<Option<GreenletRef>>,
+}
+
+#[derive(Default)]
+struct Slot {
+    supervisor: Option<GreenletRef>,
+    worker: Option<Rc<Worker>>,
+}
+
+/// Everything the pool's greenlets share.
+struct Shared {
+    identity: BinaryIdentity,
+    initializer: Option<(Call, Vec<u8>)>,
+    maxtasksperchild: Option<usize>,
+    state: Cell<State>,
+    broken: RefCell<Option<TaskError>>,
+    queue: RefCell<VecDeque<Job>>,
+    /// Feeders wait here while the queue is empty.
+    queue_waiters: WaitList,
+    next_id: Cell<u64>,
+    slots: RefCell<Vec<Slot>>,
+}
+
+/// Configures a [`ProcessPool`]: processing's `Pool(processes, initializer, initargs,
+/// maxtasksperchild)`.
+#[derive(Debug, Default)]
+pub struct Builder {
+    processes: Option<usize>,
+    initializer: Option<Result<(Call, Vec<u8>), TaskError>>,
+    maxtasksperchild: Option<usize>,
+}
+
+impl Builder {
+    /// How many worker processes (default: the number of CPUs).
+    pub fn processes(mut self, processes: usize) -> Builder {
+        self.processes = Some(processes.max(1));
+        self
+    }
+
+    /// `initializer(argument)` runs once in each worker before its first task (to set up
+    /// per-process state). If it panics, the pool is broken: every task fails with
+    /// [`TaskError::PoolBroken`] naming the panic.
+    pub fn initializer<A>(mut self, initializer: fn(A), argument: A) -> Builder
+    where
+        A: Serialize + DeserializeOwned,
+    {
+        let encoded = postcard::to_allocvec(&argument)
+            .map_err(|e| TaskError::Serialization(format!("the initializer's argument: {e}")));
+        self.initializer = Some(Call::single(initializer).and_then(|call| Ok((call, encoded?))));
+        self
+    }
+
+    /// Replaces each worker by a fresh process after it ran `tasks` tasks (frees what
+    /// leaky code held).
+    pub fn maxtasksperchild(mut self, tasks: usize) -> Builder {
+        self.maxtasksperchild = Some(tasks.max(1));
+        self
+    }
+
+    /// Starts the worker processes (their handshakes finish in the background).
+    ///
+    /// # Errors
+    ///
+    /// If this process was itself started as a worker but `main` did not call
+    /// [`worker_main`](crate::worker_main) first; if the initializer's argument cannot be
+    /// serialized; if a process cannot be started.
+    pub fn build(self) -> io::Result<ProcessPool> {
+        if std::env::var_os(crate::worker::WORKER_ENV).is_some() {
+            return Err(io::Error::other(
+                "this process was started as a process-pool worker, but main() did not call \
+                 verdant::processpool::worker_main() first",
+            ));
+        }
+        let initializer = self.initializer.transpose().map_err(io::Error::other)?;
+        let processes = self.processes.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        });
+        let shared = Rc::new(Shared {
+            identity: BinaryIdentity::of_this_process()?,
+            initializer,
+            maxtasksperchild: self.maxtasksperchild,
+            state: Cell::new(State::Running),
+            broken: RefCell::new(None),
+            queue: RefCell::new(VecDeque::new()),
+            queue_waiters: WaitList::new(),
+            next_id: Cell::new(1),
+            slots: RefCell::new((0..processes).map(|_| Slot::default()).collect()),
+        });
+        let pool = ProcessPool { shared };
+        for slot in 0..processes {
+            let process = process::launch()?; // dropping `pool` on error kills the others
+            let worker = Rc::new(Worker::new(process));
+            pool.shared.slots.borrow_mut()[slot].worker = Some(worker.clone());
+            let supervisor = verdant_hub::spawn({
+                let shared = pool.shared.clone();
+                move || supervise(&shared, slot, Some(worker))
+            });
+            pool.shared.slots.borrow_mut()[slot].supervisor = Some(supervisor.as_ref());
+        }
+        Ok(pool)
+    }
+}
+
+/// A pool of worker processes: the `processing.Pool` API (Python's
+/// `multiprocessing.Pool`). Tasks are plain functions `fn(A) -> R` whose argument and
+/// result are serde-serializable; they run in other processes, so a crash, a leak or
+/// non-thread-safe code stays there. Waiting for a result blocks only the calling
+/// greenlet.
+///
+/// Programs that use it call [`worker_main`](crate::worker_main) first thing in `main`.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use verdant_processpool::ProcessPool;
+///
+/// fn square(x: u64) -> u64 {
+///     x * x
+/// }
+///
+/// fn main() {
+///     verdant_processpool::worker_main();
+///
+///     let pool = ProcessPool::new(Some(4)).unwrap(); // 4 worker processes
+///     let result = pool.apply_async(square, 10); // square(10) in a worker
+///     assert_eq!(result.get(Some(Duration::from_secs(1))), Ok(100));
+///     assert_eq!(pool.map(square, 0..10, None).unwrap(), [0, 1, 4, 9, 16, 25, 36, 49, 64, 81]);
+///     let mut squares = pool.imap(square, 0..10, 1);
+///     assert_eq!(squares.next(), Some(Ok(0)));
+///     assert_eq!(squares.next_timeout(Duration::from_secs(1)), Ok(Some(Ok(1))));
+/// }
+/// ```
+///
+/// `!Send`: a pool is used from the thread (the hub) that made it, as processing says
+/// ("tasks can only be submitted by the process which created the pool").
+///
+/// ```compile_fail,E0277
+/// fn assert_send<T: Send>() {}
+/// assert_send::<verdant_processpool::ProcessPool>();
+/// ```
+pub struct ProcessPool {
+    shared: Rc<Shared>,
+}
+
+impl ProcessPool {
+    /// A pool of `processes` workers (`None`: the number of CPUs).
+    pub fn new(processes: Option<usize>) -> io::Result<ProcessPool> {
+        let builder = ProcessPool::builder();
+        match processes {
+            Some(n) => builder.processes(n),
+            None => builder,
+        }
+        .build()
+    }
+
+    /// A pool with an initializer or `maxtasksperchild`.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// How many worker processes the pool keeps.
+    pub fn processes(&self) -> usize {
+        self.shared.slots.borrow().len()
+    }
+
+    /// The process ids of the workers running now (replaced workers get new ones).
+    pub fn pids(&self) -> Vec<u32> {
+        let slots = self.shared.slots.borrow();
+        slots.iter().filter_map(|s| s.worker.as_ref().map(|w| w.process.pid())).collect()
+    }
+
+    /// Runs `f(argument)` in a worker and returns its value; only the calling greenlet
+    /// waits.
+    pub fn apply<A, R>(&self, f: fn(A) -> R, argument: A) -> Result<R, TaskError>
+    where
+        A: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + 'static,
+    {
+        self.apply_async(f, argument).get(None).map_err(|e| match e {
+            crate::GetError::Failed(error) => error,
+            other => unreachable!("a result waited for without timeout, once: {other:?}"),
+        })
+    }
+
+    /// Starts `f(argument)` in a worker and returns at once.
+    pub fn apply_async<A, R>(&self, f: fn(A) -> R, argument: A) -> AsyncResult<R>
+    where
+        A: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + 'static,
+    {
+        self.apply_async_with(f, argument, |_| {}, |_| {})
+    }
+
+    /// Like [`apply_async`](Self::apply_async); when the task ends, `callback` gets the
+    /// value or `error_callback` the error: exactly one of them, once, before the result
+    /// is ready. They run on this thread's hub (a panic in one is printed and ignored).
+    pub fn apply_async_with<A, R>(
+        &self,
+        f: fn(A) -> R,
+        argument: A,
+        callback: impl FnOnce(&R) + 'static,
+        error_callback: impl FnOnce(&TaskError) + 'static,
+    ) -> AsyncResult<R>
+    where
+        A: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + 'static,
+    {
+        let result = AsyncResult::new();
+        let sink = {
+            let result = result.clone();
+            move |outcome: Result<&[u8], TaskError>| {
+                let outcome = outcome.and_then(decode::<R>);
+                run_callback(|| match &outcome {
+                    Ok(value) => callback(value),
+                    Err(error) => error_callback(error),
+                });
+                result.complete(outcome);
+            }
+        };
+        match Call::single(f).and_then(|call| encode(call, &argument)) {
+            Ok(task) => self.submit(vec![task], vec![Box::new(sink)]),
+            Err(error) => sink(Err(error)),
+        }
+        result
+    }
+
+    /// `f` applied to every item in worker processes; the values in input order. The
+    /// items are sent in chunks of `chunksize` (`None`: about four chunks per worker).
+    ///
+    /// Does not fail fast: when a chunk fails, the others still run, and the error comes
+    /// once every chunk has finished — the first failed chunk by position, whole.
+    pub fn map<A, R, I>(
+        &self,
+        f: fn(A) -> R,
+        items: I,
+        chunksize: Option<usize>,
+    ) -> Result<Vec<R>, MapError>
+    where
+        I: IntoIterator<Item = A>,
+        A: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + 'static,
+    {
+        self.map_async(f, items, chunksize).get(None).map_err(|e| match e {
+            crate::GetError::Failed(error) => error,
+            other => unreachable!("a result waited for without timeout, once: {other:?}"),
+        })
+    }
+
+    /// Like [`map`](Self::map), returning at once.
+    pub fn map_async<A, R, I>(
+        &self,
+        f: fn(A) -> R,
+        items: I,
+        chunksize: Option<usize>,
+    ) -> AsyncResult<Vec<R>, MapError>
+    where
+        I: IntoIterator<Item = A>,
+        A: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + 'static,
+    {
+        self.map_async_with(f, items, chunksize, |_| {}, |_| {})
+    }
+
+    /// Like [`map_async`](Self::map_async), with a callback for the values and one for the
+    /// error (exactly one runs, once, before the result is ready).
+    pub fn map_async_with<A, R, I>(
+        &self,
+        f: fn(A) -> R,
+        items: I,
+        chunksize: Option<usize>,
+        callback: impl FnOnce(&Vec<R>) + 'static,
+        error_callback: impl FnOnce(&MapError) + 'static,
+    ) -> AsyncResult<Vec<R>, MapError>
+    where
+        I: IntoIterator<Item = A>,
+        A: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + 'static,
+    {
+        let items: Vec<A> = items.into_iter().collect();
+        let chunksize = chunksize.unwrap_or_else(|| items.len().div_ceil(4 * self.processes()));
+        let chunks = chunk_ranges(items.len(), chunksize.max(1));
+        let result = AsyncResult::new();
+        let collector = Rc::new(MapCollector {
+            values: RefCell::new((0..chunks.len()).map(|_| None).collect()),
+            first_error: RefCell::new(None),
+            remaining: Cell::new(chunks.len()),
+            finish: RefCell::new(Some(Box::new({
+                let result = result.clone();
+                move |outcome: Result<Vec<R>, MapError>| {
+                    run_callback(|| match &outcome {
+                        Ok(values) => callback(values),
+                        Err(error) => error_callback(error),
+                    });
+                    result.complete(outcome);
+                }
+            }))),
+        });
+        if chunks.is_empty() {
+            collector.finish_if_done();
+            return result;
+        }
+        let call = Call::chunk(f);
+        let mut tasks = Vec::with_capacity(chunks.len());
+        let mut sinks: Vec<Sink> = Vec::with_capacity(chunks.len());
+        for (index, range) in chunks.into_iter().enumerate() {
+            let collector = collector.clone();
+            let encoded = call.clone().and_then(|call| encode(call, &items[range.clone()]));
+            let sink = move |outcome: Result<&[u8], TaskError>| {
+                collector.chunk_done(index, range, outcome.and_then(decode::<Vec<R>>));
+            };
+            match encoded {
+                Ok(task) => {
+                    tasks.push(task);
+                    sinks.push(Box::new(sink));
+                }
+                Err(error) => sink(Err(error)),
+            }
+        }
+        self.submit(tasks, sinks);
+        result
+    }
+
+    /// `f` over the items, as an iterator of results in input order, each available as
+    /// soon as its chunk is back (`chunksize` items per task; 1 is processing's default).
+    /// The items are all submitted at once.
+    pub fn imap<A, R, I>(&self, f: fn(A) -> R, items: I, chunksize: usize) -> IMap<R>
+    where
+        I: IntoIterator<Item = A>,
+        A: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + 'static,
+    {
+        self.imap_inner(f, items, chunksize, true)
+    }
+
+    /// Like [`imap`](Self::imap), yielding results in the order they come back.
+    pub fn imap_unordered<A, R, I>(&self, f: fn(A) -> R, items: I, chunksize: usize) -> IMap<R>
+    where
+        I: IntoIterator<Item = A>,
+        A: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + 'static,
+    {
+        self.imap_inner(f, items, chunksize, false)
+    }
+
+    fn imap_inner<A, R, I>(
+        &self,
+        f: fn(A) -> R,
+        items: I,
+        chunksize: usize,
+        ordered: bool,
+    ) -> IMap<R>
+    where
+        I: IntoIterator<Item = A>,
+        A: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + 'static,
+    {
+        let items: Vec<A> = items.into_iter().collect();
+        let chunks = chunk_ranges(items.len(), chunksize.max(1));
+        let arrivals = Arrivals::new(ordered);
+        let chunk_lens = chunks.iter().map(ExactSizeIterator::len).collect();
+        let call = Call::chunk(f);
+        let mut tasks = Vec::with_capacity(chunks.len());
+        let mut sinks: Vec<Sink> = Vec::with_capacity(chunks.len());
+        for (index, range) in chunks.into_iter().enumerate() {
+            let arrivals = arrivals.clone();
+            let sink = move |outcome: Result<&[u8], TaskError>| {
+                arrivals.deliver(index, outcome.and_then(decode::<Vec<R>>));
+            };
+            match call.clone().and_then(|call| encode(call, &items[range])) {
+                Ok(task) => {
+                    tasks.push(task);
+                    sinks.push(Box::new(sink));
+                }
+                Err(error) => sink(Err(error)),
+            }
+        }
+        self.submit(tasks, sinks);
+        IMap::new(arrivals, chunk_lens)
+    }
+
+    /// Takes no more tasks; the workers finish the queued ones, then exit.
+    pub fn close(&self) {
+        if self.shared.state.get() == State::Running {
+            self.shared.state.set(State::Closed);
+            self.shared.queue_waiters.notify_all();
+        }
+    }
+
+    /// Kills the workers at once (SIGKILL, then reaped: no process is left behind);
+    /// queued and running tasks fail with [`TaskError::Terminated`]. Dropping the pool
+    /// does this too.
+    pub fn terminate(&self) {
+        let shared = &self.shared;
+        if shared.state.get() == State::Terminated {
+            return;
+        }
+        shared.state.set(State::Terminated);
+        let me = verdant_hub::current();
+        let mut unfinished: Vec<Job> = shared.queue.borrow_mut().drain(..).collect();
+        let slots: Vec<(Option<GreenletRef>, Option<Rc<Worker>>)> = (shared.slots.borrow().iter())
+            .map(|s| (s.supervisor.clone(), s.worker.clone()))
+            .collect();
+        for (supervisor, worker) in slots {
+            let feeder = worker.as_ref().and_then(|w| w.feeder.borrow().clone());
+            for greenlet in [supervisor, feeder].into_iter().flatten() {
+                if greenlet != me {
+                    greenlet.kill_with(false, None); // they unwind when they next run
+                }
+            }
+            if let Some(worker) = worker {
+                worker.process.kill_now();
+                unfinished.extend(worker.in_flight.borrow_mut().drain(..));
+            }
+        }
+        for slot in shared.slots.borrow_mut().iter_mut() {
+            slot.worker = None;
+        }
+        for job in unfinished {
+            job.finish(Err(TaskError::Terminated));
+        }
+    }
+
+    /// Waits until every worker has exited: after [`close`](Self::close), once the queue is
+    /// done; after [`terminate`](Self::terminate), at once. An error on a running pool.
+    pub fn join(&self) -> Result<(), StillRunning> {
+        if self.shared.state.get() == State::Running {
+            return Err(StillRunning);
+        }
+        let supervisors: Vec<GreenletRef> =
+            self.shared.slots.borrow().iter().filter_map(|s| s.supervisor.clone()).collect();
+        for supervisor in supervisors {
+            supervisor.join();
+        }
+        Ok(())
+    }
+
+    /// Queues encoded tasks with their sinks (or fails them if the pool takes no tasks).
+    fn submit(&self, tasks: Vec<Vec<u8>>, sinks: Vec<Sink>) {
+        let shared = &self.shared;
+        let refusal = match shared.state.get() {
+            State::Running => None,
+            State::Closed | State::Terminated => Some(TaskError::NotRunning),
+            State::Broken => shared.broken.borrow().clone(),
+        };
+        if let Some(error) = refusal {
+            sinks.into_iter().for_each(|sink| sink(Err(error.clone())));
+            return;
+        }
+        let mut queue = shared.queue.borrow_mut();
+        for (mut task, sink) in tasks.into_iter().zip(sinks) {
+            let id = shared.next_id.get();
+            shared.next_id.set(id + 1);
+            task[5..13].copy_from_slice(&id.to_le_bytes()); // the frame's id field
+            queue.push_back(Job { id, frame: task.into(), sink });
+        }
+        drop(queue);
+        shared.queue_waiters.notify_all();
+    }
+}
+
+impl Drop for ProcessPool {
+    fn drop(&mut self) {
+        self.terminate();
+    }
+}
+
+impl fmt::Debug for ProcessPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProcessPool")
+            .field("state", &self.shared.state.get())
+            .field("processes", &self.processes())
+            .field("queued", &self.shared.queue.borrow().len())
+            .field("pids", &self.pids())
+            .finish()
+    }
+}
+
+/// A task frame (id filled in at submission) for `call` on `argument`.
+fn encode<T: Serialize + ?Sized>(call: Call, argument: &T) -> Result<Vec<u8>, TaskError> {
+    let argument = postcard::to_allocvec(argument)
+        .map_err(|e| TaskError::Serialization(format!("could not encode the argument: {e}")))?;
+    Ok(frame::task(0, call, &argument))
+}
+
+fn decode<R: DeserializeOwned>(bytes: &[u8]) -> Result<R, TaskError> {
+    postcard::from_bytes(bytes)
+        .map_err(|e| TaskError::Serialization(format!("could not decode the result: {e}")))
+}
+
+/// `len` items cut into ranges of `chunksize`.
+fn chunk_ranges(len: usize, chunksize: usize) -> Vec<std::ops::Range<usize>> {
+    (0..len).step_by(chunksize).map(|start| start..(start + chunksize).min(len)).collect()
+}
+
+/// Runs a user callback; a panic in it is printed, not propagated into the pool's
+/// greenlets.
+fn run_callback(callback: impl FnOnce()) {
+    if let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(callback)) {
+        let error = verdant_hub::GreenletError::from_unwind(&*payload);
+        if error == verdant_hub::GreenletError::Killed {
+            std::panic::resume_unwind(payload); // a kill of this greenlet goes on
+        }
+        eprintln!("verdant: a process-pool callback {error}");
+    }
+}
+
+/// Gathers a map's chunks; completes the map's result when the last one is in.
+struct MapCollector<R> {
+    values: RefCell<Vec<Option<Vec<R>>>>,
+    first_error: RefCell<Option<MapError>>,
+    remaining: Cell<usize>,
+    #[allow(clippy::type_complexity)]
+    finish: RefCell<Option<Box<dyn FnOnce(Result<Vec<R>, MapError>)>>>,
+}
+
+impl<R> MapCollector<R> {
+    fn chunk_done(
+        &self,
+        index: usize,
+        items: std::ops::Range<usize>,
+        outcome: Result<Vec<R>, TaskError>,
+    ) {
+        match outcome {
+            Ok(values) => self.values.borrow_mut()[index] = Some(values),
+            Err(error) => {
+                let mut first = self.first_error.borrow_mut();
+                if first.as_ref().is_none_or(|e| items.start < e.items.start) {
+                    *first = Some(MapError { items, error });
+                }
+            }
+        }
+        self.remaining.set(self.remaining.get() - 1);
+        self.finish_if_done();
+    }
+
+    fn finish_if_done(&self) {
+        if self.remaining.get() > 0 {
+            return;
+        }
+        let Some(finish) = self.finish.borrow_mut().take() else { return };
+        let outcome = match self.first_error.borrow_mut().take() {
+            Some(error) => Err(error),
+            None => Ok(self.values.borrow_mut().drain(..).flatten().flatten().collect()),
+        };
+        finish(outcome);
+    }
+}
+
+impl Worker {
+    fn new(process: Process) -> Worker {
+        Worker {
+            process,
+            in_flight: RefCell::new(VecDeque::new()),
+            room: WaitList::new(),
+            sent: Cell::new(0),
+            feeder: RefCell::new(None),
+        }
+    }
+}
+
+impl Shared {
+    /// Whether a slot should (re)start a worker.
+    fn wants_workers(&self) -> bool {
+        match self.state.get() {
+            State::Running => true,
+            State::Closed => !self.queue.borrow().is_empty(),
+            State::Terminated | State::Broken => false,
+        }
+    }
+
+    /// How many jobs `worker`'s feeder may send now. An idle worker takes one; a busy one
+    /// takes more (up to [`PIPELINE`]) only while no other worker is idle, so that jobs
+    /// spread over the workers before they queue up behind one.
+    fn room_for(&self, worker: &Worker) -> usize {
+        let held = worker.in_flight.borrow().len();
+        if held == 0 {
+            return 1;
+        }
+        // A worker still starting counts as idle: it will take a job in a moment.
+        let others_idle = self
+            .slots
+            .borrow()
+            .iter()
+            .filter_map(|s| s.worker.as_ref())
+            .any(|w| !std::ptr::eq(&**w, worker) && w.in_flight.borrow().is_empty());
+        if others_idle { 0 } else { PIPELINE - held.min(PIPELINE) }
+    }
+
+    /// A worker could not start: fail everything queued and refuse new work.
+    fn break_pool(&self, why: String) {
+        if self.state.get() == State::Terminated {
+            return;
+        }
+        let error = TaskError::PoolBroken(why);
+        *self.broken.borrow_mut() = Some(error.clone());
+        self.state.set(State::Broken);
+        let queued: Vec<Job> = self.queue.borrow_mut().drain(..).collect();
+        self.queue_waiters.notify_all();
+        for job in queued {
+            job.finish(Err(error.clone()));
+        }
+    }
+
+    /// A worker ended: the job it was running fails, the ones it had not started go back to
+    /// the front of the queue.
+    fn retire(&self, worker: &Worker, how: String) {
+        let mut held: VecDeque<Job> = worker.in_flight.borrow_mut().drain(..).collect();
+        let Some(running) = held.pop_front() else { return };
+        let mut queue = self.queue.borrow_mut();
+        while let Some(job) = held.pop_back() {
+            queue.push_front(job);
+        }
+        drop(queue);
+        self.queue_waiters.notify_all();
+        running.finish(Err(TaskError::WorkerDied(how)));
+    }
+}
+
+/// A slot's supervisor: keeps one worker process alive while the pool wants one.
+fn supervise(shared: &Rc<Shared>, slot: usize, mut started: Option<Rc<Worker>>) {
+    while shared.wants_workers() {
+        let worker = match started.take() {
+            Some(worker) => worker,
+            None => match process::launch() {
+                Ok(process) => {
+                    let worker = Rc::new(Worker::new(process));
+                    shared.slots.borrow_mut()[slot].worker = Some(worker.clone());
+                    worker
+                }
+                Err(err) => return shared.break_pool(format!("could not start a worker: {err}")),
+            },
+        };
+        let mut reader = FrameReader::new();
+        let initializer = shared.initializer.as_ref().map(|(call, arg)| (*call, &arg[..]));
+        if let Err(why) = worker.process.handshake(&mut reader, shared.identity, initializer) {
+            worker.process.kill_now();
+            shared.slots.borrow_mut()[slot].worker = None;
+            return shared.break_pool(why);
+        }
+        let feeder = verdant_hub::spawn({
+            let (shared, worker) = (shared.clone(), worker.clone());
+            move || feed(&shared, &worker)
+        });
+        *worker.feeder.borrow_mut() = Some(feeder.as_ref());
+        let ended = collect(&worker, &mut reader);
+        feeder.kill_with(false, None);
+        let pid = worker.process.pid();
+        let how = match ended {
+            Ok(()) => format!("worker process {pid} {}", process::describe(worker.process.reap())),
+            Err(garbage) => {
+                worker.process.kill_now();
+                format!("worker process {pid} sent an unreadable frame ({garbage}) and was killed")
+            }
+        };
+        shared.slots.borrow_mut()[slot].worker = None;
+        shared.retire(&worker, how);
+    }
+}
+
+/// A worker's feeder: sends it queued jobs while it has room, then `Quit` when the pool
+/// is closed and the queue is empty, or when it served `maxtasksperchild`.
+fn feed(shared: &Shared, worker: &Worker) {
+    let mut batch = Vec::new();
+    loop {
+        while worker.in_flight.borrow().len() >= PIPELINE {
+            worker.room.push(park::waker());
+            park::park(&"room in a process-pool worker's pipeline");
+        }
+        let allowance = shared.maxtasksperchild.map_or(usize::MAX, |max| max - worker.sent.get());
+        let room = shared.room_for(worker).min(allowance);
+        batch.clear();
+        {
+            let mut queue = shared.queue.borrow_mut();
+            let mut in_flight = worker.in_flight.borrow_mut();
+            let take = room.min(queue.len());
+            for job in queue.drain(..take) {
+                batch.extend_from_slice(&job.frame);
+                in_flight.push_back(job);
+            }
+            worker.sent.set(worker.sent.get() + take);
+            if take > 0 && !queue.is_empty() {
+                shared.queue_waiters.notify_all(); // others may now pipeline the rest
+            }
+        }
+        if batch.is_empty() {
+            let queue_empty = shared.queue.borrow().is_empty();
+            if allowance == 0 || (queue_empty && shared.state.get() != State::Running) {
+                let mut quit = Vec::new();
+                frame::encode(&mut quit, Kind::Quit, 0, &[]);
+                let _ = worker.process.write_all(&quit);
+                return;
+            }
+            shared.queue_waiters.push(park::waker());
+            park::park(&"a process-pool task to send");
+            continue;
+        }
+        if worker.process.write_all(&batch).is_err() {
+            return; // the worker is gone: its supervisor sees the end of its stream
+        }
+    }
+}
+
+/// A worker's supervisor, reading: completes jobs in order until the stream ends
+/// (`Ok`) or carries something unreadable (`Err`, what).
+fn collect(worker: &Worker, reader: &mut FrameReader) -> Result<(), String> {
+    loop {
+        let frame = match worker.process.read_frame(reader) {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return Ok(()),
+            Err(err) if err.kind() == io::ErrorKind::ConnectionReset => return Ok(()),
+            Err(err) => return Err(err.to_string()),
+        };
+        let outcome = match frame.kind {
+            Kind::Done => Ok(reader.payload(&frame)),
+            Kind::Failed => {
+                let (kind, message) = frame::parse_failure(reader.payload(&frame));
+                Err(kind.into_error(message))
+            }
+            other => return Err(format!("an unexpected {other:?} frame")),
+        };
+        let job = worker.in_flight.borrow_mut().pop_front();
+        match job {
+            Some(job) if job.id == frame.id => {
+                worker.room.notify_one();
+                job.finish(outcome);
+            }
+            Some(job) => {
+                worker.in_flight.borrow_mut().push_front(job);
+                return Err(format!("a result for task {} it was not running", frame.id));
+            }
+            None => return Err(format!("a result for task {} it was not given", frame.id)),
+        }
+    }
+}

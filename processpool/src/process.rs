@@ -1,0 +1,202 @@
+//! One worker process seen from the pool: starting it (re-executing this very binary with
+//! its socket on fd 3), the handshake, and telling how it ended.
+
+use std::cell::RefCell;
+use std::io::{self, Read};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+use verdant_hub::io::Green;
+
+use crate::frame::{self, FrameReader, Kind};
+use crate::function::{BinaryIdentity, Call};
+use crate::worker::{WORKER_ENV, WORKER_FD};
+
+/// How long a new worker may take to say hello and run its initializer.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A started worker process and the pool's end of its socket. Dropping it kills and reaps
+/// the process if it is still running: no worker outlives its handle.
+#[derive(Debug)]
+pub(crate) struct Process {
+    child: RefCell<Child>,
+    pid: u32,
+    pub(crate) pipe: Green<UnixStream>,
+}
+
+/// Starts a worker: this program's binary, re-executed through `/proc/self/exe` (the
+/// very file this process runs, even if its path was replaced since), with the worker
+/// marker in its environment. Blocks the thread for the fork and exec only.
+pub(crate) fn launch() -> io::Result<Process> {
+    let (ours, theirs) = UnixStream::pair()?; // both close-on-exec
+    let fd = theirs.as_raw_fd();
+    let mut command = Command::new("/proc/self/exe");
+    if let Some(arg0) = std::env::args_os().next() {
+        command.arg0(arg0); // `ps` shows the program's own name
+    }
+    command.env(WORKER_ENV, std::process::id().to_string()).stdin(Stdio::null());
+    // SAFETY: the closure runs in the child between fork and exec; it calls only fcntl and
+    // dup2, which are async-signal-safe, on `fd`, which is open in the child.
+    unsafe { command.pre_exec(move || put_on_worker_fd(fd)) };
+    let child = command.spawn()?;
+    drop(theirs);
+    let pid = child.id();
+    Ok(Process { child: RefCell::new(child), pid, pipe: Green::new(ours)? })
+}
+
+/// In the child: makes `fd` the worker's fd [`WORKER_FD`], open across exec.
+fn put_on_worker_fd(fd: RawFd) -> io::Result<()> {
+    let done = if fd == WORKER_FD {
+        // SAFETY: clearing FD_CLOEXEC on an open fd.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, 0) == 0 }
+    } else {
+        // SAFETY: dup2 onto a fixed number; the copy does not have FD_CLOEXEC.
+        unsafe { libc::dup2(fd, WORKER_FD) == WORKER_FD }
+    };
+    if done { Ok(()) } else { Err(io::Error::last_os_error()) }
+}
+
+impl Process {
+    pub(crate) fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Reads the next frame into `reader`, the calling greenlet parked meanwhile; `None`
+    /// at the end of the stream.
+    pub(crate) fn read_frame(&self, reader: &mut FrameReader) -> io::Result<Option<frame::Frame>> {
+        reader.read_frame(|buf| self.pipe.read_buf(buf, |mut s, b| s.read(b)))
+    }
+
+    /// Writes all of `bytes`, the calling greenlet parked while the socket is full.
+    pub(crate) fn write_all(&self, mut bytes: &[u8]) -> io::Result<()> {
+        use std::io::Write;
+        while !bytes.is_empty() {
+            let n = self.pipe.write_with(|mut s| s.write(bytes))?;
+            bytes = &bytes[n..];
+        }
+        Ok(())
+    }
+
+    /// Checks the worker runs our binary and runs the initializer in it. On failure, the
+    /// message says why (the worker is left to the caller to reap).
+    pub(crate) fn handshake(
+        &self,
+        reader: &mut FrameReader,
+        expected: BinaryIdentity,
+        initializer: Option<(Call, &[u8])>,
+    ) -> Result<(), String> {
+        self.pipe.set_read_timeout(Some(STARTUP_TIMEOUT)).expect("a nonzero timeout");
+        let result = self.exchange_greetings(reader, expected, initializer);
+        self.pipe.set_read_timeout(None).expect("no timeout is valid");
+        result
+    }
+
+    fn exchange_greetings(
+        &self,
+        reader: &mut FrameReader,
+        expected: BinaryIdentity,
+        initializer: Option<(Call, &[u8])>,
+    ) -> Result<(), String> {
+        let pid = self.pid();
+        let hello = self.expect_frame(reader, "say hello")?;
+        let identity = BinaryIdentity::from_bytes(reader.payload(&hello));
+        if hello.kind != Kind::Hello || identity != Some(expected) {
+            return Err(format!(
+                "worker process {pid} runs a different binary than the pool's process \
+                 (its identity {identity:?}, ours {expected:?}): refused"
+            ));
+        }
+        let mut init = Vec::new();
+        match initializer {
+            None => frame::encode(&mut init, Kind::Init, 0, &[&[0]]),
+            Some((call, argument)) => {
+                frame::encode(
+                    &mut init,
+                    Kind::Init,
+                    0,
+                    &[&[1], &frame::call_bytes(call), argument],
+                );
+            }
+        }
+        self.write_all(&init)
+            .map_err(|e| format!("could not send worker process {pid} its set-up: {e}"))?;
+        let ready = self.expect_frame(reader, "run the initializer")?;
+        match ready.kind {
+            Kind::Ready => Ok(()),
+            Kind::InitFailed => {
+                let (_, message) = frame::parse_failure(reader.payload(&ready));
+                Err(format!("the initializer failed in worker process {pid}: {message}"))
+            }
+            other => Err(format!("worker process {pid} sent {other:?} instead of Ready")),
+        }
+    }
+
+    fn expect_frame(&self, reader: &mut FrameReader, step: &str) -> Result<frame::Frame, String> {
+        let pid = self.pid();
+        match self.read_frame(reader) {
+            Ok(Some(frame)) => Ok(frame),
+            Ok(None) => {
+                let status = describe(self.reap());
+                Err(format!(
+                    "worker process {pid} {status} before it could {step}; does main() call \
+                     verdant::processpool::worker_main() before anything else?"
+                ))
+            }
+            Err(err) => Err(format!("worker process {pid} did not {step}: {err}")),
+        }
+    }
+
+    /// Waits for the process to end (its socket closed, so it is ending) and returns how
+    /// it ended; kills it if it lingers.
+    pub(crate) fn reap(&self) -> ExitStatus {
+        for _ in 0..500 {
+            let polled = self.child.borrow_mut().try_wait();
+            match polled {
+                Ok(Some(status)) => return status,
+                Ok(None) => verdant_hub::sleep(Duration::from_millis(1)),
+                Err(_) => break,
+            }
+        }
+        self.kill_now()
+    }
+
+    /// SIGKILL, then waits (which takes the kernel a moment at most).
+    pub(crate) fn kill_now(&self) -> ExitStatus {
+        let mut child = self.child.borrow_mut();
+        let _ = child.kill();
+        child.wait().unwrap_or_else(|_| ExitStatus::from_raw(libc::SIGKILL))
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let child = self.child.get_mut();
+        if let Ok(None) = child.try_wait() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// "exited with status 3", "was killed by signal 11 (SIGSEGV)".
+pub(crate) fn describe(status: ExitStatus) -> String {
+    if let Some(signal) = status.signal() {
+        let name = match signal {
+            libc::SIGSEGV => "SIGSEGV",
+            libc::SIGABRT => "SIGABRT",
+            libc::SIGKILL => "SIGKILL",
+            libc::SIGBUS => "SIGBUS",
+            libc::SIGILL => "SIGILL",
+            libc::SIGFPE => "SIGFPE",
+            libc::SIGTERM => "SIGTERM",
+            libc::SIGINT => "SIGINT",
+            _ => "signal",
+        };
+        format!("was killed by signal {signal} ({name})")
+    } else {
+        format!("exited with status {}", status.code().unwrap_or(-1))
+    }
+}

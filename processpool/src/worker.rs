@@ -1,0 +1,137 @@
+//! The worker side: what a child process does once [`worker_main`] recognizes it.
+//!
+//! A worker is the program's own binary, re-executed by the pool with [`WORKER_ENV`] set
+//! and its end of a socket pair on fd [`WORKER_FD`]. It says hello with its binary
+//! identity, runs the initializer it is sent, then runs tasks one at a time in arrival
+//! order, answering each with a `Done` or `Failed` frame, until `Quit` or the end of the
+//! stream. Plain blocking I/O: a worker has no hub and needs none.
+
+use std::io::{self, Read, Write};
+use std::os::fd::FromRawFd;
+use std::os::unix::net::UnixStream;
+
+use crate::frame::{self, FrameReader, Kind};
+use crate::function::BinaryIdentity;
+
+/// The environment variable that marks a worker process; its value is the parent's pid.
+pub(crate) const WORKER_ENV: &str = "VERDANT_PROCESSPOOL_WORKER";
+
+/// The fd on which a worker finds its socket to the pool.
+pub(crate) const WORKER_FD: i32 = 3;
+
+/// Turns this process into a pool worker if it was started as one, and otherwise returns
+/// at once: call it first thing in `main` of every program that creates a
+/// [`ProcessPool`](crate::ProcessPool) (as Python's `freeze_support`).
+///
+/// Workers are started by re-executing the program's own binary, so a worker runs `main`
+/// from the top; this call is where it leaves to serve tasks instead (it never returns in
+/// a worker). It must come before anything else, in particular before any thread is
+/// started.
+///
+/// ```no_run
+/// fn square(x: u64) -> u64 {
+///     x * x
+/// }
+///
+/// fn main() {
+///     verdant_processpool::worker_main(); // workers stop here
+///
+///     let pool = verdant_processpool::ProcessPool::new(Some(2)).unwrap();
+///     assert_eq!(pool.map(square, 1..=4, None).unwrap(), [1, 4, 9, 16]);
+/// }
+/// ```
+pub fn worker_main() {
+    let Some(parent) = std::env::var_os(WORKER_ENV) else { return };
+    // SAFETY: the documented contract of this function is that it runs first in `main`,
+    // before any other thread exists, so nothing reads the environment concurrently.
+    unsafe { std::env::remove_var(WORKER_ENV) }; // pools made by tasks are ordinary pools
+    let parent: i32 = parent.to_str().and_then(|p| p.parse().ok()).unwrap_or(0);
+    let code = match serve(parent) {
+        Ok(()) => 0,
+        Err(err) => {
+            eprintln!("verdant: process-pool worker {}: {err}", std::process::id());
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+fn serve(parent: i32) -> io::Result<()> {
+    die_with_parent(parent);
+    // SAFETY: the pool put our end of the socket pair on WORKER_FD just before exec, and
+    // nothing else in this process owns that fd.
+    let socket = unsafe { UnixStream::from_raw_fd(WORKER_FD) };
+    let mut input = socket.try_clone()?;
+    let mut output = socket;
+    let mut reader = FrameReader::new();
+    let mut out = Vec::new();
+
+    let identity = BinaryIdentity::of_this_worker()?.to_bytes();
+    frame::encode(&mut out, Kind::Hello, 0, &[&identity]);
+    send(&mut output, &mut out)?;
+
+    let Some(init) = reader.read_frame(|buf| input.read(buf))? else { return Ok(()) };
+    if init.kind != Kind::Init {
+        return Err(io::Error::other(format!("expected Init from the pool, got {:?}", init.kind)));
+    }
+    let payload = reader.payload(&init);
+    if payload.first() == Some(&1) {
+        let (call, argument) = frame::split_task(&payload[1..])
+            .ok_or_else(|| io::Error::other("a malformed Init frame"))?;
+        // SAFETY: the pool made this call in the parent, which runs the same executable as
+        // this worker (it checked our identity before sending Init).
+        if let Err(failure) = unsafe { call.invoke(argument) } {
+            frame::encode(&mut out, Kind::InitFailed, 0, &[&frame::failure_payload(&failure)]);
+            return send(&mut output, &mut out);
+        }
+    }
+    frame::encode(&mut out, Kind::Ready, 0, &[]);
+    send(&mut output, &mut out)?;
+
+    while let Some(task) = reader.read_frame(|buf| input.read(buf))? {
+        match task.kind {
+            Kind::Quit => return Ok(()),
+            Kind::Task => {
+                let payload = reader.payload(&task);
+                let outcome = match frame::split_task(payload) {
+                    // SAFETY: as for the initializer above.
+                    Some((call, argument)) => unsafe { call.invoke(argument) },
+                    None => Err((
+                        crate::function::FailureKind::DecodeArgument,
+                        "a malformed Task frame".into(),
+                    )),
+                };
+                match outcome {
+                    Ok(result) => frame::encode(&mut out, Kind::Done, task.id, &[&result]),
+                    Err(failure) => frame::encode(
+                        &mut out,
+                        Kind::Failed,
+                        task.id,
+                        &[&frame::failure_payload(&failure)],
+                    ),
+                }
+                send(&mut output, &mut out)?;
+            }
+            other => return Err(io::Error::other(format!("unexpected {other:?} frame"))),
+        }
+    }
+    Ok(()) // the pool closed the socket
+}
+
+/// Writes and clears `out`.
+fn send(output: &mut UnixStream, out: &mut Vec<u8>) -> io::Result<()> {
+    let result = output.write_all(out);
+    out.clear();
+    result
+}
+
+/// Asks the kernel to kill this worker when the pool's thread exits, so no worker outlives
+/// its pool's process; exits at once if the parent is already gone.
+fn die_with_parent(parent: i32) {
+    // SAFETY: prctl(PR_SET_PDEATHSIG) only sets a process attribute.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+    // SAFETY: getppid has no preconditions.
+    if unsafe { libc::getppid() } != parent {
+        std::process::exit(1); // the parent died before the prctl took effect
+    }
+}

@@ -1,0 +1,529 @@
+//! `verdant::processpool`: every behaviour of the processing Pool API, crashes of every
+//! kind, and the process table after terminate.
+//!
+//! This test binary has its own `main` (`harness = false`): the pool re-executes the
+//! binary to make workers, and `worker_main()` must run first in `main`, which libtest's
+//! generated `main` would not do. The runner below runs each test in turn on the main
+//! thread's hub.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashSet;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use verdant::processpool::{GetError, MapError, NotReady, ProcessPool, StillRunning, TaskError};
+
+// ---- Functions the workers run -------------------------------------------------------
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+fn pid(_: ()) -> u32 {
+    std::process::id()
+}
+
+fn fail(message: String) -> u32 {
+    panic!("{message}")
+}
+
+fn abort(_: ()) -> u32 {
+    std::process::abort()
+}
+
+fn segfault(_: ()) -> u32 {
+    // SAFETY: none — crashing the worker is the point of this task.
+    unsafe { std::ptr::null_mut::<u8>().write_volatile(1) };
+    0
+}
+
+fn exit_with(code: i32) -> u32 {
+    std::process::exit(code)
+}
+
+fn sleep_ms(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+/// Panics on 3 and 17; sleeps 50 ms on 15 and above.
+fn picky(x: u64) -> u64 {
+    if x == 3 || x == 17 {
+        panic!("picky about {x}");
+    }
+    if x >= 15 {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    x
+}
+
+static INITIALIZED_WITH: AtomicU64 = AtomicU64::new(0);
+
+fn remember(value: u64) {
+    INITIALIZED_WITH.store(value, Ordering::SeqCst);
+}
+
+fn initialized_with(_: ()) -> u64 {
+    INITIALIZED_WITH.load(Ordering::SeqCst)
+}
+
+fn initializer_that_panics(_: ()) {
+    panic!("bad initializer")
+}
+
+/// Writes bytes that are not a frame to the pool, then waits.
+fn scribble(_: ()) -> u32 {
+    let junk = [0xffu8; 64];
+    // SAFETY: fd 3 is this worker's socket to the pool; writing junk to it is the test.
+    unsafe { libc::write(3, junk.as_ptr().cast(), junk.len()) };
+    std::thread::sleep(Duration::from_secs(5));
+    0
+}
+
+/// A value whose serialization always fails.
+#[derive(Debug, Deserialize)]
+struct Unencodable;
+
+impl Serialize for Unencodable {
+    fn serialize<S: Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom("Unencodable refuses"))
+    }
+}
+
+fn make_unencodable(_: ()) -> Unencodable {
+    Unencodable
+}
+
+fn take_unencodable(_: Unencodable) -> u32 {
+    0
+}
+
+/// A value that serializes but never deserializes.
+#[derive(Debug, Serialize)]
+struct Undecodable(u32);
+
+impl<'de> Deserialize<'de> for Undecodable {
+    fn deserialize<D: Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        Err(serde::de::Error::custom("Undecodable refuses"))
+    }
+}
+
+fn make_undecodable(_: ()) -> Undecodable {
+    Undecodable(7)
+}
+
+// ---- Helpers --------------------------------------------------------------------------
+
+const LONG: Option<Duration> = Some(Duration::from_secs(30));
+
+fn pool(processes: usize) -> ProcessPool {
+    ProcessPool::new(Some(processes)).unwrap()
+}
+
+fn process_exists(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// The processes whose parent is this process (zombies included).
+fn children() -> Vec<u32> {
+    let me = std::process::id();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+        let ppid: u32 = after_name.split_whitespace().nth(1).unwrap().parse().unwrap();
+        if ppid == me {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+fn died(result: Result<u32, TaskError>) -> String {
+    match result {
+        Err(TaskError::WorkerDied(how)) => how,
+        other => panic!("expected WorkerDied, got {other:?}"),
+    }
+}
+
+// ---- Tests ----------------------------------------------------------------------------
+
+fn apply_and_apply_async_return_values() {
+    let pool = pool(2);
+    assert_eq!(pool.apply(square, 7), Ok(49));
+    let result = pool.apply_async(square, 9);
+    assert_eq!(result.get(LONG), Ok(81));
+    assert!(result.ready());
+    assert_eq!(result.successful(), Ok(true));
+    assert_eq!(result.get(LONG), Err(GetError::Taken));
+}
+
+fn callbacks_run_exactly_once_before_get_returns() {
+    let pool = pool(1);
+    let log = Rc::new(RefCell::new(Vec::new()));
+    let (ok_log, err_log) = (log.clone(), log.clone());
+    let good = pool.apply_async_with(
+        square,
+        3,
+        move |v| ok_log.borrow_mut().push(format!("value {v}")),
+        move |e| err_log.borrow_mut().push(format!("error {e}")),
+    );
+    assert_eq!(good.get(LONG), Ok(9));
+    assert_eq!(*log.borrow(), ["value 9"]);
+    let (ok_log, err_log) = (log.clone(), log.clone());
+    let bad = pool.apply_async_with(
+        fail,
+        "no".to_string(),
+        move |v| ok_log.borrow_mut().push(format!("value {v}")),
+        move |e| err_log.borrow_mut().push(format!("error {e}")),
+    );
+    assert!(bad.wait(LONG));
+    assert_eq!(*log.borrow(), ["value 9", "error the task panicked: no"]);
+    assert_eq!(bad.successful(), Ok(false));
+
+    let (ok_log, err_log) = (log.clone(), log.clone());
+    let mapped = pool.map_async_with(
+        square,
+        1..=3,
+        Some(2),
+        move |v| ok_log.borrow_mut().push(format!("values {v:?}")),
+        move |e| err_log.borrow_mut().push(format!("error {e}")),
+    );
+    assert_eq!(mapped.get(LONG), Ok(vec![1, 4, 9]));
+    assert_eq!(log.borrow().last().unwrap(), "values [1, 4, 9]");
+    assert_eq!(log.borrow().len(), 3);
+}
+
+fn successful_is_an_error_before_the_result_is_ready() {
+    let pool = pool(1);
+    let slow = pool.apply_async(sleep_ms, 300);
+    assert_eq!(slow.successful(), Err(NotReady));
+    assert!(!slow.ready());
+    assert!(!slow.wait(Some(Duration::from_millis(10))));
+    assert_eq!(slow.get(Some(Duration::from_millis(10))), Err(GetError::Timeout));
+    assert_eq!(slow.get(LONG), Ok(300));
+}
+
+fn map_matches_a_sequential_map_for_any_chunksize() {
+    let pool = pool(2);
+    let expected: Vec<u64> = (0..1000).map(square).collect();
+    for chunksize in [Some(1), Some(37), Some(1000), None] {
+        assert_eq!(pool.map(square, 0..1000, chunksize).unwrap(), expected, "{chunksize:?}");
+    }
+    assert_eq!(pool.map(square, Vec::new(), None), Ok(vec![]));
+    assert_eq!(pool.map_async(square, 0..4, Some(3)).get(LONG), Ok(vec![0, 1, 4, 9]));
+}
+
+fn imap_is_in_order_and_next_timeout_times_out() {
+    let pool = pool(2);
+    let mut results = pool.imap(sleep_ms, [300, 0, 0], 1);
+    assert!(results.next_timeout(Duration::from_millis(10)).is_err(), "300 ms are not over");
+    assert_eq!(results.next(), Some(Ok(300)));
+    assert_eq!(results.next_timeout(Duration::from_secs(30)), Ok(Some(Ok(0))));
+    assert_eq!(results.collect::<Vec<_>>(), [Ok(0)]);
+    let chunked: Vec<u64> = pool.imap(square, 0..10, 3).map(Result::unwrap).collect();
+    assert_eq!(chunked, (0..10).map(square).collect::<Vec<_>>());
+}
+
+fn imap_unordered_yields_in_completion_order() {
+    let pool = pool(2);
+    let order: Vec<u64> = pool.imap_unordered(sleep_ms, [400, 0], 1).map(Result::unwrap).collect();
+    assert_eq!(order, [0, 400]);
+}
+
+fn a_panic_reaches_the_caller_and_the_worker_survives() {
+    let pool = pool(1);
+    let before = pool.apply(pid, ()).unwrap();
+    assert_eq!(pool.apply(fail, "boom".to_string()), Err(TaskError::Panicked("boom".into())));
+    assert_eq!(pool.apply(pid, ()).unwrap(), before, "the same worker process");
+}
+
+fn a_crashing_worker_fails_its_task_and_is_replaced() {
+    type Task = fn(()) -> u32;
+    let crashes: [(Task, &str); 2] = [(abort, "SIGABRT"), (segfault, "SIGSEGV")];
+    for (crash, signal) in crashes {
+        let pool = pool(1);
+        let before = pool.apply(pid, ()).unwrap();
+        let how = died(pool.apply(crash, ()));
+        assert!(how.contains(signal) && how.contains(&before.to_string()), "{how}");
+        let after = pool.apply(pid, ()).unwrap();
+        assert_ne!(after, before, "a new worker process");
+        assert!(!process_exists(before), "the dead worker was reaped");
+    }
+    let pool = pool(1);
+    let how = died(pool.apply(exit_with, 3));
+    assert!(how.contains("exited with status 3"), "{how}");
+    assert_eq!(pool.apply(square, 5), Ok(25));
+}
+
+fn a_worker_killed_from_outside_fails_its_task_and_is_replaced() {
+    let pool = pool(1);
+    let worker = pool.apply(pid, ()).unwrap();
+    let stuck = pool.apply_async(sleep_ms, 20_000);
+    verdant::sleep(Duration::from_millis(100)); // let it start
+    // SAFETY: kill(2) on our own child.
+    assert_eq!(unsafe { libc::kill(worker as i32, libc::SIGKILL) }, 0);
+    match stuck.get(LONG) {
+        Err(GetError::Failed(TaskError::WorkerDied(how))) => {
+            assert!(how.contains("SIGKILL"), "{how}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(pool.apply(square, 6), Ok(36));
+}
+
+fn tasks_sent_behind_a_crash_are_not_lost() {
+    let pool = pool(1);
+    let crash = pool.apply_async(abort, ());
+    let after: Vec<_> = (1..=4).map(|x| pool.apply_async(square, x)).collect();
+    assert!(matches!(crash.get(LONG), Err(GetError::Failed(TaskError::WorkerDied(_)))));
+    let values: Vec<u64> = after.iter().map(|r| r.get(LONG).unwrap()).collect();
+    assert_eq!(values, [1, 4, 9, 16]);
+}
+
+fn an_unreadable_frame_fails_the_task_and_the_worker_is_replaced() {
+    let pool = pool(1);
+    let how = died(pool.apply(scribble, ()));
+    assert!(how.contains("unreadable frame"), "{how}");
+    assert_eq!(pool.apply(square, 4), Ok(16));
+}
+
+fn map_does_not_fail_fast_and_reports_the_first_failed_chunk_whole() {
+    let pool = pool(2);
+    let start = Instant::now();
+    let err = pool.map(picky, 0..20, Some(5)).unwrap_err();
+    // Chunk 0..5 fails at once, chunk 15..20 after 15 and 16 slept 50 ms each: the error
+    // came only after that, and it is the first failed chunk by position.
+    assert!(start.elapsed() >= Duration::from_millis(100), "{:?}", start.elapsed());
+    assert_eq!(err, MapError { items: 0..5, error: TaskError::Panicked("picky about 3".into()) });
+    let items: Vec<_> = pool.imap(picky, 0..10, 5).collect();
+    assert!(items[..5].iter().all(|r| r == &Err(TaskError::Panicked("picky about 3".into()))));
+    assert_eq!(items[5..], [Ok(5), Ok(6), Ok(7), Ok(8), Ok(9)]);
+}
+
+fn the_initializer_runs_in_every_worker() {
+    let pool = ProcessPool::builder().processes(2).initializer(remember, 42).build().unwrap();
+    let seen = pool.map(initialized_with, vec![(); 20], Some(1)).unwrap();
+    assert!(seen.iter().all(|&v| v == 42), "{seen:?}");
+}
+
+fn a_failing_initializer_breaks_the_pool_without_hanging() {
+    let pool = ProcessPool::builder()
+        .processes(1)
+        .initializer(initializer_that_panics, ())
+        .build()
+        .unwrap();
+    match pool.apply(square, 1) {
+        Err(TaskError::PoolBroken(why)) => assert!(why.contains("bad initializer"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(pool.apply(square, 2), Err(TaskError::PoolBroken(_))));
+}
+
+fn maxtasksperchild_replaces_workers() {
+    let pool = ProcessPool::builder().processes(1).maxtasksperchild(2).build().unwrap();
+    let pids: Vec<u32> = (0..6).map(|_| pool.apply(pid, ()).unwrap()).collect();
+    assert_eq!(pids[0], pids[1]);
+    assert_eq!(pids[2], pids[3]);
+    assert_eq!(pids[4], pids[5]);
+    assert_eq!(pids.iter().collect::<HashSet<_>>().len(), 3, "{pids:?}");
+}
+
+fn close_then_join_finishes_the_queue() {
+    let pool = pool(2);
+    assert_eq!(pool.join(), Err(StillRunning));
+    let queued: Vec<_> = (0..6).map(|x| pool.apply_async(sleep_ms, 20 + x)).collect();
+    let pids = pool.pids();
+    pool.close();
+    assert_eq!(pool.apply(square, 1), Err(TaskError::NotRunning));
+    pool.join().unwrap();
+    for (x, result) in queued.iter().enumerate() {
+        assert_eq!(result.get(Some(Duration::ZERO)), Ok(20 + x as u64));
+    }
+    assert!(pids.iter().all(|&p| !process_exists(p)), "the workers exited and were reaped");
+    assert!(pool.pids().is_empty());
+}
+
+fn terminate_with_thousands_of_long_tasks_is_prompt_and_leaves_no_process() {
+    let pool = pool(2);
+    let pending: Vec<_> = (0..2000).map(|_| pool.apply_async(sleep_ms, 10_000)).collect();
+    verdant::sleep(Duration::from_millis(100)); // two of them are running
+    let pids = pool.pids();
+    assert_eq!(pids.len(), 2);
+    let start = Instant::now();
+    pool.terminate();
+    assert!(start.elapsed() < Duration::from_secs(5), "terminate took {:?}", start.elapsed());
+    assert!(
+        pending
+            .iter()
+            .all(|r| r.get(Some(Duration::ZERO)) == Err(GetError::Failed(TaskError::Terminated)))
+    );
+    assert!(pids.iter().all(|&p| !process_exists(p)));
+    assert_eq!(children(), Vec::<u32>::new(), "no child process left, not even a zombie");
+    pool.join().unwrap();
+    assert_eq!(pool.apply(square, 1), Err(TaskError::NotRunning));
+}
+
+fn dropping_the_pool_terminates_it() {
+    let pool = pool(2);
+    let running = pool.apply_async(sleep_ms, 10_000);
+    verdant::sleep(Duration::from_millis(50));
+    let pids = pool.pids();
+    drop(pool);
+    assert_eq!(running.get(LONG), Err(GetError::Failed(TaskError::Terminated)));
+    assert!(pids.iter().all(|&p| !process_exists(p)));
+}
+
+fn serialization_failures_are_task_errors() {
+    let pool = pool(1);
+    let before = pool.apply(pid, ()).unwrap();
+    match pool.apply(make_unencodable, ()) {
+        Err(TaskError::Serialization(what)) => {
+            assert!(what.contains("encode the result"), "{what}")
+        }
+        other => panic!("{other:?}"),
+    }
+    match pool.apply(make_undecodable, ()) {
+        Err(TaskError::Serialization(what)) => {
+            assert!(what.contains("decode the result"), "{what}")
+        }
+        other => panic!("{other:?}"),
+    }
+    match pool.apply(take_unencodable, Unencodable) {
+        Err(TaskError::Serialization(what)) => {
+            assert!(what.contains("encode the argument"), "{what}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(pool.apply(pid, ()).unwrap(), before, "the worker survived all three");
+}
+
+fn a_worker_running_another_binary_is_refused() {
+    // SAFETY: this test binary runs its tests on one thread; nothing reads the
+    // environment concurrently. Workers inherit the variable and report another identity.
+    unsafe { std::env::set_var(verdant::processpool::TEST_IDENTITY_SALT_ENV, "other") };
+    let pool = pool(1);
+    let outcome = pool.apply(square, 2);
+    // SAFETY: as above.
+    unsafe { std::env::remove_var(verdant::processpool::TEST_IDENTITY_SALT_ENV) };
+    match outcome {
+        Err(TaskError::PoolBroken(why)) => assert!(why.contains("different binary"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+fn other_greenlets_run_while_a_task_runs() {
+    let pool = pool(1);
+    let ticks = Rc::new(Cell::new(0u32));
+    let ticker = verdant::spawn({
+        let ticks = ticks.clone();
+        move || loop {
+            verdant::sleep(Duration::from_millis(1));
+            ticks.set(ticks.get() + 1);
+        }
+    });
+    assert_eq!(pool.apply(sleep_ms, 200), Ok(200));
+    ticker.kill();
+    assert!(ticks.get() >= 20, "only {} ticks in 200 ms", ticks.get());
+    let askers: Vec<_> = (0..50u64)
+        .map(|x| {
+            let result = pool.apply_async(square, x);
+            verdant::spawn(move || result.get(LONG))
+        })
+        .collect();
+    for (x, asker) in askers.iter().enumerate() {
+        assert_eq!(asker.get().unwrap(), Ok(square(x as u64)));
+    }
+}
+
+// ---- Runner ---------------------------------------------------------------------------
+
+fn main() {
+    verdant::processpool::worker_main();
+
+    let tests: &[(&str, fn())] = &[
+        ("apply_and_apply_async_return_values", apply_and_apply_async_return_values),
+        (
+            "callbacks_run_exactly_once_before_get_returns",
+            callbacks_run_exactly_once_before_get_returns,
+        ),
+        (
+            "successful_is_an_error_before_the_result_is_ready",
+            successful_is_an_error_before_the_result_is_ready,
+        ),
+        (
+            "map_matches_a_sequential_map_for_any_chunksize",
+            map_matches_a_sequential_map_for_any_chunksize,
+        ),
+        (
+            "imap_is_in_order_and_next_timeout_times_out",
+            imap_is_in_order_and_next_timeout_times_out,
+        ),
+        ("imap_unordered_yields_in_completion_order", imap_unordered_yields_in_completion_order),
+        (
+            "a_panic_reaches_the_caller_and_the_worker_survives",
+            a_panic_reaches_the_caller_and_the_worker_survives,
+        ),
+        (
+            "a_crashing_worker_fails_its_task_and_is_replaced",
+            a_crashing_worker_fails_its_task_and_is_replaced,
+        ),
+        (
+            "a_worker_killed_from_outside_fails_its_task_and_is_replaced",
+            a_worker_killed_from_outside_fails_its_task_and_is_replaced,
+        ),
+        ("tasks_sent_behind_a_crash_are_not_lost", tasks_sent_behind_a_crash_are_not_lost),
+        (
+            "an_unreadable_frame_fails_the_task_and_the_worker_is_replaced",
+            an_unreadable_frame_fails_the_task_and_the_worker_is_replaced,
+        ),
+        (
+            "map_does_not_fail_fast_and_reports_the_first_failed_chunk_whole",
+            map_does_not_fail_fast_and_reports_the_first_failed_chunk_whole,
+        ),
+        ("the_initializer_runs_in_every_worker", the_initializer_runs_in_every_worker),
+        (
+            "a_failing_initializer_breaks_the_pool_without_hanging",
+            a_failing_initializer_breaks_the_pool_without_hanging,
+        ),
+        ("maxtasksperchild_replaces_workers", maxtasksperchild_replaces_workers),
+        ("close_then_join_finishes_the_queue", close_then_join_finishes_the_queue),
+        (
+            "terminate_with_thousands_of_long_tasks_is_prompt_and_leaves_no_process",
+            terminate_with_thousands_of_long_tasks_is_prompt_and_leaves_no_process,
+        ),
+        ("dropping_the_pool_terminates_it", dropping_the_pool_terminates_it),
+        ("serialization_failures_are_task_errors", serialization_failures_are_task_errors),
+        ("a_worker_running_another_binary_is_refused", a_worker_running_another_binary_is_refused),
+        ("other_greenlets_run_while_a_task_runs", other_greenlets_run_while_a_task_runs),
+    ];
+    let filters: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let selected: Vec<_> = tests
+        .iter()
+        .filter(|(name, _)| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str())))
+        .collect();
+    println!("\nrunning {} tests", selected.len());
+    let mut failed = Vec::new();
+    for (name, test) in &selected {
+        let start = Instant::now();
+        let outcome = std::panic::catch_unwind(test);
+        let verdict = if outcome.is_ok() { "ok" } else { "FAILED" };
+        println!("test {name} ... {verdict} ({:.2?})", start.elapsed());
+        if outcome.is_err() {
+            failed.push(*name);
+        }
+    }
+    let passed = selected.len() - failed.len();
+    if failed.is_empty() {
+        println!("\ntest result: ok. {passed} passed; 0 failed\n");
+    } else {
+        println!(
+            "\nfailures: {failed:?}\ntest result: FAILED. {passed} passed; {} failed\n",
+            failed.len()
+        );
+        std::process::exit(101);
+    }
+}
