@@ -77,3 +77,8 @@ pub struct ThreadpoolGuideExamples;
 #[doc = include_str!("../../docs/net.md")]
 #[cfg(doctest)]
 pub struct NetGuideExamples;
+
+/// The examples of `docs/processpool.md`, compiled as doctests.
+#[doc = include_str!("../../docs/processpool.md")]
+#[cfg(doctest)]
+pub struct ProcesspoolGuideExamples;
