@@ -249,10 +249,7 @@ impl ProcessPool {
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + 'static,
     {
-        self.apply_async(f, argument).get(None).map_err(|e| match e {
-            crate::GetError::Failed(error) => error,
-            other => unreachable!("a result waited for without timeout, once: {other:?}"),
-        })
+        self.apply_async(f, argument).outcome()
     }
 
     /// Starts `f(argument)` in a worker and returns at once.
@@ -313,10 +310,7 @@ impl ProcessPool {
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + 'static,
     {
-        self.map_async(f, items, chunksize).get(None).map_err(|e| match e {
-            crate::GetError::Failed(error) => error,
-            other => unreachable!("a result waited for without timeout, once: {other:?}"),
-        })
+        self.map_async(f, items, chunksize).outcome()
     }
 
     /// Like [`map`](Self::map), returning at once.
@@ -372,24 +366,9 @@ impl ProcessPool {
             collector.finish_if_done();
             return result;
         }
-        let call = Call::chunk(f);
-        let mut tasks = Vec::with_capacity(chunks.len());
-        let mut sinks: Vec<Sink> = Vec::with_capacity(chunks.len());
-        for (index, range) in chunks.into_iter().enumerate() {
-            let collector = collector.clone();
-            let encoded = call.clone().and_then(|call| encode(call, &items[range.clone()]));
-            let sink = move |outcome: Result<&[u8], TaskError>| {
-                collector.chunk_done(index, range, outcome.and_then(decode::<Vec<R>>));
-            };
-            match encoded {
-                Ok(task) => {
-                    tasks.push(task);
-                    sinks.push(Box::new(sink));
-                }
-                Err(error) => sink(Err(error)),
-            }
-        }
-        self.submit(tasks, sinks);
+        self.submit_chunks(f, &items, chunks, move |index, range, outcome| {
+            collector.chunk_done(index, range, outcome);
+        });
         result
     }
 
@@ -431,15 +410,36 @@ impl ProcessPool {
         let chunks = chunk_ranges(items.len(), chunksize.max(1));
         let arrivals = Arrivals::new(ordered);
         let chunk_lens = chunks.iter().map(ExactSizeIterator::len).collect();
+        let delivered = arrivals.clone();
+        self.submit_chunks(f, &items, chunks, move |index, _, outcome| {
+            delivered.deliver(index, outcome);
+        });
+        IMap::new(arrivals, chunk_lens)
+    }
+
+    /// Submits `f` over each chunk of `items`; `done(chunk number, its items, outcome)`
+    /// runs as each chunk finishes (or at once for a chunk that cannot be encoded).
+    fn submit_chunks<A, R>(
+        &self,
+        f: fn(A) -> R,
+        items: &[A],
+        chunks: Vec<std::ops::Range<usize>>,
+        done: impl Fn(usize, std::ops::Range<usize>, Result<Vec<R>, TaskError>) + 'static,
+    ) where
+        A: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + 'static,
+    {
         let call = Call::chunk(f);
+        let done = Rc::new(done);
         let mut tasks = Vec::with_capacity(chunks.len());
         let mut sinks: Vec<Sink> = Vec::with_capacity(chunks.len());
         for (index, range) in chunks.into_iter().enumerate() {
-            let arrivals = arrivals.clone();
+            let encoded = call.clone().and_then(|call| encode(call, &items[range.clone()]));
+            let done = done.clone();
             let sink = move |outcome: Result<&[u8], TaskError>| {
-                arrivals.deliver(index, outcome.and_then(decode::<Vec<R>>));
+                done(index, range, outcome.and_then(decode::<Vec<R>>));
             };
-            match call.clone().and_then(|call| encode(call, &items[range])) {
+            match encoded {
                 Ok(task) => {
                     tasks.push(task);
                     sinks.push(Box::new(sink));
@@ -448,7 +448,6 @@ impl ProcessPool {
             }
         }
         self.submit(tasks, sinks);
-        IMap::new(arrivals, chunk_lens)
     }
 
     /// Takes no more tasks; the workers finish the queued ones, then exit.

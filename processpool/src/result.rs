@@ -104,6 +104,16 @@ impl<T, E: Clone> AsyncResult<T, E> {
     }
 }
 
+impl<T, E: Clone + fmt::Debug> AsyncResult<T, E> {
+    /// Waits without limit and moves the outcome out (for results nobody else holds).
+    pub(crate) fn outcome(self) -> Result<T, E> {
+        self.get(None).map_err(|e| match e {
+            GetError::Failed(error) => error,
+            other => unreachable!("a private result waited for without timeout: {other:?}"),
+        })
+    }
+}
+
 impl<T, E> Clone for AsyncResult<T, E> {
     fn clone(&self) -> Self {
         AsyncResult { cell: self.cell.clone() }
