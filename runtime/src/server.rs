@@ -464,6 +464,7 @@ fn accept_loop(core: &Rc<Core>, listener: &TcpListener) {
                 pool.wait_available(None); // stop accepting while full, as gevent does
             }
             match listener.accept() {
+                Ok(_) if core.listener.borrow().is_none() => return, // closed meanwhile
                 Ok((stream, peer)) => {
                     backoff = None;
                     core.spawn_handler(&pool, stream, peer);
