@@ -34,7 +34,7 @@
 //! | `time.rs`, `timeout.rs` | [`sleep`], [`yield_now`], [`with_timeout`] |
 //! | `timer.rs` | the timer heap |
 //! | [`sync`] | events, async results, semaphores, locks, queues, channels, `wait`/`iwait` |
-//! | [`io`] | fds registered in the mio poll, [`io::wait_readable`] |
+//! | [`io`] | fds registered in the mio poll, [`io::wait_readable`], [`io::Green`] (a non-blocking socket or pipe whose calls park the greenlet) |
 //! | `remote.rs` | waking a hub from other threads ([`RemoteHandle`], [`RemoteWaker`]) |
 //! | `stack.rs`, `overflow.rs` | guarded stacks, their free list and limits; overflow reports |
 //! | `shared_stack.rs` | shared (copying) stacks, for 100,000+ idle greenlets |
