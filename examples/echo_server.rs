@@ -12,7 +12,9 @@ mod support_echo;
 
 use verdant::server::StreamServer;
 
-fn main() -> std::io::Result<()> {
+/// Serves on the address given as the first argument until killed (public so that
+/// `benches/compare_tokio.rs` can run it in a process of its own).
+pub fn main() -> std::io::Result<()> {
     let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:7000".to_string());
     let server = StreamServer::new(addr.as_str(), support_echo::echo)?;
     println!("listening on {} (pid {})", server.local_addr(), std::process::id());

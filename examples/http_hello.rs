@@ -16,7 +16,9 @@ use std::net::SocketAddr;
 use verdant::net::TcpStream;
 use verdant::server::StreamServer;
 
-fn main() -> io::Result<()> {
+/// Serves on the address given as the first argument until killed (public so that
+/// `benches/compare_tokio.rs` can run it in a process of its own).
+pub fn main() -> io::Result<()> {
     let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:8080".to_string());
     let server = StreamServer::new(addr.as_str(), serve)?;
     println!("listening on http://{} (pid {})", server.local_addr(), std::process::id());

@@ -11,7 +11,9 @@ mod http;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-fn main() -> std::io::Result<()> {
+/// Serves on the address given as the first argument until killed (public so that
+/// `benches/compare_tokio.rs` can run it in a process of its own).
+pub fn main() -> std::io::Result<()> {
     let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:8081".to_string());
     let runtime = tokio::runtime::Builder::new_current_thread().enable_io().build()?;
     runtime.block_on(async {
