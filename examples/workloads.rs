@@ -142,30 +142,18 @@ fn w4_threadpool_round_trip(count: usize) {
     let pool = verdant::threadpool::ThreadPool::new(1);
     pool.apply(|| 0u64); // start the worker outside the measurement
     let greenlet = spawn(move || {
-        let cpu = cpu_time();
+        let cpu = tcp_load::cpu::own_cpu();
         let t = Instant::now();
         let mut x = 0u64;
         for _ in 0..count {
             x = pool.apply(move || x + 1);
         }
-        (t.elapsed(), cpu_time() - cpu, x)
+        (t.elapsed(), tcp_load::cpu::own_cpu() - cpu, x)
     });
     let (elapsed, cpu, x) = greenlet.get().unwrap();
     assert_eq!(x, count as u64);
     result("W4", elapsed.as_secs_f64() * 1e6 / count as f64, "us/round-trip");
     result("W4-cpu", cpu.as_secs_f64() * 1e6 / count as f64, "us-cpu/round-trip");
-}
-
-/// CPU time used by this process so far (all threads).
-fn cpu_time() -> Duration {
-    let mut usage = std::mem::MaybeUninit::<libc::rusage>::uninit();
-    // SAFETY: getrusage fills the struct it is given; RUSAGE_SELF is always valid.
-    let usage = unsafe {
-        libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr());
-        usage.assume_init()
-    };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
 /// W5: a producer and a consumer pass `count` integers through a capacity-1 queue.

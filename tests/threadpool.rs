@@ -2,6 +2,10 @@
 
 mod util;
 
+#[path = "../examples/support/cpu.rs"]
+#[allow(dead_code)] // only own_cpu is needed here
+mod cpu;
+
 use std::cell::Cell;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -307,9 +311,9 @@ fn idle_cpu_child() {
     // after the hub took the last result, so the hub may spin once in here.)
     sleep(Duration::from_millis(50));
     let spins = hub::stats().spins;
-    let cpu = cpu_time();
+    let cpu = cpu::own_cpu();
     sleep(Duration::from_millis(300)); // nothing outstanding: no spinning anywhere
-    let used = cpu_time() - cpu;
+    let used = cpu::own_cpu() - cpu;
     assert_eq!(hub::stats().spins, spins, "the hub did not spin without outstanding work");
     assert!(used < Duration::from_millis(30), "{used:?} of CPU while idle for 300 ms");
 }
@@ -317,17 +321,6 @@ fn idle_cpu_child() {
 #[test]
 fn an_idle_hub_and_idle_workers_use_no_cpu() {
     util::assert_test_passes_in_child("idle_cpu_child");
-}
-
-fn cpu_time() -> Duration {
-    let mut usage = std::mem::MaybeUninit::<libc::rusage>::uninit();
-    // SAFETY: getrusage fills the struct it is given; RUSAGE_SELF is always valid.
-    let usage = unsafe {
-        libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr());
-        usage.assume_init()
-    };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
 #[test]

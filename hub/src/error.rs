@@ -64,8 +64,15 @@ pub(crate) fn classify_unwind(payload: Box<dyn Any + Send>) -> GreenletError {
     GreenletError::from_unwind(&*payload)
 }
 
-/// The text of a panic payload: `panic!("...")` produces `&str` or `String`.
-pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
+/// The text of a panic payload: `panic!("...")` produces `&str` or `String`; anything
+/// else is described as such. For code that catches unwinds and reports them as the hub
+/// does.
+///
+/// ```
+/// let payload = std::panic::catch_unwind(|| panic!("at {}", 42)).unwrap_err();
+/// assert_eq!(verdant_hub::panic_message(&*payload), "at 42");
+/// ```
+pub fn panic_message(payload: &(dyn Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&'static str>() {
         (*s).to_string()
     } else if let Some(s) = payload.downcast_ref::<String>() {

@@ -73,7 +73,7 @@ mod timeout;
 mod timer;
 
 pub use config::{HubConfig, StackMode, config, configure};
-pub use error::GreenletError;
+pub use error::{GreenletError, panic_message};
 pub use greenlet::{
     AsGreenlet, Builder, Greenlet, GreenletRef, LinkHook, LinkId, current, joinall, killall, spawn,
     spawn_later,

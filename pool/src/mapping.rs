@@ -195,7 +195,7 @@ where
                     Ok(Some(item)) => item,
                     Ok(None) => break,
                     Err(payload) => {
-                        let message = panic_text(&*payload);
+                        let message = verdant_hub::panic_message(&*payload);
                         reports.put(Report::InputPanicked { count: index, message });
                         return;
                     }
@@ -348,16 +348,6 @@ pub(crate) fn collect<T>(iter: MapIter<T>) -> Result<Vec<T>, MapError> {
     match first_error {
         Some(error) => Err(error),
         None => Ok(values),
-    }
-}
-
-fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&'static str>() {
-        (*s).to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "Box<dyn Any> (a non-string panic payload)".to_string()
     }
 }
 

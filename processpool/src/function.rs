@@ -172,14 +172,7 @@ fn encode_result<R: Serialize>(result: &R) -> Result<Vec<u8>, Failure> {
 }
 
 fn panicked(payload: Box<dyn std::any::Any + Send>) -> Failure {
-    let message = if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "<a panic payload that is not a string>".to_string()
-    };
-    (FailureKind::Panicked, message)
+    (FailureKind::Panicked, verdant_hub::panic_message(&*payload))
 }
 
 /// Refuses a function that is not code of the main executable (say, of a shared library):
