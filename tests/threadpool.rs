@@ -389,3 +389,25 @@ fn a_million_tasks_from_greenlets_and_threads_nothing_lost_or_duplicated() {
     assert!(wrong.is_empty(), "ids not seen exactly once: {wrong:?}");
     assert!(pool.is_empty());
 }
+
+/// Regression: `len()` dropped only after the result was delivered, so a waiter that had
+/// its result could still count its own task as unfinished (and `join` could return before
+/// a result was visible). A plain thread polls `ready()` and checks both at that moment.
+#[test]
+fn a_result_seen_is_no_longer_counted_and_a_finished_join_sees_every_result() {
+    let pool = ThreadPool::new(1);
+    std::thread::spawn(move || {
+        for round in 0..3_000 {
+            let result = pool.spawn(move || round);
+            while !result.ready() {
+                std::hint::spin_loop();
+            }
+            assert_eq!(pool.len(), 0, "round {round}: a finished task still counted");
+            let result = pool.spawn(move || round);
+            pool.join();
+            assert!(result.ready(), "round {round}: join returned before the result");
+        }
+    })
+    .join()
+    .unwrap();
+}

@@ -32,8 +32,12 @@ use crate::result::{Slot, ThreadResult};
 const WORKER_SPIN: Duration = Duration::from_micros(50);
 
 /// A task waiting for, or running on, a worker.
+///
+/// Both ways out go through [`Shared::task_finished`], which keeps the pool's two counts
+/// in step with the outcome becoming visible.
 trait Job: Send {
-    fn run(self: Box<Self>);
+    fn run(self: Box<Self>, pool: &Shared);
+    fn cancel(self: Box<Self>, pool: &Shared);
 }
 
 /// A task and the slot its outcome goes to. Dropping it unrun cancels it.
@@ -45,11 +49,19 @@ struct Task<F, T> {
 }
 
 impl<F: FnOnce() -> T + Send, T: Send> Job for Task<F, T> {
-    fn run(mut self: Box<Self>) {
+    fn run(mut self: Box<Self>, pool: &Shared) {
         let f = self.f.take().expect("a task runs once");
         let outcome = catch_unwind(AssertUnwindSafe(f))
             .map_err(|payload| GreenletError::from_unwind(&*payload));
-        self.slot.complete(outcome);
+        pool.task_finished(|uncount| self.slot.complete_then(outcome, uncount));
+    }
+
+    fn cancel(mut self: Box<Self>, pool: &Shared) {
+        if self.f.take().is_some() {
+            pool.task_finished(|uncount| {
+                self.slot.complete_then(Err(GreenletError::Killed), uncount)
+            });
+        }
     }
 }
 
@@ -73,12 +85,16 @@ struct Shared {
     maxsize: AtomicUsize,
     /// Workers between jobs that are still spinning (not parked).
     spinning: AtomicUsize,
-    /// Tasks submitted and not yet finished.
+    /// Tasks submitted whose outcome is not stored yet (`len`). Drops *before* the outcome
+    /// becomes visible: whoever sees a result also sees the count without it.
     unfinished: AtomicUsize,
+    /// Tasks submitted whose waiters have not been told yet (`join`). Drops *after* the
+    /// outcome became visible: a `join` that returns sees every result.
+    outstanding: AtomicUsize,
     workers: Mutex<Workers>,
     /// Parked workers wait here.
     wakeup: Condvar,
-    /// Who waits in `join` for `unfinished` to reach zero.
+    /// Who waits in `join` for `outstanding` to reach zero.
     idle: Mutex<Vec<RemoteWaker>>,
     idle_native: Condvar,
 }
@@ -111,8 +127,7 @@ impl Shared {
         WORKER_OF.with(|w| w.set(self.id));
         loop {
             if let Some(job) = self.steal() {
-                job.run();
-                self.task_finished();
+                job.run(&self);
                 continue;
             }
             if self.spin_for_job() {
@@ -154,8 +169,15 @@ impl Shared {
         found || !self.queue.is_empty()
     }
 
-    fn task_finished(&self) {
-        if self.unfinished.fetch_sub(1, Ordering::SeqCst) == 1 {
+    /// Takes a finished (or cancelled) task off both counts: `complete` stores its outcome
+    /// and calls the closure it is given just before making the outcome visible, which
+    /// drops `unfinished`; once `complete` returned, `outstanding` drops, and if that was
+    /// the last task, `join` waiters are woken.
+    fn task_finished(&self, complete: impl FnOnce(&dyn Fn())) {
+        complete(&|| {
+            self.unfinished.fetch_sub(1, Ordering::SeqCst);
+        });
+        if self.outstanding.fetch_sub(1, Ordering::SeqCst) == 1 {
             let waiters = std::mem::take(&mut *self.idle.lock());
             for waiter in waiters {
                 let _ = waiter.wake();
@@ -166,6 +188,7 @@ impl Shared {
 
     fn submit(self: &Arc<Shared>, job: Box<dyn Job>) {
         self.unfinished.fetch_add(1, Ordering::SeqCst);
+        self.outstanding.fetch_add(1, Ordering::SeqCst);
         self.queue.push(job);
         if self.spinning.load(Ordering::SeqCst) > 0 {
             return; // a spinning worker will find it
@@ -195,8 +218,7 @@ impl Shared {
     fn cancel_pending(&self) -> usize {
         let mut cancelled = 0;
         while let Some(job) = self.steal() {
-            drop(job);
-            self.task_finished();
+            job.cancel(self);
             cancelled += 1;
         }
         cancelled
@@ -204,17 +226,17 @@ impl Shared {
 
     fn join_until(&self, deadline: Option<Instant>) -> bool {
         loop {
-            if self.unfinished.load(Ordering::SeqCst) == 0 {
+            if self.outstanding.load(Ordering::SeqCst) == 0 {
                 return true;
             }
             if !verdant_hub::has_hub() {
                 let mut idle = self.idle.lock();
-                while self.unfinished.load(Ordering::SeqCst) > 0 {
+                while self.outstanding.load(Ordering::SeqCst) > 0 {
                     match deadline {
                         None => self.idle_native.wait(&mut idle),
                         Some(d) => {
                             if self.idle_native.wait_until(&mut idle, d).timed_out() {
-                                return self.unfinished.load(Ordering::SeqCst) == 0;
+                                return self.outstanding.load(Ordering::SeqCst) == 0;
                             }
                         }
                     }
@@ -223,13 +245,13 @@ impl Shared {
             }
             {
                 let mut idle = self.idle.lock();
-                if self.unfinished.load(Ordering::SeqCst) == 0 {
+                if self.outstanding.load(Ordering::SeqCst) == 0 {
                     return true;
                 }
                 idle.push(RemoteWaker::new(park::waker()));
             }
             if park::park_until(&"a thread pool to finish its tasks (join)", deadline)
-                && self.unfinished.load(Ordering::SeqCst) > 0
+                && self.outstanding.load(Ordering::SeqCst) > 0
             {
                 return false;
             }
@@ -282,6 +304,7 @@ impl ThreadPool {
             maxsize: AtomicUsize::new(maxsize),
             spinning: AtomicUsize::new(0),
             unfinished: AtomicUsize::new(0),
+            outstanding: AtomicUsize::new(0),
             workers: Mutex::new(Workers::default()),
             wakeup: Condvar::new(),
             idle: Mutex::new(Vec::new()),

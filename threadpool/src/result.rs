@@ -55,17 +55,30 @@ impl<T> Slot<T> {
 
     /// Stores the outcome (once) and tells everyone waiting.
     pub(crate) fn complete(&self, outcome: Result<T, GreenletError>) {
-        let (notify, native) = {
+        self.complete_then(outcome, || {});
+    }
+
+    /// Stores the outcome (once), runs `before_waking`, then marks the slot done and tells
+    /// everyone waiting: whatever `before_waking` does is seen by anyone who sees the
+    /// outcome, whether woken or polling `is_done`.
+    pub(crate) fn complete_then<R>(
+        &self,
+        outcome: Result<T, GreenletError>,
+        before_waking: impl FnOnce() -> R,
+    ) -> R {
+        let (notify, native, result) = {
             let mut state = self.state.lock();
             if self.done.load(Ordering::Relaxed) {
-                return;
+                drop(state);
+                return before_waking();
             }
             match outcome {
                 Ok(value) => state.value = Some(value),
                 Err(error) => state.error = Some(error),
             }
+            let result = before_waking();
             self.done.store(true, Ordering::Release);
-            (std::mem::take(&mut state.notify), state.native_waiters > 0)
+            (std::mem::take(&mut state.notify), state.native_waiters > 0, result)
         };
         for target in notify {
             match target {
@@ -78,6 +91,7 @@ impl<T> Slot<T> {
         if native {
             self.finished.notify_all();
         }
+        result
     }
 
     pub(crate) fn is_done(&self) -> bool {
