@@ -3,22 +3,27 @@
 use std::time::Duration;
 
 use verdant::sync::{AsyncResult, Event, Waitable, iwait, wait};
-use verdant::{sleep, spawn, yield_now};
+use verdant::{spawn, yield_now};
 
 #[test]
 fn wait_for_all_or_for_a_count() {
-    let g = spawn(|| sleep(Duration::from_millis(3)));
+    // The order comes from the hub's FIFO rules, not from sleeps: the setter sets the
+    // async result (waking main first), then yields behind main before setting the event;
+    // the greenlet finishes only when main lets it.
+    let release = Event::new();
+    let r2 = release.clone();
+    let g = spawn(move || r2.wait());
     let event = Event::new();
     let result: AsyncResult<u8> = AsyncResult::new();
     let (e, r) = (event.clone(), result.clone());
     spawn(move || {
-        sleep(Duration::from_millis(1));
         r.set(1);
-        sleep(Duration::from_millis(1));
+        yield_now();
         e.set();
     });
     let objects: [&dyn Waitable; 3] = [&g, &event, &result];
     assert_eq!(wait(&objects, None, Some(1)), [2], "the async result came first");
+    release.set();
     assert_eq!(wait(&objects, None, None), [0, 1, 2]);
 }
 
@@ -32,12 +37,27 @@ fn wait_returns_what_is_ready_when_the_timeout_passes() {
 
 #[test]
 fn iwait_yields_in_completion_order_and_stops_at_the_timeout() {
-    let gs: Vec<_> = [30u64, 10, 20]
-        .into_iter()
-        .map(|ms| spawn(move || sleep(Duration::from_millis(ms))))
+    // Each greenlet finishes when its gate opens; main opens the next gate only after
+    // iwait yielded the previous greenlet, so the order does not depend on timing.
+    let gates: Vec<Event> = (0..3).map(|_| Event::new()).collect();
+    let gs: Vec<_> = gates
+        .iter()
+        .map(|gate| {
+            let gate = gate.clone();
+            spawn(move || gate.wait())
+        })
         .collect();
     let objects: Vec<&dyn Waitable> = gs.iter().map(|g| g as &dyn Waitable).collect();
-    assert_eq!(iwait(&objects, None).collect::<Vec<_>>(), [1, 2, 0]);
+    let next_gate = |i: usize| [None, Some(2), Some(0)][i];
+    gates[1].set();
+    let mut order = Vec::new();
+    for i in iwait(&objects, None) {
+        order.push(i);
+        if let Some(next) = next_gate(i) {
+            gates[next].set();
+        }
+    }
+    assert_eq!(order, [1, 2, 0]);
 
     let never = Event::new();
     let soon = Event::new();
