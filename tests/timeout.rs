@@ -157,3 +157,41 @@ fn timeouts_in_many_greenlets_each_catch_their_own() {
         assert_eq!(g.get().unwrap(), i % 2 == 1, "greenlet {i}");
     }
 }
+
+/// Resident memory of this process, in bytes (from `/proc/self/statm`).
+fn resident_bytes() -> usize {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+    let pages: usize = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    // SAFETY: sysconf only reads a system constant.
+    pages * unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize
+}
+
+#[test]
+fn timer_burst_child() {
+    if !util::is_child_for("timer_burst_child") {
+        return;
+    }
+    // Warm up: the hub, its wheel and a few timers exist before the baseline.
+    for _ in 0..10_000 {
+        with_timeout(Duration::from_millis(50), || ()).unwrap();
+    }
+    let before = resident_bytes();
+    for i in 0..4_000_000u32 {
+        with_timeout(Duration::from_millis(50), || {
+            if i % 64 == 0 {
+                yield_now(); // a turn boundary now and then: the wheel turns as time passes
+            }
+        })
+        .unwrap();
+    }
+    let after = resident_bytes();
+    let grown = after.saturating_sub(before);
+    assert!(grown < 8 << 20, "a burst of short timeouts kept {} KiB", grown >> 10);
+}
+
+/// Regression: millions of `with_timeout` scopes that ended early left their cancelled
+/// timers (and the wheel slots' capacity) in memory for good.
+#[test]
+fn a_burst_of_short_timeouts_gives_its_memory_back() {
+    util::assert_test_passes_in_child("timer_burst_child");
+}

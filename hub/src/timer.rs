@@ -11,7 +11,10 @@
 //! timers still fire in exact deadline order, FIFO on ties.
 //!
 //! Cancelling removes the action from a slab by key (O(1)); the entry left in the wheel is
-//! skipped when its tick comes.
+//! skipped when its tick comes. Such stale entries are counted: once they outnumber the
+//! live timers (and a few thousand), one pass drops them all and gives back the memory the
+//! burst took, so ten million short `with_timeout` scopes leave nothing behind (amortised
+//! O(1) per cancel).
 
 use std::cell::{Cell, RefCell};
 use std::cmp::Reverse;
@@ -113,6 +116,11 @@ impl Timers {
 ///
 /// Entries of cancelled timers stay in their slot (or the heap) until reached, and are
 /// skipped: their key no longer names a live action with the same sequence number.
+///
+/// # Invariant
+///
+/// `stored` is the number of entries in `slots`, `overflow` and `due`, stale ones
+/// included; `stored - actions.len()` of them are stale.
 struct TimerWheel {
     origin: Instant,
     /// Every tick before this one has been collected.
@@ -124,10 +132,19 @@ struct TimerWheel {
     next_seq: u64,
     /// Collected, sorted entries not yet handed out by `pop_expired`.
     due: VecDeque<Entry>,
+    /// Entries held in `slots`, `overflow` and `due`, live and stale.
+    stored: usize,
 }
 
 /// Number of wheel slots, one per millisecond tick.
 const SLOTS: usize = 1024;
+
+/// Stale entries tolerated before a compaction, whatever the number of live timers.
+const STALE_SLACK: usize = 4096;
+
+/// A buffer (a slot, `due`, the heap) keeps at most this many entries' worth of spare
+/// capacity once a burst has passed through it.
+const KEEP_CAPACITY: usize = 1024;
 
 /// One timer's place in the wheel: `(deadline in ns since origin, creation seq, key)`.
 /// The derived order is the firing order: deadline, then FIFO.
@@ -155,6 +172,7 @@ impl TimerWheel {
             actions: Slab::new(),
             next_seq: 0,
             due: VecDeque::new(),
+            stored: 0,
         }
     }
 
@@ -168,6 +186,7 @@ impl TimerWheel {
         let key = self.actions.insert((seq, action));
         let entry = Entry { at: self.nanos_since_origin(deadline), seq, key };
         self.place(entry);
+        self.stored += 1;
         TimerKey { slot: key, seq }
     }
 
@@ -189,13 +208,35 @@ impl TimerWheel {
             return false;
         }
         self.actions.remove(key.slot);
-        let stale = self.overflow.len().saturating_sub(self.actions.len());
-        if stale > 4096 && stale > 2 * self.actions.len() {
-            let actions = &self.actions;
-            self.overflow
-                .retain(|Reverse(e)| matches!(actions.get(e.key), Some((s, _)) if *s == e.seq));
+        let stale = self.stored - self.actions.len();
+        if stale > STALE_SLACK && stale > self.actions.len() {
+            self.compact();
         }
         true
+    }
+
+    /// Drops every stale entry and gives back the spare capacity a burst left behind.
+    #[cold]
+    fn compact(&mut self) {
+        let actions = &self.actions;
+        let live = |e: &Entry| matches!(actions.get(e.key), Some((s, _)) if *s == e.seq);
+        for (slot, entries) in self.slots.iter_mut().enumerate() {
+            entries.retain(live);
+            shrink(entries);
+            if entries.is_empty() {
+                self.occupied[slot / 64] &= !(1 << (slot % 64));
+            }
+        }
+        self.overflow.retain(|Reverse(e)| live(e));
+        if self.overflow.capacity() > self.overflow.len() + KEEP_CAPACITY {
+            self.overflow.shrink_to_fit();
+        }
+        self.due.retain(live);
+        if self.due.capacity() > self.due.len() + KEEP_CAPACITY {
+            self.due.shrink_to_fit();
+        }
+        self.actions.shrink_to_fit();
+        self.stored = self.actions.len();
     }
 
     fn is_live(&self, seq: u64, key: usize) -> bool {
@@ -214,7 +255,9 @@ impl TimerWheel {
                 continue;
             }
             let actions = &self.actions;
+            let before = self.slots[slot].len();
             self.slots[slot].retain(|e| matches!(actions.get(e.key), Some((s, _)) if *s == e.seq));
+            self.stored -= before - self.slots[slot].len();
             if self.slots[slot].is_empty() {
                 self.occupied[slot / 64] &= !(1 << (slot % 64));
                 continue;
@@ -227,6 +270,7 @@ impl TimerWheel {
                 return Some(self.origin + Duration::from_nanos(entry.at));
             }
             self.overflow.pop();
+            self.stored -= 1;
         }
         None
     }
@@ -241,6 +285,8 @@ impl TimerWheel {
             self.overflow.pop();
             if self.is_live(entry.seq, entry.key) {
                 self.place(entry);
+            } else {
+                self.stored -= 1;
             }
         }
     }
@@ -248,9 +294,13 @@ impl TimerWheel {
     fn pop_expired(&mut self, now: Instant) -> Option<TimerAction> {
         loop {
             while let Some(entry) = self.due.pop_front() {
+                self.stored -= 1;
                 if self.is_live(entry.seq, entry.key) {
                     return Some(self.actions.remove(entry.key).1);
                 }
+            }
+            if self.due.capacity() > KEEP_CAPACITY {
+                self.due = VecDeque::new();
             }
             let now_tick = self.nanos_since_origin(now) / 1_000_000;
             if now_tick < self.next_tick {
@@ -272,7 +322,8 @@ impl TimerWheel {
         let mut entries = std::mem::take(&mut self.slots[slot]);
         entries.sort_unstable();
         self.due.extend(entries.drain(..));
-        self.slots[slot] = entries; // keep the capacity
+        shrink(&mut entries);
+        self.slots[slot] = entries; // keep a modest capacity for the next turn of the wheel
     }
 
     /// Entries in slots and the overflow heap, stale ones included (tests only).
@@ -281,11 +332,27 @@ impl TimerWheel {
         self.slots.iter().map(Vec::len).sum::<usize>() + self.overflow.len() + self.due.len()
     }
 
+    /// Spare capacity held, in entries, across every buffer (tests only).
+    #[cfg(test)]
+    fn spare_capacity(&self) -> usize {
+        let slots: usize = self.slots.iter().map(|v| v.capacity() - v.len()).sum();
+        slots + self.overflow.capacity() - self.overflow.len() + self.due.capacity()
+            - self.due.len()
+    }
+
     fn drain(&mut self) -> Vec<TimerAction> {
+        self.stored = 0;
         self.due.clear();
         self.overflow.clear();
         self.slots.iter_mut().for_each(Vec::clear);
         self.actions.drain().map(|(_, action)| action).collect()
+    }
+}
+
+/// Gives back a buffer's spare capacity once it exceeds [`KEEP_CAPACITY`] entries.
+fn shrink(entries: &mut Vec<Entry>) {
+    if entries.capacity() > entries.len() + KEEP_CAPACITY {
+        entries.shrink_to(entries.len() + KEEP_CAPACITY / 4);
     }
 }
 
@@ -380,5 +447,62 @@ mod tests {
         assert_eq!(id_of(timers.pop_expired(t0 + Duration::from_millis(1)).unwrap()), 99);
         assert!(!timers.cancel(keep), "a fired timer is no longer cancellable");
         assert_eq!(timers.next_deadline(), None);
+    }
+
+    /// Regression: ten million short `with_timeout` scopes left their cancelled entries in
+    /// the wheel's slots (and the slots' capacity) for good: 126 MB that never came back.
+    #[test]
+    fn a_burst_of_cancelled_timers_leaves_no_entries_or_capacity_behind() {
+        let timers = Timers::new();
+        let t0 = Instant::now();
+        let keep = timers.insert(t0 + Duration::from_secs(3600), start_action(0));
+        for i in 0..1_000_000u64 {
+            // 50 ms ahead, as a `with_timeout(50 ms)` that finishes early; time does not
+            // advance, as in a burst that never blocks.
+            let at = t0 + Duration::from_millis(50) + Duration::from_nanos(i);
+            let key = timers.insert(at, start_action(i));
+            assert!(timers.cancel(key));
+            let wheel = timers.heap.borrow();
+            assert!(wheel.stored <= 2 * STALE_SLACK + 2, "{} entries held", wheel.stored);
+        }
+        let wheel = timers.heap.borrow();
+        assert_eq!(wheel.stored, wheel.entries(), "the count of stored entries is exact");
+        assert!(wheel.spare_capacity() < 64 * KEEP_CAPACITY, "{}", wheel.spare_capacity());
+        drop(wheel);
+        assert_eq!(timers.len(), 1);
+        assert!(timers.cancel(keep));
+    }
+
+    /// The count of stored entries stays exact through inserts, cancels, firing and
+    /// compaction, whatever the mix.
+    #[test]
+    fn the_stored_count_is_exact_under_a_random_mix() {
+        let timers = Timers::new();
+        let t0 = Instant::now();
+        let mut keys = Vec::new();
+        let mut x: u64 = 99;
+        let mut now = t0;
+        for step in 0..200_000u64 {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            match (x >> 60) % 4 {
+                0 | 1 => {
+                    let at = now + Duration::from_micros((x >> 20) % 2_500_000);
+                    keys.push(timers.insert(at, start_action(step)));
+                }
+                2 if !keys.is_empty() => {
+                    let key = keys.swap_remove(((x >> 8) % keys.len() as u64) as usize);
+                    timers.cancel(key);
+                }
+                _ => {
+                    now += Duration::from_micros(300);
+                    while timers.pop_expired(now).is_some() {}
+                }
+            }
+            if step % 997 == 0 {
+                timers.next_deadline();
+                let wheel = timers.heap.borrow();
+                assert_eq!(wheel.stored, wheel.entries(), "step {step}");
+            }
+        }
     }
 }
