@@ -125,7 +125,11 @@ fn overflow_child() {
     if !util::is_child_for("overflow_child") {
         return;
     }
-    let g = Builder::new().stack_size(32 * 1024).spawn(|| util::recurse_forever(0)).unwrap();
+    let g = Builder::new()
+        .name("deep recursion")
+        .stack_size(32 * 1024)
+        .spawn(|| util::recurse_forever(0))
+        .unwrap();
     let _ = g.get();
     unreachable!("the overflow must abort the process");
 }
@@ -133,8 +137,11 @@ fn overflow_child() {
 #[test]
 fn a_stack_overflow_is_reported_by_name() {
     let (stderr, signal) = util::run_test_in_child("overflow_child");
+    let id = stderr.split("(id ").nth(1).and_then(|rest| rest.split(')').next());
+    assert!(id.is_some_and(|id| id.parse::<u64>().is_ok()), "the id is named: {stderr}");
     assert!(
-        stderr.contains("verdant: a greenlet overflowed its stack of 32 KiB"),
+        stderr.contains("verdant: greenlet 'deep recursion' (id ")
+            && stderr.contains(") overflowed its stack of 32 KiB"),
         "stderr was: {stderr}"
     );
     assert!(stderr.contains("Builder::stack_size"), "{stderr}");

@@ -486,7 +486,7 @@ impl Hub {
         self.current.set(Some(NonNull::from(&*task)));
         self.in_loop.set(false);
         self.stats.switches.set(self.stats.switches.get() + 1);
-        overflow::publish_running_guard(core.guard_low.get(), core.stack_size());
+        overflow::publish_running(core);
         let result = {
             let mut coroutine = core.coroutine.borrow_mut();
             coroutine.as_mut().expect("a started greenlet has a coroutine").resume(())

@@ -9,35 +9,45 @@
 //! on to the handler that was installed before (the Rust runtime's own, which reports
 //! main-thread overflows and otherwise restores the default action).
 //!
-//! The running greenlet's guard is published in a thread-local that the loop sets around
-//! every resume ([`publish_running_guard`]).
+//! The running greenlet's guard page and a pointer to its [`Core`] are published in a
+//! thread-local that the loop sets before every resume ([`publish_running`]); the report
+//! names the greenlet (its name and id) from that `Core`.
 
 use std::cell::Cell;
 use std::sync::{Once, OnceLock};
 
 use libc::{c_int, c_void, siginfo_t};
 
-/// Where the running greenlet's guard page starts, and how big its stack is.
+use crate::task::Core;
+
+/// Where the running greenlet's guard page starts, and the greenlet.
+///
+/// # Invariant
+///
+/// `core` points at the `Core` of the greenlet that was last resumed on this thread, whose
+/// stack has its guard page at `guard_low`. It may be stale (that greenlet suspended or
+/// finished since), so it is only dereferenced when a fault hits that guard page: only
+/// code running on that very stack can touch it, so the greenlet is running, and alive.
 #[derive(Clone, Copy)]
 struct ActiveStack {
     guard_low: usize,
-    stack_size: usize,
+    core: *const Core,
 }
 
-const NO_STACK: ActiveStack = ActiveStack { guard_low: 0, stack_size: 0 };
+const NO_STACK: ActiveStack = ActiveStack { guard_low: 0, core: std::ptr::null() };
 
 thread_local! {
     static ACTIVE: Cell<ActiveStack> = const { Cell::new(NO_STACK) };
 }
 
-/// Publishes the guard page of the greenlet the loop is about to resume on this thread.
+/// Publishes the greenlet the loop is about to resume on this thread, and its guard page.
 ///
 /// It is not cleared afterwards: a guard page can only be hit by code running on its own
 /// stack, so a stale entry never misattributes a fault (a fault elsewhere falls outside
 /// it), and skipping the clear keeps one thread-local write off every switch.
 #[inline]
-pub(crate) fn publish_running_guard(guard_low: usize, stack_size: usize) {
-    let active = ActiveStack { guard_low, stack_size };
+pub(crate) fn publish_running(core: &Core) {
+    let active = ActiveStack { guard_low: core.guard_low.get(), core };
     ACTIVE.with(|a| a.set(active));
 }
 
@@ -88,39 +98,72 @@ extern "C" fn on_fault(signum: c_int, info: *mut siginfo_t, context: *mut c_void
         && address >= active.guard_low.saturating_sub(slack)
         && address < guard_high
     {
-        report_overflow(active.stack_size);
+        // SAFETY: the fault hit the published guard page, so by the invariant of
+        // `ActiveStack` its greenlet is the one running, and its `Core` is alive.
+        report_overflow(unsafe { &*active.core });
     }
     // SAFETY: forwards the same arguments the kernel gave us to the previous handler.
     unsafe { forward(signum, info, context) };
 }
 
-fn report_overflow(stack_size: usize) -> ! {
-    let mut message = [0u8; 320];
-    let mut len = 0;
-    let mut put = |bytes: &[u8]| {
-        let n = bytes.len().min(message.len() - len);
-        message[len..len + n].copy_from_slice(&bytes[..n]);
-        len += n;
-    };
-    put(b"\nverdant: a greenlet overflowed its stack of ");
-    let mut digits = [0u8; 20];
-    let mut kib = stack_size / 1024;
-    let mut start = digits.len();
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (kib % 10) as u8;
-        kib /= 10;
-        if kib == 0 {
-            break;
+/// Writes what happened and which knob to turn, then aborts. Runs in the signal handler:
+/// no allocation, no locks, only `write(2)` and `abort(3)`.
+fn report_overflow(core: &Core) -> ! {
+    let mut message = Message::default();
+    message.put(b"\nverdant: greenlet ");
+    match &core.name {
+        Some(name) => {
+            message.put(b"'");
+            message.put(name.as_bytes());
+            message.put(b"' (id ");
+            message.put_number(core.id);
+            message.put(b")");
         }
+        None => message.put_number(core.id),
     }
-    put(&digits[start..]);
-    put(b" KiB (stack overflow: it hit its guard page). Give it a bigger stack with ");
-    put(b"Builder::stack_size, or raise HubConfig::stack_size. Aborting.\n");
+    message.put(b" overflowed its stack of ");
+    message.put_number((core.stack_size() / 1024) as u64);
+    message.put(b" KiB (stack overflow: it hit its guard page). Give it a bigger stack with ");
+    message.put(b"Builder::stack_size, or raise HubConfig::stack_size. Aborting.\n");
     // SAFETY: write(2) and abort(3) are async-signal-safe; the buffer is valid.
     unsafe {
-        libc::write(2, message.as_ptr().cast(), len);
+        libc::write(2, message.bytes.as_ptr().cast(), message.len);
         libc::abort();
+    }
+}
+
+/// A fixed buffer for the report (a signal handler must not allocate); text beyond its
+/// end is cut.
+struct Message {
+    bytes: [u8; 512],
+    len: usize,
+}
+
+impl Default for Message {
+    fn default() -> Message {
+        Message { bytes: [0; 512], len: 0 }
+    }
+}
+
+impl Message {
+    fn put(&mut self, bytes: &[u8]) {
+        let n = bytes.len().min(self.bytes.len() - self.len);
+        self.bytes[self.len..self.len + n].copy_from_slice(&bytes[..n]);
+        self.len += n;
+    }
+
+    fn put_number(&mut self, mut n: u64) {
+        let mut digits = [0u8; 20];
+        let mut start = digits.len();
+        loop {
+            start -= 1;
+            digits[start] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        self.put(&digits[start..]);
     }
 }
 
