@@ -77,3 +77,23 @@ fn untyped_handles_compare_and_join() {
     r.join();
     assert!(g.ready());
 }
+
+#[test]
+fn the_hub_counts_greenlets_spawned_and_finished_whatever_their_end() {
+    let before = verdant::hub::stats();
+    let gate = verdant::sync::Event::new();
+    let returns = spawn(|| 1);
+    let panics = spawn(|| panic!("on purpose"));
+    let killed_before_start = spawn(|| ());
+    killed_before_start.kill();
+    let g = gate.clone();
+    let waiting = spawn(move || g.wait());
+    yield_now();
+    let _ = (returns.get(), panics.get());
+    let now = verdant::hub::stats();
+    assert_eq!(now.spawned - before.spawned, 4);
+    assert_eq!(now.finished - before.finished, 3, "one is still alive");
+    gate.set();
+    waiting.join();
+    assert_eq!(verdant::hub::stats().finished - before.finished, 4);
+}

@@ -75,6 +75,7 @@ pub(crate) fn run(task: &Rc<dyn Task>) {
 pub(crate) fn finish(task: &Rc<dyn Task>, outcome: Result<(), GreenletError>) {
     let core = task.core();
     core.set_outcome(outcome);
+    with_hub(|hub| hub.stats.finished.set(hub.stats.finished.get() + 1));
     core.interrupt.set(None);
     core.notify_joiners();
     let links = core.take_links();

@@ -8,6 +8,7 @@ use crate::hub::with_hub;
 #[derive(Default)]
 pub(crate) struct Stats {
     pub(crate) spawned: Cell<u64>,
+    pub(crate) finished: Cell<u64>,
     pub(crate) switches: Cell<u64>,
     pub(crate) turns: Cell<u64>,
     pub(crate) polls_nonblocking: Cell<u64>,
@@ -25,6 +26,9 @@ pub(crate) struct Stats {
 pub struct HubStats {
     /// Greenlets created.
     pub spawned: u64,
+    /// Greenlets that have died (returned, panicked, were killed, or never got a stack);
+    /// `spawned - finished` are alive.
+    pub finished: u64,
     /// Times the loop resumed a greenlet.
     pub switches: u64,
     /// Loop turns (each starts with a turn boundary: inbox, I/O, timers).
@@ -62,6 +66,7 @@ pub fn stats() -> HubStats {
         let stacks = hub.stacks.borrow();
         HubStats {
             spawned: s.spawned.get(),
+            finished: s.finished.get(),
             switches: s.switches.get(),
             turns: s.turns.get(),
             polls_nonblocking: s.polls_nonblocking.get(),
