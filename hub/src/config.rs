@@ -1,12 +1,9 @@
 //! Per-hub settings: stack size and stack limits.
 
-use std::io;
+use crate::stack::DEFAULT_STACK_SIZE;
 
-use crate::hub::with_hub;
-use crate::stack::{DEFAULT_STACK_SIZE, checked_stack_size};
-
-/// Settings of one thread's hub. Read them with [`config`], change them with
-/// [`configure`]; changes apply to greenlets spawned afterwards.
+/// Settings of one thread's hub. Read them with [`config`](crate::config), change them
+/// with [`configure`](crate::configure); changes apply to greenlets spawned afterwards.
 ///
 /// ```
 /// verdant_hub::configure(|c| c.stack_size = 64 * 1024).unwrap();
@@ -72,19 +69,4 @@ impl Default for HubConfig {
             spin: std::time::Duration::from_micros(50),
         }
     }
-}
-
-/// This thread's hub settings.
-pub fn config() -> HubConfig {
-    with_hub(|hub| hub.config.borrow().clone())
-}
-
-/// Changes this thread's hub settings. The stack size is validated (16 KiB to 1 GiB) and
-/// rounded up to whole pages; on error nothing changes.
-pub fn configure(change: impl FnOnce(&mut HubConfig)) -> io::Result<()> {
-    let mut next = config();
-    change(&mut next);
-    next.stack_size = checked_stack_size(next.stack_size)?;
-    with_hub(|hub| *hub.config.borrow_mut() = next);
-    Ok(())
 }

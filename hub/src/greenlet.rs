@@ -16,8 +16,9 @@ use crate::error::{GreenletError, classify_unwind, panic_message};
 use crate::hub::with_hub;
 use crate::park;
 use crate::stack::checked_stack_size;
-use crate::task::{Core, Interrupt, Kind, LinkCallback, State, Task};
-use crate::timer::TimerAction;
+use crate::hub::TimerAction;
+use crate::stats::Stats;
+use crate::task::{Core, Interrupt, Kind, LinkCallback, LinkHook, State, Task};
 
 /// The typed half of a greenlet: its body before it runs, its value after.
 #[repr(C)]
@@ -29,19 +30,21 @@ struct Body<T, F> {
 
 // SAFETY: `Body` is `#[repr(C)]` and `core` is its first field.
 unsafe impl<T, F: FnOnce() -> T> Task for Body<T, F> {
-    fn run_body(&self) -> Result<(), GreenletError> {
+    fn run(&self) {
         let body = self.body.take().expect("a greenlet body runs once");
-        match catch_unwind(AssertUnwindSafe(body)) {
+        let outcome = match catch_unwind(AssertUnwindSafe(body)) {
             Ok(value) => {
                 *self.value.borrow_mut() = Some(value);
                 Ok(())
             }
             Err(payload) => Err(classify_unwind(payload)),
-        }
+        };
+        finish(&self.core, outcome);
     }
 
-    fn discard_body(&self) {
+    fn abort(&self, error: GreenletError) {
         drop(self.body.take());
+        finish(&self.core, Err(error));
     }
 }
 
@@ -64,18 +67,11 @@ impl<T, F: FnOnce() -> T> TypedTask<T> for Body<T, F> {
     }
 }
 
-/// The body of every greenlet coroutine: run the user's closure, record the outcome.
-pub(crate) fn run(task: &Rc<dyn Task>) {
-    let outcome = task.run_body();
-    finish(task, outcome);
-}
-
 /// Records a greenlet's outcome, wakes its joiners and runs its link callbacks (in the
 /// context that finished it: its own coroutine, or the killer for one that never started).
-pub(crate) fn finish(task: &Rc<dyn Task>, outcome: Result<(), GreenletError>) {
-    let core = task.core();
+fn finish(core: &Core, outcome: Result<(), GreenletError>) {
     core.set_outcome(outcome);
-    with_hub(|hub| hub.stats.finished.set(hub.stats.finished.get() + 1));
+    with_hub(|hub| Stats::bump(&hub.stats().finished));
     core.interrupt.set(None);
     core.notify_joiners();
     let links = core.take_links();
@@ -84,7 +80,7 @@ pub(crate) fn finish(task: &Rc<dyn Task>, outcome: Result<(), GreenletError>) {
             LinkCallback::Call(callback) => callback(),
             LinkCallback::Hook(hook, token) => {
                 if let Some(hook) = hook.upgrade() {
-                    hook.finished(&GreenletRef { task: task.clone() }, token);
+                    hook.finished(token);
                 }
             }
         };
@@ -152,10 +148,7 @@ impl Builder {
         let greenlet = Greenlet::create(self.name.map(String::into_boxed_str), size, f);
         let core = greenlet.task.core();
         if !core.shared {
-            let stack = with_hub(|hub| {
-                let max = hub.config.borrow().max_stacks;
-                hub.stacks.borrow_mut().take(core.stack_size(), max)
-            })?;
+            let stack = with_hub(|hub| hub.stacks().take(core.stack_size()))?;
             core.reserve_stack(stack);
         }
         greenlet.start();
@@ -185,10 +178,7 @@ where
     let greenlet = Greenlet::new(f);
     let core = greenlet.task.core();
     if !core.shared
-        && let Err(err) = with_hub(|hub| {
-            let max = hub.config.borrow().max_stacks;
-            hub.stacks.borrow().check_can_take(core.stack_size(), max)
-        })
+        && let Err(err) = with_hub(|hub| hub.stacks().check_can_take(core.stack_size()))
     {
         panic!("verdant::spawn: {err}");
     }
@@ -210,13 +200,6 @@ where
 /// A handle to the running greenlet, or to the main code if no greenlet is running.
 pub fn current() -> GreenletRef {
     with_hub(|hub| GreenletRef { task: hub.current_task() })
-}
-
-/// Something many greenlets can share as their link (see [`GreenletRef::link_hook`]).
-pub trait LinkHook {
-    /// Called once, in the dying greenlet's context, right after `greenlet` died, with the
-    /// token given to [`GreenletRef::link_hook`] (a slot number, say).
-    fn finished(&self, greenlet: &GreenletRef, token: usize);
 }
 
 /// Identifies a link callback, for [`Greenlet::unlink`].
@@ -253,8 +236,8 @@ impl<T: 'static> Greenlet<T> {
         F: FnOnce() -> T + 'static,
     {
         let (id, stack_size, shared) = with_hub(|hub| {
-            hub.stats.spawned.set(hub.stats.spawned.get() + 1);
-            let config = hub.config.borrow();
+            Stats::bump(&hub.stats().spawned);
+            let config = hub.config();
             let (size, shared) = match stack_size {
                 Some(size) => (size, false),
                 None => (config.stack_size, config.stack_mode == StackMode::Shared),
@@ -300,7 +283,7 @@ impl<T: 'static> Greenlet<T> {
             return;
         }
         let at = Instant::now() + delay;
-        with_hub(|hub| hub.timers.insert(at, TimerAction::Start(self.untyped())));
+        with_hub(|hub| hub.add_timer(at, TimerAction::Start(self.untyped())));
     }
 
     /// Waits until the greenlet is dead, then moves its value out.
@@ -485,7 +468,7 @@ impl GreenletRef {
         let core = self.task.core();
         if core.is_dead() {
             if let Some(hook) = hook.upgrade() {
-                hook.finished(self, token);
+                hook.finished(token);
             }
         } else {
             core.add_link(id, LinkCallback::Hook(hook, token));
@@ -514,7 +497,7 @@ fn debug_core(core: &Core, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     if let Some(name) = &core.name {
         d.field("name", name);
     }
-    d.field("state", &core.state.get());
+    d.field("state", &core.state());
     match core.outcome() {
         None => d.field("dead", &false),
         Some(outcome) => d.field("outcome", &outcome),
@@ -599,17 +582,13 @@ fn kill_task(task: &Rc<dyn Task>) {
     if core.is_dead() || core.is_main() {
         return;
     }
-    match core.state.get() {
+    match core.state() {
         State::New => {
-            core.state.set(State::Done);
-            task.discard_body();
+            core.set_state(State::Done);
             if let Some(stack) = core.take_reserved_stack() {
-                with_hub(|hub| {
-                    let max_free = hub.config.borrow().max_free_stacks;
-                    hub.stacks.borrow_mut().give_back(stack, max_free);
-                });
+                with_hub(|hub| hub.stacks().give_back(stack));
             }
-            finish(task, Err(GreenletError::Killed));
+            task.abort(GreenletError::Killed);
         }
         State::Running => {
             core.post_interrupt(Interrupt::Kill);

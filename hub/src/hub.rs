@@ -35,26 +35,24 @@
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::io;
-use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::panic::resume_unwind;
 use std::ptr::NonNull;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use corosensei::{Coroutine, CoroutineResult};
 
 use crate::config::HubConfig;
-use crate::error::{GreenletError, KillUnwind, TimeoutUnwind, panic_message};
-use crate::greenlet;
+use crate::error::{GreenletError, KillUnwind, TimeoutUnwind};
+use crate::inbox::Remote;
 use crate::io::IoDriver;
 use crate::overflow;
-use crate::park::Waker;
-use crate::remote::{Inbox, Message};
-use crate::shared_stack::{self, SharedStacks};
-use crate::stack::{Stack, StackPool};
-use crate::stats::Stats;
-use crate::task::{Core, Interrupt, Kind, MainTask, State, Task};
-use crate::timer::{TimerAction, Timers};
+use crate::shared_stack;
+use crate::stack::checked_stack_size;
+use crate::stacks::Stacks;
+use crate::stats::{HubStats, Stats};
+use crate::task::{Core, Interrupt, Kind, MainTask, RunQueue, State, Task, Waker};
+use crate::timer::{TimerKey, Timers};
 
 thread_local! {
     /// Owns this thread's hub: created on first use, dropped at thread exit.
@@ -94,7 +92,9 @@ pub(crate) fn with_hub<R>(f: impl FnOnce(&Hub) -> R) -> R {
 #[inline(never)]
 fn with_new_hub<R>(f: impl FnOnce(&Hub) -> R) -> R {
     HUB.with(|hub| {
+        // The hub is in its final place now: publish it (and its run queue, for wakers).
         HUB_ADDRESS.with(|address| address.set(hub));
+        hub.run_queue.publish();
         f(hub)
     })
 }
@@ -113,12 +113,24 @@ pub(crate) fn try_with_hub<R>(f: impl FnOnce(&Hub) -> R) -> Option<R> {
 /// Why the main code's wait can never end.
 pub(crate) struct Deadlock;
 
-/// One thread's scheduler state.
+/// What a timer does when it fires.
+pub(crate) enum TimerAction {
+    /// Wake a parked greenlet (sleep, `*_timeout` waits).
+    Wake(Waker),
+    /// Deliver an interrupt (a `with_timeout` expiry) to a greenlet.
+    Interrupt(Rc<dyn Task>, Interrupt),
+    /// Put a greenlet created by `spawn_later` into the run queue.
+    Start(Rc<dyn Task>),
+}
+
+/// One thread's scheduler: the loop's own state, and the subsystems it drives.
+///
+/// Every field is private. The API modules (`greenlet.rs`, `park.rs`, `time.rs`,
+/// `timeout.rs`, `io`, `remote.rs`) reach the hub through [`with_hub`] and use the verbs
+/// below; each subsystem keeps its own state behind its own verbs.
 pub(crate) struct Hub {
-    /// Tasks made ready since the current turn began, in order. They run next turn.
-    ready: RefCell<Vec<Rc<dyn Task>>>,
-    /// The rest of the current turn, in *reverse* order, so the next one is `pop()`ed.
-    turn: RefCell<Vec<Rc<dyn Task>>>,
+    /// Ready tasks, turn by turn (`task/run_queue.rs`).
+    run_queue: RunQueue,
     /// The greenlet running now; `None` while the main code or the loop itself runs.
     ///
     /// # Invariant
@@ -127,6 +139,7 @@ pub(crate) struct Hub {
     /// long as the pointer is set, so it is always valid to dereference and to turn into a
     /// new `Rc` with `Rc::increment_strong_count`.
     current: Cell<Option<NonNull<dyn Task>>>,
+    /// The task that stands for the thread's main code.
     main: Rc<dyn Task>,
     /// True while the loop's own code runs (between greenlets), where blocking is a bug.
     in_loop: Cell<bool>,
@@ -134,17 +147,19 @@ pub(crate) struct Hub {
     postponed: RefCell<Vec<Rc<dyn Task>>>,
     /// Whether `postponed` is non-empty (checked at every turn boundary).
     has_postponed: Cell<bool>,
-    pub(crate) timers: Timers,
-    pub(crate) io: IoDriver,
-    pub(crate) inbox: Arc<Inbox>,
-    /// Wakers lent to other threads as `RemoteWaker`s, by key.
-    pub(crate) remote_wakers: RefCell<slab::Slab<Waker>>,
-    /// A spare buffer swapped with the inbox's queue, so draining does not allocate.
-    inbox_spare: RefCell<Vec<Message>>,
-    pub(crate) stacks: RefCell<StackPool>,
-    pub(crate) shared_stacks: RefCell<SharedStacks>,
-    pub(crate) config: RefCell<HubConfig>,
-    pub(crate) stats: Stats,
+    /// Deadlines and what happens at them (`timer.rs`).
+    timers: Timers<TimerAction>,
+    /// The mio poll and every registered fd (`io/driver.rs`).
+    io: IoDriver,
+    /// The cross-thread door: inbox and lent wakers (`inbox.rs`).
+    remote: Remote,
+    /// Guarded and shared stacks (`stacks.rs`).
+    stacks: Stacks,
+    /// The settings; `stacks` keeps a copy of its limits.
+    config: RefCell<HubConfig>,
+    /// The loop's counters.
+    stats: Stats,
+    /// The next greenlet (or link) id.
     next_id: Cell<u64>,
 }
 
@@ -154,14 +169,14 @@ impl Hub {
         let io = IoDriver::new().unwrap_or_else(|err| {
             panic!("verdant: cannot create this thread's hub: its mio event loop failed: {err}")
         });
-        let inbox = Inbox::new(&io).unwrap_or_else(|err| {
+        let remote = Remote::new(&io).unwrap_or_else(|err| {
             panic!("verdant: cannot create this thread's hub: its wake eventfd failed: {err}")
         });
+        let config = HubConfig::default();
         let main: Rc<dyn Task> =
             Rc::new(MainTask { core: Core::new(0, None, Kind::Main, 0, false) });
         Hub {
-            ready: RefCell::new(Vec::with_capacity(64)),
-            turn: RefCell::new(Vec::with_capacity(64)),
+            run_queue: RunQueue::new(),
             current: Cell::new(None),
             main,
             in_loop: Cell::new(false),
@@ -169,21 +184,62 @@ impl Hub {
             has_postponed: Cell::new(false),
             timers: Timers::new(),
             io,
-            inbox: Arc::new(inbox),
-            remote_wakers: RefCell::new(slab::Slab::new()),
-            inbox_spare: RefCell::new(Vec::new()),
-            stacks: RefCell::new(StackPool::new()),
-            shared_stacks: RefCell::new(SharedStacks::new()),
-            config: RefCell::new(HubConfig::default()),
+            remote,
+            stacks: Stacks::new(&config),
+            config: RefCell::new(config),
             stats: Stats::default(),
             next_id: Cell::new(1),
         }
     }
 
+    // ----- verbs for the API modules ---------------------------------------------------
+
+    /// A fresh id for a greenlet or a link.
     pub(crate) fn next_id(&self) -> u64 {
         let id = self.next_id.get();
         self.next_id.set(id + 1);
         id
+    }
+
+    /// The I/O driver, for registrations.
+    pub(crate) fn io(&self) -> &IoDriver {
+        &self.io
+    }
+
+    /// The cross-thread door, for remote handles and wakers.
+    pub(crate) fn remote(&self) -> &Remote {
+        &self.remote
+    }
+
+    /// The stacks, for spawning.
+    pub(crate) fn stacks(&self) -> &Stacks {
+        &self.stacks
+    }
+
+    /// The loop's counters, for greenlets being spawned and finishing.
+    pub(crate) fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The settings.
+    pub(crate) fn config(&self) -> HubConfig {
+        self.config.borrow().clone()
+    }
+
+    /// Replaces the settings (already validated).
+    fn set_config(&self, config: HubConfig) {
+        self.stacks.set_limits(&config);
+        *self.config.borrow_mut() = config;
+    }
+
+    /// Calls `action` at `deadline` (never earlier).
+    pub(crate) fn add_timer(&self, deadline: Instant, action: TimerAction) -> TimerKey {
+        self.timers.insert(deadline, action)
+    }
+
+    /// Cancels a timer; returns whether it had not fired yet.
+    pub(crate) fn cancel_timer(&self, key: TimerKey) -> bool {
+        self.timers.cancel(key)
     }
 
     /// The task that is running: a greenlet, or the main code.
@@ -220,22 +276,17 @@ impl Hub {
         std::ptr::eq(self.current_core(), core)
     }
 
-    /// Appends a task to the ready queue. The caller has set its state.
+    /// Appends a task to the run queue. The caller has set its state (or it is `New`).
     #[inline(always)]
     pub(crate) fn schedule(&self, task: Rc<dyn Task>) {
-        self.ready.borrow_mut().push(task);
-    }
-
-    /// Whether any task waits to run, in this turn or the next.
-    fn anything_ready(&self) -> bool {
-        !self.ready.borrow().is_empty() || !self.turn.borrow().is_empty()
+        self.run_queue.push(task);
     }
 
     /// Makes a parked task ready whatever epoch it waits in (kills, timeouts, retries).
     pub(crate) fn force_wake(&self, task: &Rc<dyn Task>) {
         let core = task.core();
-        if core.state.get() == State::Parked {
-            core.state.set(State::Ready);
+        if core.state() == State::Parked {
+            core.set_state(State::Ready);
             self.schedule(task.clone());
         }
     }
@@ -254,7 +305,7 @@ impl Hub {
     pub(crate) fn park_current(&self, reason: &dyn fmt::Display) {
         self.raise_pending_interrupt();
         let core = self.current_core();
-        core.state.set(State::Parked);
+        core.set_state(State::Parked);
         self.switch_out(core, reason);
         core.end_epoch();
         self.raise_pending_interrupt();
@@ -265,7 +316,7 @@ impl Hub {
     pub(crate) fn yield_current(&self) {
         self.raise_pending_interrupt();
         let core = self.current_core();
-        core.state.set(State::Ready);
+        core.set_state(State::Ready);
         self.schedule(self.current_task());
         self.switch_out(core, &"yield_now()");
         core.end_epoch();
@@ -297,7 +348,7 @@ impl Hub {
     #[inline(never)]
     fn run_loop_for_main(&self, core: &Core, reason: &dyn fmt::Display) {
         if self.in_loop.get() {
-            core.state.set(State::Running);
+            core.set_state(State::Running);
             panic!(
                 "verdant: a blocking call ({reason}) was made from code the hub runs between \
                  greenlets (a cross-thread job or a callback); such code must not block: \
@@ -305,7 +356,7 @@ impl Hub {
             );
         }
         if let Err(Deadlock) = self.run_until_main_runs() {
-            core.state.set(State::Running);
+            core.set_state(State::Running);
             core.end_epoch();
             panic!(
                 "verdant: deadlock: the main code waits on {reason}, but nothing can ever \
@@ -359,10 +410,10 @@ impl Hub {
             };
             let core = task.core();
             if core.is_main() {
-                core.state.set(State::Running);
+                core.set_state(State::Running);
                 return Ok(());
             }
-            if core.state.get() != State::Done {
+            if core.state() != State::Done {
                 self.resume(task);
             }
         }
@@ -371,14 +422,11 @@ impl Hub {
     /// Pops the next task of the current turn, opening a new turn when the last one ran out.
     #[inline]
     fn next_ready(&self) -> Option<Rc<dyn Task>> {
-        if let Some(task) = self.turn.borrow_mut().pop() {
+        if let Some(task) = self.run_queue.pop() {
             return Some(task);
         }
         self.turn_boundary();
-        let mut turn = self.turn.borrow_mut();
-        std::mem::swap(&mut *turn, &mut *self.ready.borrow_mut());
-        turn.reverse();
-        turn.pop()
+        self.run_queue.open_turn()
     }
 
     /// Between two turns: retry postponed interrupts, drain the inbox, poll I/O without
@@ -386,12 +434,12 @@ impl Hub {
     /// the work, when there is some, happens out of line.
     #[inline]
     fn turn_boundary(&self) {
-        self.stats.turns.set(self.stats.turns.get() + 1);
+        Stats::bump(&self.stats.turns);
         if self.has_postponed.get() {
             self.retry_postponed();
         }
-        if self.inbox.has_messages() {
-            self.drain_inbox();
+        if self.remote.has_messages() {
+            self.remote.drain();
         }
         if self.io.waiters() > 0 {
             self.poll_io(Some(Duration::ZERO));
@@ -412,33 +460,33 @@ impl Hub {
             if !self.timers.is_empty() {
                 self.fire_timers();
             }
-            if self.inbox.has_messages() {
-                self.drain_inbox();
+            if self.remote.has_messages() {
+                self.remote.drain();
             }
-            if self.anything_ready() {
+            if !self.run_queue.is_empty() {
                 return Ok(());
             }
             let next_timer = self.timers.next_deadline();
-            if next_timer.is_none() && self.io.waiters() == 0 && !self.inbox.may_receive() {
+            if next_timer.is_none() && self.io.waiters() == 0 && !self.remote.may_receive() {
                 return Err(Deadlock);
             }
-            if self.inbox.outstanding() > 0
+            if self.remote.outstanding() > 0
                 && self.io.waiters() == 0
                 && self.spin_for_inbox(next_timer)
             {
                 continue;
             }
-            if !self.inbox.fall_asleep() {
+            if !self.remote.fall_asleep() {
                 continue;
             }
             // Asleep now: re-check what may have ended between the check above and here.
-            if next_timer.is_none() && self.io.waiters() == 0 && !self.inbox.may_receive() {
-                self.inbox.wake_up();
+            if next_timer.is_none() && self.io.waiters() == 0 && !self.remote.may_receive() {
+                self.remote.wake_up();
                 return Err(Deadlock);
             }
             let timeout = next_timer.map(|at| at.saturating_duration_since(Instant::now()));
             self.poll_io(timeout);
-            self.inbox.wake_up();
+            self.remote.wake_up();
         }
     }
 
@@ -455,10 +503,10 @@ impl Hub {
         if let Some(timer) = next_timer {
             until = until.min(timer);
         }
-        self.stats.spins.set(self.stats.spins.get() + 1);
+        Stats::bump(&self.stats.spins);
         loop {
             for _ in 0..64 {
-                if self.inbox.has_messages() {
+                if self.remote.has_messages() {
                     return true;
                 }
                 std::hint::spin_loop();
@@ -472,20 +520,19 @@ impl Hub {
     /// Runs one greenlet until it blocks, yields or finishes.
     fn resume(&self, task: Rc<dyn Task>) {
         let core = task.core();
-        if core.state.get() == State::New {
+        if core.state() == State::New {
             if let Err(err) = self.create_coroutine(&task) {
-                core.state.set(State::Done);
-                task.discard_body();
-                greenlet::finish(&task, Err(GreenletError::NoStack(err.to_string())));
+                core.set_state(State::Done);
+                task.abort(GreenletError::NoStack(err.to_string()));
                 return;
             }
         } else if core.shared {
-            self.shared_stacks.borrow_mut().make_resident(&task);
+            self.stacks.make_resident(&task);
         }
-        core.state.set(State::Running);
+        core.set_state(State::Running);
         self.current.set(Some(NonNull::from(&*task)));
         self.in_loop.set(false);
-        self.stats.switches.set(self.stats.switches.get() + 1);
+        Stats::bump(&self.stats.switches);
         overflow::publish_running(core);
         let result = {
             let mut coroutine = core.coroutine.borrow_mut();
@@ -495,53 +542,20 @@ impl Hub {
         self.current.set(None);
         if let CoroutineResult::Return(()) = result {
             let coroutine = core.coroutine.borrow_mut().take().expect("returned coroutine");
-            core.state.set(State::Done);
-            match coroutine.into_stack() {
-                Stack::Guarded(stack) => {
-                    let max_free = self.config.borrow().max_free_stacks;
-                    self.stacks.borrow_mut().give_back(stack, max_free);
-                }
-                Stack::Shared(_) => {
-                    let index = core.shared_index().expect("bound to a shared stack");
-                    self.shared_stacks.borrow_mut().release(index, &task);
-                }
-            }
+            core.set_state(State::Done);
+            self.stacks.detach(&task, coroutine.into_stack());
         }
     }
 
     /// Gives a greenlet that runs for the first time its stack and coroutine.
     fn create_coroutine(&self, task: &Rc<dyn Task>) -> io::Result<()> {
-        let core = task.core();
-        let stack = if core.shared {
-            let config = self.config.borrow();
-            let mut shared = self.shared_stacks.borrow_mut();
-            let index = shared.bind(
-                config.shared_stacks,
-                core.stack_size(),
-                &mut self.stacks.borrow_mut(),
-                config.max_stacks,
-            )?;
-            core.set_shared_index(index);
-            core.guard_low.set(shared.guard(index).0);
-            shared.make_resident(task);
-            Stack::Shared(shared.handle(index))
-        } else {
-            let stack = match core.take_reserved_stack() {
-                Some(stack) => stack,
-                None => {
-                    let max_stacks = self.config.borrow().max_stacks;
-                    self.stacks.borrow_mut().take(core.stack_size(), max_stacks)?
-                }
-            };
-            core.guard_low.set(stack.guard().0);
-            Stack::Guarded(stack)
-        };
+        let stack = self.stacks.attach(task)?;
         let me = task.clone();
         let coroutine = Coroutine::with_stack(stack, move |yielder, ()| {
             me.core().yielder.set(yielder);
-            greenlet::run(&me);
+            me.run();
         });
-        *core.coroutine.borrow_mut() = Some(coroutine);
+        *task.core().coroutine.borrow_mut() = Some(coroutine);
         Ok(())
     }
 
@@ -563,7 +577,7 @@ impl Hub {
         loop {
             let action = self.timers.pop_expired(now);
             let Some(action) = action else { break };
-            self.stats.timers_fired.set(self.stats.timers_fired.get() + 1);
+            Stats::bump(&self.stats.timers_fired);
             match action {
                 TimerAction::Wake(waker) => {
                     waker.core().wake_timer_fired.set(true);
@@ -571,7 +585,7 @@ impl Hub {
                 }
                 TimerAction::Interrupt(task, interrupt) => self.interrupt(&task, interrupt),
                 TimerAction::Start(task) => {
-                    if task.core().state.get() == State::New {
+                    if task.core().state() == State::New {
                         self.schedule(task);
                     }
                 }
@@ -585,43 +599,8 @@ impl Hub {
         } else {
             &self.stats.polls_blocking
         };
-        counter.set(counter.get() + 1);
+        Stats::bump(counter);
         self.io.poll(timeout);
-    }
-
-    /// Runs every message other threads posted since the last drain.
-    #[inline(never)]
-    fn drain_inbox(&self) {
-        let mut batch = std::mem::take(&mut *self.inbox_spare.borrow_mut());
-        if !self.inbox.take_all(&mut batch) {
-            *self.inbox_spare.borrow_mut() = batch;
-            return;
-        }
-        self.stats.inbox_batches.set(self.stats.inbox_batches.get() + 1);
-        for message in batch.drain(..) {
-            self.stats.inbox_messages.set(self.stats.inbox_messages.get() + 1);
-            match message {
-                Message::Job(job) => {
-                    if let Err(payload) = catch_unwind(AssertUnwindSafe(job)) {
-                        eprintln!(
-                            "verdant: a job posted to the hub from another thread panicked: {}",
-                            panic_message(&*payload)
-                        );
-                    }
-                }
-                Message::Wake(key) => {
-                    let waker = self.remote_wakers.borrow_mut().try_remove(key);
-                    if let Some(waker) = waker {
-                        waker.wake();
-                    }
-                }
-                Message::Release(key) => {
-                    self.remote_wakers.borrow_mut().try_remove(key);
-                }
-                Message::Nop => {}
-            }
-        }
-        *self.inbox_spare.borrow_mut() = batch;
     }
 }
 
@@ -641,14 +620,53 @@ impl Drop for Hub {
     /// thread-locals that are already gone.
     fn drop(&mut self) {
         let _ = HUB_ADDRESS.try_with(|address| address.set(std::ptr::null()));
-        self.inbox.close();
-        std::mem::forget(std::mem::take(&mut *self.ready.borrow_mut()));
-        std::mem::forget(std::mem::take(&mut *self.turn.borrow_mut()));
+        self.run_queue.withdraw();
+        self.remote.abandon();
+        std::mem::forget(self.run_queue.drain());
         std::mem::forget(self.timers.drain());
-        std::mem::forget(std::mem::take(&mut *self.remote_wakers.borrow_mut()));
         std::mem::forget(std::mem::take(&mut *self.postponed.borrow_mut()));
         self.io.abandon_waiters();
-        self.shared_stacks.borrow_mut().abandon();
-        self.stacks.borrow_mut().release_free();
+        self.stacks.abandon();
     }
+}
+
+/// This thread's hub settings.
+pub fn config() -> HubConfig {
+    with_hub(Hub::config)
+}
+
+/// Changes this thread's hub settings. The stack size is validated (16 KiB to 1 GiB) and
+/// rounded up to whole pages; on error nothing changes.
+pub fn configure(change: impl FnOnce(&mut HubConfig)) -> io::Result<()> {
+    let mut next = config();
+    change(&mut next);
+    next.stack_size = checked_stack_size(next.stack_size)?;
+    with_hub(|hub| hub.set_config(next));
+    Ok(())
+}
+
+/// This thread's hub counters.
+pub fn stats() -> HubStats {
+    with_hub(|hub| {
+        let s = &hub.stats;
+        let (inbox_batches, inbox_messages) = hub.remote.counts();
+        HubStats {
+            spawned: s.spawned.get(),
+            finished: s.finished.get(),
+            switches: s.switches.get(),
+            turns: s.turns.get(),
+            polls_nonblocking: s.polls_nonblocking.get(),
+            polls_blocking: s.polls_blocking.get(),
+            timers_fired: s.timers_fired.get(),
+            inbox_batches,
+            inbox_messages,
+            wake_writes: hub.remote.wake_writes(),
+            spins: s.spins.get(),
+            stacks_in_use: hub.stacks.in_use(),
+            stacks_free: hub.stacks.free_count(),
+            timers_pending: hub.timers.len(),
+            shared_stacks: hub.stacks.shared_count(),
+            shared_bytes_copied: hub.stacks.shared_bytes_copied(),
+        }
+    })
 }

@@ -58,13 +58,14 @@ mod config;
 mod error;
 mod greenlet;
 mod hub;
-pub use hub::has_hub;
+mod inbox;
 pub mod io;
 mod overflow;
 pub mod park;
 mod remote;
 mod shared_stack;
 mod stack;
+mod stacks;
 mod stats;
 pub mod sync;
 mod task;
@@ -72,10 +73,11 @@ mod time;
 mod timeout;
 mod timer;
 
-pub use config::{HubConfig, StackMode, config, configure};
+pub use config::{HubConfig, StackMode};
+pub use hub::{config, configure, has_hub, stats};
 pub use error::{GreenletError, panic_message};
 pub use greenlet::{
-    AsGreenlet, Builder, Greenlet, GreenletRef, LinkHook, LinkId, current, joinall, killall, spawn,
+    AsGreenlet, Builder, Greenlet, GreenletRef, LinkId, current, joinall, killall, spawn,
     spawn_later,
 };
 pub use remote::{HubGone, RemoteHandle, RemoteWaker, WorkGuard, remote_handle};
@@ -83,6 +85,7 @@ pub use stack::{
     DEFAULT_STACK_SIZE, MAX_STACK_SIZE, MIN_STACK_SIZE, guarded_stacks_mapped, max_map_count,
     process_stack_limit,
 };
-pub use stats::{HubStats, stats};
+pub use stats::HubStats;
+pub use task::LinkHook;
 pub use time::{sleep, sleep_until, yield_now};
 pub use timeout::{Timeout, with_timeout};

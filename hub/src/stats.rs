@@ -2,9 +2,8 @@
 
 use std::cell::Cell;
 
-use crate::hub::with_hub;
-
-/// Live counters, bumped by the hub as it works (plain `Cell`s: the hub is one thread).
+/// Live counters of the loop, bumped as it works (plain `Cell`s: the hub is one thread).
+/// Subsystems keep their own counts; [`stats`](crate::stats) gathers them all.
 #[derive(Default)]
 pub(crate) struct Stats {
     pub(crate) spawned: Cell<u64>,
@@ -14,13 +13,11 @@ pub(crate) struct Stats {
     pub(crate) polls_nonblocking: Cell<u64>,
     pub(crate) polls_blocking: Cell<u64>,
     pub(crate) timers_fired: Cell<u64>,
-    pub(crate) inbox_batches: Cell<u64>,
-    pub(crate) inbox_messages: Cell<u64>,
     pub(crate) spins: Cell<u64>,
 }
 
-/// A snapshot of this thread's hub counters, from [`stats`]. All counts start at hub
-/// creation.
+/// A snapshot of this thread's hub counters, from [`stats`](crate::stats). All counts start
+/// at hub creation.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct HubStats {
@@ -59,28 +56,10 @@ pub struct HubStats {
     pub shared_bytes_copied: u64,
 }
 
-/// This thread's hub counters.
-pub fn stats() -> HubStats {
-    with_hub(|hub| {
-        let s = &hub.stats;
-        let stacks = hub.stacks.borrow();
-        HubStats {
-            spawned: s.spawned.get(),
-            finished: s.finished.get(),
-            switches: s.switches.get(),
-            turns: s.turns.get(),
-            polls_nonblocking: s.polls_nonblocking.get(),
-            polls_blocking: s.polls_blocking.get(),
-            timers_fired: s.timers_fired.get(),
-            inbox_batches: s.inbox_batches.get(),
-            inbox_messages: s.inbox_messages.get(),
-            wake_writes: hub.inbox.wake_writes(),
-            spins: s.spins.get(),
-            stacks_in_use: stacks.in_use(),
-            stacks_free: stacks.free_count(),
-            timers_pending: hub.timers.len(),
-            shared_stacks: hub.shared_stacks.borrow().len(),
-            shared_bytes_copied: hub.shared_stacks.borrow().bytes_copied,
-        }
-    })
+impl Stats {
+    /// Adds one to `counter`.
+    #[inline(always)]
+    pub(crate) fn bump(counter: &Cell<u64>) {
+        counter.set(counter.get() + 1);
+    }
 }

@@ -13,9 +13,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::error::TimeoutUnwind;
-use crate::hub::{try_with_hub, with_hub};
+use crate::hub::{TimerAction, try_with_hub, with_hub};
 use crate::task::Interrupt;
-use crate::timer::{TimerAction, TimerKey};
+use crate::timer::TimerKey;
 
 /// The error of a [`with_timeout`] whose time ran out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,7 +89,7 @@ impl Scope {
         with_hub(|hub| {
             let task = hub.current_task();
             let interrupt = Interrupt::Timeout { id, in_unwind: std::thread::panicking() };
-            let timer = hub.timers.insert(deadline, TimerAction::Interrupt(task, interrupt));
+            let timer = hub.add_timer(deadline, TimerAction::Interrupt(task, interrupt));
             Scope { id, timer }
         })
     }
@@ -98,7 +98,7 @@ impl Scope {
 impl Drop for Scope {
     fn drop(&mut self) {
         try_with_hub(|hub| {
-            hub.timers.cancel(self.timer);
+            hub.cancel_timer(self.timer);
             let core = hub.current_task();
             let core = core.core();
             if let Some(Interrupt::Timeout { id, .. }) = core.interrupt.get()

@@ -1,5 +1,9 @@
 //! The hub's timers: what to do at which instant, in deadline order, FIFO on ties.
 //!
+//! Generic over the action `A`: the wheel stores actions and hands them back when they are
+//! due; what they mean (wake a greenlet, deliver a timeout, start a greenlet) is the
+//! loop's business (`TimerAction` in `hub.rs`).
+//!
 //! A timing wheel of 1024 one-millisecond slots holds the timers due within about a
 //! second; later ones wait in a heap and move into the wheel as it turns. Inserting and
 //! firing a timer is O(1) and touches little memory, which matters with 100,000 sleeping
@@ -19,23 +23,9 @@
 use std::cell::{Cell, RefCell};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use slab::Slab;
-
-use crate::park::Waker;
-use crate::task::{Interrupt, Task};
-
-/// What a timer does when it fires.
-pub(crate) enum TimerAction {
-    /// Wake a parked greenlet (sleep, `*_timeout` waits).
-    Wake(Waker),
-    /// Deliver an interrupt (a `with_timeout` expiry) to a greenlet.
-    Interrupt(Rc<dyn Task>, Interrupt),
-    /// Put a greenlet created by `spawn_later` into the ready queue.
-    Start(Rc<dyn Task>),
-}
 
 /// Names one timer, for cancelling it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,15 +35,15 @@ pub(crate) struct TimerKey {
 }
 
 /// The timers of one hub. Methods take `&self`; the count of live timers sits in a `Cell`
-/// so the loop can see "no timers" at every turn boundary without borrowing the heap.
-pub(crate) struct Timers {
-    heap: RefCell<TimerWheel>,
+/// so the loop can see "no timers" at every turn boundary without borrowing the wheel.
+pub(crate) struct Timers<A> {
+    wheel: RefCell<TimerWheel<A>>,
     live: Cell<usize>,
 }
 
-impl Timers {
-    pub(crate) fn new() -> Timers {
-        Timers { heap: RefCell::new(TimerWheel::new()), live: Cell::new(0) }
+impl<A> Timers<A> {
+    pub(crate) fn new() -> Timers<A> {
+        Timers { wheel: RefCell::new(TimerWheel::new()), live: Cell::new(0) }
     }
 
     /// Live (not yet fired, not cancelled) timers.
@@ -67,15 +57,15 @@ impl Timers {
         self.live.get() == 0
     }
 
-    pub(crate) fn insert(&self, deadline: Instant, action: TimerAction) -> TimerKey {
-        let key = self.heap.borrow_mut().insert(deadline, action);
+    pub(crate) fn insert(&self, deadline: Instant, action: A) -> TimerKey {
+        let key = self.wheel.borrow_mut().insert(deadline, action);
         self.live.set(self.live.get() + 1);
         key
     }
 
     /// Cancels a timer. Returns `true` if it had not fired yet.
     pub(crate) fn cancel(&self, key: TimerKey) -> bool {
-        let cancelled = self.heap.borrow_mut().cancel(key);
+        let cancelled = self.wheel.borrow_mut().cancel(key);
         if cancelled {
             self.live.set(self.live.get() - 1);
         }
@@ -84,12 +74,12 @@ impl Timers {
 
     /// The earliest live deadline.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.heap.borrow_mut().next_deadline()
+        self.wheel.borrow_mut().next_deadline()
     }
 
     /// Removes and returns the action of the earliest timer due at or before `now`.
-    pub(crate) fn pop_expired(&self, now: Instant) -> Option<TimerAction> {
-        let action = self.heap.borrow_mut().pop_expired(now);
+    pub(crate) fn pop_expired(&self, now: Instant) -> Option<A> {
+        let action = self.wheel.borrow_mut().pop_expired(now);
         if action.is_some() {
             self.live.set(self.live.get() - 1);
         }
@@ -97,9 +87,9 @@ impl Timers {
     }
 
     /// Takes every action out, for a hub that is shutting down.
-    pub(crate) fn drain(&self) -> Vec<TimerAction> {
+    pub(crate) fn drain(&self) -> Vec<A> {
         self.live.set(0);
-        self.heap.borrow_mut().drain()
+        self.wheel.borrow_mut().drain()
     }
 }
 
@@ -121,14 +111,14 @@ impl Timers {
 ///
 /// `stored` is the number of entries in `slots`, `overflow` and `due`, stale ones
 /// included; `stored - actions.len()` of them are stale.
-struct TimerWheel {
+struct TimerWheel<A> {
     origin: Instant,
     /// Every tick before this one has been collected.
     next_tick: u64,
     slots: Vec<Vec<Entry>>,
     occupied: [u64; SLOTS / 64],
     overflow: BinaryHeap<Reverse<Entry>>,
-    actions: Slab<(u64, TimerAction)>,
+    actions: Slab<(u64, A)>,
     next_seq: u64,
     /// Collected, sorted entries not yet handed out by `pop_expired`.
     due: VecDeque<Entry>,
@@ -161,8 +151,8 @@ impl Entry {
     }
 }
 
-impl TimerWheel {
-    fn new() -> TimerWheel {
+impl<A> TimerWheel<A> {
+    fn new() -> TimerWheel<A> {
         TimerWheel {
             origin: Instant::now(),
             next_tick: 0,
@@ -180,7 +170,7 @@ impl TimerWheel {
         u64::try_from(at.saturating_duration_since(self.origin).as_nanos()).unwrap_or(u64::MAX)
     }
 
-    fn insert(&mut self, deadline: Instant, action: TimerAction) -> TimerKey {
+    fn insert(&mut self, deadline: Instant, action: A) -> TimerKey {
         let seq = self.next_seq;
         self.next_seq += 1;
         let key = self.actions.insert((seq, action));
@@ -291,7 +281,7 @@ impl TimerWheel {
         }
     }
 
-    fn pop_expired(&mut self, now: Instant) -> Option<TimerAction> {
+    fn pop_expired(&mut self, now: Instant) -> Option<A> {
         loop {
             while let Some(entry) = self.due.pop_front() {
                 self.stored -= 1;
@@ -340,7 +330,7 @@ impl TimerWheel {
             - self.due.len()
     }
 
-    fn drain(&mut self) -> Vec<TimerAction> {
+    fn drain(&mut self) -> Vec<A> {
         self.stored = 0;
         self.due.clear();
         self.overflow.clear();
@@ -359,20 +349,15 @@ fn shrink(entries: &mut Vec<Entry>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::task::{Core, Kind, MainTask};
     use std::time::Duration;
 
-    fn start_action(id: u64) -> TimerAction {
-        TimerAction::Start(Rc::new(MainTask {
-            core: Core::new(id, None, Kind::Greenlet, 0, false),
-        }))
+    // The tests' actions are plain ids.
+    fn start_action(id: u64) -> u64 {
+        id
     }
 
-    fn id_of(action: TimerAction) -> u64 {
-        match action {
-            TimerAction::Start(task) => task.core().id,
-            _ => unreachable!(),
-        }
+    fn id_of(action: u64) -> u64 {
+        action
     }
 
     #[test]
@@ -438,9 +423,9 @@ mod tests {
         assert!(!timers.cancel(keys[0]), "a cancelled timer cannot be cancelled twice");
         assert_eq!(timers.len(), 1);
         assert!(
-            timers.heap.borrow().entries() < 5000,
+            timers.wheel.borrow().entries() < 5000,
             "stale entries were compacted: {}",
-            timers.heap.borrow().entries()
+            timers.wheel.borrow().entries()
         );
         let next = timers.next_deadline().unwrap();
         assert!(next >= t0 && next <= t0 + Duration::from_millis(1), "{:?}", next - t0);
@@ -462,10 +447,10 @@ mod tests {
             let at = t0 + Duration::from_millis(50) + Duration::from_nanos(i);
             let key = timers.insert(at, start_action(i));
             assert!(timers.cancel(key));
-            let wheel = timers.heap.borrow();
+            let wheel = timers.wheel.borrow();
             assert!(wheel.stored <= 2 * STALE_SLACK + 2, "{} entries held", wheel.stored);
         }
-        let wheel = timers.heap.borrow();
+        let wheel = timers.wheel.borrow();
         assert_eq!(wheel.stored, wheel.entries(), "the count of stored entries is exact");
         assert!(wheel.spare_capacity() < 64 * KEEP_CAPACITY, "{}", wheel.spare_capacity());
         drop(wheel);
@@ -500,7 +485,7 @@ mod tests {
             }
             if step % 997 == 0 {
                 timers.next_deadline();
-                let wheel = timers.heap.borrow();
+                let wheel = timers.wheel.borrow();
                 assert_eq!(wheel.stored, wheel.entries(), "step {step}");
             }
         }

@@ -40,7 +40,7 @@ pub(crate) struct Core {
 }
 
 impl LinkHook for Core {
-    fn finished(&self, _greenlet: &GreenletRef, key: usize) {
+    fn finished(&self, key: usize) {
         self.forget(key);
     }
 }

@@ -5,16 +5,9 @@
 //! the scheduler sees. The hub only ever holds `Rc<dyn Task>`, so the ready queue, timers
 //! and wait lists never need to know a greenlet's return type.
 //!
-//! # Life cycle
-//!
-//! ```text
-//!            start()                pop                   park()
-//!   New ──────────────▶ (queued) ─────────▶ Running ─────────────────▶ Parked
-//!    │                                       │  ▲  ▲                      │
-//!    │ kill before start                     │  │  └──── pop ◀── Ready ◀──┘ wake / kill / timeout
-//!    ▼                                       │  └─────── pop ◀── Ready ◀── yield_now()
-//!   Done ◀───────────────────────────────────┘ body returned, links ran, stack recycled
-//! ```
+//! Its life cycle is in [`state`]; how a parked task becomes ready again (a [`Waker`],
+//! a [`WaitList`] of them) in [`waker`]; where ready tasks wait for their turn in
+//! [`run_queue`]. None of these needs the hub: the loop in `hub.rs` is built on them.
 //!
 //! *Dead* (what [`Greenlet::ready`](crate::Greenlet::ready) reports) is a different question
 //! from [`State::Done`]: a greenlet is dead as soon as its body has produced an outcome; its
@@ -26,34 +19,19 @@ use std::fmt;
 use corosensei::{Coroutine, Yielder};
 
 use crate::error::GreenletError;
-use crate::park::WaitList;
 use crate::stack::{GuardedStack, Stack};
+
+pub(crate) mod run_queue;
+mod state;
+mod waker;
+
+pub(crate) use run_queue::RunQueue;
+pub(crate) use state::State;
+pub use waker::{WaitList, Waker};
 
 /// The coroutine type every greenlet runs on: resumed with `()`, suspends with `()`,
 /// returns `()` (the body's value goes to the typed part, not through the coroutine).
 pub(crate) type GreenCoroutine = Coroutine<(), (), (), Stack>;
-
-/// Where a greenlet is in its life. Exactly one of these at any time.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) enum State {
-    /// Created; the body has not run and no stack is attached (unless [`Builder`] reserved
-    /// one). It may be in the ready queue (started), held by a timer (`start_later`), or
-    /// nowhere yet (`Greenlet::new`). Moves to `Running` when the loop pops it, or to
-    /// `Done` if it is killed first.
-    ///
-    /// [`Builder`]: crate::Builder
-    New,
-    /// In the ready queue, waiting for the loop to pop it. Moves only to `Running`.
-    Ready,
-    /// Executing now. At most one greenlet of a hub, or the hub's main code, is `Running`.
-    /// Moves to `Ready` (yield), `Parked` (a blocking call), or `Done` (body finished).
-    Running,
-    /// Suspended inside a blocking call. A [`Waker`](crate::park::Waker) of the current
-    /// epoch, an interrupt (kill or timeout) or a spurious retry moves it to `Ready`.
-    Parked,
-    /// The coroutine returned and its stack went back to the pool. Final.
-    Done,
-}
 
 /// Something that must travel to a greenlet's next blocking point and unwind it there.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -91,10 +69,19 @@ impl Interrupt {
 }
 
 /// What runs when a greenlet dies: a callback bound to its handle, or a shared hook told
-/// which greenlet it was (no allocation per greenlet; see [`LinkHook`](crate::LinkHook)).
+/// the token it was linked with (no allocation per greenlet; see [`LinkHook`]).
 pub(crate) enum LinkCallback {
     Call(Box<dyn FnOnce()>),
-    Hook(std::rc::Weak<dyn crate::LinkHook>, usize),
+    Hook(std::rc::Weak<dyn LinkHook>, usize),
+}
+
+/// Something many greenlets can share as their link (see
+/// [`GreenletRef::link_hook`](crate::GreenletRef::link_hook)): a group that must forget a
+/// member when it dies, without a callback allocated per member.
+pub trait LinkHook {
+    /// Called once, in the dying greenlet's context, right after it died, with the token
+    /// it was linked with (a slot number, say).
+    fn finished(&self, token: usize);
 }
 
 /// Whether a [`Core`] belongs to a greenlet or stands for the thread's main code.
@@ -152,7 +139,8 @@ pub(crate) struct Core {
     /// Which shared stack it is bound to once started, or `u32::MAX`.
     shared_index: Cell<u32>,
     pub(crate) kind: Kind,
-    pub(crate) state: Cell<State>,
+    /// Where it is in its life; changed only through [`Core::set_state`].
+    state: Cell<State>,
     /// Whether `start`/`start_later` was called (a second call does nothing).
     pub(crate) scheduled: Cell<bool>,
     /// Whether this greenlet runs on one of the hub's shared stacks (decided at creation).
@@ -213,6 +201,26 @@ impl Core {
         self.kind == Kind::Main
     }
 
+    /// Where it is in its life.
+    #[inline(always)]
+    pub(crate) fn state(&self) -> State {
+        self.state.get()
+    }
+
+    /// Moves it to `next`: the one place states change, checked against the edges of
+    /// the life-cycle diagram (see [`State::may_become`]) in debug builds.
+    #[inline(always)]
+    pub(crate) fn set_state(&self, next: State) {
+        debug_assert!(
+            self.state.get().may_become(next, self.kind),
+            "{}: no edge {:?} -> {:?} in the life cycle",
+            self.describe(),
+            self.state.get(),
+            next
+        );
+        self.state.set(next);
+    }
+
     /// Dead: the body has produced its outcome (value, panic or kill).
     #[inline]
     pub(crate) fn is_dead(&self) -> bool {
@@ -253,7 +261,7 @@ impl Core {
     }
 
     /// Registers a greenlet waiting in `join`.
-    pub(crate) fn add_joiner(&self, waker: crate::park::Waker) {
+    pub(crate) fn add_joiner(&self, waker: Waker) {
         self.cold().joiners.push(waker);
     }
 
@@ -349,12 +357,14 @@ impl fmt::Debug for Core {
 /// the `Core` of a `dyn Task` straight from its data pointer (see [`<dyn Task>::core`]),
 /// which saves a virtual call on every switch.
 pub(crate) unsafe trait Task {
-    /// Runs the body once, on the greenlet's own stack, catching any unwind, and returns
-    /// its outcome. The value itself (if any) stays in the typed part.
-    fn run_body(&self) -> Result<(), GreenletError>;
+    /// Runs the greenlet's whole life on its own stack: the body (catching any unwind),
+    /// then its end: the outcome recorded, joiners woken, links run. The value itself (if
+    /// any) stays in the typed part.
+    fn run(&self);
 
-    /// Drops the body without running it (killed before start, or no stack to run on).
-    fn discard_body(&self);
+    /// Ends a greenlet that never ran (killed before it started, or no stack to run on):
+    /// drops the body unrun and ends it with `error`.
+    fn abort(&self, error: GreenletError);
 }
 
 impl dyn Task {
@@ -375,11 +385,13 @@ pub(crate) struct MainTask {
 
 // SAFETY: `MainTask` is `#[repr(C)]` and `core` is its first field.
 unsafe impl Task for MainTask {
-    fn run_body(&self) -> Result<(), GreenletError> {
+    fn run(&self) {
         unreachable!("the main code has no body to run")
     }
 
-    fn discard_body(&self) {}
+    fn abort(&self, _error: GreenletError) {
+        unreachable!("the main code cannot be killed")
+    }
 }
 
 #[cfg(test)]

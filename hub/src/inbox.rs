@@ -1,0 +1,300 @@
+//! The cross-thread door of a hub: its inbox, and the wakers it lends to other threads.
+//!
+//! Other threads never touch a hub's greenlets. They push a [`Message`] onto the hub's
+//! inbox (a mutex-protected `Vec`) and, only when the push turned the inbox from empty to
+//! non-empty *and* the hub is asleep in `epoll_wait`, write the hub's eventfd (mio's
+//! `Waker`), which is registered in the hub's `poll`. The loop drains the whole inbox at
+//! every turn boundary and whenever the eventfd wakes its `poll` ([`Remote::drain`]). So N
+//! completions that arrive while the hub is busy (or spinning, see `hub.rs`) cost no
+//! eventfd write at all, and N that arrive while it sleeps cost one.
+//!
+//! ```text
+//!   worker thread                      inbox (Mutex<Vec>)           hub thread
+//!   push(msg) ─ was empty and hub asleep? ─yes─▶ eventfd write ──▶ epoll_wait returns
+//!        │                                                 │
+//!        └──────── no: nothing else to do                  └─▶ take the whole Vec,
+//!                                                              run/wake each message
+//! ```
+//!
+//! # The sleeping/queued handshake
+//!
+//! The hub stores `sleeping = true`, then loads `queued`; a poster stores `queued = true`,
+//! then loads `sleeping`; all four accesses are `SeqCst`, so they happen in one total
+//! order. Whichever store comes first in that order is seen by the other side's load:
+//!
+//! ```text
+//!   1. hub stores sleeping, hub loads queued (false), poster stores queued, poster loads
+//!      sleeping (true)  → the poster writes the eventfd; the hub's epoll_wait returns.
+//!   2. poster stores queued, poster loads sleeping (false), hub stores sleeping, hub loads
+//!      queued (true)    → the hub does not sleep; it drains at once.
+//!   3. hub stores sleeping, poster stores queued, hub loads queued (true), poster loads
+//!      sleeping (true)  → both act: the hub stays awake, and the eventfd write it no
+//!      longer needs is read by its next poll (one spurious wake-up, harmless).
+//!   4. poster stores queued, hub stores sleeping, poster loads sleeping (true), hub loads
+//!      queued (true)    → as 3.
+//! ```
+//!
+//! The one order that would lose a message — both loads seeing `false` — needs each load
+//! to come before the other side's store, and each store before its own load: a cycle,
+//! which a total order cannot have. The same argument covers `outstanding` (the last piece
+//! of cross-thread work ending while the hub decides whether it is deadlocked).
+//!
+//! Outstanding cross-thread work (a lent waker, a work guard) keeps the hub's deadlock
+//! check from firing: something may still arrive.
+
+use std::cell::{Cell, RefCell};
+use std::io;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+use parking_lot::Mutex;
+use slab::Slab;
+
+use crate::error::panic_message;
+use crate::io::{IoDriver, WAKE_TOKEN};
+use crate::task::Waker;
+
+/// What another thread can ask a hub to do.
+pub(crate) enum Message {
+    /// Run this closure on the hub's thread, between greenlets. It must not block.
+    Job(Box<dyn FnOnce() + Send>),
+    /// Wake the waker lent out under this key.
+    Wake(usize),
+    /// The waker lent out under this key was dropped unused: forget it.
+    Release(usize),
+    /// Only wakes the hub so that it re-checks whether it can still be woken.
+    Nop,
+}
+
+/// The hub's end of the cross-thread channel.
+pub(crate) struct Inbox {
+    queue: Mutex<Vec<Message>>,
+    /// Whether `queue` is non-empty; lets the hub skip the lock when nothing came.
+    queued: AtomicBool,
+    /// Whether the hub is (about to be) blocked in `epoll_wait`. Posters write the eventfd
+    /// only then: a hub that is running or spinning sees `queued` by itself.
+    ///
+    /// The hub stores `sleeping` and then loads `queued` (and `outstanding`); a poster
+    /// stores `queued` (or decrements `outstanding`) and then loads `sleeping`, all
+    /// `SeqCst`, so at least one side sees the other's store: either the hub does not
+    /// sleep, or the poster wakes it.
+    sleeping: AtomicBool,
+    /// Set when the hub's thread ends; later posts fail.
+    closed: AtomicBool,
+    waker: mio::Waker,
+    wake_writes: AtomicU64,
+    /// Live remote wakers and work guards: sources of future messages.
+    outstanding: AtomicUsize,
+}
+
+impl Inbox {
+    pub(crate) fn new(io: &IoDriver) -> io::Result<Inbox> {
+        Ok(Inbox {
+            queue: Mutex::new(Vec::new()),
+            queued: AtomicBool::new(false),
+            sleeping: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            waker: io.new_waker(WAKE_TOKEN)?,
+            wake_writes: AtomicU64::new(0),
+            outstanding: AtomicUsize::new(0),
+        })
+    }
+
+    /// Queues a message. Writes the eventfd only if the queue was empty and the hub is
+    /// asleep in `epoll_wait` (see `sleeping`). Returns the message if the hub is gone.
+    pub(crate) fn push(&self, message: Message) -> Result<(), Message> {
+        let was_empty = {
+            let mut queue = self.queue.lock();
+            if self.closed.load(Ordering::Relaxed) {
+                return Err(message);
+            }
+            let was_empty = queue.is_empty();
+            queue.push(message);
+            self.queued.store(true, Ordering::SeqCst);
+            was_empty
+        };
+        if was_empty && self.sleeping.load(Ordering::SeqCst) {
+            self.write_eventfd();
+        }
+        Ok(())
+    }
+
+    fn write_eventfd(&self) {
+        self.wake_writes.fetch_add(1, Ordering::Relaxed);
+        // A failed write means the eventfd counter is saturated: already signalled.
+        let _ = self.waker.wake();
+    }
+
+    /// The hub is about to block in `epoll_wait`. Returns `false` (and stays awake) if a
+    /// message came or the outstanding work ended meanwhile: see `sleeping`.
+    pub(crate) fn fall_asleep(&self) -> bool {
+        self.sleeping.store(true, Ordering::SeqCst);
+        if self.queued.load(Ordering::SeqCst) {
+            self.sleeping.store(false, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    pub(crate) fn wake_up(&self) {
+        self.sleeping.store(false, Ordering::Relaxed);
+    }
+
+    /// Pieces of cross-thread work announced and not finished.
+    pub(crate) fn outstanding(&self) -> usize {
+        self.outstanding.load(Ordering::SeqCst)
+    }
+
+    /// Counts one more piece of outstanding work (a lent waker, a work guard): a message
+    /// may still come. [`finish_one`](Inbox::finish_one) ends it.
+    pub(crate) fn begin_one(&self) {
+        self.outstanding.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Whether a message is queued (one atomic load: checked at every turn boundary).
+    #[inline]
+    pub(crate) fn has_messages(&self) -> bool {
+        self.queued.load(Ordering::Acquire)
+    }
+
+    /// Swaps the queue's contents into `out` (which must be empty). Returns whether
+    /// anything was taken.
+    pub(crate) fn take_all(&self, out: &mut Vec<Message>) -> bool {
+        if !self.queued.load(Ordering::Acquire) {
+            return false;
+        }
+        let mut queue = self.queue.lock();
+        self.queued.store(false, Ordering::Relaxed);
+        std::mem::swap(&mut *queue, out);
+        !out.is_empty()
+    }
+
+    /// Whether a message is queued or may still arrive.
+    pub(crate) fn may_receive(&self) -> bool {
+        // Senders queue their message before they stop counting as outstanding, so
+        // reading `outstanding` first cannot miss a message sent by the last of them.
+        self.outstanding.load(Ordering::SeqCst) > 0 || self.queued.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn wake_writes(&self) -> u64 {
+        self.wake_writes.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn close(&self) {
+        let dropped = {
+            let mut queue = self.queue.lock();
+            self.closed.store(true, Ordering::Relaxed);
+            std::mem::take(&mut *queue)
+        };
+        // Jobs are `Send` closures meant for a thread that is ending: forget them rather
+        // than run foreign destructors during thread-local teardown.
+        std::mem::forget(dropped);
+    }
+
+    /// One piece of outstanding work ended (after its message, if any, was queued). If it
+    /// was the last and the hub is asleep, wake it so it re-checks for a deadlock.
+    pub(crate) fn finish_one(&self) {
+        if self.outstanding.fetch_sub(1, Ordering::SeqCst) == 1
+            && self.sleeping.load(Ordering::SeqCst)
+        {
+            // An asleep hub has an empty inbox, so this push writes the eventfd.
+            let _ = self.push(Message::Nop);
+        }
+    }
+}
+
+/// The hub's side of the door: the inbox it shares with other threads, and the wakers it
+/// lent them, by key.
+pub(crate) struct Remote {
+    inbox: Arc<Inbox>,
+    /// Wakers lent to other threads as `RemoteWaker`s, by key.
+    lent: RefCell<Slab<Waker>>,
+    /// A spare buffer swapped with the inbox's queue, so draining does not allocate.
+    spare: RefCell<Vec<Message>>,
+    /// Times the inbox was found non-empty and drained.
+    batches: Cell<u64>,
+    /// Messages handled.
+    messages: Cell<u64>,
+}
+
+impl Remote {
+    pub(crate) fn new(io: &IoDriver) -> io::Result<Remote> {
+        Ok(Remote {
+            inbox: Arc::new(Inbox::new(io)?),
+            lent: RefCell::new(Slab::new()),
+            spare: RefCell::new(Vec::new()),
+            batches: Cell::new(0),
+            messages: Cell::new(0),
+        })
+    }
+
+    /// The inbox, for handles that other threads hold.
+    pub(crate) fn inbox(&self) -> &Arc<Inbox> {
+        &self.inbox
+    }
+
+    /// Lends `waker` to other threads: returns the key a `Message::Wake` names it by. It
+    /// counts as outstanding work until woken or released.
+    pub(crate) fn lend(&self, waker: Waker) -> usize {
+        let key = self.lent.borrow_mut().insert(waker);
+        self.inbox.begin_one();
+        key
+    }
+
+    /// Runs every message other threads posted since the last drain: jobs run (a panic in
+    /// one is reported and the rest go on), lent wakers are woken or forgotten.
+    #[inline(never)]
+    pub(crate) fn drain(&self) {
+        let mut batch = std::mem::take(&mut *self.spare.borrow_mut());
+        if !self.inbox.take_all(&mut batch) {
+            *self.spare.borrow_mut() = batch;
+            return;
+        }
+        self.batches.set(self.batches.get() + 1);
+        self.messages.set(self.messages.get() + batch.len() as u64);
+        for message in batch.drain(..) {
+            match message {
+                Message::Job(job) => {
+                    if let Err(payload) = catch_unwind(AssertUnwindSafe(job)) {
+                        eprintln!(
+                            "verdant: a job posted to the hub from another thread panicked: {}",
+                            panic_message(&*payload)
+                        );
+                    }
+                }
+                Message::Wake(key) => {
+                    let waker = self.lent.borrow_mut().try_remove(key);
+                    if let Some(waker) = waker {
+                        waker.wake();
+                    }
+                }
+                Message::Release(key) => {
+                    self.lent.borrow_mut().try_remove(key);
+                }
+                Message::Nop => {}
+            }
+        }
+        *self.spare.borrow_mut() = batch;
+    }
+
+    /// Times the inbox was drained, and messages handled.
+    pub(crate) fn counts(&self) -> (u64, u64) {
+        (self.batches.get(), self.messages.get())
+    }
+
+    /// The thread is ending: close the door and forget the lent wakers without running
+    /// anything.
+    pub(crate) fn abandon(&self) {
+        self.inbox.close();
+        std::mem::forget(std::mem::take(&mut *self.lent.borrow_mut()));
+    }
+}
+
+impl std::ops::Deref for Remote {
+    type Target = Inbox;
+
+    fn deref(&self) -> &Inbox {
+        &self.inbox
+    }
+}
