@@ -216,7 +216,9 @@ impl Chatter {
     fn join(server: &StreamServer, name: &str) -> Chatter {
         let mut stream = TcpStream::connect(server.local_addr()).unwrap();
         stream.write_all(format!("{name}\n").as_bytes()).unwrap();
-        let lines = BufReader::new(stream.try_clone().unwrap()).lines();
+        let reading = stream.try_clone().unwrap();
+        reading.set_read_timeout(Some(HANG_GUARD)).unwrap(); // a hang fails the test
+        let lines = BufReader::new(reading).lines();
         let mut chatter = Chatter { stream, lines };
         let welcome = chatter.next_line();
         assert!(welcome.starts_with("Welcome! Your name? *"), "{welcome}");
@@ -286,5 +288,102 @@ fn a_chat_member_that_never_reads_is_disconnected_without_stalling_the_room() {
     }
     assert_eq!(reader.get().unwrap().0, LINES, "the listener got every line");
     assert_eq!(talker.next_line(), "* sleeper left", "the sleeper was disconnected");
+    server.stop(Some(Duration::from_millis(100)));
+}
+
+fn chat_server() -> StreamServer {
+    let room = chat_room::Room::new();
+    let server =
+        StreamServer::new("127.0.0.1:0", move |stream, _| chat_room::serve(&room, stream)).unwrap();
+    server.start().unwrap();
+    server
+}
+
+#[test]
+fn an_over_long_chat_line_is_refused_and_the_room_goes_on() {
+    let server = chat_server();
+    let mut alice = Chatter::join(&server, "alice");
+    let mut mallory = Chatter::join(&server, "mallory");
+    assert_eq!(alice.next_line(), "* mallory joined");
+    // Mallory sends a line with no end; the server must stop reading it early.
+    const SENT: usize = 64 << 20;
+    let stream = std::rc::Rc::new(mallory.stream.try_clone().unwrap());
+    let sender = spawn({
+        let stream = stream.clone();
+        move || {
+            let chunk = [b'x'; 64 * 1024];
+            let mut sent = 0;
+            while sent < SENT {
+                match (&*stream).write(&chunk) {
+                    Ok(n) => sent += n,
+                    Err(_) => break, // the server closed
+                }
+            }
+            sent
+        }
+    });
+    let mut told = Vec::new();
+    for line in mallory.lines.by_ref() {
+        match line {
+            Ok(line) => told.push(line),
+            Err(err) if err.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(err) => panic!("the server did not close mallory's connection: {err} {told:?}"),
+        }
+    }
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+    assert_eq!(told.last().map(|l| format!("{l}\n")), Some(chat_room::too_long()), "{told:?}");
+    assert!(sender.get().unwrap() < SENT, "the server stopped reading the over-long line");
+    assert_eq!(alice.next_line(), "* mallory left");
+    let mut bob = Chatter::join(&server, "bob");
+    assert_eq!(alice.next_line(), "* bob joined");
+    alice.say("still here");
+    assert_eq!(bob.next_line(), "alice: still here");
+    server.stop(Some(Duration::from_millis(100)));
+}
+
+/// Twenty members (here a hundred) that never read used to stall every broadcast 0.5 s
+/// per member in turn (50 s here, far beyond the hang guard); with one deadline per
+/// broadcast they cost 0.5 s once, and are all disconnected.
+#[test]
+fn members_that_never_read_do_not_hold_back_a_member_that_does() {
+    const NON_READERS: usize = 100;
+    const LINES: usize = 800;
+    let room = chat_room::Room::new();
+    let server = StreamServer::new("127.0.0.1:0", move |stream: TcpStream, _| {
+        // Small kernel buffers: a member that does not read is soon behind.
+        util::set_socket_option(&stream, libc::SO_SNDBUF, &(4096 as libc::c_int));
+        chat_room::serve(&room, stream)
+    })
+    .unwrap();
+    server.start().unwrap();
+    let mut listener = Chatter::join(&server, "listener");
+    let non_readers: Vec<Chatter> = (0..NON_READERS)
+        .map(|i| {
+            let chatter = Chatter::join(&server, &format!("sleeper{i}"));
+            util::set_socket_option(&chatter.stream, libc::SO_RCVBUF, &(4096 as libc::c_int));
+            chatter
+        })
+        .collect();
+    let mut talker = Chatter::join(&server, "talker");
+    let reader = spawn(move || {
+        let (mut got, mut left) = (0, 0);
+        while got < LINES || left < NON_READERS {
+            let line = listener.next_line();
+            got += usize::from(line.starts_with("talker: "));
+            left += usize::from(line.starts_with("* sleeper") && line.ends_with(" left"));
+        }
+        (got, left, listener)
+    });
+    let line = "x".repeat(1000);
+    let talking = spawn(move || {
+        for _ in 0..LINES {
+            talker.say(&line);
+        }
+        talker
+    });
+    assert!(reader.join_timeout(Duration::from_secs(20)), "the listener was held back");
+    let (got, left, _listener) = reader.get().unwrap();
+    assert_eq!((got, left), (LINES, NON_READERS), "every line, and every sleeper disconnected");
+    drop((non_readers, talking));
     server.stop(Some(Duration::from_millis(100)));
 }
