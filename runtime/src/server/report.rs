@@ -47,7 +47,7 @@ enum Message {
     Dropped,
 }
 
-/// A queue of lines and the thread that writes them to `W`.
+/// A bounded queue of lines and the thread that writes them out.
 pub(crate) struct Reporter {
     /// `None` if the thread could not be started: then every line is dropped.
     queue: Option<SyncSender<Message>>,
