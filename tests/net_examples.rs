@@ -387,3 +387,36 @@ fn members_that_never_read_do_not_hold_back_a_member_that_does() {
     drop((non_readers, talking));
     server.stop(Some(Duration::from_millis(100)));
 }
+
+/// A client that resets the connection (`SO_LINGER` 0, as wrk and crashed clients do)
+/// has simply left: the examples must not report it as an error, or a few hundred such
+/// clients flood the error report.
+#[test]
+fn clients_that_reset_are_a_normal_close_in_every_example() {
+    let echo = StreamServer::new("127.0.0.1:0", echo::echo).unwrap();
+    echo.start().unwrap();
+    let http = http_server();
+    let chat = chat_server();
+    for _ in 0..3 {
+        let mut client = TcpStream::connect(echo.local_addr()).unwrap();
+        client.write_all(b"ping").unwrap();
+        client.read_exact(&mut [0; 4]).unwrap();
+        util::set_linger_zero(&client);
+
+        let mut client = TcpStream::connect(http.local_addr()).unwrap();
+        client.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut reader = BufReader::new(client.try_clone().unwrap());
+        let mut status = String::new();
+        reader.read_line(&mut status).unwrap();
+        assert_eq!(status, "HTTP/1.1 200 OK\r\n");
+        util::set_linger_zero(&client);
+
+        let chatter = Chatter::join(&chat, "resetter");
+        util::set_linger_zero(&chatter.stream);
+    } // each client is dropped here: a reset
+    for server in [echo, http, chat] {
+        server.stop(Some(HANG_GUARD)); // the handlers end on the reset, so this is quick
+        assert_eq!(server.stats().accepted, 3);
+        assert_eq!(server.stats().handler_errors, 0, "{server:?}");
+    }
+}
