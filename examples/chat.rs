@@ -6,8 +6,11 @@
 //! nc 127.0.0.1 9000
 //! ```
 //!
-//! Each client has a reader greenlet (its handler) and a writer greenlet fed by a queue,
-//! the eventlet chat-server pattern.
+//! Each client has a reader greenlet (its handler) and a writer greenlet fed by a bounded
+//! outbox, the eventlet chat-server pattern. Lines over 4 KiB are refused (the client is
+//! told and disconnected); a member that does not read is disconnected as a slow
+//! consumer, and never holds up the room for more than 0.5 s per broadcast (see
+//! `support/chat_room.rs`).
 
 #[path = "support/chat_room.rs"]
 mod chat_room;

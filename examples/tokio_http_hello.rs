@@ -36,12 +36,13 @@ async fn serve(mut stream: TcpStream) -> std::io::Result<()> {
             return Ok(());
         }
         input.extend_from_slice(&chunk[..n]);
-        let answered = http::answer(&input, &mut output);
+        let next = http::answer(&input, &mut output);
         stream.write_all(&output).await?;
         output.clear();
-        match answered {
-            Some((consumed, true)) => drop(input.drain(..consumed)),
-            Some((_, false)) | None => return Ok(()),
+        match next {
+            http::Next::Read { consumed } => drop(input.drain(..consumed)),
+            // No lingering close nor timeouts here: this server exists to compare speed.
+            http::Next::Close | http::Next::CloseAfterError => return Ok(()),
         }
     }
 }

@@ -380,3 +380,195 @@ fn accept_backs_off_when_out_of_fds_and_then_serves_again() {
     assert!(server.stats().accept_errors >= 1);
     server.stop(None);
 }
+
+/// Reads until the peer closes (EOF or a reset), giving up after a generous hang guard.
+fn closed_by_peer(stream: &TcpStream) -> bool {
+    stream.set_read_timeout(Some(HANG_GUARD)).unwrap();
+    let mut buf = [0; 64 * 1024];
+    loop {
+        match (&*stream).read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(err) if err.kind() == io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false, // the hang guard ran out
+        }
+    }
+}
+
+/// How long a test waits for something that must happen before calling it a hang.
+const HANG_GUARD: Duration = Duration::from_secs(30);
+
+/// The timeouts under test: short, since only the fact of closing is asserted.
+const SHORT: Duration = Duration::from_millis(200);
+
+#[test]
+fn an_idle_timeout_closes_a_stalled_connection_without_an_error_report() {
+    let errors = Rc::new(RefCell::new(Vec::new()));
+    let server = StreamServer::new("127.0.0.1:0", echo)
+        .unwrap()
+        .on_error(collecting(&errors))
+        .with_idle_timeout(SHORT);
+    server.start().unwrap();
+    let mut client = TcpStream::connect(server.local_addr()).unwrap();
+    assert_eq!(round_trip(&mut client, b"hello").unwrap(), b"hello", "served while active");
+    // Now the client sends nothing: the handler's read times out and it closes.
+    assert!(closed_by_peer(&client), "the server must close an idle connection");
+    server.stop(None);
+    assert_eq!(server.stats().timed_out, 1);
+    assert_eq!(server.stats().handler_errors, 0, "a timeout of the server's own is no error");
+    assert!(errors.borrow().is_empty(), "{:?}", errors.borrow());
+}
+
+#[test]
+fn an_idle_timeout_also_ends_writes_to_a_client_that_does_not_read() {
+    let handler = |stream: TcpStream, _| -> io::Result<()> {
+        let chunk = [b'x'; 64 * 1024];
+        loop {
+            (&stream).write_all(&chunk)?; // the client never reads: soon this waits
+        }
+    };
+    let server = StreamServer::new("127.0.0.1:0", handler).unwrap().with_idle_timeout(SHORT);
+    server.start().unwrap();
+    let client = TcpStream::connect(server.local_addr()).unwrap();
+    let deadline = Instant::now() + HANG_GUARD;
+    while server.stats().timed_out == 0 && Instant::now() < deadline {
+        sleep(Duration::from_millis(5)); // until the handler's write has timed out
+    }
+    assert_eq!(server.stats().timed_out, 1, "the handler's write must time out");
+    assert!(closed_by_peer(&client), "after the buffered data, the connection ends");
+    server.stop(None);
+    assert_eq!(server.stats().handler_errors, 0);
+}
+
+#[test]
+fn a_first_byte_timeout_closes_silent_connections_before_the_handler_runs() {
+    let read_timeouts = Rc::new(RefCell::new(Vec::new()));
+    let handler = {
+        let read_timeouts = read_timeouts.clone();
+        move |stream: TcpStream, peer| {
+            read_timeouts.borrow_mut().push(stream.read_timeout().unwrap());
+            echo(stream, peer)
+        }
+    };
+    let idle = Duration::from_secs(3600);
+    let server = StreamServer::new("127.0.0.1:0", handler)
+        .unwrap()
+        .with_first_byte_timeout(SHORT)
+        .with_idle_timeout(idle);
+    server.start().unwrap();
+    let silent = TcpStream::connect(server.local_addr()).unwrap();
+    let mut prompt = TcpStream::connect(server.local_addr()).unwrap();
+    assert_eq!(round_trip(&mut prompt, b"hi").unwrap(), b"hi");
+    assert!(closed_by_peer(&silent), "a connection that sends nothing is closed");
+    drop(prompt);
+    server.stop(None);
+    assert_eq!(server.stats().timed_out, 1);
+    assert_eq!(server.stats().accepted, 2);
+    // Only the prompt client's handler ran, with the idle timeout in place.
+    assert_eq!(*read_timeouts.borrow(), [Some(idle)]);
+}
+
+#[test]
+fn slowloris_connections_that_fill_the_pool_are_timed_out_and_others_get_served() {
+    const SLOWLORIS: usize = 100;
+    let handler = |mut stream: TcpStream, _| -> io::Result<()> {
+        let mut message = [0; 8];
+        stream.read_exact(&mut message)?;
+        stream.write_all(&message)
+    };
+    let server = StreamServer::new("127.0.0.1:0", handler)
+        .unwrap()
+        .with_pool(Pool::new(Some(SLOWLORIS / 2)))
+        .with_idle_timeout(SHORT);
+    server.start().unwrap();
+    let addr = server.local_addr();
+    // Each sends half a message and then nothing; together they fill the pool twice over.
+    let slowloris: Vec<TcpStream> = (0..SLOWLORIS)
+        .map(|_| {
+            let stream = TcpStream::connect(addr).unwrap();
+            (&stream).write_all(b"half").unwrap();
+            stream
+        })
+        .collect();
+    let closed: Vec<_> = slowloris.into_iter().map(|s| spawn(move || closed_by_peer(&s))).collect();
+    let mut normal = TcpStream::connect(addr).unwrap();
+    normal.set_read_timeout(Some(HANG_GUARD)).unwrap();
+    assert_eq!(round_trip(&mut normal, b"whole!!!").unwrap(), b"whole!!!");
+    assert!(closed.iter().all(|c| c.get().unwrap()), "every slowloris connection is closed");
+    server.stop(None);
+    assert_eq!(server.stats().timed_out, SLOWLORIS as u64);
+    assert_eq!(server.stats().handler_errors, 0);
+}
+
+/// Runs in a child process whose stderr is a pipe the test never reads, as with a
+/// stalled log shipper: the default error report must not stop the server when the
+/// pipe is full (64 KiB, some 700 reports).
+#[test]
+fn a_stalled_stderr_does_not_stop_the_server() {
+    const NAME: &str = "a_stalled_stderr_does_not_stop_the_server";
+    if !is_child_for(NAME) {
+        let (status, stdout) = run_with_unread_stderr(NAME, HANG_GUARD * 4);
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "the child {}: {stdout}",
+            if status.is_none() { "hung (killed by the hang guard)" } else { "failed" }
+        );
+        return;
+    }
+    const ERRORS: usize = 3000;
+    let handler = |mut stream: TcpStream, _| -> io::Result<()> {
+        let mut command = [0; 1];
+        stream.read_exact(&mut command)?;
+        match &command {
+            b"e" => Err(io::Error::other("asked to fail")),
+            _ => stream.write_all(b"served"),
+        }
+    };
+    let server = StreamServer::new("127.0.0.1:0", handler).unwrap(); // reports to stderr
+    server.start().unwrap();
+    for _ in 0..ERRORS {
+        let mut stream = TcpStream::connect(server.local_addr()).unwrap();
+        stream.write_all(b"e").unwrap();
+        assert_eq!(stream.read(&mut [0; 8]).unwrap(), 0, "closed after the error");
+    }
+    let mut stream = TcpStream::connect(server.local_addr()).unwrap();
+    stream.write_all(b"n").unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).unwrap();
+    assert_eq!(reply, "served");
+    server.stop(None);
+    assert_eq!(server.stats().handler_errors, ERRORS as u64);
+    println!("served after {ERRORS} error reports");
+}
+
+/// Runs test `name` of this binary in a child whose stderr is a pipe nobody reads while
+/// it runs; kills it after `guard`. Returns its exit status (`None`: it hung) and stdout.
+fn run_with_unread_stderr(
+    name: &str,
+    guard: Duration,
+) -> (Option<std::process::ExitStatus>, String) {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(util::CHILD_MARKER, name)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + guard;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20)); // not a hub: a plain poll
+    };
+    let mut stdout = String::new();
+    let _ = child.stdout.take().unwrap().read_to_string(&mut stdout);
+    (status, stdout)
+}

@@ -1,27 +1,47 @@
 //! The chat room of the `chat` example: line-based, one greenlet reading each client and
-//! one writing to it, lines broadcast through a bounded queue per member. A full queue
-//! makes the sender wait (backpressure), but at most `SLOW_CLIENT_TIMEOUT`: a client that
-//! reads nothing for that long is disconnected, so it cannot hold up the room.
+//! one writing to it, lines broadcast through a bounded outbox per member.
+//!
+//! No client can make the room hold much, or wait long:
+//!
+//! * A line is at most [`MAX_LINE`] bytes. A client that sends a longer one gets
+//!   `* line too long ...` and is disconnected: the server never holds more than
+//!   `MAX_LINE` bytes of it. (Refused rather than truncated: 4 KiB without a newline is
+//!   not chat, and cutting it would turn the rest into more lines.)
+//! * Each member has an outbox of [`OUTBOX_LINES`] lines, emptied by its writer
+//!   greenlet. A broadcast puts the line in every outbox that has room at once; the
+//!   members whose outbox is full get until one deadline, [`SLOW_CLIENT_TIMEOUT`] after
+//!   the broadcast began, to make room, and those still full are disconnected as slow
+//!   consumers. One deadline per broadcast: twenty members that never read hold the
+//!   room up for 0.5 s once, not 0.5 s each in turn. A single write to a member may
+//!   wait [`WRITE_TIMEOUT`] at most.
+//! * A client that resets the connection has simply left: not an error.
 
 use std::cell::{Cell, RefCell};
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::Shutdown;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use verdant::net::TcpStream;
+use verdant::net::{TcpStream, is_disconnect};
 use verdant::sync::{PutError, Queue};
 
-/// Lines a member may have waiting before senders wait for it.
-const BACKLOG_LINES: usize = 100;
+/// The longest line accepted, in bytes, without its newline.
+pub const MAX_LINE: usize = 4096;
 
-/// How long a sender waits for a member with a full queue before disconnecting it.
-const SLOW_CLIENT_TIMEOUT: Duration = Duration::from_millis(500);
+/// Lines a member may have waiting for its writer.
+pub const OUTBOX_LINES: usize = 100;
+
+/// How long a broadcast waits for the members whose outbox is full, all of them together.
+pub const SLOW_CLIENT_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// How long one write to a member may wait: bounds how long a member that stopped
+/// reading keeps its writer when no broadcast comes to find its outbox full.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 struct Member {
     id: u64,
     name: String,
-    inbox: Queue<Rc<str>>,
+    outbox: Queue<Rc<str>>,
     stream: Rc<TcpStream>,
 }
 
@@ -40,11 +60,11 @@ impl Room {
     fn join(&self, name: &str, stream: &Rc<TcpStream>) -> (u64, Queue<Rc<str>>) {
         let id = self.next_id.get();
         self.next_id.set(id + 1);
-        let inbox = Queue::bounded(BACKLOG_LINES);
+        let outbox = Queue::bounded(OUTBOX_LINES);
         let member =
-            Member { id, name: name.to_string(), inbox: inbox.clone(), stream: stream.clone() };
+            Member { id, name: name.to_string(), outbox: outbox.clone(), stream: stream.clone() };
         self.members.borrow_mut().push(member);
-        (id, inbox)
+        (id, outbox)
     }
 
     fn leave(&self, id: u64) {
@@ -55,19 +75,30 @@ impl Room {
         self.members.borrow().iter().map(|m| m.name.clone()).collect()
     }
 
-    /// Queues `line` for every member except `from`, waiting for members that are behind;
-    /// one that stays behind for `SLOW_CLIENT_TIMEOUT` is disconnected.
+    /// Queues `line` for every member except `from`. Members with a full outbox get until
+    /// one deadline to make room; those that do not are disconnected.
     fn broadcast(&self, from: Option<u64>, line: &str) {
         let line: Rc<str> = Rc::from(line);
-        // A snapshot: the puts below may wait, while others join and leave.
-        let recipients: Vec<(Queue<Rc<str>>, Rc<TcpStream>)> = (self.members.borrow().iter())
-            .filter(|m| Some(m.id) != from)
-            .map(|m| (m.inbox.clone(), m.stream.clone()))
-            .collect();
-        for (inbox, stream) in recipients {
-            if let Err(PutError::Full(_)) = inbox.put_timeout(line.clone(), SLOW_CLIENT_TIMEOUT) {
-                inbox.close();
-                let _ = stream.shutdown(Shutdown::Both); // unblocks its writer and reader
+        let mut behind = Vec::new();
+        for member in self.members.borrow().iter().filter(|m| Some(m.id) != from) {
+            if let Err(PutError::Full(_)) = member.outbox.put_nowait(line.clone()) {
+                behind.push((member.outbox.clone(), member.stream.clone()));
+            }
+        }
+        if behind.is_empty() {
+            return;
+        }
+        let deadline = Instant::now() + SLOW_CLIENT_TIMEOUT;
+        for (outbox, stream) in behind {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let put = if left.is_zero() {
+                outbox.put_nowait(line.clone())
+            } else {
+                outbox.put_timeout(line.clone(), left)
+            };
+            if let Err(PutError::Full(_)) = put {
+                outbox.close();
+                let _ = stream.shutdown(Shutdown::Both); // ends its writer and its reader
             }
         }
     }
@@ -75,16 +106,26 @@ impl Room {
 
 /// Serves one client: asks for a name, then relays its lines until it leaves.
 pub fn serve(room: &Rc<Room>, stream: TcpStream) -> io::Result<()> {
-    let stream = Rc::new(stream);
-    let mut lines = BufReader::new(&*stream).lines();
+    match serve_member(room, Rc::new(stream)) {
+        Err(err) if is_disconnect(&err) => Ok(()), // the client hung up
+        done => done,
+    }
+}
+
+fn serve_member(room: &Rc<Room>, stream: Rc<TcpStream>) -> io::Result<()> {
+    stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
+    let mut reader = BufReader::new(&*stream);
     (&*stream).write_all(b"Welcome! Your name? ")?;
-    let Some(name) = lines.next().transpose()? else { return Ok(()) };
-    let name = name.trim().to_string();
-    let (id, inbox) = room.join(&name, &stream);
+    let name = match next_line(&mut reader)? {
+        Line::Text(name) => name.trim().to_string(),
+        Line::TooLong => return (&*stream).write_all(too_long().as_bytes()),
+        Line::End => return Ok(()),
+    };
+    let (id, outbox) = room.join(&name, &stream);
     let writer = verdant::spawn({
-        let (stream, inbox) = (stream.clone(), inbox.clone());
+        let (stream, outbox) = (stream.clone(), outbox.clone());
         move || {
-            for line in inbox.iter() {
+            for line in outbox.iter() {
                 if (&*stream).write_all(line.as_bytes()).is_err() {
                     break;
                 }
@@ -92,37 +133,76 @@ pub fn serve(room: &Rc<Room>, stream: TcpStream) -> io::Result<()> {
             let _ = stream.shutdown(Shutdown::Both); // also ends the reader below
         }
     });
-    let _ = inbox.put_nowait(Rc::from(format!(
+    let _ = outbox.put_nowait(Rc::from(format!(
         "* {} here: {}\n",
         room.names().len(),
         room.names().join(", ")
     )));
     room.broadcast(Some(id), &format!("* {name} joined\n"));
-    let outcome = relay(room, id, &name, &inbox, lines.by_ref());
+    let outcome = relay(room, id, &name, &outbox, &mut reader);
     room.leave(id);
-    inbox.close();
+    outbox.close();
     writer.join();
     room.broadcast(None, &format!("* {name} left\n"));
     outcome
+}
+
+/// What a member is told before it is disconnected for a line over [`MAX_LINE`].
+pub fn too_long() -> String {
+    format!("* line too long (the limit is {MAX_LINE} bytes); bye\n")
 }
 
 fn relay(
     room: &Room,
     id: u64,
     name: &str,
-    inbox: &Queue<Rc<str>>,
-    lines: &mut impl Iterator<Item = io::Result<String>>,
+    outbox: &Queue<Rc<str>>,
+    reader: &mut impl BufRead,
 ) -> io::Result<()> {
-    for line in lines {
-        let line = line?;
+    loop {
+        let line = match next_line(reader)? {
+            Line::Text(line) => line,
+            Line::TooLong => {
+                let _ = outbox.put_nowait(Rc::from(too_long())); // the writer sends it, then closes
+                return Ok(());
+            }
+            Line::End => return Ok(()),
+        };
         match line.trim_end() {
-            "/quit" => break,
+            "/quit" => return Ok(()),
             "/who" => {
                 let _ =
-                    inbox.put_nowait(Rc::from(format!("* here: {}\n", room.names().join(", "))));
+                    outbox.put_nowait(Rc::from(format!("* here: {}\n", room.names().join(", "))));
             }
             text => room.broadcast(Some(id), &format!("{name}: {text}\n")),
         }
     }
-    Ok(())
+}
+
+/// One line from a client.
+enum Line {
+    /// The line, without its line ending; invalid UTF-8 is replaced.
+    Text(String),
+    /// Over [`MAX_LINE`] bytes: only `MAX_LINE + 1` of them were read.
+    TooLong,
+    /// The client closed.
+    End,
+}
+
+/// Reads a line, holding at most `MAX_LINE + 1` bytes of it.
+fn next_line(reader: &mut impl BufRead) -> io::Result<Line> {
+    let mut line = Vec::new();
+    reader.by_ref().take(MAX_LINE as u64 + 1).read_until(b'\n', &mut line)?;
+    if line.is_empty() {
+        return Ok(Line::End);
+    }
+    if line.last() == Some(&b'\n') {
+        line.pop();
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+    } else if line.len() > MAX_LINE {
+        return Ok(Line::TooLong);
+    }
+    Ok(Line::Text(String::from_utf8_lossy(&line).into_owned()))
 }

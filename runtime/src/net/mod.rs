@@ -51,11 +51,13 @@
 #[macro_use]
 mod impls;
 mod addr;
+mod disconnect;
 mod tcp;
 mod udp;
 mod unix;
 
 pub use addr::{ToSocketAddrs, lookup_host};
+pub use disconnect::is_disconnect;
 pub use tcp::{DEFAULT_BACKLOG, TcpListener, TcpStream};
 pub use udp::UdpSocket;
 pub use unix::{UnixListener, UnixStream};

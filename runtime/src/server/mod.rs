@@ -41,6 +41,12 @@
 //!          │          listener broken (EBADF...): report, close ──► stop  │
 //!          └──────────────────────────────────────────────────────────────┘
 //! ```
+//!
+//! Slow clients: off by default (as in gevent), a connection may get a first-byte timeout
+//! (nothing read within it: closed before the handler runs) and an idle timeout (any read
+//! or write that waits longer fails with `TimedOut`, which ends the handler). Errors go to
+//! `on_error`; the default report is a line on stderr written by a background thread,
+//! so a stalled stderr never blocks the hub.
 
 use std::cell::{Cell, RefCell};
 use std::error::Error;
@@ -55,6 +61,8 @@ use verdant_hub::{GreenletError, GreenletRef};
 use verdant_pool::Pool;
 
 use crate::net::{TcpListener, TcpStream, ToSocketAddrs};
+
+mod report;
 
 /// Connections accepted in one go before the accept loop lets handlers run (gevent's
 /// `max_accept`).
@@ -140,6 +148,9 @@ pub struct ServerStats {
     pub accept_errors: u64,
     /// Handlers that returned an error, panicked or could not start.
     pub handler_errors: u64,
+    /// Connections closed because the server's first-byte or idle timeout ran out (not
+    /// errors: they are not reported).
+    pub timed_out: u64,
 }
 
 /// How the server reacts to an `accept` error.
@@ -192,11 +203,14 @@ struct Core {
     stopped: Event,
     failure: RefCell<Option<io::Error>>,
     stop_timeout: Cell<Duration>,
+    first_byte_timeout: Cell<Option<Duration>>,
+    idle_timeout: Cell<Option<Duration>>,
     min_delay: Cell<Duration>,
     max_delay: Cell<Duration>,
     accepted: Cell<u64>,
     accept_errors: Cell<u64>,
     handler_errors: Cell<u64>,
+    timed_out: Cell<u64>,
 }
 
 /// A TCP server: accepts connections and runs `handler(stream, peer)` for each in its own
@@ -208,8 +222,12 @@ struct Core {
 /// * Errors: an `accept` error never stops the server unless the listener itself is
 ///   broken; running out of fds makes it back off (10 ms, doubling to 1 s) and go on.
 ///   Handler errors and panics stay in their greenlet; all are passed to
-///   [`on_error`](Self::on_error) (by default printed to stderr) and counted in
-///   [`stats`](Self::stats).
+///   [`on_error`](Self::on_error) (by default a line on stderr, written by a background
+///   thread so that it never blocks the hub) and counted in [`stats`](Self::stats).
+/// * Slow clients: no timeouts by default, as in gevent;
+///   [`with_first_byte_timeout`](Self::with_first_byte_timeout) and
+///   [`with_idle_timeout`](Self::with_idle_timeout) close connections that send nothing
+///   or stall.
 /// * Lifetime: a started server runs until [`stop`](Self::stop) or [`close`](Self::close),
 ///   even if every handle is dropped. Clones share one server.
 ///
@@ -244,8 +262,9 @@ impl StreamServer {
         R: HandlerResult,
     {
         let local_addr = listener.local_addr().expect("a bound listener has a local address");
-        let report_to_stderr: Rc<ErrorCallback> =
-            Rc::new(move |error| eprintln!("verdant: StreamServer on {local_addr}: {error}"));
+        let report_to_stderr: Rc<ErrorCallback> = Rc::new(move |error| {
+            report::report(format!("verdant: StreamServer on {local_addr}: {error}"));
+        });
         let core = Core {
             local_addr,
             listener: RefCell::new(Some(Rc::new(listener))),
@@ -256,11 +275,14 @@ impl StreamServer {
             stopped: Event::new(),
             failure: RefCell::new(None),
             stop_timeout: Cell::new(Duration::from_secs(1)),
+            first_byte_timeout: Cell::new(None),
+            idle_timeout: Cell::new(None),
             min_delay: Cell::new(Duration::from_millis(10)),
             max_delay: Cell::new(Duration::from_secs(1)),
             accepted: Cell::new(0),
             accept_errors: Cell::new(0),
             handler_errors: Cell::new(0),
+            timed_out: Cell::new(0),
         };
         StreamServer { core: Rc::new(core) }
     }
@@ -273,7 +295,14 @@ impl StreamServer {
     }
 
     /// Calls `callback` for every [`ServerError`] instead of printing it to stderr
-    /// (gevent's `handle_error`). It runs in the greenlet that hit the error.
+    /// (gevent's `handle_error`). It runs in the greenlet that hit the error, so it must
+    /// not block the thread: a callback that writes to a file or a pipe itself stops
+    /// every greenlet of the hub while the write waits.
+    ///
+    /// The default report never blocks: lines go through a bounded queue to one
+    /// background thread that writes them to stderr. When stderr does not keep up, lines
+    /// are dropped and counted (`verdant: N error reports dropped`), and identical lines
+    /// in a row are folded into a count.
     pub fn on_error(self, callback: impl Fn(ServerError) + 'static) -> StreamServer {
         *self.core.on_error.borrow_mut() = Rc::new(callback);
         self
@@ -283,6 +312,39 @@ impl StreamServer {
     /// (gevent's `stop_timeout`; 1 s by default).
     pub fn with_stop_timeout(self, timeout: Duration) -> StreamServer {
         self.core.stop_timeout.set(timeout);
+        self
+    }
+
+    /// Closes a connection on which nothing arrives within `timeout` of its accept,
+    /// without running the handler (off by default). For protocols where the client
+    /// speaks first, like HTTP: a handler that greets first would never get to greet.
+    /// Costs one `recv(MSG_PEEK)` per connection, in the handler's greenlet.
+    ///
+    /// # Panics
+    ///
+    /// If `timeout` is zero.
+    pub fn with_first_byte_timeout(self, timeout: Duration) -> StreamServer {
+        assert!(!timeout.is_zero(), "a zero first-byte timeout would close every connection");
+        self.core.first_byte_timeout.set(Some(timeout));
+        self
+    }
+
+    /// Gives every connection an idle timeout (off by default, as in gevent): a read or a
+    /// write on the stream that waits longer than `timeout` fails with
+    /// `ErrorKind::TimedOut`, which ends a handler that passes errors on (`?`), and so
+    /// closes the connection. A handler that returns that `TimedOut` error is counted in
+    /// [`ServerStats::timed_out`], not reported.
+    ///
+    /// It is the stream's [`set_read_timeout`](TcpStream::set_read_timeout) and
+    /// [`set_write_timeout`](TcpStream::set_write_timeout), set before the handler runs:
+    /// the handler may change them, and a `try_clone` of the stream starts without.
+    ///
+    /// # Panics
+    ///
+    /// If `timeout` is zero.
+    pub fn with_idle_timeout(self, timeout: Duration) -> StreamServer {
+        assert!(!timeout.is_zero(), "a zero idle timeout would fail every wait");
+        self.core.idle_timeout.set(Some(timeout));
         self
     }
 
@@ -322,6 +384,7 @@ impl StreamServer {
             active: core.pool.borrow().len(),
             accept_errors: core.accept_errors.get(),
             handler_errors: core.handler_errors.get(),
+            timed_out: core.timed_out.get(),
         }
     }
 
@@ -430,9 +493,11 @@ impl Core {
         self.accepted.set(self.accepted.get() + 1);
         let core = self.clone();
         let greenlet = pool.spawn(move || {
+            if !core.apply_timeouts(&stream) {
+                return; // nothing came in time: drop the connection
+            }
             if let Some(error) = (core.handler)(stream, peer) {
-                core.handler_errors.set(core.handler_errors.get() + 1);
-                core.report(ServerError::Handler { peer, error });
+                core.handler_failed(peer, error);
             }
         });
         let core = self.clone();
@@ -443,6 +508,43 @@ impl Core {
                 core.report(ServerError::HandlerDied { peer, error });
             }
         });
+    }
+
+    /// Waits for the first byte (if there is a first-byte timeout), then sets the idle
+    /// timeout. `false` if the first byte did not come in time.
+    fn apply_timeouts(&self, stream: &TcpStream) -> bool {
+        let (first_byte, idle) = (self.first_byte_timeout.get(), self.idle_timeout.get());
+        if first_byte.is_some() {
+            // Cannot fail: the builders refuse zero durations.
+            let _ = stream.set_read_timeout(first_byte);
+            // Data, EOF or an error: the handler's first read sees it.
+            if let Err(err) = stream.peek(&mut [0]) {
+                if err.kind() == io::ErrorKind::TimedOut {
+                    self.timed_out.set(self.timed_out.get() + 1);
+                    return false;
+                }
+            }
+        }
+        if first_byte.is_some() || idle.is_some() {
+            let _ = stream.set_read_timeout(idle);
+            let _ = stream.set_write_timeout(idle);
+        }
+        true
+    }
+
+    /// A handler returned `error`: a timeout of the server's own is a normal end,
+    /// anything else is reported.
+    fn handler_failed(&self, peer: SocketAddr, error: Box<dyn Error>) {
+        let has_timeouts =
+            self.first_byte_timeout.get().is_some() || self.idle_timeout.get().is_some();
+        let timed_out =
+            error.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::TimedOut);
+        if has_timeouts && timed_out {
+            self.timed_out.set(self.timed_out.get() + 1);
+            return;
+        }
+        self.handler_errors.set(self.handler_errors.get() + 1);
+        self.report(ServerError::Handler { peer, error });
     }
 
     /// The listener failed: close and wake `serve_forever` with the error.
