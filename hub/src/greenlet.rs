@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 
 use crate::config::StackMode;
 use crate::error::{GreenletError, classify_unwind, panic_message};
+use crate::hub::TimerAction;
 use crate::hub::with_hub;
 use crate::park;
 use crate::stack::checked_stack_size;
-use crate::hub::TimerAction;
 use crate::stats::Stats;
 use crate::task::{Core, Interrupt, Kind, LinkCallback, LinkHook, State, Task};
 
@@ -85,11 +85,11 @@ fn finish(core: &Core, outcome: Result<(), GreenletError>) {
             }
         };
         if let Err(payload) = catch_unwind(AssertUnwindSafe(run)) {
-            eprintln!(
+            crate::report::report(format!(
                 "verdant: a link callback of {} panicked: {}",
                 core.describe(),
                 panic_message(&*payload)
-            );
+            ));
         }
     }
 }

@@ -305,35 +305,38 @@ impl Hub {
     pub(crate) fn park_current(&self, reason: &dyn fmt::Display) {
         self.raise_pending_interrupt();
         let core = self.current_core();
-        core.set_state(State::Parked);
-        self.switch_out(core, reason);
+        self.switch_out(core, State::Parked, reason);
         core.end_epoch();
         self.raise_pending_interrupt();
     }
 
-    /// Sends the running task to the back of the ready queue and runs the others.
+    /// Sends the running task to the back of the run queue and runs the others.
     #[inline(always)]
     pub(crate) fn yield_current(&self) {
         self.raise_pending_interrupt();
         let core = self.current_core();
-        core.set_state(State::Ready);
-        self.schedule(self.current_task());
-        self.switch_out(core, &"yield_now()");
+        self.switch_out(core, State::Ready, &"yield_now()");
         core.end_epoch();
         self.raise_pending_interrupt();
     }
 
-    /// Leaves the running task (already marked `Parked` or `Ready`): a greenlet suspends
-    /// its coroutine; the main code runs the loop until it is popped again.
+    /// Leaves the running task, moving it to `to` (`Parked`, or `Ready` and queued): a
+    /// greenlet suspends its coroutine; the main code runs the loop until it is popped
+    /// again.
     ///
     /// Inlined all the way into `yield_now`/`park`: after a stack switch every `ret`
     /// mispredicts (the CPU's return-stack buffer holds the other stack's frames), so each
     /// call level between user code and the switch costs about 15 cycles per switch.
     #[inline(always)]
-    fn switch_out(&self, core: &Core, reason: &dyn fmt::Display) {
+    fn switch_out(&self, core: &Core, to: State, reason: &dyn fmt::Display) {
         if core.is_main() {
-            self.run_loop_for_main(core, reason);
-        } else if !core.shared {
+            return self.run_loop_for_main(core, to, reason);
+        }
+        core.set_state(to);
+        if to == State::Ready {
+            self.schedule(self.current_task());
+        }
+        if !core.shared {
             let yielder = core.yielder.get();
             // SAFETY: `core` is the running greenlet, so its coroutine has started and not
             // returned, and we are executing on its stack: the yielder invariant holds.
@@ -344,16 +347,21 @@ impl Hub {
         }
     }
 
-    /// The main code blocks: run the loop until it is popped from the ready queue again.
+    /// The main code blocks: run the loop until it is popped from the run queue again.
+    /// From code the loop itself runs (a cross-thread job), blocking is refused before the
+    /// main code's state changes.
     #[inline(never)]
-    fn run_loop_for_main(&self, core: &Core, reason: &dyn fmt::Display) {
+    fn run_loop_for_main(&self, core: &Core, to: State, reason: &dyn fmt::Display) {
         if self.in_loop.get() {
-            core.set_state(State::Running);
             panic!(
                 "verdant: a blocking call ({reason}) was made from code the hub runs between \
                  greenlets (a cross-thread job or a callback); such code must not block: \
                  spawn a greenlet for the blocking part"
             );
+        }
+        core.set_state(to);
+        if to == State::Ready {
+            self.schedule(self.main.clone());
         }
         if let Err(Deadlock) = self.run_until_main_runs() {
             core.set_state(State::Running);

@@ -257,10 +257,10 @@ impl Remote {
             match message {
                 Message::Job(job) => {
                     if let Err(payload) = catch_unwind(AssertUnwindSafe(job)) {
-                        eprintln!(
+                        crate::report::report(format!(
                             "verdant: a job posted to the hub from another thread panicked: {}",
                             panic_message(&*payload)
-                        );
+                        ));
                     }
                 }
                 Message::Wake(key) => {

@@ -124,6 +124,9 @@ struct TimerWheel<A> {
     due: VecDeque<Entry>,
     /// Entries held in `slots`, `overflow` and `due`, live and stale.
     stored: usize,
+    /// Bytes of buffer capacity given back since the allocator was last asked to return
+    /// free memory to the system (see [`TimerWheel::gave_back`]).
+    given_back: usize,
 }
 
 /// Number of wheel slots, one per millisecond tick.
@@ -132,9 +135,13 @@ const SLOTS: usize = 1024;
 /// Stale entries tolerated before a compaction, whatever the number of live timers.
 const STALE_SLACK: usize = 4096;
 
-/// A buffer (a slot, `due`, the heap) keeps at most this many entries' worth of spare
-/// capacity once a burst has passed through it.
+/// `due` and the overflow heap keep at most this many entries' worth of spare capacity
+/// once a burst has passed through them.
 const KEEP_CAPACITY: usize = 1024;
+
+/// A slot that held nothing on its last tick keeps capacity for at most this many entries
+/// (24 bytes each: under 1 MiB for the whole wheel).
+const SLOT_KEEP: usize = 32;
 
 /// One timer's place in the wheel: `(deadline in ns since origin, creation seq, key)`.
 /// The derived order is the firing order: deadline, then FIFO.
@@ -163,6 +170,7 @@ impl<A> TimerWheel<A> {
             next_seq: 0,
             due: VecDeque::new(),
             stored: 0,
+            given_back: 0,
         }
     }
 
@@ -212,7 +220,8 @@ impl<A> TimerWheel<A> {
         let live = |e: &Entry| matches!(actions.get(e.key), Some((s, _)) if *s == e.seq);
         for (slot, entries) in self.slots.iter_mut().enumerate() {
             entries.retain(live);
-            shrink(entries);
+            let held = entries.len();
+            self.given_back += shrink(entries, held);
             if entries.is_empty() {
                 self.occupied[slot / 64] &= !(1 << (slot % 64));
             }
@@ -227,6 +236,7 @@ impl<A> TimerWheel<A> {
         }
         self.actions.shrink_to_fit();
         self.stored = self.actions.len();
+        self.gave_back(0);
     }
 
     fn is_live(&self, seq: u64, key: usize) -> bool {
@@ -311,9 +321,11 @@ impl<A> TimerWheel<A> {
         self.occupied[slot / 64] &= !(1 << (slot % 64));
         let mut entries = std::mem::take(&mut self.slots[slot]);
         entries.sort_unstable();
+        let held = entries.len();
         self.due.extend(entries.drain(..));
-        shrink(&mut entries);
-        self.slots[slot] = entries; // keep a modest capacity for the next turn of the wheel
+        let freed = shrink(&mut entries, held);
+        self.gave_back(freed);
+        self.slots[slot] = entries; // keep the capacity for the next turn of the wheel
     }
 
     /// Entries in slots and the overflow heap, stale ones included (tests only).
@@ -339,10 +351,38 @@ impl<A> TimerWheel<A> {
     }
 }
 
-/// Gives back a buffer's spare capacity once it exceeds [`KEEP_CAPACITY`] entries.
-fn shrink(entries: &mut Vec<Entry>) {
-    if entries.capacity() > entries.len() + KEEP_CAPACITY {
-        entries.shrink_to(entries.len() + KEEP_CAPACITY / 4);
+/// After a slot's tick was collected, or a compaction: gives back its capacity if it is
+/// far more than the `held` entries it just had (a burst has passed). The slack (4×) keeps
+/// a steady stream of timers from reallocating every turn of the wheel. Returns the bytes
+/// given back.
+fn shrink(entries: &mut Vec<Entry>, held: usize) -> usize {
+    let before = entries.capacity();
+    if before > 4 * held + SLOT_KEEP {
+        entries.shrink_to(2 * held + SLOT_KEEP);
+    }
+    (before - entries.capacity()) * size_of::<Entry>()
+}
+
+/// Bytes of buffers given back after which the allocator is asked to return its free
+/// memory to the system.
+const TRIM_AFTER: usize = 4 << 20;
+
+impl<A> TimerWheel<A> {
+    /// Counts `bytes` of capacity given back; once a burst's worth ([`TRIM_AFTER`]) has
+    /// been, asks glibc to return free heap memory to the system. Without that, the
+    /// many slot-sized blocks a burst freed stay in glibc's heap, scattered, and the
+    /// process keeps the burst's memory for good.
+    fn gave_back(&mut self, bytes: usize) {
+        self.given_back += bytes;
+        if self.given_back < TRIM_AFTER {
+            return;
+        }
+        self.given_back = 0;
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        // SAFETY: malloc_trim only walks and releases the allocator's own free memory.
+        unsafe {
+            libc::malloc_trim(0);
+        }
     }
 }
 
@@ -452,7 +492,22 @@ mod tests {
         }
         let wheel = timers.wheel.borrow();
         assert_eq!(wheel.stored, wheel.entries(), "the count of stored entries is exact");
-        assert!(wheel.spare_capacity() < 64 * KEEP_CAPACITY, "{}", wheel.spare_capacity());
+        let most = SLOTS * SLOT_KEEP + 2 * KEEP_CAPACITY;
+        assert!(wheel.spare_capacity() <= most, "{}", wheel.spare_capacity());
+        drop(wheel);
+        // The same with time passing, so every slot of the wheel sees its share.
+        let mut now = t0;
+        for i in 0..1_000_000u64 {
+            if i % 300 == 0 {
+                now += Duration::from_micros(100);
+                while timers.pop_expired(now).is_some() {}
+            }
+            let key = timers.insert(now + Duration::from_millis(50), start_action(i));
+            assert!(timers.cancel(key));
+        }
+        let wheel = timers.wheel.borrow();
+        let most = SLOTS * SLOT_KEEP + 2 * KEEP_CAPACITY;
+        assert!(wheel.spare_capacity() <= most, "{}", wheel.spare_capacity());
         drop(wheel);
         assert_eq!(timers.len(), 1);
         assert!(timers.cancel(keep));

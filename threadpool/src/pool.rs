@@ -210,7 +210,9 @@ impl Shared {
             .spawn(move || shared.worker_loop());
         if let Err(err) = started {
             self.workers.lock().alive -= 1;
-            eprintln!("verdant: could not start a thread-pool worker: {err}");
+            verdant_hub::report::report(format!(
+                "verdant: could not start a thread-pool worker: {err}"
+            ));
         }
     }
 

@@ -36,16 +36,10 @@ pub(crate) enum State {
     Done,
 }
 
-
 impl State {
     /// Whether a task of `kind` may move from `self` to `next`: the edges of the diagram
-    /// in the module docs.
-    ///
-    /// The main code has two more: it is popped from the ready queue while `Ready`, and a
-    /// deadlock report (or a blocking call made where blocking is forbidden) returns it to
-    /// `Running` from `Parked` or `Ready` without a pop. A stale entry of the main code in
-    /// the ready queue (left by a `yield_now` that a kill cut short) may also pop it while
-    /// it is `Running` or `Parked`, which the loop treats as a spurious wake-up.
+    /// in the module docs. The main code has one more: a deadlock report returns it from
+    /// `Parked` to `Running` without a wake-up (its wait fails with a panic).
     pub(crate) fn may_become(self, next: State, kind: Kind) -> bool {
         use State::*;
         let greenlet_edge = matches!(
@@ -58,6 +52,6 @@ impl State {
                 | (Running, Done) // the body returned
                 | (Parked, Ready) // woken, killed or timed out
         );
-        greenlet_edge || (kind == Kind::Main && next == Running)
+        greenlet_edge || (kind == Kind::Main && (self, next) == (Parked, Running))
     }
 }

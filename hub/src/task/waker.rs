@@ -45,7 +45,7 @@ impl Waker {
 
     /// Wakes the greenlet and hands it what it waited for (a semaphore permit): like
     /// [`wake`](Waker::wake), but also raises the greenlet's *granted* flag, which it reads
-    /// with [`take_grant`]. Returns `false` (granting nothing) if the wait already ended.
+    /// with [`take_grant`](crate::park::take_grant). Returns `false` (granting nothing) if the wait already ended.
     pub fn grant(&self) -> bool {
         if !self.wake() {
             return false;

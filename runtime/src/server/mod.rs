@@ -62,8 +62,6 @@ use verdant_pool::Pool;
 
 use crate::net::{TcpListener, TcpStream, ToSocketAddrs};
 
-mod report;
-
 /// Connections accepted in one go before the accept loop lets handlers run (gevent's
 /// `max_accept`).
 const MAX_ACCEPT_BURST: usize = 100;
@@ -263,7 +261,7 @@ impl StreamServer {
     {
         let local_addr = listener.local_addr().expect("a bound listener has a local address");
         let report_to_stderr: Rc<ErrorCallback> = Rc::new(move |error| {
-            report::report(format!("verdant: StreamServer on {local_addr}: {error}"));
+            verdant_hub::report::report(format!("verdant: StreamServer on {local_addr}: {error}"));
         });
         let core = Core {
             local_addr,

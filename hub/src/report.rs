@@ -1,5 +1,10 @@
-//! The default error report of servers: one line on stderr, written by a background
-//! thread, so that a stalled stderr never blocks a hub.
+//! Error reports that never block a hub: one line on stderr, written by a background
+//! thread. Used for everything verdant reports on its own (a panicking link callback or
+//! cross-thread job, a server's errors, a thread or process pool's failures).
+//!
+//! ```
+//! verdant_hub::report::report("verdant: something worth a line".to_string());
+//! ```
 //!
 //! A hub thread that writes to stderr itself stops every greenlet it runs as soon as the
 //! write blocks: stderr on a pipe that nobody reads (a stalled log shipper, `| less`)
@@ -14,8 +19,8 @@
 //!
 //! Invariants:
 //!
-//! * [`Reporter::report`] never blocks and never allocates beyond the line it is given.
-//! * At most `capacity` lines wait (each cut to [`MAX_LINE`] bytes), so a flood of
+//! * [`report`] never blocks and never allocates beyond the line it is given.
+//! * At most `capacity` lines wait (each cut to 4 KiB), so a flood of
 //!   errors costs bounded memory. Lines that do not fit are dropped and counted; the
 //!   writer prints `verdant: N error reports dropped` before its next line, or once the
 //!   queue is empty.
@@ -35,7 +40,7 @@ const QUEUE_LINES: usize = 1024;
 pub(crate) const MAX_LINE: usize = 4096;
 
 /// Queues `line` (without its newline) for stderr; never blocks. See the module docs.
-pub(crate) fn report(line: String) {
+pub fn report(line: String) {
     static STDERR: OnceLock<Reporter> = OnceLock::new();
     STDERR.get_or_init(|| Reporter::start(io::stderr(), QUEUE_LINES)).report(line);
 }
