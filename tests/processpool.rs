@@ -8,6 +8,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -46,6 +47,21 @@ fn exit_with(code: i32) -> u32 {
 fn sleep_ms(ms: u64) -> u64 {
     std::thread::sleep(Duration::from_millis(ms));
     ms
+}
+
+/// Creates the file `path` (so the test knows the task started), then sleeps `ms`.
+fn announce_then_sleep((path, ms): (String, u64)) -> u64 {
+    std::fs::write(path, b"").unwrap();
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+/// Waits until the file `path` exists; returns its worker's pid.
+fn wait_for_file(path: String) -> u32 {
+    while !Path::new(&path).exists() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    std::process::id()
 }
 
 /// Panics on 3 and 17; sleeps 50 ms on 15 and above.
@@ -140,6 +156,40 @@ fn children() -> Vec<u32> {
         }
     }
     found
+}
+
+/// A path under the temporary directory, for this test process only; removed (with what
+/// is under it) when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(tag: &str) -> Scratch {
+        let path = std::env::temp_dir()
+            .join(format!("verdant-processpool-test-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        let _ = std::fs::remove_file(&path);
+        Scratch(path)
+    }
+
+    fn string(&self) -> String {
+        self.0.to_str().unwrap().to_string()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Parks this greenlet until `path` exists (a hang guard of 30 s).
+fn wait_until_exists(path: &Path) {
+    let start = Instant::now();
+    while !path.exists() {
+        assert!(start.elapsed() < Duration::from_secs(30), "{path:?} never appeared");
+        verdant::sleep(Duration::from_millis(1));
+    }
 }
 
 fn died(result: Result<u32, TaskError>) -> String {
@@ -262,8 +312,9 @@ fn a_crashing_worker_fails_its_task_and_is_replaced() {
 fn a_worker_killed_from_outside_fails_its_task_and_is_replaced() {
     let pool = pool(1);
     let worker = pool.apply(pid, ()).unwrap();
-    let stuck = pool.apply_async(sleep_ms, 20_000);
-    verdant::sleep(Duration::from_millis(100)); // let it start
+    let started = Scratch::new("killed-from-outside");
+    let stuck = pool.apply_async(announce_then_sleep, (started.string(), 20_000));
+    wait_until_exists(&started.0); // it runs: killing the worker now kills it mid-task
     // SAFETY: kill(2) on our own child.
     assert_eq!(unsafe { libc::kill(worker as i32, libc::SIGKILL) }, 0);
     match stuck.get(LONG) {
@@ -439,6 +490,22 @@ fn other_greenlets_run_while_a_task_runs() {
     }
 }
 
+fn a_task_queued_behind_a_hung_one_moves_to_an_idle_worker() {
+    let pool = pool(2);
+    let release = Scratch::new("release");
+    // Queued before any is sent: one worker gets `hung`, the other `blocker`; with both
+    // busy, each gets one of `behind` queued behind its task.
+    let hung = pool.apply_async(sleep_ms, 3_600_000);
+    let blocker = pool.apply_async(wait_for_file, release.string());
+    let behind: Vec<_> = (0..2).map(|_| pool.apply_async(pid, ())).collect();
+    std::fs::write(&release.0, b"").unwrap();
+    let free = blocker.get(LONG).unwrap();
+    for result in &behind {
+        assert_eq!(result.get(LONG), Ok(free), "both ran on the worker that was free");
+    }
+    assert!(!hung.ready());
+}
+
 // ---- Runner ---------------------------------------------------------------------------
 
 fn main() {
@@ -499,6 +566,10 @@ fn main() {
         ("serialization_failures_are_task_errors", serialization_failures_are_task_errors),
         ("a_worker_running_another_binary_is_refused", a_worker_running_another_binary_is_refused),
         ("other_greenlets_run_while_a_task_runs", other_greenlets_run_while_a_task_runs),
+        (
+            "a_task_queued_behind_a_hung_one_moves_to_an_idle_worker",
+            a_task_queued_behind_a_hung_one_moves_to_an_idle_worker,
+        ),
     ];
     let filters: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     let selected: Vec<_> = tests

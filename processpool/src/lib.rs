@@ -50,6 +50,7 @@
 mod error;
 mod frame;
 mod function;
+mod gate;
 mod pool;
 mod process;
 mod result;

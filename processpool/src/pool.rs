@@ -4,15 +4,18 @@
 //!
 //! ```text
 //!  apply/map ──► queue ──► feeder ──frames──► worker process (runs tasks in order)
-//!                  ▲                                │
-//!                  │ requeued: sent, not started    │ results
-//!                  │                                ▼
-//!                  └──────────── supervisor ◄── frames: completes the job's result
+//!                 ▲ ▲                               │
+//!    taken back:  │ │ requeued: sent, not started   │ results
+//!    not started, │ │                               ▼
+//!    for an idle  │ └─────────── supervisor ◄── frames: completes the job's result
+//!    worker       └─────────── feeder of an idle worker
 //! ```
 //!
-//! A worker runs its jobs in the order it got them, so when one dies, the oldest job it
-//! held is the one it was running: that job fails with [`TaskError::WorkerDied`], and the
-//! jobs sent after it, never started, go back to the front of the queue.
+//! Every job sent to a worker gets the next *seq* of that worker, and is decided once at
+//! the worker's gate (`gate.rs`): started by the worker, or taken back by the pool. So
+//! when a worker ends, the jobs it held split exactly: the ones it started fail with
+//! [`TaskError::WorkerDied`] (a task never runs twice), the others go back to the front
+//! of the queue.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -32,8 +35,8 @@ use crate::process::{self, Process};
 use crate::result::{Arrivals, AsyncResult, IMap};
 
 /// Jobs a worker may hold at once (the one it runs and the ones queued behind it): enough
-/// to keep it busy while its results travel back, few enough that a long task holds up
-/// little behind it.
+/// to keep it busy while its results travel back. A job queued behind a long task does not
+/// stay there: an idle worker takes it back (see [`Worker::take_back`]).
 const PIPELINE: usize = 2;
 
 /// What to do with a job's outcome: the result bytes (still encoded) or the error.
@@ -42,6 +45,8 @@ type Sink = Box<dyn FnOnce(Result<&[u8], TaskError>)>;
 /// One task (or chunk) on its way: its encoded frame and where its outcome goes.
 struct Job {
     id: u64,
+    /// Its seq at the worker it was last sent to (meaningless while queued).
+    seq: u64,
     frame: Rc<[u8]>,
     sink: Sink,
 }
@@ -66,12 +71,14 @@ enum State {
 /// A worker process with the jobs it holds.
 struct Worker {
     process: Process,
-    /// Sent and not yet answered, oldest first.
+    /// Sent, not answered and not taken back, oldest (lowest seq) first.
     in_flight: RefCell<VecDeque<Job>>,
-    /// The feeder waits here while `in_flight` is full.
+    /// The feeder waits here for room in `in_flight` (each result makes some).
     room: WaitList,
-    /// Jobs sent so far (for `maxtasksperchild`).
-    sent: Cell<usize>,
+    /// Jobs sent so far: the seq of the last one.
+    sent: Cell<u64>,
+    /// Jobs taken back from it (they count against `maxtasksperchild` no more).
+    taken_back: Cell<u64>,
     feeder: RefCell<Option<GreenletRef>>,
 }
 
@@ -523,7 +530,7 @@ impl ProcessPool {
             let id = shared.next_id.get();
             shared.next_id.set(id + 1);
             task[5..13].copy_from_slice(&id.to_le_bytes()); // the frame's id field
-            queue.push_back(Job { id, frame: task.into(), sink });
+            queue.push_back(Job { id, seq: 0, frame: task.into(), sink });
         }
         drop(queue);
         shared.queue_waiters.notify_all();
@@ -625,8 +632,31 @@ impl Worker {
             in_flight: RefCell::new(VecDeque::new()),
             room: WaitList::new(),
             sent: Cell::new(0),
+            taken_back: Cell::new(0),
             feeder: RefCell::new(None),
         }
+    }
+
+    /// Takes back the next job it has not started, if it holds another one besides (which
+    /// keeps it busy). The job is decided at the gate for the pool: the worker skips it.
+    fn take_back(&self) -> Option<Job> {
+        let mut in_flight = self.in_flight.borrow_mut();
+        while in_flight.len() >= 2 {
+            let next = self.process.gate.decided() + 1;
+            let index = in_flight.iter().position(|job| job.seq == next)?;
+            if self.process.gate.try_decide(next) {
+                self.taken_back.set(self.taken_back.get() + 1);
+                return in_flight.remove(index);
+            }
+            // The worker started it meanwhile; look at the next one.
+        }
+        None
+    }
+
+    /// How many more jobs it may be sent under `maxtasksperchild`.
+    fn allowance(&self, maxtasksperchild: Option<usize>) -> usize {
+        let given = (self.sent.get() - self.taken_back.get()) as usize;
+        maxtasksperchild.map_or(usize::MAX, |max| max.saturating_sub(given))
     }
 }
 
@@ -658,6 +688,38 @@ impl Shared {
         if others_idle { 0 } else { PIPELINE - held.min(PIPELINE) }
     }
 
+    /// Moves up to `room` jobs from the queue to `worker`, their frames into `batch`.
+    fn dispatch(&self, worker: &Worker, room: usize, batch: &mut Vec<u8>) {
+        let mut queue = self.queue.borrow_mut();
+        let mut in_flight = worker.in_flight.borrow_mut();
+        let take = room.min(queue.len());
+        for mut job in queue.drain(..take) {
+            job.seq = worker.sent.get() + 1;
+            worker.sent.set(job.seq);
+            batch.extend_from_slice(&job.frame);
+            in_flight.push_back(job);
+        }
+        if take > 0 && !queue.is_empty() {
+            self.queue_waiters.notify_all(); // others may now pipeline the rest
+        }
+    }
+
+    /// For `idle`, which holds no job while the queue is empty: moves a job that another
+    /// worker holds but has not started (queued behind its running task) to the front of
+    /// the queue. Whether there was one.
+    fn take_back_for(&self, idle: &Worker) -> bool {
+        let slots = self.slots.borrow();
+        let others = slots.iter().filter_map(|s| s.worker.as_deref());
+        for other in others.filter(|other| !std::ptr::eq(*other, idle)) {
+            if let Some(job) = other.take_back() {
+                self.queue.borrow_mut().push_front(job);
+                other.room.notify_one();
+                return true;
+            }
+        }
+        false
+    }
+
     /// A worker could not start: fail everything queued and refuse new work.
     fn break_pool(&self, why: String) {
         if self.state.get() == State::Terminated {
@@ -673,18 +735,33 @@ impl Shared {
         }
     }
 
-    /// A worker ended: the job it was running fails, the ones it had not started go back to
-    /// the front of the queue.
+    /// A worker ended, and its process is gone (so its gate no longer changes): the jobs
+    /// it started and did not answer fail with `how`; the ones it never started go back to
+    /// the front of the queue, in their order (or fail, if no worker will take them).
     fn retire(&self, worker: &Worker, how: String) {
-        let mut held: VecDeque<Job> = worker.in_flight.borrow_mut().drain(..).collect();
-        let Some(running) = held.pop_front() else { return };
-        let mut queue = self.queue.borrow_mut();
-        while let Some(job) = held.pop_back() {
-            queue.push_front(job);
+        let decided = worker.process.gate.decided();
+        let held: Vec<Job> = worker.in_flight.borrow_mut().drain(..).collect();
+        let (started, unstarted): (Vec<Job>, Vec<Job>) =
+            held.into_iter().partition(|job| job.seq <= decided);
+        let refusal = match self.state.get() {
+            State::Running | State::Closed => None,
+            State::Terminated => Some(TaskError::Terminated),
+            State::Broken => self.broken.borrow().clone(),
+        };
+        match refusal {
+            None => {
+                let mut queue = self.queue.borrow_mut();
+                for job in unstarted.into_iter().rev() {
+                    queue.push_front(job);
+                }
+                drop(queue);
+                self.queue_waiters.notify_all();
+            }
+            Some(error) => unstarted.into_iter().for_each(|job| job.finish(Err(error.clone()))),
         }
-        drop(queue);
-        self.queue_waiters.notify_all();
-        running.finish(Err(TaskError::WorkerDied(how)));
+        for job in started {
+            job.finish(Err(TaskError::WorkerDied(how.clone())));
+        }
     }
 }
 
@@ -729,8 +806,9 @@ fn supervise(shared: &Rc<Shared>, slot: usize, mut started: Option<Rc<Worker>>) 
     }
 }
 
-/// A worker's feeder: sends it queued jobs while it has room, then `Quit` when the pool
-/// is closed and the queue is empty, or when it served `maxtasksperchild`.
+/// A worker's feeder: sends it queued jobs while it has room (taking one back from
+/// another worker when it is idle and the queue empty), then `Quit` when the pool is
+/// closed and the queue is empty, or when it served `maxtasksperchild`.
 fn feed(shared: &Shared, worker: &Worker) {
     let mut batch = Vec::new();
     loop {
@@ -738,31 +816,23 @@ fn feed(shared: &Shared, worker: &Worker) {
             worker.room.push(park::waker());
             park::park(&"room in a process-pool worker's pipeline");
         }
-        let allowance = shared.maxtasksperchild.map_or(usize::MAX, |max| max - worker.sent.get());
-        let room = shared.room_for(worker).min(allowance);
-        batch.clear();
-        {
-            let mut queue = shared.queue.borrow_mut();
-            let mut in_flight = worker.in_flight.borrow_mut();
-            let take = room.min(queue.len());
-            for job in queue.drain(..take) {
-                batch.extend_from_slice(&job.frame);
-                in_flight.push_back(job);
-            }
-            worker.sent.set(worker.sent.get() + take);
-            if take > 0 && !queue.is_empty() {
-                shared.queue_waiters.notify_all(); // others may now pipeline the rest
-            }
+        if worker.in_flight.borrow().is_empty() && shared.queue.borrow().is_empty() {
+            shared.take_back_for(worker);
         }
+        let allowance = worker.allowance(shared.maxtasksperchild);
+        batch.clear();
+        shared.dispatch(worker, shared.room_for(worker).min(allowance), &mut batch);
         if batch.is_empty() {
             let queue_empty = shared.queue.borrow().is_empty();
             if allowance == 0 || (queue_empty && shared.state.get() != State::Running) {
-                let mut quit = Vec::new();
-                frame::encode(&mut quit, Kind::Quit, 0, &[]);
-                let _ = worker.process.write_all(&quit);
+                frame::encode(&mut batch, Kind::Quit, 0, &[]);
+                let _ = worker.process.write_all(&batch);
                 return;
             }
-            shared.queue_waiters.push(park::waker());
+            // A new job, or a result (which may leave this worker idle), wakes it.
+            let waker = park::waker();
+            shared.queue_waiters.push(waker.clone());
+            worker.room.push(waker);
             park::park(&"a process-pool task to send");
             continue;
         }

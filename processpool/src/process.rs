@@ -1,5 +1,5 @@
 //! One worker process seen from the pool: starting it (re-executing this very binary with
-//! its socket on fd 3), the handshake, and telling how it ended.
+//! its socket on fd 3 and its gate on fd 4), the handshake, and telling how it ended.
 
 use std::cell::RefCell;
 use std::io::{self, Read};
@@ -13,18 +13,21 @@ use verdant_hub::io::Green;
 
 use crate::frame::{self, FrameReader, Kind};
 use crate::function::{BinaryIdentity, Call};
-use crate::worker::{WORKER_ENV, WORKER_FD};
+use crate::gate::Gate;
+use crate::worker::{WORKER_ENV, WORKER_FD, WORKER_GATE_FD};
 
 /// How long a new worker may take to say hello and run its initializer.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A started worker process and the pool's end of its socket. Dropping it kills and reaps
-/// the process if it is still running: no worker outlives its handle.
+/// A started worker process, the pool's end of its socket, and its gate. Dropping it
+/// kills and reaps the process if it is still running: no worker outlives its handle.
 #[derive(Debug)]
 pub(crate) struct Process {
     child: RefCell<Child>,
     pid: u32,
     pub(crate) pipe: Green<UnixStream>,
+    /// Which of the tasks sent to it the worker has started (see `gate.rs`).
+    pub(crate) gate: Gate,
 }
 
 /// Starts a worker: this program's binary, re-executed through `/proc/self/exe` (the
@@ -32,31 +35,44 @@ pub(crate) struct Process {
 /// marker in its environment. Blocks the thread for the fork and exec only.
 pub(crate) fn launch() -> io::Result<Process> {
     let (ours, theirs) = UnixStream::pair()?; // both close-on-exec
-    let fd = theirs.as_raw_fd();
+    let (gate, gate_fd) = Gate::new()?; // close-on-exec
+    let (socket, shared) = (theirs.as_raw_fd(), gate_fd.as_raw_fd());
     let mut command = Command::new("/proc/self/exe");
     if let Some(arg0) = std::env::args_os().next() {
         command.arg0(arg0); // `ps` shows the program's own name
     }
     command.env(WORKER_ENV, std::process::id().to_string()).stdin(Stdio::null());
     // SAFETY: the closure runs in the child between fork and exec; it calls only fcntl and
-    // dup2, which are async-signal-safe, on `fd`, which is open in the child.
-    unsafe { command.pre_exec(move || put_on_worker_fd(fd)) };
+    // dup2, which are async-signal-safe, on `socket` and `shared`, which are open there.
+    unsafe { command.pre_exec(move || put_on_worker_fds(socket, shared)) };
     let child = command.spawn()?;
-    drop(theirs);
+    drop((theirs, gate_fd));
     let pid = child.id();
-    Ok(Process { child: RefCell::new(child), pid, pipe: Green::new(ours)? })
+    Ok(Process { child: RefCell::new(child), pid, pipe: Green::new(ours)?, gate })
 }
 
-/// In the child: makes `fd` the worker's fd [`WORKER_FD`], open across exec.
-fn put_on_worker_fd(fd: RawFd) -> io::Result<()> {
-    let done = if fd == WORKER_FD {
-        // SAFETY: clearing FD_CLOEXEC on an open fd.
-        unsafe { libc::fcntl(fd, libc::F_SETFD, 0) == 0 }
-    } else {
-        // SAFETY: dup2 onto a fixed number; the copy does not have FD_CLOEXEC.
-        unsafe { libc::dup2(fd, WORKER_FD) == WORKER_FD }
+/// In the child: makes `socket` the worker's fd [`WORKER_FD`] and `gate` its fd
+/// [`WORKER_GATE_FD`], both open across exec.
+fn put_on_worker_fds(socket: RawFd, gate: RawFd) -> io::Result<()> {
+    // Copies above both fixed numbers first, so that one dup2 cannot close the other's
+    // source; they are close-on-exec, so they vanish at the exec.
+    // SAFETY: F_DUPFD_CLOEXEC on open fds makes new fds and touches no memory.
+    let high = unsafe {
+        [
+            libc::fcntl(socket, libc::F_DUPFD_CLOEXEC, 10),
+            libc::fcntl(gate, libc::F_DUPFD_CLOEXEC, 10),
+        ]
     };
-    if done { Ok(()) } else { Err(io::Error::last_os_error()) }
+    if high.contains(&-1) {
+        return Err(io::Error::last_os_error());
+    }
+    for (from, to) in high.into_iter().zip([WORKER_FD, WORKER_GATE_FD]) {
+        // SAFETY: dup2 onto a fixed number; the copy does not have FD_CLOEXEC.
+        if unsafe { libc::dup2(from, to) } != to {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }
 
 impl Process {
