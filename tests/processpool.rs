@@ -64,6 +64,24 @@ fn wait_for_file(path: String) -> u32 {
     std::process::id()
 }
 
+/// How many bytes it got, and in which worker.
+fn byte_count(bytes: Vec<u8>) -> (usize, u32) {
+    (bytes.len(), std::process::id())
+}
+
+/// Writes the header of a `Done` frame that promises 1 MiB of result, then nothing more:
+/// sleeps for an hour.
+fn promise_a_frame_then_hang(_: ()) -> u32 {
+    let mut header = Vec::new();
+    header.extend_from_slice(&(9u32 + (1 << 20)).to_le_bytes()); // kind + id + payload
+    header.push(13); // Done
+    header.extend_from_slice(&0u64.to_le_bytes());
+    // SAFETY: fd 3 is this worker's socket to the pool; forging a frame on it is the test.
+    unsafe { libc::write(3, header.as_ptr().cast(), header.len()) };
+    std::thread::sleep(Duration::from_secs(3600));
+    0
+}
+
 /// Panics on 3 and 17; sleeps 50 ms on 15 and above.
 fn picky(x: u64) -> u64 {
     if x == 3 || x == 17 {
@@ -490,6 +508,37 @@ fn other_greenlets_run_while_a_task_runs() {
     }
 }
 
+fn a_frame_that_never_completes_fails_its_task_and_frees_the_one_behind() {
+    let pool =
+        ProcessPool::builder().processes(1).frame_timeout(Duration::from_secs(1)).build().unwrap();
+    let first = pool.apply(pid, ()).unwrap();
+    let stuck = pool.apply_async(promise_a_frame_then_hang, ());
+    let behind = pool.apply_async(pid, ()); // sent behind it to the same worker
+    match stuck.get(LONG) {
+        Err(GetError::Failed(TaskError::WorkerDied(how))) => {
+            assert!(how.contains(&first.to_string()) && how.contains("stalled"), "{how}")
+        }
+        other => panic!("{other:?}"),
+    }
+    let ran_on = behind.get(LONG).expect("the task behind it never started: it runs elsewhere");
+    assert_ne!(ran_on, first);
+    assert!(!process_exists(first), "the stalled worker was killed and reaped");
+}
+
+fn a_worker_that_stops_reading_its_task_is_replaced() {
+    let pool =
+        ProcessPool::builder().processes(1).frame_timeout(Duration::from_secs(1)).build().unwrap();
+    let stopped = pool.apply(pid, ()).unwrap();
+    // SAFETY: kill(2) on our own child. A stopped worker reads nothing.
+    assert_eq!(unsafe { libc::kill(stopped as i32, libc::SIGSTOP) }, 0);
+    let big = vec![7u8; 8 << 20]; // far more than a socket buffer holds
+    let outcome = pool.apply_async(byte_count, big).get(LONG);
+    let (len, ran_on) = outcome.expect("it never started: it runs elsewhere");
+    assert_eq!(len, 8 << 20);
+    assert_ne!(ran_on, stopped);
+    assert!(!process_exists(stopped), "the stopped worker was killed and reaped");
+}
+
 fn a_task_queued_behind_a_hung_one_moves_to_an_idle_worker() {
     let pool = pool(2);
     let release = Scratch::new("release");
@@ -566,6 +615,14 @@ fn main() {
         ("serialization_failures_are_task_errors", serialization_failures_are_task_errors),
         ("a_worker_running_another_binary_is_refused", a_worker_running_another_binary_is_refused),
         ("other_greenlets_run_while_a_task_runs", other_greenlets_run_while_a_task_runs),
+        (
+            "a_frame_that_never_completes_fails_its_task_and_frees_the_one_behind",
+            a_frame_that_never_completes_fails_its_task_and_frees_the_one_behind,
+        ),
+        (
+            "a_worker_that_stops_reading_its_task_is_replaced",
+            a_worker_that_stops_reading_its_task_is_replaced,
+        ),
         (
             "a_task_queued_behind_a_hung_one_moves_to_an_idle_worker",
             a_task_queued_behind_a_hung_one_moves_to_an_idle_worker,

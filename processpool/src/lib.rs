@@ -57,7 +57,7 @@ mod result;
 mod worker;
 
 pub use error::{GetError, MapError, NotReady, StillRunning, TaskError, Timeout};
-pub use pool::{Builder, ProcessPool};
+pub use pool::{Builder, DEFAULT_FRAME_TIMEOUT, ProcessPool};
 pub use result::{AsyncResult, IMap};
 pub use worker::worker_main;
 

@@ -22,6 +22,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::rc::Rc;
+use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -38,6 +39,9 @@ use crate::result::{Arrivals, AsyncResult, IMap};
 /// to keep it busy while its results travel back. A job queued behind a long task does not
 /// stay there: an idle worker takes it back (see [`Worker::take_back`]).
 const PIPELINE: usize = 2;
+
+/// The default of [`Builder::frame_timeout`].
+pub const DEFAULT_FRAME_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What to do with a job's outcome: the result bytes (still encoded) or the error.
 type Sink = Box<dyn FnOnce(Result<&[u8], TaskError>)>;
@@ -79,6 +83,8 @@ struct Worker {
     sent: Cell<u64>,
     /// Jobs taken back from it (they count against `maxtasksperchild` no more).
     taken_back: Cell<u64>,
+    /// Why the feeder killed it, if it did.
+    fault: RefCell<Option<String>>,
     feeder: RefCell<Option<GreenletRef>>,
 }
 
@@ -93,6 +99,7 @@ struct Shared {
     identity: BinaryIdentity,
     initializer: Option<(Call, Vec<u8>)>,
     maxtasksperchild: Option<usize>,
+    frame_timeout: Duration,
     state: Cell<State>,
     broken: RefCell<Option<TaskError>>,
     queue: RefCell<VecDeque<Job>>,
@@ -109,6 +116,7 @@ pub struct Builder {
     processes: Option<usize>,
     initializer: Option<Result<(Call, Vec<u8>), TaskError>>,
     maxtasksperchild: Option<usize>,
+    frame_timeout: Option<Duration>,
 }
 
 impl Builder {
@@ -138,18 +146,35 @@ impl Builder {
         self
     }
 
+    /// How long one frame between the pool and a worker may take (default
+    /// [`DEFAULT_FRAME_TIMEOUT`], 30 s). A result whose last byte does not come within it
+    /// of its first, or a worker that takes no byte of its tasks for this long while it
+    /// runs none, is a failed worker: it is killed and replaced (the task it ran fails
+    /// with [`TaskError::WorkerDied`]). Tasks themselves have no time limit.
+    pub fn frame_timeout(mut self, bound: Duration) -> Builder {
+        self.frame_timeout = Some(bound);
+        self
+    }
+
     /// Starts the worker processes (their handshakes finish in the background).
     ///
     /// # Errors
     ///
     /// If this process was itself started as a worker but `main` did not call
     /// [`worker_main`](crate::worker_main) first; if the initializer's argument cannot be
-    /// serialized; if a process cannot be started.
+    /// serialized; if the frame timeout is zero; if a process cannot be started.
     pub fn build(self) -> io::Result<ProcessPool> {
         if std::env::var_os(crate::worker::WORKER_ENV).is_some() {
             return Err(io::Error::other(
                 "this process was started as a process-pool worker, but main() did not call \
                  verdant::processpool::worker_main() first",
+            ));
+        }
+        let frame_timeout = self.frame_timeout.unwrap_or(DEFAULT_FRAME_TIMEOUT);
+        if frame_timeout.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the process pool's frame_timeout must be longer than zero",
             ));
         }
         let initializer = self.initializer.transpose().map_err(io::Error::other)?;
@@ -160,6 +185,7 @@ impl Builder {
             identity: BinaryIdentity::of_this_process()?,
             initializer,
             maxtasksperchild: self.maxtasksperchild,
+            frame_timeout,
             state: Cell::new(State::Running),
             broken: RefCell::new(None),
             queue: RefCell::new(VecDeque::new()),
@@ -169,7 +195,7 @@ impl Builder {
         });
         let pool = ProcessPool { shared };
         for slot in 0..processes {
-            let process = process::launch()?; // dropping `pool` on error kills the others
+            let process = process::launch(frame_timeout)?; // on error, dropping `pool` kills the others
             let worker = Rc::new(Worker::new(process));
             pool.shared.slots.borrow_mut()[slot].worker = Some(worker.clone());
             let supervisor = verdant_hub::spawn({
@@ -633,8 +659,15 @@ impl Worker {
             room: WaitList::new(),
             sent: Cell::new(0),
             taken_back: Cell::new(0),
+            fault: RefCell::new(None),
             feeder: RefCell::new(None),
         }
+    }
+
+    /// Whether it runs a task now: one it started (at its gate) and has not answered.
+    fn busy(&self) -> bool {
+        let oldest = self.in_flight.borrow().front().map(|job| job.seq);
+        oldest.is_some_and(|seq| seq <= self.process.gate.decided())
     }
 
     /// Takes back the next job it has not started, if it holds another one besides (which
@@ -653,10 +686,40 @@ impl Worker {
         None
     }
 
+    /// Writes `frames` to it; false if it is gone, or stopped reading (then it is killed,
+    /// and `fault` says why).
+    fn send(&self, frames: &[u8]) -> bool {
+        match self.process.write_all(frames, || self.busy()) {
+            Ok(()) => true,
+            Err(err) => {
+                if err.kind() == io::ErrorKind::TimedOut {
+                    *self.fault.borrow_mut() = Some(err.to_string());
+                    self.process.kill_now();
+                }
+                false
+            }
+        }
+    }
+
     /// How many more jobs it may be sent under `maxtasksperchild`.
     fn allowance(&self, maxtasksperchild: Option<usize>) -> usize {
         let given = (self.sent.get() - self.taken_back.get()) as usize;
         maxtasksperchild.map_or(usize::MAX, |max| max.saturating_sub(given))
+    }
+
+    /// Makes sure the process is gone and says how it ended, given what `collect` saw.
+    fn end(&self, ended: Result<(), String>) -> String {
+        let pid = self.process.pid();
+        if let Some(fault) = self.fault.borrow_mut().take() {
+            return format!("worker process {pid} {fault}, and was killed"); // by its feeder
+        }
+        match ended {
+            Ok(()) => format!("worker process {pid} {}", process::describe(self.process.reap())),
+            Err(what) => {
+                self.process.kill_now();
+                format!("worker process {pid} {what}, and was killed")
+            }
+        }
     }
 }
 
@@ -770,7 +833,7 @@ fn supervise(shared: &Rc<Shared>, slot: usize, mut started: Option<Rc<Worker>>) 
     while shared.wants_workers() {
         let worker = match started.take() {
             Some(worker) => worker,
-            None => match process::launch() {
+            None => match process::launch(shared.frame_timeout) {
                 Ok(process) => {
                     let worker = Rc::new(Worker::new(process));
                     shared.slots.borrow_mut()[slot].worker = Some(worker.clone());
@@ -793,14 +856,7 @@ fn supervise(shared: &Rc<Shared>, slot: usize, mut started: Option<Rc<Worker>>) 
         *worker.feeder.borrow_mut() = Some(feeder.as_ref());
         let ended = collect(&worker, &mut reader);
         feeder.kill_with(false, None);
-        let pid = worker.process.pid();
-        let how = match ended {
-            Ok(()) => format!("worker process {pid} {}", process::describe(worker.process.reap())),
-            Err(garbage) => {
-                worker.process.kill_now();
-                format!("worker process {pid} sent an unreadable frame ({garbage}) and was killed")
-            }
-        };
+        let how = worker.end(ended);
         shared.slots.borrow_mut()[slot].worker = None;
         shared.retire(&worker, how);
     }
@@ -808,7 +864,8 @@ fn supervise(shared: &Rc<Shared>, slot: usize, mut started: Option<Rc<Worker>>) 
 
 /// A worker's feeder: sends it queued jobs while it has room (taking one back from
 /// another worker when it is idle and the queue empty), then `Quit` when the pool is
-/// closed and the queue is empty, or when it served `maxtasksperchild`.
+/// closed and the queue is empty, or when it served `maxtasksperchild`. Kills the worker
+/// if it stops reading.
 fn feed(shared: &Shared, worker: &Worker) {
     let mut batch = Vec::new();
     loop {
@@ -826,7 +883,7 @@ fn feed(shared: &Shared, worker: &Worker) {
             let queue_empty = shared.queue.borrow().is_empty();
             if allowance == 0 || (queue_empty && shared.state.get() != State::Running) {
                 frame::encode(&mut batch, Kind::Quit, 0, &[]);
-                let _ = worker.process.write_all(&batch);
+                worker.send(&batch);
                 return;
             }
             // A new job, or a result (which may leave this worker idle), wakes it.
@@ -836,21 +893,21 @@ fn feed(shared: &Shared, worker: &Worker) {
             park::park(&"a process-pool task to send");
             continue;
         }
-        if worker.process.write_all(&batch).is_err() {
-            return; // the worker is gone: its supervisor sees the end of its stream
+        if !worker.send(&batch) {
+            return; // its supervisor sees the end of its stream
         }
     }
 }
 
 /// A worker's supervisor, reading: completes jobs in order until the stream ends
-/// (`Ok`) or carries something unreadable (`Err`, what).
+/// (`Ok`) or breaks (`Err`, what the worker did, to follow "worker process N ").
 fn collect(worker: &Worker, reader: &mut FrameReader) -> Result<(), String> {
     loop {
-        let frame = match worker.process.read_frame(reader) {
+        let frame = match worker.process.read_frame(reader, None) {
             Ok(Some(frame)) => frame,
             Ok(None) => return Ok(()),
-            Err(err) if err.kind() == io::ErrorKind::ConnectionReset => return Ok(()),
-            Err(err) => return Err(err.to_string()),
+            Err(err) if err.kind() == io::ErrorKind::TimedOut => return Err(err.to_string()),
+            Err(err) => return Err(format!("sent an unreadable frame ({err})")),
         };
         let outcome = match frame.kind {
             Kind::Done => Ok(reader.payload(&frame)),
@@ -858,7 +915,7 @@ fn collect(worker: &Worker, reader: &mut FrameReader) -> Result<(), String> {
                 let (kind, message) = frame::parse_failure(reader.payload(&frame));
                 Err(kind.into_error(message))
             }
-            other => return Err(format!("an unexpected {other:?} frame")),
+            other => return Err(format!("sent an unexpected {other:?} frame")),
         };
         let job = worker.in_flight.borrow_mut().pop_front();
         match job {
@@ -868,9 +925,9 @@ fn collect(worker: &Worker, reader: &mut FrameReader) -> Result<(), String> {
             }
             Some(job) => {
                 worker.in_flight.borrow_mut().push_front(job);
-                return Err(format!("a result for task {} it was not running", frame.id));
+                return Err(format!("sent a result for task {} it was not running", frame.id));
             }
-            None => return Err(format!("a result for task {} it was not given", frame.id)),
+            None => return Err(format!("sent a result for task {} it was not given", frame.id)),
         }
     }
 }
