@@ -189,6 +189,20 @@ impl Scratch {
         Scratch(path)
     }
 
+    /// A directory holding `count` token files (for `TEST_DIE_BEFORE_HELLO_ENV`).
+    fn tokens(tag: &str, count: usize) -> Scratch {
+        let scratch = Scratch::new(tag);
+        std::fs::create_dir(&scratch.0).unwrap();
+        for token in 0..count {
+            std::fs::write(scratch.0.join(token.to_string()), b"").unwrap();
+        }
+        scratch
+    }
+
+    fn remaining(&self) -> usize {
+        std::fs::read_dir(&self.0).unwrap().count()
+    }
+
     fn string(&self) -> String {
         self.0.to_str().unwrap().to_string()
     }
@@ -208,6 +222,19 @@ fn wait_until_exists(path: &Path) {
         assert!(start.elapsed() < Duration::from_secs(30), "{path:?} never appeared");
         verdant::sleep(Duration::from_millis(1));
     }
+}
+
+/// Runs `test` with `TEST_DIE_BEFORE_HELLO_ENV` naming `tokens`: each worker started
+/// meanwhile that can take a token dies before its hello.
+fn with_deaths_before_hello<T>(tokens: &Scratch, test: impl FnOnce() -> T) -> T {
+    let variable = verdant::processpool::TEST_DIE_BEFORE_HELLO_ENV;
+    // SAFETY: this test binary runs its tests on one thread; nothing reads the
+    // environment concurrently. Workers started meanwhile inherit the variable.
+    unsafe { std::env::set_var(variable, &tokens.0) };
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(test));
+    // SAFETY: as above.
+    unsafe { std::env::remove_var(variable) };
+    outcome.unwrap_or_else(|payload| std::panic::resume_unwind(payload))
 }
 
 fn died(result: Result<u32, TaskError>) -> String {
@@ -508,6 +535,68 @@ fn other_greenlets_run_while_a_task_runs() {
     }
 }
 
+fn a_replacement_killed_before_its_hello_is_replaced_again() {
+    let pool = pool(1);
+    let first = pool.apply(pid, ()).unwrap();
+    died(pool.apply(abort, ()));
+    // The result came when the supervisor had started the replacement and was waiting for
+    // its hello (the supervisor runs until it parks, this greenlet only after that).
+    let replacement = pool.pids()[0];
+    assert_ne!(replacement, first);
+    // SAFETY: kill(2) on our own child.
+    assert_eq!(unsafe { libc::kill(replacement as i32, libc::SIGKILL) }, 0);
+    let after = pool.apply(pid, ());
+    let after = after.unwrap_or_else(|e| panic!("a death during start-up broke the pool: {e}"));
+    assert!(after != first && after != replacement, "a third worker ran it");
+    assert!(!process_exists(replacement), "the killed replacement was reaped");
+}
+
+fn a_replacement_dying_before_its_hello_is_retried() {
+    let pool = pool(1);
+    let first = pool.apply(pid, ()).unwrap();
+    let tokens = Scratch::tokens("one-death", 1);
+    let after = with_deaths_before_hello(&tokens, || {
+        died(pool.apply(abort, ())); // its replacement takes the token and dies
+        pool.apply(pid, ())
+    });
+    assert_eq!(tokens.remaining(), 0, "the first replacement died before its hello");
+    let after = after.unwrap_or_else(|e| panic!("a death during start-up broke the pool: {e}"));
+    assert_ne!(after, first);
+}
+
+fn consecutive_failed_start_ups_break_the_pool_and_say_so() {
+    let pool = pool(1);
+    pool.apply(pid, ()).unwrap();
+    let tokens = Scratch::tokens("many-deaths", 100);
+    let outcome = with_deaths_before_hello(&tokens, || {
+        died(pool.apply(abort, ())); // every replacement dies before its hello
+        pool.apply(square, 3)
+    });
+    assert_eq!(100 - tokens.remaining(), 5, "five start-ups were tried");
+    match outcome {
+        Err(TaskError::PoolBroken(why)) => {
+            assert!(why.starts_with("5 consecutive worker start-ups failed: "), "{why}");
+            assert!(why.contains("before it said hello"), "{why}");
+            assert!(!why.contains("worker_main"), "a replacement is no sign of that: {why}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(pool.apply(square, 4), Err(TaskError::PoolBroken(_))));
+}
+
+fn a_worker_dying_at_the_first_start_breaks_the_pool_naming_worker_main() {
+    let tokens = Scratch::tokens("first-start", 100);
+    let outcome = with_deaths_before_hello(&tokens, || pool(1).apply(square, 3));
+    assert_eq!(100 - tokens.remaining(), 1, "no retry when nothing has ever started");
+    match outcome {
+        Err(TaskError::PoolBroken(why)) => {
+            assert!(why.contains("before it said hello"), "{why}");
+            assert!(why.contains("worker_main()"), "{why}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
 fn a_frame_that_never_completes_fails_its_task_and_frees_the_one_behind() {
     let pool =
         ProcessPool::builder().processes(1).frame_timeout(Duration::from_secs(1)).build().unwrap();
@@ -615,6 +704,22 @@ fn main() {
         ("serialization_failures_are_task_errors", serialization_failures_are_task_errors),
         ("a_worker_running_another_binary_is_refused", a_worker_running_another_binary_is_refused),
         ("other_greenlets_run_while_a_task_runs", other_greenlets_run_while_a_task_runs),
+        (
+            "a_replacement_killed_before_its_hello_is_replaced_again",
+            a_replacement_killed_before_its_hello_is_replaced_again,
+        ),
+        (
+            "a_replacement_dying_before_its_hello_is_retried",
+            a_replacement_dying_before_its_hello_is_retried,
+        ),
+        (
+            "consecutive_failed_start_ups_break_the_pool_and_say_so",
+            consecutive_failed_start_ups_break_the_pool_and_say_so,
+        ),
+        (
+            "a_worker_dying_at_the_first_start_breaks_the_pool_naming_worker_main",
+            a_worker_dying_at_the_first_start_breaks_the_pool_naming_worker_main,
+        ),
         (
             "a_frame_that_never_completes_fails_its_task_and_frees_the_one_behind",
             a_frame_that_never_completes_fails_its_task_and_frees_the_one_behind,

@@ -54,6 +54,7 @@ mod gate;
 mod pool;
 mod process;
 mod result;
+mod startup;
 mod worker;
 
 pub use error::{GetError, MapError, NotReady, StillRunning, TaskError, Timeout};
@@ -63,3 +64,5 @@ pub use worker::worker_main;
 
 #[doc(hidden)]
 pub use function::TEST_IDENTITY_SALT_ENV;
+#[doc(hidden)]
+pub use worker::TEST_DIE_BEFORE_HELLO_ENV;

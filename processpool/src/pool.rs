@@ -34,6 +34,7 @@ use crate::frame::{self, FrameReader, Kind};
 use crate::function::{BinaryIdentity, Call};
 use crate::process::{self, Process};
 use crate::result::{Arrivals, AsyncResult, IMap};
+use crate::startup::{StartFailure, Startups, Verdict};
 
 /// Jobs a worker may hold at once (the one it runs and the ones queued behind it): enough
 /// to keep it busy while its results travel back. A job queued behind a long task does not
@@ -100,6 +101,7 @@ struct Shared {
     initializer: Option<(Call, Vec<u8>)>,
     maxtasksperchild: Option<usize>,
     frame_timeout: Duration,
+    startups: Startups,
     state: Cell<State>,
     broken: RefCell<Option<TaskError>>,
     queue: RefCell<VecDeque<Job>>,
@@ -186,6 +188,7 @@ impl Builder {
             initializer,
             maxtasksperchild: self.maxtasksperchild,
             frame_timeout,
+            startups: Startups::default(),
             state: Cell::new(State::Running),
             broken: RefCell::new(None),
             queue: RefCell::new(VecDeque::new()),
@@ -829,26 +832,21 @@ impl Shared {
 }
 
 /// A slot's supervisor: keeps one worker process alive while the pool wants one.
-fn supervise(shared: &Rc<Shared>, slot: usize, mut started: Option<Rc<Worker>>) {
+/// `launched` is the slot's first process, started by [`Builder::build`].
+fn supervise(shared: &Rc<Shared>, slot: usize, mut launched: Option<Rc<Worker>>) {
     while shared.wants_workers() {
-        let worker = match started.take() {
-            Some(worker) => worker,
-            None => match process::launch(shared.frame_timeout) {
-                Ok(process) => {
-                    let worker = Rc::new(Worker::new(process));
-                    shared.slots.borrow_mut()[slot].worker = Some(worker.clone());
-                    worker
+        let mut reader = FrameReader::new();
+        let worker = match start(shared, slot, launched.take(), &mut reader) {
+            Ok(worker) => worker,
+            Err(failure) => match shared.startups.failed(failure) {
+                Verdict::RetryAfter(pause) => {
+                    verdant_hub::sleep(pause);
+                    continue;
                 }
-                Err(err) => return shared.break_pool(format!("could not start a worker: {err}")),
+                Verdict::Break(why) => return shared.break_pool(why),
             },
         };
-        let mut reader = FrameReader::new();
-        let initializer = shared.initializer.as_ref().map(|(call, arg)| (*call, &arg[..]));
-        if let Err(why) = worker.process.handshake(&mut reader, shared.identity, initializer) {
-            worker.process.kill_now();
-            shared.slots.borrow_mut()[slot].worker = None;
-            return shared.break_pool(why);
-        }
+        shared.startups.succeeded();
         let feeder = verdant_hub::spawn({
             let (shared, worker) = (shared.clone(), worker.clone());
             move || feed(&shared, &worker)
@@ -860,6 +858,34 @@ fn supervise(shared: &Rc<Shared>, slot: usize, mut started: Option<Rc<Worker>>) 
         shared.slots.borrow_mut()[slot].worker = None;
         shared.retire(&worker, how);
     }
+}
+
+/// Brings up the worker of `slot` (`launched`, or a new process) through its handshake.
+/// On failure the process is gone and the slot empty.
+fn start(
+    shared: &Shared,
+    slot: usize,
+    launched: Option<Rc<Worker>>,
+    reader: &mut FrameReader,
+) -> Result<Rc<Worker>, StartFailure> {
+    let worker = match launched {
+        Some(worker) => worker,
+        None => {
+            let process = process::launch(shared.frame_timeout).map_err(|err| {
+                StartFailure::other(format!("could not start a worker process: {err}"))
+            })?;
+            let worker = Rc::new(Worker::new(process));
+            shared.slots.borrow_mut()[slot].worker = Some(worker.clone());
+            worker
+        }
+    };
+    let initializer = shared.initializer.as_ref().map(|(call, arg)| (*call, &arg[..]));
+    if let Err(failure) = worker.process.handshake(reader, shared.identity, initializer) {
+        worker.process.kill_now();
+        shared.slots.borrow_mut()[slot].worker = None;
+        return Err(failure);
+    }
+    Ok(worker)
 }
 
 /// A worker's feeder: sends it queued jobs while it has room (taking one back from

@@ -15,6 +15,7 @@ use verdant_hub::io::Green;
 use crate::frame::{self, FrameReader, Kind};
 use crate::function::{BinaryIdentity, Call};
 use crate::gate::Gate;
+use crate::startup::StartFailure;
 use crate::worker::{WORKER_ENV, WORKER_FD, WORKER_GATE_FD};
 
 /// How long a new worker may take to say hello and run its initializer.
@@ -193,23 +194,55 @@ impl Process {
     }
 
     /// Checks the worker runs our binary and runs the initializer in it. On failure, the
-    /// message says why (the worker is left to the caller to reap).
+    /// worker is left to the caller to kill.
     pub(crate) fn handshake(
         &self,
         reader: &mut FrameReader,
         expected: BinaryIdentity,
         initializer: Option<(Call, &[u8])>,
-    ) -> Result<(), String> {
+    ) -> Result<(), StartFailure> {
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         let pid = self.pid();
-        let hello = self.expect_frame(reader, "say hello", deadline)?;
+        let hello = match self.read_frame(reader, deadline.into()) {
+            Ok(Some(hello)) if hello.kind == Kind::Hello => hello,
+            Ok(Some(other)) => {
+                let what =
+                    format!("worker process {pid} sent {:?} instead of its hello", other.kind);
+                return Err(StartFailure::no_hello(what));
+            }
+            Ok(None) => {
+                let how = describe(self.reap());
+                return Err(StartFailure::no_hello(format!(
+                    "worker process {pid} {how} before it said hello"
+                )));
+            }
+            Err(err) if err.kind() == io::ErrorKind::TimedOut => {
+                let what = format!("worker process {pid} did not say hello: {err}");
+                return Err(StartFailure::other(what));
+            }
+            Err(err) => {
+                let what = format!("worker process {pid} did not say hello: {err}");
+                return Err(StartFailure::no_hello(what));
+            }
+        };
         let identity = BinaryIdentity::from_bytes(reader.payload(&hello));
-        if hello.kind != Kind::Hello || identity != Some(expected) {
-            return Err(format!(
+        if identity != Some(expected) {
+            return Err(StartFailure::other_binary(format!(
                 "worker process {pid} runs a different binary than the pool's process \
                  (its identity {identity:?}, ours {expected:?}): refused"
-            ));
+            )));
         }
+        self.set_up(reader, initializer, deadline).map_err(StartFailure::other)
+    }
+
+    /// The second half of the handshake: sends `Init` and waits for `Ready`.
+    fn set_up(
+        &self,
+        reader: &mut FrameReader,
+        initializer: Option<(Call, &[u8])>,
+        deadline: Instant,
+    ) -> Result<(), String> {
+        let pid = self.pid();
         let mut init = Vec::new();
         match initializer {
             None => frame::encode(&mut init, Kind::Init, 0, &[&[0]]),
@@ -224,7 +257,16 @@ impl Process {
         }
         self.write_all(&init, || false)
             .map_err(|e| format!("could not send worker process {pid} its set-up: {e}"))?;
-        let ready = self.expect_frame(reader, "run the initializer", deadline)?;
+        let ready = match self.read_frame(reader, Some(deadline)) {
+            Ok(Some(ready)) => ready,
+            Ok(None) => {
+                let how = describe(self.reap());
+                return Err(format!("worker process {pid} {how} before it ran the initializer"));
+            }
+            Err(err) => {
+                return Err(format!("worker process {pid} did not run the initializer: {err}"));
+            }
+        };
         match ready.kind {
             Kind::Ready => Ok(()),
             Kind::InitFailed => {
@@ -232,26 +274,6 @@ impl Process {
                 Err(format!("the initializer failed in worker process {pid}: {message}"))
             }
             other => Err(format!("worker process {pid} sent {other:?} instead of Ready")),
-        }
-    }
-
-    fn expect_frame(
-        &self,
-        reader: &mut FrameReader,
-        step: &str,
-        deadline: Instant,
-    ) -> Result<frame::Frame, String> {
-        let pid = self.pid();
-        match self.read_frame(reader, Some(deadline)) {
-            Ok(Some(frame)) => Ok(frame),
-            Ok(None) => {
-                let status = describe(self.reap());
-                Err(format!(
-                    "worker process {pid} {status} before it could {step}; does main() call \
-                     verdant::processpool::worker_main() before anything else?"
-                ))
-            }
-            Err(err) => Err(format!("worker process {pid} did not {step}: {err}")),
         }
     }
 

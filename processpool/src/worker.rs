@@ -26,6 +26,11 @@ pub(crate) const WORKER_FD: i32 = 3;
 /// The fd on which a worker finds the memfd of its [`Gate`].
 pub(crate) const WORKER_GATE_FD: i32 = 4;
 
+/// Set by tests only, to a directory of token files: a worker started with it that can
+/// remove one of the tokens exits (status 86) before it says hello. It makes "a worker
+/// died during start-up" happen exactly as often as the test put tokens there.
+pub const TEST_DIE_BEFORE_HELLO_ENV: &str = "VERDANT_PROCESSPOOL_TEST_DIE_BEFORE_HELLO";
+
 /// Turns this process into a pool worker if it was started as one, and otherwise returns
 /// at once: call it first thing in `main` of every program that creates a
 /// [`ProcessPool`](crate::ProcessPool) (as Python's `freeze_support`).
@@ -65,6 +70,7 @@ pub fn worker_main() {
 
 fn serve(parent: i32) -> io::Result<()> {
     die_with_parent(parent);
+    die_before_hello_if_a_test_asks();
     // SAFETY: the pool put our end of the socket pair on WORKER_FD just before exec, and
     // nothing else in this process owns that fd.
     let socket = unsafe { UnixStream::from_raw_fd(WORKER_FD) };
@@ -161,6 +167,17 @@ fn read_spinning(input: &mut UnixStream, buf: &mut [u8]) -> io::Result<usize> {
             io::ErrorKind::Interrupted => {}
             _ => return Err(error),
         }
+    }
+}
+
+/// The hook of [`TEST_DIE_BEFORE_HELLO_ENV`]: one `read_dir` when the variable is set,
+/// nothing otherwise.
+fn die_before_hello_if_a_test_asks() {
+    let Some(tokens) = std::env::var_os(TEST_DIE_BEFORE_HELLO_ENV) else { return };
+    let Ok(entries) = std::fs::read_dir(tokens) else { return };
+    // Removing a file succeeds for one process only: each token costs one worker.
+    if entries.flatten().any(|token| std::fs::remove_file(token.path()).is_ok()) {
+        std::process::exit(86);
     }
 }
 
