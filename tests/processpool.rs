@@ -56,9 +56,11 @@ fn announce_then_sleep((path, ms): (String, u64)) -> u64 {
     ms
 }
 
-/// Waits until the file `path` exists; returns its worker's pid.
-fn wait_for_file(path: String) -> u32 {
-    while !Path::new(&path).exists() {
+/// Creates the file `started`, then waits until the file `release` exists; returns its
+/// worker's pid.
+fn announce_then_wait((started, release): (String, String)) -> u32 {
+    std::fs::write(started, b"").unwrap();
+    while !Path::new(&release).exists() {
         std::thread::sleep(Duration::from_millis(1));
     }
     std::process::id()
@@ -630,12 +632,16 @@ fn a_worker_that_stops_reading_its_task_is_replaced() {
 
 fn a_task_queued_behind_a_hung_one_moves_to_an_idle_worker() {
     let pool = pool(2);
+    let (hung_runs, blocker_runs) = (Scratch::new("hung-runs"), Scratch::new("blocker-runs"));
     let release = Scratch::new("release");
-    // Queued before any is sent: one worker gets `hung`, the other `blocker`; with both
-    // busy, each gets one of `behind` queued behind its task.
-    let hung = pool.apply_async(sleep_ms, 3_600_000);
-    let blocker = pool.apply_async(wait_for_file, release.string());
+    let hung = pool.apply_async(announce_then_sleep, (hung_runs.string(), 3_600_000));
+    let blocker = pool.apply_async(announce_then_wait, (blocker_runs.string(), release.string()));
+    wait_until_exists(&hung_runs.0);
+    wait_until_exists(&blocker_runs.0); // each worker runs one of the two
     let behind: Vec<_> = (0..2).map(|_| pool.apply_async(pid, ())).collect();
+    // The feeders, woken by the submissions, run before this greenlet does again: with
+    // both workers busy, each gets one of `behind` queued behind its task.
+    verdant::yield_now();
     std::fs::write(&release.0, b"").unwrap();
     let free = blocker.get(LONG).unwrap();
     for result in &behind {
