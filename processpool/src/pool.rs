@@ -770,6 +770,21 @@ impl Shared {
         }
     }
 
+    /// Whether `worker`'s feeder, just after a result came, may have something to do: send
+    /// into the room the result made in a full pipeline; or, with the worker now idle,
+    /// take a queued job, or take one back from another worker. (Waking it after every
+    /// result would cost each `apply` a switch to the feeder for nothing.)
+    fn feeder_can_act(&self, worker: &Worker) -> bool {
+        let held = worker.in_flight.borrow().len();
+        if held + 1 >= PIPELINE {
+            return true;
+        }
+        held == 0
+            && (!self.queue.borrow().is_empty()
+                || (self.slots.borrow().iter().filter_map(|s| s.worker.as_ref()))
+                    .any(|other| other.in_flight.borrow().len() >= 2))
+    }
+
     /// For `idle`, which holds no job while the queue is empty: moves a job that another
     /// worker holds but has not started (queued behind its running task) to the front of
     /// the queue. Whether there was one.
@@ -852,7 +867,7 @@ fn supervise(shared: &Rc<Shared>, slot: usize, mut launched: Option<Rc<Worker>>)
             move || feed(&shared, &worker)
         });
         *worker.feeder.borrow_mut() = Some(feeder.as_ref());
-        let ended = collect(&worker, &mut reader);
+        let ended = collect(shared, &worker, &mut reader);
         feeder.kill_with(false, None);
         let how = worker.end(ended);
         shared.slots.borrow_mut()[slot].worker = None;
@@ -927,7 +942,7 @@ fn feed(shared: &Shared, worker: &Worker) {
 
 /// A worker's supervisor, reading: completes jobs in order until the stream ends
 /// (`Ok`) or breaks (`Err`, what the worker did, to follow "worker process N ").
-fn collect(worker: &Worker, reader: &mut FrameReader) -> Result<(), String> {
+fn collect(shared: &Shared, worker: &Worker, reader: &mut FrameReader) -> Result<(), String> {
     loop {
         let frame = match worker.process.read_frame(reader, None) {
             Ok(Some(frame)) => frame,
@@ -946,7 +961,9 @@ fn collect(worker: &Worker, reader: &mut FrameReader) -> Result<(), String> {
         let job = worker.in_flight.borrow_mut().pop_front();
         match job {
             Some(job) if job.id == frame.id => {
-                worker.room.notify_one();
+                if shared.feeder_can_act(worker) {
+                    worker.room.notify_one();
+                }
                 job.finish(outcome);
             }
             Some(job) => {
