@@ -801,7 +801,8 @@ impl Shared {
         false
     }
 
-    /// A worker could not start: fail everything queued and refuse new work.
+    /// Start-ups failed (as `startup.rs` decides): fail everything queued and refuse new
+    /// work.
     fn break_pool(&self, why: String) {
         if self.state.get() == State::Terminated {
             return;
