@@ -8,6 +8,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -46,6 +47,41 @@ fn exit_with(code: i32) -> u32 {
 fn sleep_ms(ms: u64) -> u64 {
     std::thread::sleep(Duration::from_millis(ms));
     ms
+}
+
+/// Creates the file `path` (so the test knows the task started), then sleeps `ms`.
+fn announce_then_sleep((path, ms): (String, u64)) -> u64 {
+    std::fs::write(path, b"").unwrap();
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+/// Creates the file `started`, then waits until the file `release` exists; returns its
+/// worker's pid.
+fn announce_then_wait((started, release): (String, String)) -> u32 {
+    std::fs::write(started, b"").unwrap();
+    while !Path::new(&release).exists() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    std::process::id()
+}
+
+/// How many bytes it got, and in which worker.
+fn byte_count(bytes: Vec<u8>) -> (usize, u32) {
+    (bytes.len(), std::process::id())
+}
+
+/// Writes the header of a `Done` frame that promises 1 MiB of result, then nothing more:
+/// sleeps for an hour.
+fn promise_a_frame_then_hang(_: ()) -> u32 {
+    let mut header = Vec::new();
+    header.extend_from_slice(&(9u32 + (1 << 20)).to_le_bytes()); // kind + id + payload
+    header.push(13); // Done
+    header.extend_from_slice(&0u64.to_le_bytes());
+    // SAFETY: fd 3 is this worker's socket to the pool; forging a frame on it is the test.
+    unsafe { libc::write(3, header.as_ptr().cast(), header.len()) };
+    std::thread::sleep(Duration::from_secs(3600));
+    0
 }
 
 /// Panics on 3 and 17; sleeps 50 ms on 15 and above.
@@ -140,6 +176,67 @@ fn children() -> Vec<u32> {
         }
     }
     found
+}
+
+/// A path under the temporary directory, for this test process only; removed (with what
+/// is under it) when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(tag: &str) -> Scratch {
+        let path = std::env::temp_dir()
+            .join(format!("verdant-processpool-test-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        let _ = std::fs::remove_file(&path);
+        Scratch(path)
+    }
+
+    /// A directory holding `count` token files (for `TEST_DIE_BEFORE_HELLO_ENV`).
+    fn tokens(tag: &str, count: usize) -> Scratch {
+        let scratch = Scratch::new(tag);
+        std::fs::create_dir(&scratch.0).unwrap();
+        for token in 0..count {
+            std::fs::write(scratch.0.join(token.to_string()), b"").unwrap();
+        }
+        scratch
+    }
+
+    fn remaining(&self) -> usize {
+        std::fs::read_dir(&self.0).unwrap().count()
+    }
+
+    fn string(&self) -> String {
+        self.0.to_str().unwrap().to_string()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Parks this greenlet until `path` exists (a hang guard of 30 s).
+fn wait_until_exists(path: &Path) {
+    let start = Instant::now();
+    while !path.exists() {
+        assert!(start.elapsed() < Duration::from_secs(30), "{path:?} never appeared");
+        verdant::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Runs `test` with `TEST_DIE_BEFORE_HELLO_ENV` naming `tokens`: each worker started
+/// meanwhile that can take a token dies before its hello.
+fn with_deaths_before_hello<T>(tokens: &Scratch, test: impl FnOnce() -> T) -> T {
+    let variable = verdant::processpool::TEST_DIE_BEFORE_HELLO_ENV;
+    // SAFETY: this test binary runs its tests on one thread; nothing reads the
+    // environment concurrently. Workers started meanwhile inherit the variable.
+    unsafe { std::env::set_var(variable, &tokens.0) };
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(test));
+    // SAFETY: as above.
+    unsafe { std::env::remove_var(variable) };
+    outcome.unwrap_or_else(|payload| std::panic::resume_unwind(payload))
 }
 
 fn died(result: Result<u32, TaskError>) -> String {
@@ -262,8 +359,9 @@ fn a_crashing_worker_fails_its_task_and_is_replaced() {
 fn a_worker_killed_from_outside_fails_its_task_and_is_replaced() {
     let pool = pool(1);
     let worker = pool.apply(pid, ()).unwrap();
-    let stuck = pool.apply_async(sleep_ms, 20_000);
-    verdant::sleep(Duration::from_millis(100)); // let it start
+    let started = Scratch::new("killed-from-outside");
+    let stuck = pool.apply_async(announce_then_sleep, (started.string(), 20_000));
+    wait_until_exists(&started.0); // it runs: killing the worker now kills it mid-task
     // SAFETY: kill(2) on our own child.
     assert_eq!(unsafe { libc::kill(worker as i32, libc::SIGKILL) }, 0);
     match stuck.get(LONG) {
@@ -439,6 +537,119 @@ fn other_greenlets_run_while_a_task_runs() {
     }
 }
 
+fn a_replacement_killed_before_its_hello_is_replaced_again() {
+    let pool = pool(1);
+    let first = pool.apply(pid, ()).unwrap();
+    died(pool.apply(abort, ()));
+    // The result came when the supervisor had started the replacement and was waiting for
+    // its hello (the supervisor runs until it parks, this greenlet only after that).
+    let replacement = pool.pids()[0];
+    assert_ne!(replacement, first);
+    // SAFETY: kill(2) on our own child.
+    assert_eq!(unsafe { libc::kill(replacement as i32, libc::SIGKILL) }, 0);
+    let after = pool.apply(pid, ());
+    let after = after.unwrap_or_else(|e| panic!("a death during start-up broke the pool: {e}"));
+    assert!(after != first && after != replacement, "a third worker ran it");
+    assert!(!process_exists(replacement), "the killed replacement was reaped");
+}
+
+fn a_replacement_dying_before_its_hello_is_retried() {
+    let pool = pool(1);
+    let first = pool.apply(pid, ()).unwrap();
+    let tokens = Scratch::tokens("one-death", 1);
+    let after = with_deaths_before_hello(&tokens, || {
+        died(pool.apply(abort, ())); // its replacement takes the token and dies
+        pool.apply(pid, ())
+    });
+    assert_eq!(tokens.remaining(), 0, "the first replacement died before its hello");
+    let after = after.unwrap_or_else(|e| panic!("a death during start-up broke the pool: {e}"));
+    assert_ne!(after, first);
+}
+
+fn consecutive_failed_start_ups_break_the_pool_and_say_so() {
+    let pool = pool(1);
+    pool.apply(pid, ()).unwrap();
+    let tokens = Scratch::tokens("many-deaths", 100);
+    let outcome = with_deaths_before_hello(&tokens, || {
+        died(pool.apply(abort, ())); // every replacement dies before its hello
+        pool.apply(square, 3)
+    });
+    assert_eq!(100 - tokens.remaining(), 5, "five start-ups were tried");
+    match outcome {
+        Err(TaskError::PoolBroken(why)) => {
+            assert!(why.starts_with("5 consecutive worker start-ups failed: "), "{why}");
+            assert!(why.contains("before it said hello"), "{why}");
+            assert!(!why.contains("worker_main"), "a replacement is no sign of that: {why}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(pool.apply(square, 4), Err(TaskError::PoolBroken(_))));
+}
+
+fn a_worker_dying_at_the_first_start_breaks_the_pool_naming_worker_main() {
+    let tokens = Scratch::tokens("first-start", 100);
+    let outcome = with_deaths_before_hello(&tokens, || pool(1).apply(square, 3));
+    assert_eq!(100 - tokens.remaining(), 1, "no retry when nothing has ever started");
+    match outcome {
+        Err(TaskError::PoolBroken(why)) => {
+            assert!(why.contains("before it said hello"), "{why}");
+            assert!(why.contains("worker_main()"), "{why}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+fn a_frame_that_never_completes_fails_its_task_and_frees_the_one_behind() {
+    let pool =
+        ProcessPool::builder().processes(1).frame_timeout(Duration::from_secs(1)).build().unwrap();
+    let first = pool.apply(pid, ()).unwrap();
+    let stuck = pool.apply_async(promise_a_frame_then_hang, ());
+    let behind = pool.apply_async(pid, ()); // sent behind it to the same worker
+    match stuck.get(LONG) {
+        Err(GetError::Failed(TaskError::WorkerDied(how))) => {
+            assert!(how.contains(&first.to_string()) && how.contains("stalled"), "{how}")
+        }
+        other => panic!("{other:?}"),
+    }
+    let ran_on = behind.get(LONG).expect("the task behind it never started: it runs elsewhere");
+    assert_ne!(ran_on, first);
+    assert!(!process_exists(first), "the stalled worker was killed and reaped");
+}
+
+fn a_worker_that_stops_reading_its_task_is_replaced() {
+    let pool =
+        ProcessPool::builder().processes(1).frame_timeout(Duration::from_secs(1)).build().unwrap();
+    let stopped = pool.apply(pid, ()).unwrap();
+    // SAFETY: kill(2) on our own child. A stopped worker reads nothing.
+    assert_eq!(unsafe { libc::kill(stopped as i32, libc::SIGSTOP) }, 0);
+    let big = vec![7u8; 8 << 20]; // far more than a socket buffer holds
+    let outcome = pool.apply_async(byte_count, big).get(LONG);
+    let (len, ran_on) = outcome.expect("it never started: it runs elsewhere");
+    assert_eq!(len, 8 << 20);
+    assert_ne!(ran_on, stopped);
+    assert!(!process_exists(stopped), "the stopped worker was killed and reaped");
+}
+
+fn a_task_queued_behind_a_hung_one_moves_to_an_idle_worker() {
+    let pool = pool(2);
+    let (hung_runs, blocker_runs) = (Scratch::new("hung-runs"), Scratch::new("blocker-runs"));
+    let release = Scratch::new("release");
+    let hung = pool.apply_async(announce_then_sleep, (hung_runs.string(), 3_600_000));
+    let blocker = pool.apply_async(announce_then_wait, (blocker_runs.string(), release.string()));
+    wait_until_exists(&hung_runs.0);
+    wait_until_exists(&blocker_runs.0); // each worker runs one of the two
+    let behind: Vec<_> = (0..2).map(|_| pool.apply_async(pid, ())).collect();
+    // The feeders, woken by the submissions, run before this greenlet does again: with
+    // both workers busy, each gets one of `behind` queued behind its task.
+    verdant::yield_now();
+    std::fs::write(&release.0, b"").unwrap();
+    let free = blocker.get(LONG).unwrap();
+    for result in &behind {
+        assert_eq!(result.get(LONG), Ok(free), "both ran on the worker that was free");
+    }
+    assert!(!hung.ready());
+}
+
 // ---- Runner ---------------------------------------------------------------------------
 
 fn main() {
@@ -499,6 +710,34 @@ fn main() {
         ("serialization_failures_are_task_errors", serialization_failures_are_task_errors),
         ("a_worker_running_another_binary_is_refused", a_worker_running_another_binary_is_refused),
         ("other_greenlets_run_while_a_task_runs", other_greenlets_run_while_a_task_runs),
+        (
+            "a_replacement_killed_before_its_hello_is_replaced_again",
+            a_replacement_killed_before_its_hello_is_replaced_again,
+        ),
+        (
+            "a_replacement_dying_before_its_hello_is_retried",
+            a_replacement_dying_before_its_hello_is_retried,
+        ),
+        (
+            "consecutive_failed_start_ups_break_the_pool_and_say_so",
+            consecutive_failed_start_ups_break_the_pool_and_say_so,
+        ),
+        (
+            "a_worker_dying_at_the_first_start_breaks_the_pool_naming_worker_main",
+            a_worker_dying_at_the_first_start_breaks_the_pool_naming_worker_main,
+        ),
+        (
+            "a_frame_that_never_completes_fails_its_task_and_frees_the_one_behind",
+            a_frame_that_never_completes_fails_its_task_and_frees_the_one_behind,
+        ),
+        (
+            "a_worker_that_stops_reading_its_task_is_replaced",
+            a_worker_that_stops_reading_its_task_is_replaced,
+        ),
+        (
+            "a_task_queued_behind_a_hung_one_moves_to_an_idle_worker",
+            a_task_queued_behind_a_hung_one_moves_to_an_idle_worker,
+        ),
     ];
     let filters: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     let selected: Vec<_> = tests

@@ -17,13 +17,15 @@ pub enum TaskError {
     /// The function panicked in the worker; the panic message. The worker survives.
     Panicked(String),
     /// The worker process died while running the task (a crash, `abort`, a kill from
-    /// outside, `exit`); how it ended. The pool replaced it.
+    /// outside, `exit`), or was killed for an unreadable or stalled frame; how it ended.
+    /// The pool replaced it.
     WorkerDied(String),
     /// The argument or the result could not be serialized or deserialized (or the
     /// function cannot be called in a worker); what went wrong.
     Serialization(String),
-    /// No worker could be started, or the initializer failed in one: the pool is broken
-    /// and fails every task with this error.
+    /// The pool's first worker start-up failed (it ended before its hello, its
+    /// initializer failed, it runs another binary), or 5 start-ups failed in a row later:
+    /// the pool is broken and fails every task with this error.
     PoolBroken(String),
     /// The pool was terminated (or dropped) before the task finished.
     Terminated,

@@ -175,6 +175,14 @@ impl FrameReader {
         Ok(Some(Frame { kind, id, payload }))
     }
 
+    /// How many bytes of the next frame are buffered, and its whole length once its
+    /// length prefix has come (after `next_frame` returned `None`: an incomplete frame).
+    pub(crate) fn partial(&self) -> (usize, Option<usize>) {
+        let rest = &self.buf[self.start..self.end];
+        let length = rest.get(..4).map(|l| u32::from_le_bytes(l.try_into().expect("4 bytes")));
+        (rest.len(), length.map(|length| 4 + length as usize))
+    }
+
     /// The payload of a frame returned by `next_frame` since the last `fill`.
     pub(crate) fn payload(&self, frame: &Frame) -> &[u8] {
         &self.buf[frame.payload.clone()]
@@ -273,6 +281,8 @@ mod tests {
         let mut cut = Vec::new();
         encode(&mut cut, Kind::Done, 1, &[b"partial"]);
         let mut reader = reader_over(&cut[..cut.len() - 2]);
+        assert_eq!(reader.next_frame(), Ok(None));
+        assert_eq!(reader.partial(), (cut.len() - 2, Some(cut.len())));
         let err = reader.read_frame(|_| Ok(0)).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
     }

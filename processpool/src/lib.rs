@@ -31,14 +31,18 @@
 //!   the executable, which address-space randomization does not change; a worker whose
 //!   binary differs from the parent's is refused at the handshake.
 //! * A panic in a task reaches its caller as [`TaskError::Panicked`]; the worker survives.
-//!   A worker that dies (a crash, `abort`, `kill -9`) fails the task it was running with
-//!   [`TaskError::WorkerDied`] and is replaced; the tasks it had not started run elsewhere.
+//!   A worker that dies (a crash, `abort`, `kill -9`), stalls in the middle of a frame or
+//!   stops reading fails the task it was running with [`TaskError::WorkerDied`] and is
+//!   replaced; the tasks it had not started run elsewhere (a task runs at most once).
 //!   No caller waits forever.
+//! * A task queued behind a long one moves to a worker that becomes idle.
 //!
 //! | module | what it holds |
 //! |---|---|
 //! | `pool.rs` | [`ProcessPool`]: the queue, and the greenlets that feed and supervise workers |
-//! | `process.rs` | starting a worker process, the handshake, how a worker ended |
+//! | `process.rs` | starting a worker, the handshake, frames within the bound, how it ended |
+//! | `startup.rs` | when failed start-ups break the pool |
+//! | `gate.rs` | the word a worker shares with the pool: each task started or taken back, once |
 //! | `worker.rs` | the worker side: [`worker_main`] and its task loop |
 //! | `function.rs` | naming functions across processes; the typed trampolines |
 //! | `frame.rs` | the wire format: length-prefixed frames |
@@ -50,15 +54,19 @@
 mod error;
 mod frame;
 mod function;
+mod gate;
 mod pool;
 mod process;
 mod result;
+mod startup;
 mod worker;
 
 pub use error::{GetError, MapError, NotReady, StillRunning, TaskError, Timeout};
-pub use pool::{Builder, ProcessPool};
+pub use pool::{Builder, DEFAULT_FRAME_TIMEOUT, ProcessPool};
 pub use result::{AsyncResult, IMap};
 pub use worker::worker_main;
 
 #[doc(hidden)]
 pub use function::TEST_IDENTITY_SALT_ENV;
+#[doc(hidden)]
+pub use worker::TEST_DIE_BEFORE_HELLO_ENV;

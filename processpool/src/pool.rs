@@ -4,21 +4,25 @@
 //!
 //! ```text
 //!  apply/map ──► queue ──► feeder ──frames──► worker process (runs tasks in order)
-//!                  ▲                                │
-//!                  │ requeued: sent, not started    │ results
-//!                  │                                ▼
-//!                  └──────────── supervisor ◄── frames: completes the job's result
+//!                 ▲ ▲                               │
+//!    taken back:  │ │ requeued: sent, not started   │ results
+//!    not started, │ │                               ▼
+//!    for an idle  │ └─────────── supervisor ◄── frames: completes the job's result
+//!    worker       └─────────── feeder of an idle worker
 //! ```
 //!
-//! A worker runs its jobs in the order it got them, so when one dies, the oldest job it
-//! held is the one it was running: that job fails with [`TaskError::WorkerDied`], and the
-//! jobs sent after it, never started, go back to the front of the queue.
+//! Every job sent to a worker gets the next *seq* of that worker, and is decided once at
+//! the worker's gate (`gate.rs`): started by the worker, or taken back by the pool. So
+//! when a worker ends, the jobs it held split exactly: the ones it started fail with
+//! [`TaskError::WorkerDied`] (a task never runs twice), the others go back to the front
+//! of the queue.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::rc::Rc;
+use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -30,11 +34,15 @@ use crate::frame::{self, FrameReader, Kind};
 use crate::function::{BinaryIdentity, Call};
 use crate::process::{self, Process};
 use crate::result::{Arrivals, AsyncResult, IMap};
+use crate::startup::{StartFailure, Startups, Verdict};
 
 /// Jobs a worker may hold at once (the one it runs and the ones queued behind it): enough
-/// to keep it busy while its results travel back, few enough that a long task holds up
-/// little behind it.
+/// to keep it busy while its results travel back. A job queued behind a long task does not
+/// stay there: an idle worker takes it back (see [`Worker::take_back`]).
 const PIPELINE: usize = 2;
+
+/// The default of [`Builder::frame_timeout`].
+pub const DEFAULT_FRAME_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What to do with a job's outcome: the result bytes (still encoded) or the error.
 type Sink = Box<dyn FnOnce(Result<&[u8], TaskError>)>;
@@ -42,6 +50,8 @@ type Sink = Box<dyn FnOnce(Result<&[u8], TaskError>)>;
 /// One task (or chunk) on its way: its encoded frame and where its outcome goes.
 struct Job {
     id: u64,
+    /// Its seq at the worker it was last sent to (meaningless while queued).
+    seq: u64,
     frame: Rc<[u8]>,
     sink: Sink,
 }
@@ -66,12 +76,16 @@ enum State {
 /// A worker process with the jobs it holds.
 struct Worker {
     process: Process,
-    /// Sent and not yet answered, oldest first.
+    /// Sent, not answered and not taken back, oldest (lowest seq) first.
     in_flight: RefCell<VecDeque<Job>>,
-    /// The feeder waits here while `in_flight` is full.
+    /// The feeder waits here for room in `in_flight` (each result makes some).
     room: WaitList,
-    /// Jobs sent so far (for `maxtasksperchild`).
-    sent: Cell<usize>,
+    /// Jobs sent so far: the seq of the last one.
+    sent: Cell<u64>,
+    /// Jobs taken back from it (they count against `maxtasksperchild` no more).
+    taken_back: Cell<u64>,
+    /// Why the feeder killed it, if it did.
+    fault: RefCell<Option<String>>,
     feeder: RefCell<Option<GreenletRef>>,
 }
 
@@ -86,6 +100,8 @@ struct Shared {
     identity: BinaryIdentity,
     initializer: Option<(Call, Vec<u8>)>,
     maxtasksperchild: Option<usize>,
+    frame_timeout: Duration,
+    startups: Startups,
     state: Cell<State>,
     broken: RefCell<Option<TaskError>>,
     queue: RefCell<VecDeque<Job>>,
@@ -102,6 +118,7 @@ pub struct Builder {
     processes: Option<usize>,
     initializer: Option<Result<(Call, Vec<u8>), TaskError>>,
     maxtasksperchild: Option<usize>,
+    frame_timeout: Option<Duration>,
 }
 
 impl Builder {
@@ -131,18 +148,35 @@ impl Builder {
         self
     }
 
+    /// How long one frame between the pool and a worker may take (default
+    /// [`DEFAULT_FRAME_TIMEOUT`], 30 s). A result whose last byte does not come within it
+    /// of its first, or a worker that takes no byte of its tasks for this long while it
+    /// runs none, is a failed worker: it is killed and replaced (the task it ran fails
+    /// with [`TaskError::WorkerDied`]). Tasks themselves have no time limit.
+    pub fn frame_timeout(mut self, bound: Duration) -> Builder {
+        self.frame_timeout = Some(bound);
+        self
+    }
+
     /// Starts the worker processes (their handshakes finish in the background).
     ///
     /// # Errors
     ///
     /// If this process was itself started as a worker but `main` did not call
     /// [`worker_main`](crate::worker_main) first; if the initializer's argument cannot be
-    /// serialized; if a process cannot be started.
+    /// serialized; if the frame timeout is zero; if a process cannot be started.
     pub fn build(self) -> io::Result<ProcessPool> {
         if std::env::var_os(crate::worker::WORKER_ENV).is_some() {
             return Err(io::Error::other(
                 "this process was started as a process-pool worker, but main() did not call \
                  verdant::processpool::worker_main() first",
+            ));
+        }
+        let frame_timeout = self.frame_timeout.unwrap_or(DEFAULT_FRAME_TIMEOUT);
+        if frame_timeout.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the process pool's frame_timeout must be longer than zero",
             ));
         }
         let initializer = self.initializer.transpose().map_err(io::Error::other)?;
@@ -153,6 +187,8 @@ impl Builder {
             identity: BinaryIdentity::of_this_process()?,
             initializer,
             maxtasksperchild: self.maxtasksperchild,
+            frame_timeout,
+            startups: Startups::default(),
             state: Cell::new(State::Running),
             broken: RefCell::new(None),
             queue: RefCell::new(VecDeque::new()),
@@ -162,7 +198,7 @@ impl Builder {
         });
         let pool = ProcessPool { shared };
         for slot in 0..processes {
-            let process = process::launch()?; // dropping `pool` on error kills the others
+            let process = process::launch(frame_timeout)?; // on error, dropping `pool` kills the others
             let worker = Rc::new(Worker::new(process));
             pool.shared.slots.borrow_mut()[slot].worker = Some(worker.clone());
             let supervisor = verdant_hub::spawn({
@@ -523,7 +559,7 @@ impl ProcessPool {
             let id = shared.next_id.get();
             shared.next_id.set(id + 1);
             task[5..13].copy_from_slice(&id.to_le_bytes()); // the frame's id field
-            queue.push_back(Job { id, frame: task.into(), sink });
+            queue.push_back(Job { id, seq: 0, frame: task.into(), sink });
         }
         drop(queue);
         shared.queue_waiters.notify_all();
@@ -625,7 +661,67 @@ impl Worker {
             in_flight: RefCell::new(VecDeque::new()),
             room: WaitList::new(),
             sent: Cell::new(0),
+            taken_back: Cell::new(0),
+            fault: RefCell::new(None),
             feeder: RefCell::new(None),
+        }
+    }
+
+    /// Whether it runs a task now: one it started (at its gate) and has not answered.
+    fn busy(&self) -> bool {
+        let oldest = self.in_flight.borrow().front().map(|job| job.seq);
+        oldest.is_some_and(|seq| seq <= self.process.gate.decided())
+    }
+
+    /// Takes back the next job it has not started, if it holds another one besides (which
+    /// keeps it busy). The job is decided at the gate for the pool: the worker skips it.
+    fn take_back(&self) -> Option<Job> {
+        let mut in_flight = self.in_flight.borrow_mut();
+        while in_flight.len() >= 2 {
+            let next = self.process.gate.decided() + 1;
+            let index = in_flight.iter().position(|job| job.seq == next)?;
+            if self.process.gate.try_decide(next) {
+                self.taken_back.set(self.taken_back.get() + 1);
+                return in_flight.remove(index);
+            }
+            // The worker started it meanwhile; look at the next one.
+        }
+        None
+    }
+
+    /// Writes `frames` to it; false if it is gone, or stopped reading (then it is killed,
+    /// and `fault` says why).
+    fn send(&self, frames: &[u8]) -> bool {
+        match self.process.write_all(frames, || self.busy()) {
+            Ok(()) => true,
+            Err(err) => {
+                if err.kind() == io::ErrorKind::TimedOut {
+                    *self.fault.borrow_mut() = Some(err.to_string());
+                    self.process.kill_now();
+                }
+                false
+            }
+        }
+    }
+
+    /// How many more jobs it may be sent under `maxtasksperchild`.
+    fn allowance(&self, maxtasksperchild: Option<usize>) -> usize {
+        let given = (self.sent.get() - self.taken_back.get()) as usize;
+        maxtasksperchild.map_or(usize::MAX, |max| max.saturating_sub(given))
+    }
+
+    /// Makes sure the process is gone and says how it ended, given what `collect` saw.
+    fn end(&self, ended: Result<(), String>) -> String {
+        let pid = self.process.pid();
+        if let Some(fault) = self.fault.borrow_mut().take() {
+            return format!("worker process {pid} {fault}, and was killed"); // by its feeder
+        }
+        match ended {
+            Ok(()) => format!("worker process {pid} {}", process::describe(self.process.reap())),
+            Err(what) => {
+                self.process.kill_now();
+                format!("worker process {pid} {what}, and was killed")
+            }
         }
     }
 }
@@ -658,7 +754,55 @@ impl Shared {
         if others_idle { 0 } else { PIPELINE - held.min(PIPELINE) }
     }
 
-    /// A worker could not start: fail everything queued and refuse new work.
+    /// Moves up to `room` jobs from the queue to `worker`, their frames into `batch`.
+    fn dispatch(&self, worker: &Worker, room: usize, batch: &mut Vec<u8>) {
+        let mut queue = self.queue.borrow_mut();
+        let mut in_flight = worker.in_flight.borrow_mut();
+        let take = room.min(queue.len());
+        for mut job in queue.drain(..take) {
+            job.seq = worker.sent.get() + 1;
+            worker.sent.set(job.seq);
+            batch.extend_from_slice(&job.frame);
+            in_flight.push_back(job);
+        }
+        if take > 0 && !queue.is_empty() {
+            self.queue_waiters.notify_all(); // others may now pipeline the rest
+        }
+    }
+
+    /// Whether `worker`'s feeder, just after a result came, may have something to do: send
+    /// into the room the result made in a full pipeline; or, with the worker now idle,
+    /// take a queued job, or take one back from another worker. (Waking it after every
+    /// result would cost each `apply` a switch to the feeder for nothing.)
+    fn feeder_can_act(&self, worker: &Worker) -> bool {
+        let held = worker.in_flight.borrow().len();
+        if held + 1 >= PIPELINE {
+            return true;
+        }
+        held == 0
+            && (!self.queue.borrow().is_empty()
+                || (self.slots.borrow().iter().filter_map(|s| s.worker.as_ref()))
+                    .any(|other| other.in_flight.borrow().len() >= 2))
+    }
+
+    /// For `idle`, which holds no job while the queue is empty: moves a job that another
+    /// worker holds but has not started (queued behind its running task) to the front of
+    /// the queue. Whether there was one.
+    fn take_back_for(&self, idle: &Worker) -> bool {
+        let slots = self.slots.borrow();
+        let others = slots.iter().filter_map(|s| s.worker.as_deref());
+        for other in others.filter(|other| !std::ptr::eq(*other, idle)) {
+            if let Some(job) = other.take_back() {
+                self.queue.borrow_mut().push_front(job);
+                other.room.notify_one();
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Start-ups failed (as `startup.rs` decides): fail everything queued and refuse new
+    /// work.
     fn break_pool(&self, why: String) {
         if self.state.get() == State::Terminated {
             return;
@@ -673,64 +817,97 @@ impl Shared {
         }
     }
 
-    /// A worker ended: the job it was running fails, the ones it had not started go back to
-    /// the front of the queue.
+    /// A worker ended, and its process is gone (so its gate no longer changes): the jobs
+    /// it started and did not answer fail with `how`; the ones it never started go back to
+    /// the front of the queue, in their order (or fail, if no worker will take them).
     fn retire(&self, worker: &Worker, how: String) {
-        let mut held: VecDeque<Job> = worker.in_flight.borrow_mut().drain(..).collect();
-        let Some(running) = held.pop_front() else { return };
-        let mut queue = self.queue.borrow_mut();
-        while let Some(job) = held.pop_back() {
-            queue.push_front(job);
+        let decided = worker.process.gate.decided();
+        let held: Vec<Job> = worker.in_flight.borrow_mut().drain(..).collect();
+        let (started, unstarted): (Vec<Job>, Vec<Job>) =
+            held.into_iter().partition(|job| job.seq <= decided);
+        let refusal = match self.state.get() {
+            State::Running | State::Closed => None,
+            State::Terminated => Some(TaskError::Terminated),
+            State::Broken => self.broken.borrow().clone(),
+        };
+        match refusal {
+            None => {
+                let mut queue = self.queue.borrow_mut();
+                for job in unstarted.into_iter().rev() {
+                    queue.push_front(job);
+                }
+                drop(queue);
+                self.queue_waiters.notify_all();
+            }
+            Some(error) => unstarted.into_iter().for_each(|job| job.finish(Err(error.clone()))),
         }
-        drop(queue);
-        self.queue_waiters.notify_all();
-        running.finish(Err(TaskError::WorkerDied(how)));
+        for job in started {
+            job.finish(Err(TaskError::WorkerDied(how.clone())));
+        }
     }
 }
 
 /// A slot's supervisor: keeps one worker process alive while the pool wants one.
-fn supervise(shared: &Rc<Shared>, slot: usize, mut started: Option<Rc<Worker>>) {
+/// `launched` is the slot's first process, started by [`Builder::build`].
+fn supervise(shared: &Rc<Shared>, slot: usize, mut launched: Option<Rc<Worker>>) {
     while shared.wants_workers() {
-        let worker = match started.take() {
-            Some(worker) => worker,
-            None => match process::launch() {
-                Ok(process) => {
-                    let worker = Rc::new(Worker::new(process));
-                    shared.slots.borrow_mut()[slot].worker = Some(worker.clone());
-                    worker
+        let mut reader = FrameReader::new();
+        let worker = match start(shared, slot, launched.take(), &mut reader) {
+            Ok(worker) => worker,
+            Err(failure) => match shared.startups.failed(failure) {
+                Verdict::RetryAfter(pause) => {
+                    verdant_hub::sleep(pause);
+                    continue;
                 }
-                Err(err) => return shared.break_pool(format!("could not start a worker: {err}")),
+                Verdict::Break(why) => return shared.break_pool(why),
             },
         };
-        let mut reader = FrameReader::new();
-        let initializer = shared.initializer.as_ref().map(|(call, arg)| (*call, &arg[..]));
-        if let Err(why) = worker.process.handshake(&mut reader, shared.identity, initializer) {
-            worker.process.kill_now();
-            shared.slots.borrow_mut()[slot].worker = None;
-            return shared.break_pool(why);
-        }
+        shared.startups.succeeded();
         let feeder = verdant_hub::spawn({
             let (shared, worker) = (shared.clone(), worker.clone());
             move || feed(&shared, &worker)
         });
         *worker.feeder.borrow_mut() = Some(feeder.as_ref());
-        let ended = collect(&worker, &mut reader);
+        let ended = collect(shared, &worker, &mut reader);
         feeder.kill_with(false, None);
-        let pid = worker.process.pid();
-        let how = match ended {
-            Ok(()) => format!("worker process {pid} {}", process::describe(worker.process.reap())),
-            Err(garbage) => {
-                worker.process.kill_now();
-                format!("worker process {pid} sent an unreadable frame ({garbage}) and was killed")
-            }
-        };
+        let how = worker.end(ended);
         shared.slots.borrow_mut()[slot].worker = None;
         shared.retire(&worker, how);
     }
 }
 
-/// A worker's feeder: sends it queued jobs while it has room, then `Quit` when the pool
-/// is closed and the queue is empty, or when it served `maxtasksperchild`.
+/// Brings up the worker of `slot` (`launched`, or a new process) through its handshake.
+/// On failure the process is gone and the slot empty.
+fn start(
+    shared: &Shared,
+    slot: usize,
+    launched: Option<Rc<Worker>>,
+    reader: &mut FrameReader,
+) -> Result<Rc<Worker>, StartFailure> {
+    let worker = match launched {
+        Some(worker) => worker,
+        None => {
+            let process = process::launch(shared.frame_timeout).map_err(|err| {
+                StartFailure::other(format!("could not start a worker process: {err}"))
+            })?;
+            let worker = Rc::new(Worker::new(process));
+            shared.slots.borrow_mut()[slot].worker = Some(worker.clone());
+            worker
+        }
+    };
+    let initializer = shared.initializer.as_ref().map(|(call, arg)| (*call, &arg[..]));
+    if let Err(failure) = worker.process.handshake(reader, shared.identity, initializer) {
+        worker.process.kill_now();
+        shared.slots.borrow_mut()[slot].worker = None;
+        return Err(failure);
+    }
+    Ok(worker)
+}
+
+/// A worker's feeder: sends it queued jobs while it has room (taking one back from
+/// another worker when it is idle and the queue empty), then `Quit` when the pool is
+/// closed and the queue is empty, or when it served `maxtasksperchild`. Kills the worker
+/// if it stops reading.
 fn feed(shared: &Shared, worker: &Worker) {
     let mut batch = Vec::new();
     loop {
@@ -738,49 +915,41 @@ fn feed(shared: &Shared, worker: &Worker) {
             worker.room.push(park::waker());
             park::park(&"room in a process-pool worker's pipeline");
         }
-        let allowance = shared.maxtasksperchild.map_or(usize::MAX, |max| max - worker.sent.get());
-        let room = shared.room_for(worker).min(allowance);
-        batch.clear();
-        {
-            let mut queue = shared.queue.borrow_mut();
-            let mut in_flight = worker.in_flight.borrow_mut();
-            let take = room.min(queue.len());
-            for job in queue.drain(..take) {
-                batch.extend_from_slice(&job.frame);
-                in_flight.push_back(job);
-            }
-            worker.sent.set(worker.sent.get() + take);
-            if take > 0 && !queue.is_empty() {
-                shared.queue_waiters.notify_all(); // others may now pipeline the rest
-            }
+        if worker.in_flight.borrow().is_empty() && shared.queue.borrow().is_empty() {
+            shared.take_back_for(worker);
         }
+        let allowance = worker.allowance(shared.maxtasksperchild);
+        batch.clear();
+        shared.dispatch(worker, shared.room_for(worker).min(allowance), &mut batch);
         if batch.is_empty() {
             let queue_empty = shared.queue.borrow().is_empty();
             if allowance == 0 || (queue_empty && shared.state.get() != State::Running) {
-                let mut quit = Vec::new();
-                frame::encode(&mut quit, Kind::Quit, 0, &[]);
-                let _ = worker.process.write_all(&quit);
+                frame::encode(&mut batch, Kind::Quit, 0, &[]);
+                worker.send(&batch);
                 return;
             }
-            shared.queue_waiters.push(park::waker());
+            // A new job, or a result (which may leave this worker idle), wakes it.
+            let waker = park::waker();
+            shared.queue_waiters.push(waker.clone());
+            worker.room.push(waker);
             park::park(&"a process-pool task to send");
             continue;
         }
-        if worker.process.write_all(&batch).is_err() {
-            return; // the worker is gone: its supervisor sees the end of its stream
+        if !worker.send(&batch) {
+            return; // its supervisor sees the end of its stream
         }
     }
 }
 
 /// A worker's supervisor, reading: completes jobs in order until the stream ends
-/// (`Ok`) or carries something unreadable (`Err`, what).
-fn collect(worker: &Worker, reader: &mut FrameReader) -> Result<(), String> {
+/// (`Ok`) or breaks (`Err`, what the worker did, to follow "worker process N ").
+fn collect(shared: &Shared, worker: &Worker, reader: &mut FrameReader) -> Result<(), String> {
     loop {
-        let frame = match worker.process.read_frame(reader) {
+        let frame = match worker.process.read_frame(reader, None) {
             Ok(Some(frame)) => frame,
             Ok(None) => return Ok(()),
-            Err(err) if err.kind() == io::ErrorKind::ConnectionReset => return Ok(()),
-            Err(err) => return Err(err.to_string()),
+            Err(err) if err.kind() == io::ErrorKind::TimedOut => return Err(err.to_string()),
+            Err(err) => return Err(format!("sent an unreadable frame ({err})")),
         };
         let outcome = match frame.kind {
             Kind::Done => Ok(reader.payload(&frame)),
@@ -788,19 +957,21 @@ fn collect(worker: &Worker, reader: &mut FrameReader) -> Result<(), String> {
                 let (kind, message) = frame::parse_failure(reader.payload(&frame));
                 Err(kind.into_error(message))
             }
-            other => return Err(format!("an unexpected {other:?} frame")),
+            other => return Err(format!("sent an unexpected {other:?} frame")),
         };
         let job = worker.in_flight.borrow_mut().pop_front();
         match job {
             Some(job) if job.id == frame.id => {
-                worker.room.notify_one();
+                if shared.feeder_can_act(worker) {
+                    worker.room.notify_one();
+                }
                 job.finish(outcome);
             }
             Some(job) => {
                 worker.in_flight.borrow_mut().push_front(job);
-                return Err(format!("a result for task {} it was not running", frame.id));
+                return Err(format!("sent a result for task {} it was not running", frame.id));
             }
-            None => return Err(format!("a result for task {} it was not given", frame.id)),
+            None => return Err(format!("sent a result for task {} it was not given", frame.id)),
         }
     }
 }

@@ -1,24 +1,35 @@
 //! The worker side: what a child process does once [`worker_main`] recognizes it.
 //!
-//! A worker is the program's own binary, re-executed by the pool with [`WORKER_ENV`] set
-//! and its end of a socket pair on fd [`WORKER_FD`]. It says hello with its binary
-//! identity, runs the initializer it is sent, then runs tasks one at a time in arrival
-//! order, answering each with a `Done` or `Failed` frame, until `Quit` or the end of the
-//! stream. Plain blocking I/O: a worker has no hub and needs none.
+//! A worker is the program's own binary, re-executed by the pool with [`WORKER_ENV`] set,
+//! its end of a socket pair on fd [`WORKER_FD`] and its gate on fd [`WORKER_GATE_FD`]. It
+//! says hello with its binary identity, runs the initializer it is sent, then takes tasks
+//! one at a time in arrival order: it runs each one it can decide at the gate (the others
+//! the pool took back, and it skips them silently), answering it with a `Done` or `Failed`
+//! frame, until `Quit` or the end of the stream. Plain blocking I/O: a worker has no hub
+//! and needs none.
 
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use crate::frame::{self, FrameReader, Kind};
 use crate::function::BinaryIdentity;
+use crate::gate::Gate;
 
 /// The environment variable that marks a worker process; its value is the parent's pid.
 pub(crate) const WORKER_ENV: &str = "VERDANT_PROCESSPOOL_WORKER";
 
 /// The fd on which a worker finds its socket to the pool.
 pub(crate) const WORKER_FD: i32 = 3;
+
+/// The fd on which a worker finds the memfd of its [`Gate`].
+pub(crate) const WORKER_GATE_FD: i32 = 4;
+
+/// Set by tests only, to a directory of token files: a worker started with it that can
+/// remove one of the tokens exits (status 86) before it says hello. It makes "a worker
+/// died during start-up" happen exactly as often as the test put tokens there.
+pub const TEST_DIE_BEFORE_HELLO_ENV: &str = "VERDANT_PROCESSPOOL_TEST_DIE_BEFORE_HELLO";
 
 /// Turns this process into a pool worker if it was started as one, and otherwise returns
 /// at once: call it first thing in `main` of every program that creates a
@@ -59,11 +70,15 @@ pub fn worker_main() {
 
 fn serve(parent: i32) -> io::Result<()> {
     die_with_parent(parent);
+    die_before_hello_if_a_test_asks();
     // SAFETY: the pool put our end of the socket pair on WORKER_FD just before exec, and
     // nothing else in this process owns that fd.
     let socket = unsafe { UnixStream::from_raw_fd(WORKER_FD) };
     let mut input = socket.try_clone()?;
     let mut output = socket;
+    // SAFETY: the pool put the gate's memfd on WORKER_GATE_FD just before exec, and nothing
+    // else in this process owns that fd. The mapping outlives it.
+    let gate = Gate::map(unsafe { OwnedFd::from_raw_fd(WORKER_GATE_FD) }.as_raw_fd())?;
     let mut reader = FrameReader::new();
     let mut out = Vec::new();
 
@@ -89,10 +104,15 @@ fn serve(parent: i32) -> io::Result<()> {
     frame::encode(&mut out, Kind::Ready, 0, &[]);
     send(&mut output, &mut out)?;
 
+    let mut seq = 0; // of the task frames received, as the pool counts those it sent
     while let Some(task) = reader.read_frame(|buf| read_spinning(&mut input, buf))? {
         match task.kind {
             Kind::Quit => return Ok(()),
             Kind::Task => {
+                seq += 1;
+                if !gate.try_decide(seq) {
+                    continue; // the pool took it back and gave it to another worker
+                }
                 let payload = reader.payload(&task);
                 let outcome = match frame::split_task(payload) {
                     // SAFETY: as for the initializer above.
@@ -147,6 +167,17 @@ fn read_spinning(input: &mut UnixStream, buf: &mut [u8]) -> io::Result<usize> {
             io::ErrorKind::Interrupted => {}
             _ => return Err(error),
         }
+    }
+}
+
+/// The hook of [`TEST_DIE_BEFORE_HELLO_ENV`]: one `read_dir` when the variable is set,
+/// nothing otherwise.
+fn die_before_hello_if_a_test_asks() {
+    let Some(tokens) = std::env::var_os(TEST_DIE_BEFORE_HELLO_ENV) else { return };
+    let Ok(entries) = std::fs::read_dir(tokens) else { return };
+    // Removing a file succeeds for one process only: each token costs one worker.
+    if entries.flatten().any(|token| std::fs::remove_file(token.path()).is_ok()) {
+        std::process::exit(86);
     }
 }
 
