@@ -608,7 +608,7 @@ fn run_callback(callback: impl FnOnce()) {
         if error == verdant_hub::GreenletError::Killed {
             std::panic::resume_unwind(payload); // a kill of this greenlet goes on
         }
-        eprintln!("verdant: a process-pool callback {error}");
+        verdant_hub::report::report(format!("verdant: a process-pool callback {error}"));
     }
 }
 
