@@ -442,8 +442,10 @@ impl GreenletRef {
         self.add_link(Box::new(move || callback(&me)))
     }
 
-    /// Registers a waker to be woken when this greenlet dies.
-    pub(crate) fn add_joiner(&self, waker: park::Waker) {
+    /// Registers `waker` to be woken when this greenlet dies: what `join` is built on, and
+    /// what lets other crates wait on greenlets (`verdant::sync::wait`). A greenlet that
+    /// is dead already wakes nobody: check [`ready`](Self::ready) first, as `join` does.
+    pub fn add_joiner(&self, waker: park::Waker) {
         self.task.core().add_joiner(waker);
     }
 

@@ -25,7 +25,9 @@
 //!
 //! # Where things are
 //!
-//! Three layers; imports only point down.
+//! Three layers; imports only point down. The synchronisation primitives (events, locks,
+//! queues, `wait`/`iwait`) live in their own crate, `verdant-sync`, built only on this
+//! crate's public API: [`park`], the running greenlet's id and joiner registration.
 //!
 //! | layer | module | what it owns |
 //! |---|---|---|
@@ -34,7 +36,6 @@
 //! | | `time.rs`, `timeout.rs` | [`sleep`], [`yield_now`], [`with_timeout`] |
 //! | | [`io`] | [`io::Registration`], [`io::wait_readable`], [`io::Green`] (a non-blocking socket or pipe whose calls park the greenlet) |
 //! | | `remote.rs` | the handles other threads hold: [`RemoteHandle`], [`RemoteWaker`] |
-//! | | [`sync`] | events, async results, semaphores, locks, queues, channels, `wait`/`iwait` |
 //! | the loop | `hub.rs` | **the scheduler**: the per-thread hub and its loop (start here) |
 //! | subsystems | `stacks.rs` (`stack.rs`, `shared_stack.rs`) | every stack a greenlet runs on, under one policy |
 //! | | `timer.rs` | the timer wheel |
@@ -73,7 +74,6 @@ mod shared_stack;
 mod stack;
 mod stacks;
 mod stats;
-pub mod sync;
 mod task;
 mod time;
 mod timeout;

@@ -25,8 +25,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::rc::Rc;
 
 use verdant_hub::park::{self, Waker};
-use verdant_hub::sync::Semaphore;
 use verdant_hub::{Greenlet, GreenletError, GreenletRef};
+use verdant_sync::Semaphore;
 
 /// Given to the pool with each task, to report the task's outcome to the map's iterator
 /// exactly once: [`run`](Reporter::run) runs the task and reports how it ended, or

@@ -9,7 +9,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use verdant_hub::park::{self, WaitList, Waker};
-use verdant_hub::sync::Waitable;
+use verdant_sync::Waitable;
 
 use crate::error::{GetError, NotReady, TaskError, Timeout};
 

@@ -35,9 +35,9 @@ pub use verdant_hub::{
     killall, sleep, sleep_until, spawn, spawn_later, with_timeout, yield_now,
 };
 
-pub use verdant_hub::sync;
 pub use verdant_pool as pool;
 pub use verdant_processpool as processpool;
+pub use verdant_sync as sync;
 pub use verdant_threadpool as threadpool;
 
 pub mod net;

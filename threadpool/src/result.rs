@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 use verdant_hub::park::{self, Waker};
-use verdant_hub::sync::Waitable;
 use verdant_hub::{GreenletError, RemoteWaker};
+use verdant_sync::Waitable;
 
 use crate::local::LocalCallback;
 

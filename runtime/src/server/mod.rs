@@ -56,9 +56,9 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
-use verdant_hub::sync::Event;
 use verdant_hub::{GreenletError, GreenletRef};
 use verdant_pool::Pool;
+use verdant_sync::Event;
 
 use crate::net::{TcpListener, TcpStream, ToSocketAddrs};
 

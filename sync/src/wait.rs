@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::park::{self, Waker};
+use verdant_hub::park::{self, Waker};
 
 /// Something a greenlet can wait for: a greenlet (until it dies), an [`Event`] (until set),
 /// an [`AsyncResult`] (until it holds a result), and later thread-pool results.
@@ -24,7 +24,7 @@ pub trait Waitable {
     fn add_waiter(&self, waker: Waker);
 }
 
-impl<T: 'static> Waitable for crate::Greenlet<T> {
+impl<T: 'static> Waitable for verdant_hub::Greenlet<T> {
     fn is_ready(&self) -> bool {
         self.ready()
     }
@@ -34,7 +34,7 @@ impl<T: 'static> Waitable for crate::Greenlet<T> {
     }
 }
 
-impl Waitable for crate::GreenletRef {
+impl Waitable for verdant_hub::GreenletRef {
     fn is_ready(&self) -> bool {
         self.ready()
     }
@@ -49,7 +49,7 @@ impl Waitable for crate::GreenletRef {
 ///
 /// ```
 /// use std::time::Duration;
-/// use verdant_hub::sync::{Event, Waitable, wait};
+/// use verdant_sync::{Event, Waitable, wait};
 ///
 /// let (a, b) = (Event::new(), Event::new());
 /// let b2 = b.clone();
@@ -91,7 +91,7 @@ pub fn wait(
 ///
 /// ```
 /// use std::time::Duration;
-/// use verdant_hub::sync::{Waitable, iwait};
+/// use verdant_sync::{Waitable, iwait};
 ///
 /// let slow = verdant_hub::spawn(|| verdant_hub::sleep(Duration::from_millis(20)));
 /// let fast = verdant_hub::spawn(|| verdant_hub::sleep(Duration::from_millis(1)));

@@ -5,7 +5,7 @@ use std::fmt;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use crate::park::{self, WaitList, Waker};
+use verdant_hub::park::{self, WaitList, Waker};
 
 use super::Waitable;
 
@@ -14,7 +14,7 @@ use super::Waitable;
 /// Cloning gives another handle to the same event. `!Send`: it belongs to its hub.
 ///
 /// ```
-/// use verdant_hub::sync::Event;
+/// use verdant_sync::Event;
 ///
 /// let ready = Event::new();
 /// let r = ready.clone();
@@ -109,7 +109,7 @@ impl fmt::Debug for Event {
 /// (gevent's `AsyncResult`). Each waiter gets its own clone of the result.
 ///
 /// ```
-/// use verdant_hub::sync::AsyncResult;
+/// use verdant_sync::AsyncResult;
 ///
 /// let answer: AsyncResult<u32> = AsyncResult::new();
 /// let a = answer.clone();

@@ -16,7 +16,7 @@ use std::fmt;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use crate::park::{self, WaitList};
+use verdant_hub::park::{self, WaitList};
 
 /// Why a put failed. The item comes back.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -452,7 +452,7 @@ macro_rules! queue_methods {
 /// Cloning gives another handle to the same queue.
 ///
 /// ```
-/// use verdant_hub::sync::Queue;
+/// use verdant_sync::Queue;
 ///
 /// let q = Queue::bounded(2);
 /// let producer = {
@@ -477,7 +477,7 @@ queue_methods!(Queue, Fifo<T>);
 /// A last-in first-out queue (gevent's `LifoQueue`).
 ///
 /// ```
-/// let q = verdant_hub::sync::LifoQueue::new();
+/// let q = verdant_sync::LifoQueue::new();
 /// for i in 1..=3 { q.put(i).unwrap(); }
 /// assert_eq!(q.get(), Ok(3));
 /// ```
@@ -491,7 +491,7 @@ queue_methods!(LifoQueue, Lifo<T>);
 /// `(priority, item)` tuples to attach priorities.
 ///
 /// ```
-/// let q = verdant_hub::sync::PriorityQueue::new();
+/// let q = verdant_sync::PriorityQueue::new();
 /// for job in [(3, "later"), (1, "first"), (2, "then")] { q.put(job).unwrap(); }
 /// assert_eq!(q.get(), Ok((1, "first")));
 /// ```
@@ -506,7 +506,7 @@ queue_methods!(PriorityQueue, Smallest<T>, Ord);
 /// [`join`](JoinableQueue::join) waits until the count is zero.
 ///
 /// ```
-/// let q = verdant_hub::sync::JoinableQueue::new();
+/// let q = verdant_sync::JoinableQueue::new();
 /// let worker = {
 ///     let q = q.clone();
 ///     verdant_hub::spawn(move || {

@@ -3,16 +3,18 @@
 //! `gevent.lock` and `gevent.queue`).
 //!
 //! Every primitive here is built on the hub's single waiter mechanism
-//! ([`park`](crate::park): a `Waker` per wait, `WaitList`s of them), so each blocking method
-//! is a blocking point: kills and timeouts reach it, it has a `_timeout` form, and from the
-//! thread's main code a wait that nothing can ever end is reported as a deadlock.
+//! ([`park`](verdant_hub::park): a `Waker` per wait, `WaitList`s of them), and on nothing
+//! else of the hub: this crate sees only the hub's public API, so the compiler checks that
+//! rule. Each blocking method is a blocking point: kills and timeouts reach it, it has a
+//! `_timeout` form, and from the thread's main code a wait that nothing can ever end is
+//! reported as a deadlock.
 //!
 //! All types are cheap to clone (clones share the same primitive) and `!Send`: they belong
 //! to the hub of the thread that made them.
 //!
 //! ```compile_fail,E0277
 //! fn assert_send<T: Send>() {}
-//! assert_send::<verdant_hub::sync::Queue<u8>>();
+//! assert_send::<verdant_sync::Queue<u8>>();
 //! ```
 //!
 //! | type | gevent | what it does |

@@ -6,7 +6,7 @@
 //! for it again queues up behind the waiters; two greenlets contending for one lock take
 //! turns. A waiter that is killed or times out after being handed a permit passes it on.
 //!
-//! [`Waker::grant`]: crate::park::Waker::grant
+//! [`Waker::grant`]: verdant_hub::park::Waker::grant
 
 use std::cell::Cell;
 use std::error::Error;
@@ -14,8 +14,7 @@ use std::fmt;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use crate::hub::with_hub;
-use crate::park::{self, WaitList};
+use verdant_hub::park::{self, WaitList};
 
 /// The permit counter and FIFO waiters shared by every type in this module.
 struct Permits {
@@ -172,7 +171,7 @@ semaphore_type!(
     /// served first-in first-out.
     ///
     /// ```
-    /// use verdant_hub::sync::Semaphore;
+    /// use verdant_sync::Semaphore;
     ///
     /// let slots = Semaphore::new(2);
     /// let a = slots.acquire();
@@ -233,7 +232,7 @@ impl BoundedSemaphore {
 /// exchange on a shared connection.
 ///
 /// ```
-/// use verdant_hub::sync::Lock;
+/// use verdant_sync::Lock;
 ///
 /// let lock = Lock::new();
 /// {
@@ -333,7 +332,7 @@ impl fmt::Debug for LockGuard<'_> {
 /// it is free once released as many times. Only the holder may release it.
 ///
 /// ```
-/// use verdant_hub::sync::RLock;
+/// use verdant_sync::RLock;
 ///
 /// let lock = RLock::new();
 /// let outer = lock.acquire();
@@ -362,7 +361,7 @@ impl Default for RLock {
 }
 
 fn current_id() -> u64 {
-    with_hub(|hub| hub.current_core().id)
+    verdant_hub::current().id()
 }
 
 impl RLock {

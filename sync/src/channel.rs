@@ -6,7 +6,7 @@ use std::fmt;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use crate::park::{self, WaitList, Waker};
+use verdant_hub::park::{self, WaitList, Waker};
 
 use super::queue::{GetError, PutError};
 
@@ -18,7 +18,7 @@ use super::queue::{GetError, PutError};
 /// it; a putter that gives up (killed, timed out) withdraws its offer and keeps its item.
 ///
 /// ```
-/// use verdant_hub::sync::Channel;
+/// use verdant_sync::Channel;
 ///
 /// let ch = Channel::new();
 /// let getter = {
