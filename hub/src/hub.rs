@@ -72,6 +72,21 @@ pub fn has_hub() -> bool {
     HUB_ADDRESS.try_with(|address| !address.get().is_null()).unwrap_or(false)
 }
 
+/// Whether the calling code runs in a greenlet (not in a thread's main code, not in a
+/// thread without a hub). Never creates a hub; a couple of loads.
+///
+/// ```
+/// assert!(!verdant_hub::in_greenlet());
+/// assert!(verdant_hub::spawn(verdant_hub::in_greenlet).get().unwrap());
+/// ```
+#[inline]
+pub fn in_greenlet() -> bool {
+    let address = HUB_ADDRESS.try_with(Cell::get).unwrap_or(std::ptr::null());
+    // SAFETY: by the invariant of `HUB_ADDRESS`, a non-null address is this thread's live
+    // hub.
+    !address.is_null() && unsafe { &*address }.current.get().is_some()
+}
+
 /// Runs `f` with this thread's hub, creating the hub on first use.
 ///
 /// The fast path is one thread-local load: a lazily initialised thread-local would check
@@ -308,6 +323,19 @@ impl Hub {
         self.switch_out(core, State::Parked, reason);
         core.end_epoch();
         self.raise_pending_interrupt();
+    }
+
+    /// Like [`park_current`](Hub::park_current), but a kill or timeout neither unwinds
+    /// nor is consumed: returns `true` if one is pending (before or after parking), and it
+    /// stays pending for the next blocking point that may unwind.
+    pub(crate) fn park_current_quietly(&self, reason: &dyn fmt::Display) -> bool {
+        let core = self.current_core();
+        if core.interrupt.get().is_some() {
+            return true;
+        }
+        self.switch_out(core, State::Parked, reason);
+        core.end_epoch();
+        core.interrupt.get().is_some()
     }
 
     /// Sends the running task to the back of the run queue and runs the others.

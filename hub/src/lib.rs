@@ -85,7 +85,7 @@ pub use greenlet::{
     AsGreenlet, Builder, Greenlet, GreenletRef, LinkId, current, joinall, killall, spawn,
     spawn_later,
 };
-pub use hub::{config, configure, has_hub, stats};
+pub use hub::{config, configure, has_hub, in_greenlet, stats};
 pub use remote::{HubGone, RemoteHandle, RemoteWaker, WorkGuard, remote_handle};
 pub use stack::{
     DEFAULT_STACK_SIZE, MAX_STACK_SIZE, MIN_STACK_SIZE, guarded_stacks_mapped, max_map_count,

@@ -103,6 +103,57 @@ pub(crate) fn park_until_future(reason: &dyn fmt::Display, deadline: Instant) ->
     with_hub(|hub| hub.current_core().wake_timer_fired.get())
 }
 
+/// A kill or a `with_timeout` expiry that cut a [`park_until_quietly`] short. It was not
+/// raised: it stays pending, and unwinds the greenlet at its next blocking point.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Interrupted;
+
+impl fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("interrupted by a kill or timeout, delivered at the next blocking point")
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+/// Like [`park_until`], for code that must not unwind (a libc hook called from C, whose
+/// frames an unwind must not cross): a kill or `with_timeout` expiry makes it return
+/// `Err(Interrupted)` instead, and stays pending until the greenlet's next blocking point
+/// (the next `park`, `sleep`, `yield_now`...), where it unwinds as usual. Returns
+/// `Ok(true)` if the deadline passed.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use verdant_hub::park::{self, Interrupted};
+///
+/// let g = verdant_hub::spawn(|| {
+///     let never = Instant::now() + Duration::from_secs(3600);
+///     let quiet = park::park_until_quietly(&"a C call", Some(never));
+///     assert_eq!(quiet, Err(Interrupted)); // killed, but not unwound here
+///     verdant_hub::yield_now(); // the kill unwinds here
+///     unreachable!();
+/// });
+/// verdant_hub::yield_now();
+/// g.kill();
+/// assert_eq!(g.get(), Err(verdant_hub::GreenletError::Killed));
+/// ```
+pub fn park_until_quietly(
+    reason: &dyn fmt::Display,
+    deadline: Option<Instant>,
+) -> Result<bool, Interrupted> {
+    let timer = deadline.map(|deadline| {
+        with_hub(|hub| {
+            hub.current_core().wake_timer_fired.set(false);
+            hub.add_timer(deadline, TimerAction::Wake(waker()))
+        })
+    });
+    let _cancel = timer.map(CancelTimer);
+    if with_hub(|hub| hub.park_current_quietly(reason)) {
+        return Err(Interrupted);
+    }
+    Ok(timer.is_some() && with_hub(|hub| hub.current_core().wake_timer_fired.get()))
+}
+
 /// Like [`park_until`] with a deadline `timeout` from now. Returns `true` if it passed.
 pub fn park_timeout(reason: &dyn fmt::Display, timeout: Duration) -> bool {
     park_until(reason, Instant::now().checked_add(timeout))
