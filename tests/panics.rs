@@ -51,7 +51,9 @@ fn a_panic_runs_the_destructors_of_the_panicking_greenlet() {
 #[test]
 fn non_string_payloads_are_reported_too() {
     let g = spawn(|| std::panic::panic_any(17u8));
-    assert!(matches!(g.get(), Err(GreenletError::Panicked(msg)) if msg.contains("non-string")));
+    assert!(
+        matches!(g.get(), Err(GreenletError::Panicked(p)) if p.message().contains("non-string"))
+    );
 }
 
 #[test]
@@ -143,4 +145,42 @@ fn a_greenlet_joining_itself_gets_a_clear_panic() {
     let err = g.get().unwrap_err().to_string();
     assert!(err.contains("tried to join itself"), "{err}");
     assert_eq!(me.get(), Some(g.id()));
+}
+
+#[derive(Debug, PartialEq)]
+struct Payload(u32);
+
+#[test]
+fn a_panic_keeps_its_payload_through_get_and_a_thread_pool_reraise() {
+    let g = spawn(|| -> u32 { std::panic::panic_any(Payload(7)) });
+    let Err(GreenletError::Panicked(panic)) = g.get() else { panic!("expected a panic") };
+    assert_eq!(panic.take_payload().unwrap().downcast_ref::<Payload>(), Some(&Payload(7)));
+    assert!(panic.take_payload().is_none(), "taken once");
+
+    let pool = verdant::threadpool::ThreadPool::new(1);
+    let reraised = verdant::catch_panic(|| pool.apply(|| std::panic::panic_any(Payload(3))))
+        .expect_err("apply re-raises the task's panic");
+    assert_eq!(reraised.downcast_ref::<Payload>(), Some(&Payload(3)), "the original payload");
+}
+
+#[test]
+fn catch_panic_catches_panics_but_never_a_kill_or_a_timeout() {
+    let caught = verdant::catch_panic(|| panic!("real")).unwrap_err();
+    assert_eq!(verdant::panic_message(&*caught), "real");
+
+    let drops = DropCounter::new();
+    let token = drops.token();
+    let g = spawn(move || {
+        let _held = token;
+        let _ = verdant::catch_panic(|| sleep(Duration::from_secs(3600)));
+    });
+    verdant::yield_now();
+    g.kill();
+    assert_eq!(g.get(), Err(GreenletError::Killed), "the kill went through catch_panic");
+    assert_eq!(drops.dropped(), 1);
+
+    let timed = verdant::with_timeout(Duration::from_millis(1), || {
+        verdant::catch_panic(|| sleep(Duration::from_secs(3600)))
+    });
+    assert!(timed.is_err(), "the expiry reached its own scope");
 }

@@ -275,7 +275,7 @@ fn map_imap_and_imap_unordered_share_the_pool_machinery() {
         .collect();
     assert_eq!(got[..2], [Ok(0), Ok(1)]);
     assert!(
-        matches!(&got[2], Err(MapError::Task { index: 2, error: GreenletError::Panicked(m) }) if m == "two")
+        matches!(&got[2], Err(MapError::Task { index: 2, error: GreenletError::Panicked(m) }) if m.message() == "two")
     );
     assert_eq!(got[3], Ok(3));
     let mut unordered: Vec<u64> =

@@ -1,8 +1,11 @@
-//! Errors a greenlet can end with, and how a caught unwind is turned into one.
+//! Errors a greenlet can end with, how a caught unwind is turned into one, and
+//! [`catch_panic`]: the one way library code catches panics without eating kills.
 
 use std::any::Any;
 use std::error::Error;
 use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::sync::{Arc, Mutex};
 
 /// Why a greenlet produced no value.
 ///
@@ -13,9 +16,8 @@ use std::fmt;
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum GreenletError {
-    /// The body panicked; the panic message (or a placeholder if the payload was not a
-    /// string).
-    Panicked(String),
+    /// The body panicked: the panic's message and its payload (see [`Panic`]).
+    Panicked(Panic),
     /// The greenlet was killed (before it started, or at one of its blocking points).
     Killed,
     /// The greenlet could not start because no stack could be allocated for it; the
@@ -28,7 +30,7 @@ pub enum GreenletError {
 impl fmt::Display for GreenletError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            GreenletError::Panicked(msg) => write!(f, "panicked: {msg}"),
+            GreenletError::Panicked(panic) => write!(f, "panicked: {panic}"),
             GreenletError::Killed => f.write_str("killed"),
             GreenletError::NoStack(msg) => write!(f, "could not start: {msg}"),
             GreenletError::Taken => f.write_str("the value was already taken by an earlier get()"),
@@ -40,16 +42,127 @@ impl Error for GreenletError {}
 
 impl GreenletError {
     /// What a greenlet whose body unwound with `payload` ends as: `Killed` for a kill, or
-    /// `Panicked` with the message. For code that catches unwinds inside a greenlet and
+    /// `Panicked` with the payload. For code that catches unwinds inside a greenlet and
     /// wants to report them the way the hub would.
-    pub fn from_unwind(payload: &(dyn Any + Send)) -> GreenletError {
+    pub fn from_unwind(payload: Box<dyn Any + Send>) -> GreenletError {
         if payload.is::<KillUnwind>() {
             GreenletError::Killed
         } else if payload.is::<TimeoutUnwind>() {
-            GreenletError::Panicked("a with_timeout expiry escaped its scope".to_string())
+            GreenletError::Panicked(Panic::from("a with_timeout expiry escaped its scope"))
         } else {
-            GreenletError::Panicked(panic_message(payload))
+            GreenletError::Panicked(Panic::new(payload))
         }
+    }
+}
+
+/// A panic a greenlet (or a thread-pool task) ended with: its message, and the payload
+/// itself, as `std::thread::JoinHandle::join` keeps it.
+///
+/// Cheap to clone: clones share the payload, which one of them can take out (to
+/// `resume_unwind` it, or downcast it to a custom type). Two panics are equal when their
+/// messages are.
+///
+/// ```
+/// use verdant_hub::GreenletError;
+///
+/// #[derive(Debug, PartialEq)]
+/// struct MyPayload(u32);
+///
+/// let g = verdant_hub::spawn(|| -> u32 { std::panic::panic_any(MyPayload(7)) });
+/// let Err(GreenletError::Panicked(panic)) = g.get() else { unreachable!() };
+/// let payload = panic.take_payload().unwrap();
+/// assert_eq!(payload.downcast_ref::<MyPayload>(), Some(&MyPayload(7)));
+/// ```
+#[derive(Clone)]
+pub struct Panic {
+    message: Arc<str>,
+    payload: Arc<Mutex<Option<Box<dyn Any + Send>>>>,
+}
+
+impl Panic {
+    /// A panic with `payload`; its message is [`panic_message`]'s.
+    pub fn new(payload: Box<dyn Any + Send>) -> Panic {
+        Panic {
+            message: panic_message(&*payload).into(),
+            payload: Arc::new(Mutex::new(Some(payload))),
+        }
+    }
+
+    /// The panic's message (a placeholder if the payload was not a string).
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// Takes the payload out (`None` if a clone took it already).
+    pub fn take_payload(&self) -> Option<Box<dyn Any + Send>> {
+        self.payload.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    /// Continues the panic in the caller, with the original payload if it is still here
+    /// (with the message otherwise).
+    pub fn resume(&self) -> ! {
+        match self.take_payload() {
+            Some(payload) => resume_unwind(payload),
+            None => resume_unwind(Box::new(self.message.to_string())),
+        }
+    }
+}
+
+impl From<&str> for Panic {
+    /// A panic whose payload is `message` (as `panic!("{message}")` would make).
+    fn from(message: &str) -> Panic {
+        Panic::new(Box::new(message.to_string()))
+    }
+}
+
+impl fmt::Display for Panic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl fmt::Debug for Panic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.message, f)
+    }
+}
+
+impl PartialEq for Panic {
+    fn eq(&self, other: &Panic) -> bool {
+        self.message == other.message
+    }
+}
+
+impl Eq for Panic {}
+
+/// Runs `f` and catches a panic in it, but never a kill or a `with_timeout` expiry: those
+/// unwinds go on to the greenlet's top (or to their `with_timeout` scope), as they must.
+///
+/// Kills and timeouts are unwinds, so a plain `catch_unwind` between a blocking point and
+/// the greenlet's top would swallow them (the greenlet would survive its kill, like Python
+/// code catching `GreenletExit`). Every catch site in verdant goes through this function;
+/// code of yours that catches panics inside greenlets should too.
+///
+/// ```
+/// use verdant_hub::{catch_panic, spawn, yield_now, GreenletError};
+///
+/// let caught = catch_panic(|| panic!("boom")).unwrap_err();
+/// assert_eq!(verdant_hub::panic_message(&*caught), "boom");
+///
+/// let g = spawn(|| {
+///     let _ = catch_panic(|| verdant_hub::sleep(std::time::Duration::from_secs(60)));
+/// });
+/// yield_now();
+/// g.kill(); // the kill is not caught by catch_panic: the greenlet ends killed
+/// assert_eq!(g.get(), Err(GreenletError::Killed));
+/// ```
+pub fn catch_panic<R>(f: impl FnOnce() -> R) -> Result<R, Box<dyn Any + Send>> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(value) => Ok(value),
+        Err(payload) if payload.is::<KillUnwind>() || payload.is::<TimeoutUnwind>() => {
+            resume_unwind(payload)
+        }
+        Err(payload) => Err(payload),
     }
 }
 
@@ -58,11 +171,6 @@ pub(crate) struct KillUnwind;
 
 /// The panic payload a `with_timeout` expiry unwinds with, naming its scope.
 pub(crate) struct TimeoutUnwind(pub(crate) u64);
-
-/// Turns the payload of a caught unwind into the greenlet's error.
-pub(crate) fn classify_unwind(payload: Box<dyn Any + Send>) -> GreenletError {
-    GreenletError::from_unwind(&*payload)
-}
 
 /// The text of a panic payload: `panic!("...")` produces `&str` or `String`; anything
 /// else is described as such. For code that catches unwinds and reports them as the hub

@@ -12,7 +12,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use crate::config::StackMode;
-use crate::error::{GreenletError, classify_unwind, panic_message};
+use crate::error::{GreenletError, catch_panic, panic_message};
 use crate::hub::TimerAction;
 use crate::hub::with_hub;
 use crate::park;
@@ -37,7 +37,8 @@ unsafe impl<T, F: FnOnce() -> T> Task for Body<T, F> {
                 *self.value.borrow_mut() = Some(value);
                 Ok(())
             }
-            Err(payload) => Err(classify_unwind(payload)),
+            // The greenlet's top: the one catch that also ends kills (as `Killed`).
+            Err(payload) => Err(GreenletError::from_unwind(payload)),
         };
         finish(&self.core, outcome);
     }
@@ -84,7 +85,7 @@ fn finish(core: &Core, outcome: Result<(), GreenletError>) {
                 }
             }
         };
-        if let Err(payload) = catch_unwind(AssertUnwindSafe(run)) {
+        if let Err(payload) = catch_panic(run) {
             crate::report::report(format!(
                 "verdant: a link callback of {} panicked: {}",
                 core.describe(),

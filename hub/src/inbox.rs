@@ -44,14 +44,13 @@
 
 use std::cell::{Cell, RefCell};
 use std::io;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 use slab::Slab;
 
-use crate::error::panic_message;
+use crate::error::{catch_panic, panic_message};
 use crate::io::{IoDriver, WAKE_TOKEN};
 use crate::task::Waker;
 
@@ -256,7 +255,7 @@ impl Remote {
         for message in batch.drain(..) {
             match message {
                 Message::Job(job) => {
-                    if let Err(payload) = catch_unwind(AssertUnwindSafe(job)) {
+                    if let Err(payload) = catch_panic(job) {
                         crate::report::report(format!(
                             "verdant: a job posted to the hub from another thread panicked: {}",
                             panic_message(&*payload)

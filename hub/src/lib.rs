@@ -80,7 +80,7 @@ mod timeout;
 mod timer;
 
 pub use config::{HubConfig, StackMode};
-pub use error::{GreenletError, panic_message};
+pub use error::{GreenletError, Panic, catch_panic, panic_message};
 pub use greenlet::{
     AsGreenlet, Builder, Greenlet, GreenletRef, LinkId, current, joinall, killall, spawn,
     spawn_later,

@@ -72,11 +72,11 @@ where
 }
 
 /// Returns the value of a task, or re-raises its failure in the caller: the panic's own
-/// message for a panic, "killed" for a kill.
+/// payload for a panic, "killed" for a kill.
 pub(crate) fn reraise<T>(outcome: Result<T, GreenletError>) -> T {
     match outcome {
         Ok(value) => value,
-        Err(GreenletError::Panicked(message)) => std::panic::resume_unwind(Box::new(message)),
+        Err(GreenletError::Panicked(panic)) => panic.resume(),
         Err(other) => std::panic::resume_unwind(Box::new(other.to_string())),
     }
 }

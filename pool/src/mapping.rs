@@ -21,11 +21,10 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::error::Error;
 use std::fmt;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::rc::Rc;
 
 use verdant_hub::park::{self, Waker};
-use verdant_hub::{Greenlet, GreenletError, GreenletRef};
+use verdant_hub::{Greenlet, GreenletError, GreenletRef, Panic, catch_panic};
 use verdant_sync::Semaphore;
 
 /// Given to the pool with each task, to report the task's outcome to the map's iterator
@@ -46,14 +45,16 @@ impl<T> Reporter<T> {
         }
     }
 
-    /// Runs `task` in the calling greenlet and reports its value, or how it unwound (a
-    /// panic, a kill) before letting the unwind go on, so the greenlet ends the same way.
+    /// Runs `task` in the calling greenlet and reports its value, or its panic before
+    /// letting the panic go on, so the greenlet ends the same way. A kill passes straight
+    /// through; dropping the reporter on the way reports it as `Killed`.
     pub fn run(self, task: impl FnOnce() -> T) {
-        match catch_unwind(AssertUnwindSafe(task)) {
+        match catch_panic(task) {
             Ok(value) => self.report(Ok(value)),
             Err(payload) => {
-                self.report(Err(GreenletError::from_unwind(&*payload)));
-                std::panic::resume_unwind(payload);
+                let panic = Panic::new(payload);
+                self.report(Err(GreenletError::Panicked(panic.clone())));
+                panic.resume();
             }
         }
     }
@@ -191,7 +192,9 @@ where
                     std::mem::forget(permits.acquire()); // given back when the result is read
                 }
                 let index = spawned.get();
-                let item = match catch_unwind(AssertUnwindSafe(|| input.next())) {
+                // A kill of the feeder (the pool was killed) is not the input's panic: it
+                // passes through, and the feeder's link ends the iteration.
+                let item = match catch_panic(|| input.next()) {
                     Ok(Some(item)) => item,
                     Ok(None) => break,
                     Err(payload) => {

@@ -14,7 +14,6 @@
 use std::cell::RefCell;
 use std::collections::HashSet;
 use std::io;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -147,7 +146,7 @@ fn run_single<A: DeserializeOwned, R: Serialize>(
     // travel together in one `Call`).
     let f = unsafe { std::mem::transmute::<usize, fn(A) -> R>(function) };
     let argument: A = decode_argument(input)?;
-    let result = catch_unwind(AssertUnwindSafe(|| f(argument))).map_err(panicked)?;
+    let result = verdant_hub::catch_panic(|| f(argument)).map_err(panicked)?;
     encode_result(&result)
 }
 
@@ -158,8 +157,8 @@ fn run_chunk<A: DeserializeOwned, R: Serialize>(
     // SAFETY: as in `run_single`.
     let f = unsafe { std::mem::transmute::<usize, fn(A) -> R>(function) };
     let arguments: Vec<A> = decode_argument(input)?;
-    let results: Vec<R> = catch_unwind(AssertUnwindSafe(|| arguments.into_iter().map(f).collect()))
-        .map_err(panicked)?;
+    let results: Vec<R> =
+        verdant_hub::catch_panic(|| arguments.into_iter().map(f).collect()).map_err(panicked)?;
     encode_result(&results)
 }
 

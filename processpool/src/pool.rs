@@ -603,11 +603,8 @@ fn chunk_ranges(len: usize, chunksize: usize) -> Vec<std::ops::Range<usize>> {
 /// Runs a user callback; a panic in it is printed, not propagated into the pool's
 /// greenlets.
 fn run_callback(callback: impl FnOnce()) {
-    if let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(callback)) {
-        let error = verdant_hub::GreenletError::from_unwind(&*payload);
-        if error == verdant_hub::GreenletError::Killed {
-            std::panic::resume_unwind(payload); // a kill of this greenlet goes on
-        }
+    if let Err(payload) = verdant_hub::catch_panic(callback) {
+        let error = verdant_hub::GreenletError::from_unwind(payload);
         verdant_hub::report::report(format!("verdant: a process-pool callback {error}"));
     }
 }

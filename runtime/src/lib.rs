@@ -31,8 +31,9 @@
 #![doc(test(attr(deny(warnings))))]
 
 pub use verdant_hub::{
-    AsGreenlet, Builder, Greenlet, GreenletError, GreenletRef, LinkId, Timeout, current, joinall,
-    killall, sleep, sleep_until, spawn, spawn_later, with_timeout, yield_now,
+    AsGreenlet, Builder, Greenlet, GreenletError, GreenletRef, LinkId, Panic, Timeout, catch_panic,
+    current, in_greenlet, joinall, killall, panic_message, sleep, sleep_until, spawn, spawn_later,
+    with_timeout, yield_now,
 };
 
 pub use verdant_pool as pool;
@@ -50,7 +51,7 @@ pub mod hub {
         RemoteHandle, RemoteWaker, StackMode, WorkGuard, config, configure, guarded_stacks_mapped,
         has_hub, max_map_count, process_stack_limit, remote_handle, stats,
     };
-    pub use verdant_hub::{io, park};
+    pub use verdant_hub::{io, park, report};
 }
 
 /// The examples of `docs/sync.md`, run as doctests so the page cannot go stale.

@@ -15,7 +15,6 @@
 
 use std::cell::Cell;
 use std::fmt;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -23,7 +22,7 @@ use std::time::{Duration, Instant};
 use crossbeam_deque::{Injector, Steal};
 use parking_lot::{Condvar, Mutex};
 use verdant_hub::park;
-use verdant_hub::{Greenlet, GreenletError, RemoteWaker, WorkGuard};
+use verdant_hub::{Greenlet, GreenletError, RemoteWaker, WorkGuard, catch_panic};
 use verdant_pool::{MapError, MapIter, Order, Reporter};
 
 use crate::result::{Slot, ThreadResult};
@@ -51,8 +50,7 @@ struct Task<F, T> {
 impl<F: FnOnce() -> T + Send, T: Send> Job for Task<F, T> {
     fn run(mut self: Box<Self>, pool: &Shared) {
         let f = self.f.take().expect("a task runs once");
-        let outcome = catch_unwind(AssertUnwindSafe(f))
-            .map_err(|payload| GreenletError::from_unwind(&*payload));
+        let outcome = catch_panic(f).map_err(GreenletError::from_unwind);
         pool.task_finished(|uncount| self.slot.complete_then(outcome, uncount));
     }
 
@@ -540,7 +538,7 @@ impl fmt::Debug for ThreadPool {
 pub(crate) fn reraise<T>(outcome: Result<T, GreenletError>) -> T {
     match outcome {
         Ok(value) => value,
-        Err(GreenletError::Panicked(message)) => std::panic::resume_unwind(Box::new(message)),
+        Err(GreenletError::Panicked(panic)) => panic.resume(),
         Err(other) => std::panic::resume_unwind(Box::new(other.to_string())),
     }
 }
