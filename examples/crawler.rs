@@ -14,7 +14,6 @@
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use verdant::hub::io::{wait_readable, wait_writable};
@@ -89,7 +88,7 @@ fn serve(listener: TcpListener) -> io::Result<()> {
                 });
             }
             Err(err) if err.kind() == ErrorKind::WouldBlock => {
-                wait_readable(listener.as_raw_fd(), None)?;
+                wait_readable(&listener, None)?;
             }
             Err(err) => return Err(err),
         }
@@ -127,7 +126,7 @@ fn read_request(stream: &mut TcpStream) -> io::Result<String> {
             Ok(0) => break,
             Ok(n) => request.extend_from_slice(&buf[..n]),
             Err(err) if err.kind() == ErrorKind::WouldBlock => {
-                wait_readable(stream.as_raw_fd(), Some(Duration::from_secs(10)))?
+                wait_readable(&stream, Some(Duration::from_secs(10)))?
             }
             Err(err) => return Err(err),
         }
@@ -143,7 +142,7 @@ fn read_to_end(stream: &mut TcpStream) -> io::Result<String> {
             Ok(0) => return Ok(String::from_utf8_lossy(&response).into_owned()),
             Ok(n) => response.extend_from_slice(&buf[..n]),
             Err(err) if err.kind() == ErrorKind::WouldBlock => {
-                wait_readable(stream.as_raw_fd(), Some(Duration::from_secs(10)))?
+                wait_readable(&stream, Some(Duration::from_secs(10)))?
             }
             Err(err) => return Err(err),
         }
@@ -155,7 +154,7 @@ fn write_all(stream: &mut TcpStream, mut data: &[u8]) -> io::Result<()> {
         match stream.write(data) {
             Ok(n) => data = &data[n..],
             Err(err) if err.kind() == ErrorKind::WouldBlock => {
-                wait_writable(stream.as_raw_fd(), Some(Duration::from_secs(10)))?
+                wait_writable(&stream, Some(Duration::from_secs(10)))?
             }
             Err(err) => return Err(err),
         }

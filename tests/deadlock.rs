@@ -3,7 +3,6 @@
 mod util;
 
 use std::io::Write;
-use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
@@ -62,8 +61,7 @@ fn outstanding_cross_thread_work_is_not_a_deadlock() {
 #[test]
 fn a_greenlet_waiting_for_io_is_not_a_deadlock() {
     let (mut writer, reader) = UnixStream::pair().unwrap();
-    let fd = reader.as_raw_fd();
-    let g = spawn(move || verdant::hub::io::wait_readable(fd, None).is_ok());
+    let g = spawn(move || verdant::hub::io::wait_readable(&reader, None).is_ok());
     let t = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(20));
         writer.write_all(b"x").unwrap();

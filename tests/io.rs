@@ -12,7 +12,7 @@ use verdant::{spawn, with_timeout, yield_now};
 fn wait_readable_times_out_with_timed_out() {
     let (_a, b) = UnixStream::pair().unwrap();
     let t = Instant::now();
-    let err = wait_readable(b.as_raw_fd(), Some(Duration::from_millis(10))).unwrap_err();
+    let err = wait_readable(&b, Some(Duration::from_millis(10))).unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::TimedOut);
     assert!(t.elapsed() >= Duration::from_millis(10));
 }
@@ -20,17 +20,16 @@ fn wait_readable_times_out_with_timed_out() {
 #[test]
 fn wait_writable_returns_at_once_for_a_writable_socket() {
     let (a, _b) = UnixStream::pair().unwrap();
-    wait_writable(a.as_raw_fd(), Some(Duration::from_secs(10))).unwrap();
+    wait_writable(&a, Some(Duration::from_secs(10))).unwrap();
 }
 
 #[test]
 fn with_timeout_interrupts_an_io_wait() {
     let (_a, b) = UnixStream::pair().unwrap();
-    let fd = b.as_raw_fd();
-    let r = with_timeout(Duration::from_millis(10), || wait_readable(fd, None));
+    let r = with_timeout(Duration::from_millis(10), || wait_readable(&b, None));
     assert!(r.is_err());
     // The fd was deregistered on the way out: waiting again works.
-    let err = wait_readable(fd, Some(Duration::from_millis(1))).unwrap_err();
+    let err = wait_readable(&b, Some(Duration::from_millis(1))).unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::TimedOut);
 }
 
@@ -94,6 +93,6 @@ fn an_fd_registered_already_is_a_clear_error() {
     let (_a, b) = UnixStream::pair().unwrap();
     // SAFETY: `b` is declared first, so it is dropped after the registration.
     let _registration = unsafe { Registration::new(b.as_raw_fd()) }.unwrap();
-    let err = wait_readable(b.as_raw_fd(), Some(Duration::from_millis(1))).unwrap_err();
+    let err = wait_readable(&b, Some(Duration::from_millis(1))).unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
 }

@@ -5,7 +5,6 @@ mod util;
 
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
-use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -225,13 +224,12 @@ fn unix_clone_and_shared_references() {
 }
 
 #[test]
-fn wait_readable_and_writable_are_reexported_for_raw_fds() {
+fn wait_readable_and_writable_are_reexported_for_any_fd() {
     let (mut a, b) = std::os::unix::net::UnixStream::pair().unwrap();
-    let fd = b.as_raw_fd();
-    wait_writable(fd, Some(Duration::from_secs(5))).unwrap();
-    let err = wait_readable(fd, Some(Duration::from_millis(10))).unwrap_err();
+    wait_writable(&b, Some(Duration::from_secs(5))).unwrap();
+    let err = wait_readable(&b, Some(Duration::from_millis(10))).unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::TimedOut);
-    let reader = spawn(move || wait_readable(fd, None));
+    let reader = spawn(move || wait_readable(&b, None));
     yield_now();
     a.write_all(b"!").unwrap();
     reader.get().unwrap().unwrap();

@@ -4,7 +4,6 @@ mod util;
 
 use std::cell::Cell;
 use std::io::Write;
-use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -124,8 +123,8 @@ fn the_loop_never_blocks_in_poll_while_a_greenlet_is_ready() {
     // loop ever blocked in poll between the busy greenlet's yields, it would count it.
     let (_keep, quiet) = UnixStream::pair().unwrap();
     quiet.set_nonblocking(true).unwrap();
-    let fd = quiet.as_raw_fd();
-    let waiter = spawn(move || verdant::hub::io::wait_readable(fd, Some(Duration::from_secs(30))));
+    let waiter =
+        spawn(move || verdant::hub::io::wait_readable(&quiet, Some(Duration::from_secs(30))));
     let far = spawn(|| sleep(Duration::from_secs(30)));
     yield_now(); // let both park
     let before = hub::stats();
@@ -150,11 +149,10 @@ fn the_loop_never_blocks_in_poll_while_a_greenlet_is_ready() {
 fn a_busy_greenlet_does_not_starve_io_and_io_does_not_starve_it() {
     let (mut writer, reader) = UnixStream::pair().unwrap();
     reader.set_nonblocking(true).unwrap();
-    let fd = reader.as_raw_fd();
     let got_io = Rc::new(Cell::new(false));
     let flag = got_io.clone();
     let io_waiter = spawn(move || {
-        verdant::hub::io::wait_readable(fd, Some(Duration::from_secs(10))).unwrap();
+        verdant::hub::io::wait_readable(&reader, Some(Duration::from_secs(10))).unwrap();
         flag.set(true);
     });
     let spins = Rc::new(Cell::new(0u64));

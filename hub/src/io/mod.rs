@@ -8,12 +8,10 @@
 //!
 //! ```
 //! use std::io::Write;
-//! use std::os::fd::AsRawFd;
 //! use std::os::unix::net::UnixStream;
 //!
 //! let (mut a, b) = UnixStream::pair().unwrap();
-//! let fd = b.as_raw_fd();
-//! let reader = verdant_hub::spawn(move || verdant_hub::io::wait_readable(fd, None));
+//! let reader = verdant_hub::spawn(move || verdant_hub::io::wait_readable(&b, None));
 //! a.write_all(b"x").unwrap();
 //! assert!(reader.get().unwrap().is_ok());
 //! ```
@@ -21,7 +19,7 @@
 use std::fmt;
 use std::io;
 use std::marker::PhantomData;
-use std::os::fd::RawFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use crate::hub::{try_with_hub, with_hub};
@@ -124,22 +122,25 @@ impl fmt::Debug for Registration {
 /// Parks the calling greenlet until `fd` is readable, or `timeout` passes
 /// (`ErrorKind::TimedOut`): gevent's `wait_read`. Lets any fd-based code cooperate.
 ///
-/// The fd is registered for the duration of the call only; it must not be registered
-/// with this hub already (use [`Registration::wait`] for fds you keep registered).
-pub fn wait_readable(fd: RawFd, timeout: Option<Duration>) -> io::Result<()> {
-    wait_once(fd, Interest::READABLE, timeout)
+/// The fd is borrowed for the call, so nobody can close it (and have its number reused)
+/// meanwhile. It is registered for the duration of the call only; it must not be
+/// registered with this hub already (use [`Registration::wait`] for fds you keep
+/// registered).
+pub fn wait_readable(fd: impl AsFd, timeout: Option<Duration>) -> io::Result<()> {
+    wait_once(fd.as_fd(), Interest::READABLE, timeout)
 }
 
 /// Parks the calling greenlet until `fd` is writable, or `timeout` passes: gevent's
 /// `wait_write`. See [`wait_readable`].
-pub fn wait_writable(fd: RawFd, timeout: Option<Duration>) -> io::Result<()> {
-    wait_once(fd, Interest::WRITABLE, timeout)
+pub fn wait_writable(fd: impl AsFd, timeout: Option<Duration>) -> io::Result<()> {
+    wait_once(fd.as_fd(), Interest::WRITABLE, timeout)
 }
 
-fn wait_once(fd: RawFd, interest: Interest, timeout: Option<Duration>) -> io::Result<()> {
+fn wait_once(fd: BorrowedFd<'_>, interest: Interest, timeout: Option<Duration>) -> io::Result<()> {
     let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-    // SAFETY: the registration is dropped before this function returns, while the
-    // caller's fd is still open (the caller cannot close it during this call).
+    let fd = fd.as_raw_fd();
+    // SAFETY: the registration is dropped before this function returns, and `fd` is
+    // borrowed for the whole call, so it stays open until then.
     let registration = unsafe { Registration::new(fd) }.map_err(|err| {
         if err.raw_os_error() == Some(libc::EEXIST) {
             io::Error::new(
