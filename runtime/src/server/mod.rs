@@ -70,23 +70,31 @@ const MAX_ACCEPT_BURST: usize = 100;
 /// [`StreamServer::on_error`].
 pub trait HandlerResult {
     /// The error to report, if any.
-    fn into_error(self) -> Option<Box<dyn Error>>;
+    fn into_error(self) -> Option<Box<dyn Error + Send + Sync>>;
 }
 
 impl HandlerResult for () {
-    fn into_error(self) -> Option<Box<dyn Error>> {
+    fn into_error(self) -> Option<Box<dyn Error + Send + Sync>> {
         None
     }
 }
 
-impl<E: Into<Box<dyn Error>>> HandlerResult for Result<(), E> {
-    fn into_error(self) -> Option<Box<dyn Error>> {
+impl<E: Into<Box<dyn Error + Send + Sync>>> HandlerResult for Result<(), E> {
+    fn into_error(self) -> Option<Box<dyn Error + Send + Sync>> {
         self.err().map(Into::into)
     }
 }
 
 /// Something that went wrong while serving; passed to the [`on_error`](StreamServer::on_error)
 /// callback. None of these stops the server except `ListenerFailed`.
+///
+/// A `std::error::Error` that is `Send + Sync`, so it can go to a logging thread or into
+/// `anyhow`:
+///
+/// ```
+/// fn assert_error<E: std::error::Error + Send + Sync + 'static>() {}
+/// assert_error::<verdant::server::ServerError>();
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum ServerError {
@@ -107,7 +115,7 @@ pub enum ServerError {
         /// The client the handler served.
         peer: SocketAddr,
         /// What it returned.
-        error: Box<dyn Error>,
+        error: Box<dyn Error + Send + Sync>,
     },
     /// A handler panicked, or its greenlet could not start (no stack).
     HandlerDied {
@@ -131,6 +139,16 @@ impl fmt::Display for ServerError {
                 write!(f, "the handler for {peer} failed: {error}")
             }
             ServerError::HandlerDied { peer, error } => write!(f, "the handler for {peer} {error}"),
+        }
+    }
+}
+
+impl Error for ServerError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            ServerError::Accept { error, .. } | ServerError::ListenerFailed(error) => Some(error),
+            ServerError::Handler { error, .. } => Some(&**error),
+            ServerError::HandlerDied { error, .. } => Some(error),
         }
     }
 }
@@ -184,7 +202,7 @@ fn classify(error: &io::Error) -> AcceptFailure {
     }
 }
 
-type Handler = dyn Fn(TcpStream, SocketAddr) -> Option<Box<dyn Error>>;
+type Handler = dyn Fn(TcpStream, SocketAddr) -> Option<Box<dyn Error + Send + Sync>>;
 type ErrorCallback = dyn Fn(ServerError);
 
 /// The shared state behind every clone of a [`StreamServer`].
@@ -532,7 +550,7 @@ impl Core {
 
     /// A handler returned `error`: a timeout of the server's own is a normal end,
     /// anything else is reported.
-    fn handler_failed(&self, peer: SocketAddr, error: Box<dyn Error>) {
+    fn handler_failed(&self, peer: SocketAddr, error: Box<dyn Error + Send + Sync>) {
         let has_timeouts =
             self.first_byte_timeout.get().is_some() || self.idle_timeout.get().is_some();
         let timed_out =
