@@ -40,6 +40,7 @@ mod mapping;
 mod slots;
 
 pub use greenpool::{GreenPile, GreenPool, WaitallFromMember};
+#[doc(inline)]
 pub use group::PoolFull;
 pub use mapping::{MapError, MapIter, Order, Reporter, start as start_map};
 

@@ -52,7 +52,9 @@ mod wait;
 
 pub use channel::Channel;
 pub use event::{AsyncResult, Event};
+#[doc(inline)]
 pub use queue::{GetError, PutError, TaskDoneError};
+#[doc(inline)]
 pub use semaphore::{Lock, LockGuard, RLock, RLockGuard, ReleaseError};
 pub use wait::{IWait, Waitable, iwait, wait};
 
