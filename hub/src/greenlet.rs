@@ -7,6 +7,7 @@
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::io;
+use std::ops::Deref;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -147,7 +148,7 @@ impl Builder {
     {
         let size = self.stack_size.map(checked_stack_size).transpose()?;
         let greenlet = Greenlet::create(self.name.map(String::into_boxed_str), size, f);
-        let core = greenlet.task.core();
+        let core = greenlet.typed.core();
         if !core.shared {
             let stack = with_hub(|hub| hub.stacks().take(core.stack_size()))?;
             core.reserve_stack(stack);
@@ -177,7 +178,7 @@ where
     T: 'static,
 {
     let greenlet = Greenlet::new(f);
-    let core = greenlet.task.core();
+    let core = greenlet.typed.core();
     if !core.shared
         && let Err(err) = with_hub(|hub| hub.stacks().check_can_take(core.stack_size()))
     {
@@ -203,21 +204,36 @@ pub fn current() -> GreenletRef {
     with_hub(|hub| GreenletRef { task: hub.current_task() })
 }
 
-/// Identifies a link callback, for [`Greenlet::unlink`].
+/// Identifies a link callback, for [`GreenletRef::unlink`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct LinkId(u64);
 
 /// A handle to a greenlet whose body returns `T`.
 ///
+/// It is a [`GreenletRef`] that also knows the type of the greenlet's value: the methods
+/// that need `T` ([`get`](Greenlet::get), [`link`](Greenlet::link)) and those that start
+/// the greenlet are here; the others (`join`, `kill`, `ready`, `error`, ...) are
+/// [`GreenletRef`]'s, reached through `Deref`.
+///
 /// Cheap to clone (all clones name the same greenlet) and `!Send`: a greenlet belongs to
 /// the hub of the thread that spawned it.
+///
+/// ```
+/// let g = verdant_hub::spawn(|| 6 * 7);
+/// g.join(); // GreenletRef's, through Deref
+/// assert!(g.successful());
+/// assert_eq!(g.get(), Ok(42)); // typed: Greenlet<i32>'s own
+/// ```
 ///
 /// ```compile_fail,E0277
 /// fn assert_send<T: Send>() {}
 /// assert_send::<verdant_hub::Greenlet<u32>>();
 /// ```
 pub struct Greenlet<T> {
-    task: Rc<dyn TypedTask<T>>,
+    /// The untyped handle, which the common methods are on.
+    greenlet: GreenletRef,
+    /// The same greenlet, seen with the type of its value.
+    typed: Rc<dyn TypedTask<T>>,
 }
 
 impl<T: 'static> Greenlet<T> {
@@ -264,27 +280,27 @@ impl<T: 'static> Greenlet<T> {
             std::ptr::addr_of_mut!((*slot).value).write(RefCell::new(None));
             rc.assume_init()
         };
-        Greenlet { task: body }
+        Greenlet { greenlet: GreenletRef { task: body.clone() }, typed: body }
     }
 
     /// Schedules the greenlet to run (FIFO, once the caller blocks or yields). Starting a
     /// greenlet twice, or a dead one, does nothing.
     pub fn start(&self) {
-        let core = self.task.core();
+        let core = self.typed.core();
         if core.scheduled.replace(true) || core.is_dead() {
             return;
         }
-        with_hub(|hub| hub.schedule(self.untyped()));
+        with_hub(|hub| hub.schedule(self.greenlet.task.clone()));
     }
 
     /// Schedules the greenlet to run after `delay`.
     pub fn start_later(&self, delay: Duration) {
-        let core = self.task.core();
+        let core = self.typed.core();
         if core.scheduled.replace(true) || core.is_dead() {
             return;
         }
         let at = Instant::now() + delay;
-        with_hub(|hub| hub.add_timer(at, TimerAction::Start(self.untyped())));
+        with_hub(|hub| hub.add_timer(at, TimerAction::Start(self.greenlet.task.clone())));
     }
 
     /// Waits until the greenlet is dead, then moves its value out.
@@ -292,9 +308,9 @@ impl<T: 'static> Greenlet<T> {
     /// The value can be taken once: later calls (on any clone) return
     /// [`GreenletError::Taken`]. A panic or kill is reported on every call.
     pub fn get(&self) -> Result<T, GreenletError> {
-        self.join();
-        self.outcome()?;
-        self.task.take_value().ok_or(GreenletError::Taken)
+        self.greenlet.join();
+        self.typed.core().outcome().unwrap_or(Ok(()))?;
+        self.typed.take_value().ok_or(GreenletError::Taken)
     }
 
     /// Registers `callback` to run once, right after the greenlet dies (whatever the
@@ -303,118 +319,40 @@ impl<T: 'static> Greenlet<T> {
     /// callback runs now. A panic in a callback is printed and does not affect others.
     pub fn link(&self, callback: impl FnOnce(&Greenlet<T>) + 'static) -> LinkId {
         let me = self.clone();
-        self.as_ref().add_link(Box::new(move || callback(&me)))
-    }
-
-    fn untyped(&self) -> Rc<dyn Task> {
-        self.task.clone()
-    }
-
-    fn outcome(&self) -> Result<(), GreenletError> {
-        self.task.core().outcome().unwrap_or(Ok(()))
+        self.greenlet.add_link(Box::new(move || callback(&me)))
     }
 
     /// An untyped handle to the same greenlet.
     pub fn as_ref(&self) -> GreenletRef {
-        GreenletRef { task: self.untyped() }
+        self.greenlet.clone()
     }
 }
 
-/// Methods shared by [`Greenlet<T>`] and [`GreenletRef`].
-macro_rules! common_methods {
-    () => {
-        /// Id of the greenlet, unique within its hub (the main code is 0).
-        pub fn id(&self) -> u64 {
-            self.task.core().id
-        }
+impl<T> Deref for Greenlet<T> {
+    type Target = GreenletRef;
 
-        /// The name given with [`Builder::name`], if any.
-        pub fn name(&self) -> Option<&str> {
-            self.task.core().name.as_deref()
-        }
-
-        /// Whether the greenlet is dead: its body returned, panicked or was killed.
-        pub fn ready(&self) -> bool {
-            self.task.core().is_dead()
-        }
-
-        /// Whether the greenlet is dead and its body returned normally.
-        pub fn successful(&self) -> bool {
-            self.task.core().succeeded()
-        }
-
-        /// Whether the greenlet was scheduled to start (by `spawn`, `start` or `start_later`).
-        pub fn started(&self) -> bool {
-            self.task.core().scheduled.get()
-        }
-
-        /// The error the greenlet died with, if it is dead and did not succeed.
-        pub fn error(&self) -> Option<GreenletError> {
-            self.task.core().outcome().and_then(Result::err)
-        }
-
-        /// Waits until the greenlet is dead.
-        ///
-        /// # Panics
-        ///
-        /// When a greenlet joins itself, and (from the main code) on deadlock.
-        pub fn join(&self) {
-            join_until(&self.untyped(), None);
-        }
-
-        /// Waits at most `timeout` for the greenlet to die. Returns whether it is dead.
-        pub fn join_timeout(&self, timeout: Duration) -> bool {
-            join_until(&self.untyped(), Instant::now().checked_add(timeout))
-        }
-
-        /// Kills the greenlet and waits until it is dead (gevent's `kill(block=True)`).
-        pub fn kill(&self) {
-            self.kill_with(true, None);
-        }
-
-        /// Kills the greenlet: it unwinds from its current blocking point, running its
-        /// destructors, and ends as [`GreenletError::Killed`]. A greenlet that has not
-        /// started never runs; killing a dead greenlet does nothing.
-        ///
-        /// With `block`, waits (at most `timeout`) until the target is dead, i.e. its
-        /// cleanup has run. Returns whether it is dead.
-        ///
-        /// A kill that arrives while the target is already unwinding (it blocks inside a
-        /// destructor) waits until that unwinding is over: cleanup is never cut short.
-        pub fn kill_with(&self, block: bool, timeout: Option<Duration>) -> bool {
-            let task = self.untyped();
-            kill_task(&task);
-            let is_self = with_hub(|hub| hub.is_current(task.core()));
-            if block && !is_self {
-                join_until(&task, timeout.and_then(|t| Instant::now().checked_add(t)));
-            }
-            task.core().is_dead()
-        }
-
-        /// Removes a link callback that has not run yet. Returns whether it was removed.
-        pub fn unlink(&self, id: LinkId) -> bool {
-            self.task.core().remove_link(id.0)
-        }
-    };
-}
-
-impl<T: 'static> Greenlet<T> {
-    common_methods!();
+    /// The untyped handle: `join`, `kill`, `ready`, `error` and the other methods that do
+    /// not need the value's type.
+    fn deref(&self) -> &GreenletRef {
+        &self.greenlet
+    }
 }
 
 impl<T> Clone for Greenlet<T> {
     fn clone(&self) -> Self {
-        Greenlet { task: self.task.clone() }
+        Greenlet { greenlet: self.greenlet.clone(), typed: self.typed.clone() }
     }
 }
 
 impl<T> fmt::Debug for Greenlet<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        debug_core(self.task.core(), f)
+        debug_core(self.typed.core(), f)
     }
 }
 
-/// An untyped handle to a greenlet (or to the main code, from [`current`]).
+/// An untyped handle to a greenlet (or to the main code, from [`current`]): what every
+/// handle can do without knowing the type of the greenlet's value. A [`Greenlet<T>`]
+/// derefs to one, so these methods work on both.
 ///
 /// ```compile_fail,E0277
 /// fn assert_send<T: Send>() {}
@@ -426,10 +364,76 @@ pub struct GreenletRef {
 }
 
 impl GreenletRef {
-    common_methods!();
+    /// Id of the greenlet, unique within its hub (the main code is 0).
+    pub fn id(&self) -> u64 {
+        self.task.core().id
+    }
 
-    fn untyped(&self) -> Rc<dyn Task> {
-        self.task.clone()
+    /// The name given with [`Builder::name`], if any.
+    pub fn name(&self) -> Option<&str> {
+        self.task.core().name.as_deref()
+    }
+
+    /// Whether the greenlet is dead: its body returned, panicked or was killed.
+    pub fn ready(&self) -> bool {
+        self.task.core().is_dead()
+    }
+
+    /// Whether the greenlet is dead and its body returned normally.
+    pub fn successful(&self) -> bool {
+        self.task.core().succeeded()
+    }
+
+    /// Whether the greenlet was scheduled to start (by `spawn`, `start` or `start_later`).
+    pub fn started(&self) -> bool {
+        self.task.core().scheduled.get()
+    }
+
+    /// The error the greenlet died with, if it is dead and did not succeed.
+    pub fn error(&self) -> Option<GreenletError> {
+        self.task.core().outcome().and_then(Result::err)
+    }
+
+    /// Waits until the greenlet is dead.
+    ///
+    /// # Panics
+    ///
+    /// When a greenlet joins itself, and (from the main code) on deadlock.
+    pub fn join(&self) {
+        join_until(&self.task, None);
+    }
+
+    /// Waits at most `timeout` for the greenlet to die. Returns whether it is dead.
+    pub fn join_timeout(&self, timeout: Duration) -> bool {
+        join_until(&self.task, Instant::now().checked_add(timeout))
+    }
+
+    /// Kills the greenlet and waits until it is dead (gevent's `kill(block=True)`).
+    pub fn kill(&self) {
+        self.kill_with(true, None);
+    }
+
+    /// Kills the greenlet: it unwinds from its current blocking point, running its
+    /// destructors, and ends as [`GreenletError::Killed`]. A greenlet that has not
+    /// started never runs; killing a dead greenlet does nothing.
+    ///
+    /// With `block`, waits (at most `timeout`) until the target is dead, i.e. its
+    /// cleanup has run. Returns whether it is dead.
+    ///
+    /// A kill that arrives while the target is already unwinding (it blocks inside a
+    /// destructor) waits until that unwinding is over: cleanup is never cut short.
+    pub fn kill_with(&self, block: bool, timeout: Option<Duration>) -> bool {
+        kill_task(&self.task);
+        let is_self = with_hub(|hub| hub.is_current(self.task.core()));
+        if block && !is_self {
+            join_until(&self.task, timeout.and_then(|t| Instant::now().checked_add(t)));
+        }
+        self.task.core().is_dead()
+    }
+
+    /// Removes a link callback that has not run yet. Returns whether it was removed.
+    pub fn unlink(&self, id: LinkId) -> bool {
+        self.task.core().remove_link(id.0)
     }
 
     /// Whether this handle stands for the thread's main code rather than a greenlet.
@@ -579,7 +583,7 @@ fn join_until(task: &Rc<dyn Task>, deadline: Option<Instant>) -> bool {
     }
 }
 
-/// Delivers a kill to `task`, as described on [`Greenlet::kill_with`].
+/// Delivers a kill to `task`, as described on [`GreenletRef::kill_with`].
 fn kill_task(task: &Rc<dyn Task>) {
     let core = task.core();
     if core.is_dead() || core.is_main() {

@@ -3,11 +3,11 @@
 use std::collections::VecDeque;
 use std::error::Error;
 use std::fmt;
-use std::rc::Rc;
+use std::ops::Deref;
 
 use verdant_hub::{Greenlet, GreenletError};
 
-use crate::group::{Core, Pool, group_methods};
+use crate::{MapIter, Pool};
 
 /// The error of calling [`GreenPool::waitall`] from one of the pool's own greenlets, which
 /// would wait for itself forever.
@@ -25,6 +25,9 @@ impl Error for WaitallFromMember {}
 /// A pool of greenlets with eventlet's names (eventlet's `GreenPool`): `spawn` waits while
 /// `size` greenlets are running.
 ///
+/// It is a [`Pool`] and derefs to it: `spawn`, `imap` and everything else gevent's pool
+/// offers work unchanged; what is here are eventlet's own names.
+///
 /// ```
 /// use verdant_pool::GreenPool;
 ///
@@ -38,7 +41,6 @@ impl Error for WaitallFromMember {}
 #[derive(Clone)]
 pub struct GreenPool {
     pool: Pool,
-    core: Rc<Core>,
 }
 
 impl Default for GreenPool {
@@ -51,9 +53,7 @@ impl Default for GreenPool {
 impl GreenPool {
     /// A pool running at most `size` greenlets at once.
     pub fn new(size: usize) -> GreenPool {
-        let pool = Pool::new(Some(size));
-        let core = pool.core().clone();
-        GreenPool { pool, core }
+        GreenPool { pool: Pool::new(Some(size)) }
     }
 
     /// Like `spawn`, without a handle to the result.
@@ -62,7 +62,7 @@ impl GreenPool {
         F: FnOnce() -> T + 'static,
         T: 'static,
     {
-        self.spawn(f);
+        self.pool.spawn(f);
     }
 
     /// Waits until every greenlet of the pool has finished.
@@ -71,55 +71,60 @@ impl GreenPool {
     ///
     /// If called from one of the pool's own greenlets (it would wait for itself).
     pub fn waitall(&self) -> Result<(), WaitallFromMember> {
-        if self.core.current_is_member() {
+        if self.pool.contains(&verdant_hub::current()) {
             return Err(WaitallFromMember);
         }
-        let _ = self.core.join(None, false);
+        let _ = self.pool.join(None, false);
         Ok(())
     }
 
     /// Free places: `size` minus the running greenlets. Negative after a `resize` below
     /// the number running.
     pub fn free(&self) -> isize {
-        self.core.slots.as_ref().map_or(isize::MAX, crate::slots::Slots::free)
+        self.pool.slots().free()
     }
 
     /// Greenlets running in the pool.
     pub fn running(&self) -> usize {
-        self.core.slots.as_ref().map_or(0, crate::slots::Slots::used)
+        self.pool.slots().used()
     }
 
     /// Greenlets waiting in `spawn` for a free place.
     pub fn waiting(&self) -> usize {
-        self.core.slots.as_ref().map_or(0, crate::slots::Slots::blocked)
+        self.pool.slots().blocked()
     }
 
     /// Changes the size. Lowering it lets the running greenlets finish; no new one starts
     /// until fewer than `size` run (meanwhile `free` is negative).
     pub fn resize(&self, size: usize) {
-        if let Some(slots) = &self.core.slots {
-            slots.resize(Some(size));
-        }
+        self.pool.resize(Some(size));
     }
 
     /// eventlet's `starmap`: Rust closures take their arguments as one tuple and can
-    /// destructure it (`|(a, b)| a + b`), so this is [`imap`](Self::imap).
-    pub fn starmap<I, A, F, T>(&self, f: F, items: I) -> crate::MapIter<T>
+    /// destructure it (`|(a, b)| a + b`), so this is [`imap`](Pool::imap).
+    pub fn starmap<I, A, F, T>(&self, f: F, items: I) -> MapIter<T>
     where
         I: IntoIterator<Item = A> + 'static,
         A: 'static,
         F: Fn(A) -> T + 'static,
         T: 'static,
     {
-        self.imap(f, items)
+        self.pool.imap(f, items)
     }
 
-    /// The gevent-style [`Pool`] behind this pool.
+    /// The gevent-style [`Pool`] behind this pool (what `Deref` gives too).
     pub fn as_pool(&self) -> &Pool {
         &self.pool
     }
+}
 
-    group_methods!();
+impl Deref for GreenPool {
+    type Target = Pool;
+
+    /// The pool behind: `spawn`, `imap`, `apply`, `map`, `kill`, `join`, `len`...
+    fn deref(&self) -> &Pool {
+        &self.pool
+    }
 }
 
 impl fmt::Debug for GreenPool {

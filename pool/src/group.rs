@@ -1,4 +1,8 @@
-//! `Group` and `Pool`: sets of greenlets that leave by themselves when they die.
+//! [`Group<L>`](Group): a set of greenlets that leave by themselves when they die. Its limit
+//! `L` makes it gevent's `Group` ([`Unlimited`]: tracks without limiting) or gevent's `Pool`
+//! ([`Limited`]: at most `size` members at once). Everything a group does is written once,
+//! for both; what only a pool has (`free_count`, `wait_available`, `add_with`, `resize`...)
+//! lives in `impl Group<Limited>`.
 
 use std::cell::RefCell;
 use std::error::Error;
@@ -8,10 +12,13 @@ use std::time::{Duration, Instant};
 
 use slab::Slab;
 use verdant_hub::park::{self, WaitList};
-use verdant_hub::{Greenlet, GreenletError, GreenletRef, LinkHook, LinkId};
+use verdant_hub::{AsGreenlet, Greenlet, GreenletError, GreenletRef, LinkHook, LinkId};
 
-use crate::mapping::Feeders;
+use crate::Pool;
+use crate::mapping::{self, Feeders, MapError, MapIter, Order, Reporter};
 use crate::slots::Slots;
+
+use sealed::Limit as _;
 
 /// The error of adding to a full pool without waiting, or after waiting in vain
 /// (gevent's `PoolFull`).
@@ -26,36 +33,96 @@ impl fmt::Display for PoolFull {
 
 impl Error for PoolFull {}
 
-/// What `Group`, `Pool` and `GreenPool` share: the members, the optional limit, the maps.
-pub(crate) struct Core {
+/// How many members a [`Group`] admits: [`Unlimited`] or [`Limited`], nothing else.
+pub trait Limit: sealed::Limit + 'static {}
+
+/// No limit: the kind of gevent's `Group` (`verdant_pool::Group` is `Group<Unlimited>`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Unlimited;
+
+/// At most `size` members at once, a size that can change: the limit of gevent's `Pool`
+/// (`verdant_pool::Pool` is `Group<Limited>`). It holds the count of free places.
+pub struct Limited(Slots);
+
+mod sealed {
+    use std::time::Instant;
+
+    use crate::PoolFull;
+
+    /// What a limit does when a member joins or leaves.
+    pub trait Limit {
+        /// Takes a place for a new member: waits while full (until `deadline`) if
+        /// `blocking`, else fails at once.
+        fn reserve(&self, blocking: bool, deadline: Option<Instant>) -> Result<(), PoolFull>;
+        /// Gives back the place of a member that left.
+        fn release(&self);
+    }
+}
+
+impl sealed::Limit for Unlimited {
+    #[inline]
+    fn reserve(&self, _blocking: bool, _deadline: Option<Instant>) -> Result<(), PoolFull> {
+        Ok(())
+    }
+
+    #[inline]
+    fn release(&self) {}
+}
+
+impl sealed::Limit for Limited {
+    #[inline]
+    fn reserve(&self, blocking: bool, deadline: Option<Instant>) -> Result<(), PoolFull> {
+        let got = if blocking { self.0.acquire_until(deadline) } else { self.0.try_acquire() };
+        got.then_some(()).ok_or(PoolFull)
+    }
+
+    #[inline]
+    fn release(&self) {
+        self.0.release();
+    }
+}
+
+impl Limit for Unlimited {}
+impl Limit for Limited {}
+
+impl fmt::Debug for Limited {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Limited")
+            .field("size", &self.0.capacity())
+            .field("used", &self.0.used())
+            .finish()
+    }
+}
+
+/// The state behind every handle of one group: the members, the limit, the maps.
+pub(crate) struct Core<L> {
     /// Members, each with the link that removes it when it dies. The slab key is the link
     /// hook's token, so a dying member is removed in O(1) without hashing; the rare
     /// lookups by greenlet (`contains`, `discard`, `add`) scan.
     members: RefCell<Slab<(GreenletRef, Option<LinkId>)>>,
-    /// `None` for a `Group` (tracks without limiting).
-    pub(crate) slots: Option<Slots>,
+    limit: L,
     /// Woken whenever the group becomes empty.
     emptied: WaitList,
-    pub(crate) feeders: Feeders,
+    feeders: Feeders,
 }
 
-impl LinkHook for Core {
+impl<L: Limit> LinkHook for Core<L> {
     fn finished(&self, key: usize) {
         self.forget(key);
     }
 }
 
-impl Core {
-    pub(crate) fn new(capacity: Option<Option<usize>>) -> Rc<Core> {
+impl<L: Limit> Core<L> {
+    fn new(limit: L) -> Rc<Core<L>> {
         Rc::new(Core {
             members: RefCell::new(Slab::new()),
-            slots: capacity.map(Slots::new),
+            limit,
             emptied: WaitList::new(),
             feeders: Feeders::default(),
         })
     }
 
-    pub(crate) fn len(&self) -> usize {
+    fn len(&self) -> usize {
         self.members.borrow().len()
     }
 
@@ -64,11 +131,11 @@ impl Core {
         self.members.borrow().iter().find(|(_, (g, _))| g == greenlet).map(|(key, _)| key)
     }
 
-    pub(crate) fn contains(&self, greenlet: &GreenletRef) -> bool {
+    fn contains(&self, greenlet: &GreenletRef) -> bool {
         self.key_of(greenlet).is_some()
     }
 
-    pub(crate) fn members(&self) -> Vec<GreenletRef> {
+    fn members(&self) -> Vec<GreenletRef> {
         let mut members: Vec<GreenletRef> =
             self.members.borrow().iter().map(|(_, (g, _))| g.clone()).collect();
         members.sort_by_key(GreenletRef::id);
@@ -76,7 +143,7 @@ impl Core {
     }
 
     /// Whether the running greenlet is a member (then `apply` runs inline).
-    pub(crate) fn current_is_member(&self) -> bool {
+    fn current_is_member(&self) -> bool {
         let members = self.members.borrow();
         !members.is_empty() && {
             let me = verdant_hub::current();
@@ -84,20 +151,9 @@ impl Core {
         }
     }
 
-    /// Takes a place for a new member: waits while full, up to `deadline` if `blocking`.
-    pub(crate) fn reserve(
-        &self,
-        blocking: bool,
-        deadline: Option<Instant>,
-    ) -> Result<(), PoolFull> {
-        let Some(slots) = &self.slots else { return Ok(()) };
-        let got = if blocking { slots.acquire_until(deadline) } else { slots.try_acquire() };
-        got.then_some(()).ok_or(PoolFull)
-    }
-
     /// Starts tracking a greenlet whose place was reserved; it leaves when it dies (through
     /// the group's shared [`LinkHook`]: no allocation per member).
-    pub(crate) fn track(self: &Rc<Core>, greenlet: GreenletRef) {
+    fn track(self: &Rc<Self>, greenlet: GreenletRef) {
         let hook: Weak<dyn LinkHook> = Rc::downgrade(self) as Weak<dyn LinkHook>;
         // Recorded first: the hook runs at once if the greenlet is already dead.
         let key = self.members.borrow_mut().insert((greenlet.clone(), None));
@@ -111,23 +167,19 @@ impl Core {
 
     /// Like [`track`](Core::track) for a greenlet the caller handed in, which may already
     /// be a member (then the place just reserved is given back).
-    pub(crate) fn track_new_or_known(self: &Rc<Core>, greenlet: GreenletRef) {
+    fn track_new_or_known(self: &Rc<Self>, greenlet: GreenletRef) {
         if self.contains(&greenlet) {
-            if let Some(slots) = &self.slots {
-                slots.release();
-            }
+            self.limit.release();
             return;
         }
         self.track(greenlet);
     }
 
     /// Stops tracking the member at `key` (it died, or was discarded) and frees its place.
-    pub(crate) fn forget(&self, key: usize) -> Option<(GreenletRef, Option<LinkId>)> {
+    fn forget(&self, key: usize) -> Option<(GreenletRef, Option<LinkId>)> {
         let removed = self.members.borrow_mut().try_remove(key);
         if removed.is_some() {
-            if let Some(slots) = &self.slots {
-                slots.release();
-            }
+            self.limit.release();
             if self.members.borrow().is_empty() {
                 self.emptied.notify_all();
             }
@@ -135,7 +187,7 @@ impl Core {
         removed
     }
 
-    pub(crate) fn discard(&self, greenlet: &GreenletRef) {
+    fn discard(&self, greenlet: &GreenletRef) {
         let Some(key) = self.key_of(greenlet) else { return };
         if let Some((g, Some(link))) = self.forget(key) {
             g.unlink(link);
@@ -143,23 +195,19 @@ impl Core {
     }
 
     /// Spawns `f` as a member, waiting for a place while the pool is full.
-    pub(crate) fn spawn<F, T>(self: &Rc<Core>, f: F) -> Greenlet<T>
+    pub(crate) fn spawn<F, T>(self: &Rc<Self>, f: F) -> Greenlet<T>
     where
         F: FnOnce() -> T + 'static,
         T: 'static,
     {
-        self.reserve(true, None).expect("a blocking reserve without deadline succeeds");
+        self.limit.reserve(true, None).expect("a blocking reserve without deadline succeeds");
         let greenlet = Greenlet::new(f);
         self.track(greenlet.as_ref());
         greenlet.start();
         greenlet
     }
 
-    pub(crate) fn join(
-        &self,
-        timeout: Option<Duration>,
-        raise_error: bool,
-    ) -> Result<bool, GreenletError> {
+    fn join(&self, timeout: Option<Duration>, raise_error: bool) -> Result<bool, GreenletError> {
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let watched = if raise_error { self.members() } else { Vec::new() };
         let emptied = loop {
@@ -177,248 +225,50 @@ impl Core {
         }
     }
 
-    pub(crate) fn kill(&self, block: bool, timeout: Option<Duration>) -> bool {
+    fn kill(&self, block: bool, timeout: Option<Duration>) -> bool {
         for feeder in self.feeders.take() {
             feeder.kill_with(false, None);
         }
         verdant_hub::killall(&self.members(), block, timeout)
     }
+
+    /// Maps `f` over `items` through members of this group: every mapping method ends here.
+    fn imap<I, A, F, T>(
+        self: &Rc<Self>,
+        f: F,
+        items: I,
+        order: Order,
+        maxsize: Option<usize>,
+    ) -> MapIter<T>
+    where
+        I: IntoIterator<Item = A> + 'static,
+        A: 'static,
+        F: Fn(A) -> T + 'static,
+        T: 'static,
+    {
+        let f = mapping::share(f);
+        let spawner = self.clone();
+        let (iter, feeder) = mapping::start(
+            items,
+            move |item, reporter: Reporter<T>| {
+                let f = f.clone();
+                spawner.spawn(move || reporter.run(|| f(item)));
+            },
+            order,
+            maxsize,
+        );
+        self.feeders.add(feeder);
+        iter
+    }
 }
 
-/// Methods every group-like type offers: membership, joining, killing, and the mapping
-/// methods built on `spawn` (gevent's `GroupMappingMixin`).
-macro_rules! group_methods {
-    () => {
-        /// Number of members (live greenlets being tracked).
-        pub fn len(&self) -> usize {
-            self.core.len()
-        }
-
-        /// Whether there are no members.
-        pub fn is_empty(&self) -> bool {
-            self.core.len() == 0
-        }
-
-        /// Whether `greenlet` is a member.
-        pub fn contains(&self, greenlet: &impl verdant_hub::AsGreenlet) -> bool {
-            self.core.contains(&greenlet.as_greenlet())
-        }
-
-        /// The members right now, oldest first.
-        pub fn greenlets(&self) -> Vec<verdant_hub::GreenletRef> {
-            self.core.members()
-        }
-
-        /// Iterates over a snapshot of the members, oldest first (members that join or
-        /// leave meanwhile do not affect it).
-        pub fn iter(&self) -> impl Iterator<Item = verdant_hub::GreenletRef> + use<> {
-            self.core.members().into_iter()
-        }
-
-        /// Stops tracking a member (it runs on; its place is freed).
-        pub fn discard(&self, greenlet: &impl verdant_hub::AsGreenlet) {
-            self.core.discard(&greenlet.as_greenlet());
-        }
-
-        /// Waits until the group is empty *at least once*, or `timeout` passes. Returns
-        /// whether it became empty.
-        ///
-        /// By the time the caller runs again, new members may have joined: only the
-        /// emptiness at some moment is guaranteed. With `raise_error`, if a greenlet that
-        /// was a member when the join started died with an error, that error is returned.
-        pub fn join(
-            &self,
-            timeout: Option<std::time::Duration>,
-            raise_error: bool,
-        ) -> Result<bool, verdant_hub::GreenletError> {
-            self.core.join(timeout, raise_error)
-        }
-
-        /// Kills every member (and stops every running map from starting more tasks); with
-        /// `block`, waits at most `timeout` until they are dead. Returns whether all are.
-        pub fn kill(&self, block: bool, timeout: Option<std::time::Duration>) -> bool {
-            self.core.kill(block, timeout)
-        }
-
-        /// Kills `greenlet` if it is a member.
-        pub fn killone(
-            &self,
-            greenlet: &impl verdant_hub::AsGreenlet,
-            block: bool,
-            timeout: Option<std::time::Duration>,
-        ) {
-            let greenlet = greenlet.as_greenlet();
-            if self.core.contains(&greenlet) {
-                greenlet.kill_with(block, timeout);
-            }
-        }
-
-        /// Spawns `f` as a member (in a bounded pool, waits for a free place first).
-        pub fn spawn<F, T>(&self, f: F) -> verdant_hub::Greenlet<T>
-        where
-            F: FnOnce() -> T + 'static,
-            T: 'static,
-        {
-            self.core.spawn(f)
-        }
-
-        /// Runs `f` in a member greenlet and returns its value; the calling greenlet waits.
-        /// Called from a member of this group, it runs `f` right away instead (so a full
-        /// pool cannot deadlock on itself). A panic in `f` is re-raised here.
-        pub fn apply<F, T>(&self, f: F) -> T
-        where
-            F: FnOnce() -> T + 'static,
-            T: 'static,
-        {
-            if self.core.current_is_member() {
-                return f();
-            }
-            crate::reraise(self.core.spawn(f).get())
-        }
-
-        /// Starts `f` without ever waiting, even when the pool is full, and returns its
-        /// greenlet. If there is room it becomes a member at once; otherwise a helper
-        /// greenlet (not a member) waits for room and then runs it like [`apply`].
-        ///
-        /// [`apply`]: Self::apply
-        pub fn apply_async<F, T>(&self, f: F) -> verdant_hub::Greenlet<T>
-        where
-            F: FnOnce() -> T + 'static,
-            T: 'static,
-        {
-            if self.core.reserve(false, None).is_ok() {
-                let greenlet = verdant_hub::Greenlet::new(f);
-                self.core.track(greenlet.as_ref());
-                greenlet.start();
-                return greenlet;
-            }
-            let core = self.core.clone();
-            verdant_hub::spawn(move || crate::reraise(core.spawn(f).get()))
-        }
-
-        /// Like [`apply_async`](Self::apply_async), then calls `callback` with the value
-        /// if `f` succeeds (not if it panics).
-        pub fn apply_async_with_callback<F, T, C>(
-            &self,
-            f: F,
-            callback: C,
-        ) -> verdant_hub::Greenlet<T>
-        where
-            F: FnOnce() -> T + 'static,
-            T: 'static,
-            C: FnOnce(&T) + 'static,
-        {
-            self.apply_async(move || {
-                let value = f();
-                callback(&value);
-                value
-            })
-        }
-
-        /// Like [`apply`](Self::apply), then calls `callback` with the value (in the calling
-        /// greenlet) before returning it.
-        pub fn apply_cb<F, T, C>(&self, f: F, callback: C) -> T
-        where
-            F: FnOnce() -> T + 'static,
-            T: 'static,
-            C: FnOnce(&T),
-        {
-            let value = self.apply(f);
-            callback(&value);
-            value
-        }
-
-        /// Applies `f` to every item, as members (at most the pool's size at once), and
-        /// returns the values in input order, or the error of the first failed item.
-        pub fn map<I, A, F, T>(&self, f: F, items: I) -> Result<Vec<T>, crate::MapError>
-        where
-            I: IntoIterator<Item = A> + 'static,
-            A: 'static,
-            F: Fn(A) -> T + 'static,
-            T: 'static,
-        {
-            crate::mapping::collect(self.imap(f, items))
-        }
-
-        /// Like [`map`](Self::map), in a new greenlet (not a member) whose value is the
-        /// result.
-        pub fn map_async<I, A, F, T>(
-            &self,
-            f: F,
-            items: I,
-        ) -> verdant_hub::Greenlet<Result<Vec<T>, crate::MapError>>
-        where
-            I: IntoIterator<Item = A> + 'static,
-            A: 'static,
-            F: Fn(A) -> T + 'static,
-            T: 'static,
-        {
-            let core = self.core.clone();
-            verdant_hub::spawn(move || {
-                crate::mapping::collect(crate::imap_on(&core, f, items, crate::Order::Input, None))
-            })
-        }
-
-        /// Applies `f` to every item as members, lazily (items are pulled from `items` only
-        /// when a task can start), yielding results in input order. A failed item yields
-        /// `Err` at its position and the iteration goes on; if `items` panics, the
-        /// iteration ends with that error.
-        pub fn imap<I, A, F, T>(&self, f: F, items: I) -> crate::MapIter<T>
-        where
-            I: IntoIterator<Item = A> + 'static,
-            A: 'static,
-            F: Fn(A) -> T + 'static,
-            T: 'static,
-        {
-            crate::imap_on(&self.core, f, items, crate::Order::Input, None)
-        }
-
-        /// Like [`imap`](Self::imap), with at most `maxsize` results finished but not yet
-        /// read: tasks wait to start until the reader catches up.
-        pub fn imap_maxsize<I, A, F, T>(&self, f: F, items: I, maxsize: usize) -> crate::MapIter<T>
-        where
-            I: IntoIterator<Item = A> + 'static,
-            A: 'static,
-            F: Fn(A) -> T + 'static,
-            T: 'static,
-        {
-            crate::imap_on(&self.core, f, items, crate::Order::Input, Some(maxsize))
-        }
-
-        /// Like [`imap`](Self::imap), yielding results as they complete.
-        pub fn imap_unordered<I, A, F, T>(&self, f: F, items: I) -> crate::MapIter<T>
-        where
-            I: IntoIterator<Item = A> + 'static,
-            A: 'static,
-            F: Fn(A) -> T + 'static,
-            T: 'static,
-        {
-            crate::imap_on(&self.core, f, items, crate::Order::Completion, None)
-        }
-
-        /// Like [`imap_unordered`](Self::imap_unordered), with at most `maxsize` results
-        /// finished but not yet read.
-        pub fn imap_unordered_maxsize<I, A, F, T>(
-            &self,
-            f: F,
-            items: I,
-            maxsize: usize,
-        ) -> crate::MapIter<T>
-        where
-            I: IntoIterator<Item = A> + 'static,
-            A: 'static,
-            F: Fn(A) -> T + 'static,
-            T: 'static,
-        {
-            crate::imap_on(&self.core, f, items, crate::Order::Completion, Some(maxsize))
-        }
-    };
-}
-
-pub(crate) use group_methods;
-
-/// An unbounded set of greenlets (gevent's `Group`): members leave by themselves when they
-/// die; the group can be joined, killed, and used to map work over greenlets.
+/// A set of greenlets that leave by themselves when they die; it can be joined, killed,
+/// and used to map work over greenlets (gevent's `Group`, and with a [`Limited`] limit,
+/// gevent's `Pool`).
+///
+/// `verdant_pool::Group` is `Group<Unlimited>` and `verdant_pool::Pool` is
+/// `Group<Limited>`: write those (each has its own `new`). What a pool adds is in the
+/// `impl Group<Limited>` below; in a pool, `spawn`, `start` and `add` wait while it is full.
 ///
 /// ```
 /// use verdant_pool::Group;
@@ -432,45 +282,245 @@ pub(crate) use group_methods;
 /// assert!(group.is_empty());
 /// assert_eq!(group.map(|x: u32| x + 1, vec![1, 2, 3]), Ok(vec![2, 3, 4]));
 /// ```
-#[derive(Clone)]
-pub struct Group {
-    core: Rc<Core>,
+pub struct Group<L = Unlimited> {
+    core: Rc<Core<L>>,
 }
 
-impl Default for Group {
-    fn default() -> Self {
-        Group::new()
-    }
-}
-
-impl Group {
-    /// An empty group.
-    pub fn new() -> Group {
-        Group { core: Core::new(None) }
+/// Membership, joining, killing, and the mapping methods built on `spawn` (gevent's
+/// `GroupMappingMixin`): the same for groups and pools.
+impl<L: Limit> Group<L> {
+    /// Number of members (live greenlets being tracked).
+    pub fn len(&self) -> usize {
+        self.core.len()
     }
 
-    /// Starts tracking `greenlet` (it leaves when it dies).
-    pub fn add(&self, greenlet: &impl verdant_hub::AsGreenlet) {
+    /// Whether there are no members.
+    pub fn is_empty(&self) -> bool {
+        self.core.len() == 0
+    }
+
+    /// Whether `greenlet` is a member.
+    pub fn contains(&self, greenlet: &impl AsGreenlet) -> bool {
+        self.core.contains(&greenlet.as_greenlet())
+    }
+
+    /// The members right now, oldest first.
+    pub fn greenlets(&self) -> Vec<GreenletRef> {
+        self.core.members()
+    }
+
+    /// Iterates over a snapshot of the members, oldest first (members that join or
+    /// leave meanwhile do not affect it).
+    pub fn iter(&self) -> impl Iterator<Item = GreenletRef> + use<L> {
+        self.core.members().into_iter()
+    }
+
+    /// Starts tracking `greenlet` (it leaves when it dies). In a pool, waits while the pool
+    /// is full ([`add_with`](Group::add_with) can refuse instead).
+    pub fn add(&self, greenlet: &impl AsGreenlet) {
+        self.core.limit.reserve(true, None).expect("a blocking add without timeout succeeds");
         self.core.track_new_or_known(greenlet.as_greenlet());
     }
 
-    /// Tracks an unstarted greenlet, then starts it.
+    /// Tracks an unstarted greenlet (in a pool, waiting while it is full), then starts it.
     pub fn start<T: 'static>(&self, greenlet: &Greenlet<T>) {
         self.add(greenlet);
         greenlet.start();
     }
 
-    group_methods!();
-}
+    /// Stops tracking a member (it runs on; its place is freed).
+    pub fn discard(&self, greenlet: &impl AsGreenlet) {
+        self.core.discard(&greenlet.as_greenlet());
+    }
 
-impl fmt::Debug for Group {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Group").field("len", &self.len()).finish()
+    /// Waits until the group is empty *at least once*, or `timeout` passes. Returns
+    /// whether it became empty.
+    ///
+    /// By the time the caller runs again, new members may have joined: only the
+    /// emptiness at some moment is guaranteed. With `raise_error`, if a greenlet that
+    /// was a member when the join started died with an error, that error is returned.
+    pub fn join(
+        &self,
+        timeout: Option<Duration>,
+        raise_error: bool,
+    ) -> Result<bool, GreenletError> {
+        self.core.join(timeout, raise_error)
+    }
+
+    /// Kills every member (and stops every running map from starting more tasks); with
+    /// `block`, waits at most `timeout` until they are dead. Returns whether all are.
+    pub fn kill(&self, block: bool, timeout: Option<Duration>) -> bool {
+        self.core.kill(block, timeout)
+    }
+
+    /// Kills `greenlet` if it is a member.
+    pub fn killone(&self, greenlet: &impl AsGreenlet, block: bool, timeout: Option<Duration>) {
+        let greenlet = greenlet.as_greenlet();
+        if self.core.contains(&greenlet) {
+            greenlet.kill_with(block, timeout);
+        }
+    }
+
+    /// Spawns `f` as a member (in a pool, waits for a free place first).
+    pub fn spawn<F, T>(&self, f: F) -> Greenlet<T>
+    where
+        F: FnOnce() -> T + 'static,
+        T: 'static,
+    {
+        self.core.spawn(f)
+    }
+
+    /// Runs `f` in a member greenlet and returns its value; the calling greenlet waits.
+    /// Called from a member of this group, it runs `f` right away instead (so a full
+    /// pool cannot deadlock on itself). A panic in `f` is re-raised here.
+    pub fn apply<F, T>(&self, f: F) -> T
+    where
+        F: FnOnce() -> T + 'static,
+        T: 'static,
+    {
+        if self.core.current_is_member() {
+            return f();
+        }
+        crate::reraise(self.core.spawn(f).get())
+    }
+
+    /// Starts `f` without ever waiting, even when the pool is full, and returns its
+    /// greenlet. If there is room it becomes a member at once; otherwise a helper
+    /// greenlet (not a member) waits for room and then runs it like [`apply`].
+    ///
+    /// [`apply`]: Self::apply
+    pub fn apply_async<F, T>(&self, f: F) -> Greenlet<T>
+    where
+        F: FnOnce() -> T + 'static,
+        T: 'static,
+    {
+        if self.core.limit.reserve(false, None).is_ok() {
+            let greenlet = Greenlet::new(f);
+            self.core.track(greenlet.as_ref());
+            greenlet.start();
+            return greenlet;
+        }
+        let core = self.core.clone();
+        verdant_hub::spawn(move || crate::reraise(core.spawn(f).get()))
+    }
+
+    /// Like [`apply_async`](Self::apply_async), then calls `callback` with the value
+    /// if `f` succeeds (not if it panics).
+    pub fn apply_async_with_callback<F, T, C>(&self, f: F, callback: C) -> Greenlet<T>
+    where
+        F: FnOnce() -> T + 'static,
+        T: 'static,
+        C: FnOnce(&T) + 'static,
+    {
+        self.apply_async(move || {
+            let value = f();
+            callback(&value);
+            value
+        })
+    }
+
+    /// Like [`apply`](Self::apply), then calls `callback` with the value (in the calling
+    /// greenlet) before returning it.
+    pub fn apply_cb<F, T, C>(&self, f: F, callback: C) -> T
+    where
+        F: FnOnce() -> T + 'static,
+        T: 'static,
+        C: FnOnce(&T),
+    {
+        let value = self.apply(f);
+        callback(&value);
+        value
+    }
+
+    /// Applies `f` to every item, as members (at most the pool's size at once), and
+    /// returns the values in input order, or the error of the first failed item.
+    pub fn map<I, A, F, T>(&self, f: F, items: I) -> Result<Vec<T>, MapError>
+    where
+        I: IntoIterator<Item = A> + 'static,
+        A: 'static,
+        F: Fn(A) -> T + 'static,
+        T: 'static,
+    {
+        mapping::collect(self.imap(f, items))
+    }
+
+    /// Like [`map`](Self::map), in a new greenlet (not a member) whose value is the
+    /// result.
+    pub fn map_async<I, A, F, T>(&self, f: F, items: I) -> Greenlet<Result<Vec<T>, MapError>>
+    where
+        I: IntoIterator<Item = A> + 'static,
+        A: 'static,
+        F: Fn(A) -> T + 'static,
+        T: 'static,
+    {
+        let core = self.core.clone();
+        verdant_hub::spawn(move || mapping::collect(core.imap(f, items, Order::Input, None)))
+    }
+
+    /// Applies `f` to every item as members, lazily (items are pulled from `items` only
+    /// when a task can start), yielding results in input order. A failed item yields
+    /// `Err` at its position and the iteration goes on; if `items` panics, the
+    /// iteration ends with that error.
+    pub fn imap<I, A, F, T>(&self, f: F, items: I) -> MapIter<T>
+    where
+        I: IntoIterator<Item = A> + 'static,
+        A: 'static,
+        F: Fn(A) -> T + 'static,
+        T: 'static,
+    {
+        self.core.imap(f, items, Order::Input, None)
+    }
+
+    /// Like [`imap`](Self::imap), with at most `maxsize` results finished but not yet
+    /// read: tasks wait to start until the reader catches up.
+    pub fn imap_maxsize<I, A, F, T>(&self, f: F, items: I, maxsize: usize) -> MapIter<T>
+    where
+        I: IntoIterator<Item = A> + 'static,
+        A: 'static,
+        F: Fn(A) -> T + 'static,
+        T: 'static,
+    {
+        self.core.imap(f, items, Order::Input, Some(maxsize))
+    }
+
+    /// Like [`imap`](Self::imap), yielding results as they complete.
+    pub fn imap_unordered<I, A, F, T>(&self, f: F, items: I) -> MapIter<T>
+    where
+        I: IntoIterator<Item = A> + 'static,
+        A: 'static,
+        F: Fn(A) -> T + 'static,
+        T: 'static,
+    {
+        self.core.imap(f, items, Order::Completion, None)
+    }
+
+    /// Like [`imap_unordered`](Self::imap_unordered), with at most `maxsize` results
+    /// finished but not yet read.
+    pub fn imap_unordered_maxsize<I, A, F, T>(&self, f: F, items: I, maxsize: usize) -> MapIter<T>
+    where
+        I: IntoIterator<Item = A> + 'static,
+        A: 'static,
+        F: Fn(A) -> T + 'static,
+        T: 'static,
+    {
+        self.core.imap(f, items, Order::Completion, Some(maxsize))
     }
 }
 
-/// A group with at most `size` members (gevent's `Pool`): `spawn`, `start` and `add` wait
-/// while it is full.
+impl Group<Unlimited> {
+    /// An empty group.
+    pub fn new() -> Group {
+        Group { core: Core::new(Unlimited) }
+    }
+}
+
+impl Default for Group<Unlimited> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What a pool adds to a group (gevent's `Pool`): a size, and ways to add without waiting.
 ///
 /// `Pool::new(Some(0))` never admits anyone (a waiting spawn waits forever unless given a
 /// timeout); `Pool::new(None)` tracks without limiting.
@@ -486,24 +536,25 @@ impl fmt::Debug for Group {
 ///     .collect();
 /// assert_eq!(squares, [1, 4, 9, 16, 25]);
 /// ```
-#[derive(Clone)]
-pub struct Pool {
-    core: Rc<Core>,
-}
-
-impl Pool {
+impl Group<Limited> {
     /// A pool of at most `size` members (`None`: unlimited).
     pub fn new(size: Option<usize>) -> Pool {
-        Pool { core: Core::new(Some(size)) }
+        Group { core: Core::new(Limited(Slots::new(size))) }
     }
 
-    fn slots(&self) -> &Slots {
-        self.core.slots.as_ref().expect("a pool has slots")
+    pub(crate) fn slots(&self) -> &Slots {
+        &self.core.limit.0
     }
 
     /// The most members at once, or `None` if unlimited.
     pub fn size(&self) -> Option<usize> {
         self.slots().capacity()
+    }
+
+    /// Changes the size (`None`: unlimited). Lowering it lets the members finish; no new
+    /// one joins until there are fewer than `size`.
+    pub fn resize(&self, size: Option<usize>) {
+        self.slots().resize(size);
     }
 
     /// How many more members could join now without waiting.
@@ -523,29 +574,18 @@ impl Pool {
         self.slots().wait_available(deadline).max(0) as usize
     }
 
-    /// Starts tracking `greenlet`, waiting while the pool is full.
-    pub fn add(&self, greenlet: &impl verdant_hub::AsGreenlet) {
-        self.add_with(greenlet, true, None).expect("a blocking add without timeout succeeds");
-    }
-
     /// Starts tracking `greenlet`. If the pool is full: with `blocking`, waits (at most
     /// `timeout`); without, or when the timeout passes, fails with [`PoolFull`].
     pub fn add_with(
         &self,
-        greenlet: &impl verdant_hub::AsGreenlet,
+        greenlet: &impl AsGreenlet,
         blocking: bool,
         timeout: Option<Duration>,
     ) -> Result<(), PoolFull> {
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-        self.core.reserve(blocking, deadline)?;
+        self.core.limit.reserve(blocking, deadline)?;
         self.core.track_new_or_known(greenlet.as_greenlet());
         Ok(())
-    }
-
-    /// Tracks an unstarted greenlet (waiting while full), then starts it.
-    pub fn start<T: 'static>(&self, greenlet: &Greenlet<T>) {
-        self.add(greenlet);
-        greenlet.start();
     }
 
     /// Like [`start`](Self::start), with [`add_with`](Self::add_with)'s options.
@@ -559,15 +599,21 @@ impl Pool {
         greenlet.start();
         Ok(())
     }
-
-    pub(crate) fn core(&self) -> &Rc<Core> {
-        &self.core
-    }
-
-    group_methods!();
 }
 
-impl fmt::Debug for Pool {
+impl<L> Clone for Group<L> {
+    fn clone(&self) -> Self {
+        Group { core: self.core.clone() }
+    }
+}
+
+impl fmt::Debug for Group<Unlimited> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Group").field("len", &self.len()).finish()
+    }
+}
+
+impl fmt::Debug for Group<Limited> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Pool").field("len", &self.len()).field("size", &self.size()).finish()
     }

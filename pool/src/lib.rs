@@ -20,9 +20,14 @@
 //! assert_eq!(lengths, Ok(vec![5, 7, 2, 1, 3]));
 //! ```
 //!
+//! [`Group`] and [`Pool`] are one generic type, [`group::Group<L>`] (as std's `HashMap<K,
+//! V, S>`), with the limit `L` = [`Unlimited`](group::Unlimited) or
+//! [`Limited`](group::Limited); the names are aliases for each. [`GreenPool`] is a pool
+//! with eventlet's names: a thin wrapper that derefs to its [`Pool`].
+//!
 //! | module | holds |
 //! |---|---|
-//! | `group.rs` | [`Group`], [`Pool`], [`PoolFull`], the methods they share |
+//! | [`group`] | [`Group<L>`](group::Group): everything groups and pools share, written once, and in an `impl` of its own what only a pool has; [`PoolFull`] |
 //! | `slots.rs` | the resizable count of free places |
 //! | `mapping.rs` | **the** map/imap machinery ([`MapIter`], [`MapError`], [`Reporter`]) |
 //! | `greenpool.rs` | eventlet's [`GreenPool`] and [`GreenPile`] |
@@ -30,46 +35,24 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod greenpool;
-mod group;
+pub mod group;
 mod mapping;
 mod slots;
 
-use std::rc::Rc;
-
 pub use greenpool::{GreenPile, GreenPool, WaitallFromMember};
-pub use group::{Group, Pool, PoolFull};
+#[doc(inline)]
+pub use group::PoolFull;
 pub use mapping::{MapError, MapIter, Order, Reporter, start as start_map};
 
 use verdant_hub::GreenletError;
 
-/// Maps `f` over `items` through the members of `core` (shared by every group type).
-pub(crate) fn imap_on<I, A, F, T>(
-    core: &Rc<group::Core>,
-    f: F,
-    items: I,
-    order: Order,
-    maxsize: Option<usize>,
-) -> MapIter<T>
-where
-    I: IntoIterator<Item = A> + 'static,
-    A: 'static,
-    F: Fn(A) -> T + 'static,
-    T: 'static,
-{
-    let f = mapping::share(f);
-    let spawner = core.clone();
-    let (iter, feeder) = mapping::start(
-        items,
-        move |item, reporter: Reporter<T>| {
-            let f = f.clone();
-            spawner.spawn(move || reporter.run(|| f(item)));
-        },
-        order,
-        maxsize,
-    );
-    core.feeders.add(feeder);
-    iter
-}
+/// A set of greenlets that leave by themselves when they die (gevent's `Group`): the
+/// [generic group](group::Group) without a limit.
+pub type Group = group::Group<group::Unlimited>;
+
+/// A group with at most `size` members (gevent's `Pool`): `spawn`, `start` and `add` wait
+/// while it is full. The [generic group](group::Group) with a [limit](group::Limited).
+pub type Pool = group::Group<group::Limited>;
 
 /// Returns the value of a task, or re-raises its failure in the caller: the panic's own
 /// payload for a panic, "killed" for a kill.

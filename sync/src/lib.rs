@@ -27,19 +27,58 @@
 //! | [`Channel`] | `Channel` | a put waits until a getter takes the item |
 //! | [`wait`], [`iwait`] | `gevent.wait`, `gevent.iwait` | wait on several [`Waitable`]s |
 
+//!
+//! # Families
+//!
+//! gevent's variants of one primitive are one generic type here, like std's
+//! `HashMap<K, V, S>`: [`queue::Queue<T, K>`] and [`semaphore::Semaphore<K>`], whose kind
+//! parameter picks the variant. The names above are aliases for each kind; use them (the
+//! kind must be known for `new` to be found).
+//!
+//! | alias | is |
+//! |---|---|
+//! | [`Queue<T>`] | `queue::Queue<T, Fifo>` |
+//! | [`LifoQueue<T>`] | `queue::Queue<T, Lifo>` |
+//! | [`PriorityQueue<T>`] | `queue::Queue<T, Priority>` |
+//! | [`JoinableQueue<T>`] | `queue::Queue<T, Joinable>` |
+//! | [`Semaphore`], [`SemaphoreGuard`] | `semaphore::Semaphore<Unbounded>`, its guard |
+//! | [`BoundedSemaphore`], [`BoundedSemaphoreGuard`] | `semaphore::Semaphore<Bounded>`, its guard |
+
 mod channel;
 mod event;
-mod queue;
-mod semaphore;
+pub mod queue;
+pub mod semaphore;
 mod wait;
 
 pub use channel::Channel;
 pub use event::{AsyncResult, Event};
-pub use queue::{
-    GetError, JoinableQueue, LifoQueue, PriorityQueue, PutError, Queue, TaskDoneError,
-};
-pub use semaphore::{
-    BoundedSemaphore, BoundedSemaphoreGuard, Lock, LockGuard, RLock, RLockGuard, ReleaseError,
-    Semaphore, SemaphoreGuard,
-};
+#[doc(inline)]
+pub use queue::{GetError, PutError, TaskDoneError};
+#[doc(inline)]
+pub use semaphore::{Lock, LockGuard, RLock, RLockGuard, ReleaseError};
 pub use wait::{IWait, Waitable, iwait, wait};
+
+/// A first-in first-out queue between greenlets (gevent's `Queue`).
+pub type Queue<T> = queue::Queue<T, queue::Fifo>;
+
+/// A last-in first-out queue (gevent's `LifoQueue`).
+pub type LifoQueue<T> = queue::Queue<T, queue::Lifo>;
+
+/// A queue that hands out its smallest item first (gevent's `PriorityQueue`).
+pub type PriorityQueue<T> = queue::Queue<T, queue::Priority>;
+
+/// A FIFO queue that also counts unfinished work (gevent's `JoinableQueue`).
+pub type JoinableQueue<T> = queue::Queue<T, queue::Joinable>;
+
+/// A counting semaphore (gevent's `Semaphore`).
+pub type Semaphore = semaphore::Semaphore<semaphore::Unbounded>;
+
+/// A semaphore that refuses to be released more often than acquired (gevent's
+/// `BoundedSemaphore`).
+pub type BoundedSemaphore = semaphore::Semaphore<semaphore::Bounded>;
+
+/// Holds a permit of a [`Semaphore`].
+pub type SemaphoreGuard<'a> = semaphore::SemaphoreGuard<'a, semaphore::Unbounded>;
+
+/// Holds a permit of a [`BoundedSemaphore`].
+pub type BoundedSemaphoreGuard<'a> = semaphore::SemaphoreGuard<'a, semaphore::Bounded>;

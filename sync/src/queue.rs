@@ -1,4 +1,8 @@
-//! Queues between greenlets: `Queue` (FIFO), `LifoQueue`, `PriorityQueue`, `JoinableQueue`.
+//! Queues between greenlets: gevent's `Queue` (FIFO), `LifoQueue`, `PriorityQueue` and
+//! `JoinableQueue` are one type, [`Queue<T, K>`](Queue), whose [`Kind`] `K` says in which
+//! order items leave ([`Fifo`], [`Lifo`], [`Priority`]) or adds task accounting
+//! ([`Joinable`]). Every method is written once, for every kind; the joinable queue's own
+//! methods are in an `impl` of their own.
 //!
 //! # Nothing is lost
 //!
@@ -9,14 +13,14 @@
 //! item to a dead getter, and items leave in the order the queue's kind defines.
 
 use std::cell::{Cell, RefCell};
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
 use std::error::Error;
 use std::fmt;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use verdant_hub::park::{self, WaitList};
+
+use sealed::Store as _;
 
 /// Why a put failed. The item comes back.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -88,95 +92,183 @@ impl fmt::Display for TaskDoneError {
 
 impl Error for TaskDoneError {}
 
-/// Where a queue keeps its items: the order in which they come out.
-pub(crate) trait Store<T>: Default {
-    fn push(&mut self, item: T);
-    fn pop(&mut self) -> Option<T>;
-    fn peek(&self) -> Option<&T>;
-    fn len(&self) -> usize;
+/// What a queue is: in which order its items leave, and whether it counts unfinished
+/// tasks. Implemented by [`Fifo`], [`Lifo`], [`Priority`] and [`Joinable`] only.
+pub trait Kind<T>: sealed::Kind<T> {}
+
+/// First in, first out: gevent's `Queue` (`verdant_sync::Queue<T>` is `Queue<T, Fifo>`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Fifo;
+
+/// Last in, first out: gevent's `LifoQueue` (`verdant_sync::LifoQueue<T>` is
+/// `Queue<T, Lifo>`).
+///
+/// ```
+/// let q = verdant_sync::LifoQueue::new();
+/// for i in 1..=3 { q.put(i).unwrap(); }
+/// assert_eq!(q.get(), Ok(3));
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Lifo;
+
+/// Smallest first: gevent's `PriorityQueue` (`verdant_sync::PriorityQueue<T>` is
+/// `Queue<T, Priority>`). Use `(priority, item)` tuples to attach priorities.
+///
+/// ```
+/// let q = verdant_sync::PriorityQueue::new();
+/// for job in [(3, "later"), (1, "first"), (2, "then")] { q.put(job).unwrap(); }
+/// assert_eq!(q.get(), Ok((1, "first")));
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Priority;
+
+/// First in, first out, counting unfinished work: gevent's `JoinableQueue`
+/// (`verdant_sync::JoinableQueue<T>` is `Queue<T, Joinable>`). Every `put` adds one,
+/// every [`task_done`](Queue::task_done) removes one, and [`join`](Queue::join) waits until
+/// the count is zero.
+///
+/// ```
+/// let q = verdant_sync::JoinableQueue::new();
+/// let worker = {
+///     let q = q.clone();
+///     verdant_hub::spawn(move || {
+///         while let Ok(job) = q.get() {
+///             let _ = job * 2;
+///             q.task_done().unwrap();
+///         }
+///     })
+/// };
+/// for job in 0..10 { q.put(job).unwrap(); }
+/// q.join(); // every job was taken and marked done
+/// q.close();
+/// worker.join();
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Joinable;
+
+mod sealed {
+    use std::cmp::Reverse;
+    use std::collections::{BinaryHeap, VecDeque};
+
+    /// What a kind decides.
+    pub trait Kind<T> {
+        /// Where the items wait, which decides the order they leave in.
+        type Store: Store<T>;
+        /// The gevent name of the queue type, for `Debug`.
+        const NAME: &'static str;
+    }
+
+    /// Where a queue keeps its items: the order in which they come out.
+    pub trait Store<T>: Default {
+        fn push(&mut self, item: T);
+        fn pop(&mut self) -> Option<T>;
+        fn peek(&self) -> Option<&T>;
+        fn len(&self) -> usize;
+    }
+
+    impl<T> Kind<T> for super::Fifo {
+        type Store = VecDeque<T>;
+        const NAME: &'static str = "Queue";
+    }
+
+    impl<T> Kind<T> for super::Lifo {
+        type Store = Vec<T>;
+        const NAME: &'static str = "LifoQueue";
+    }
+
+    impl<T: Ord> Kind<T> for super::Priority {
+        type Store = Smallest<T>;
+        const NAME: &'static str = "PriorityQueue";
+    }
+
+    impl<T> Kind<T> for super::Joinable {
+        type Store = VecDeque<T>;
+        const NAME: &'static str = "JoinableQueue";
+    }
+
+    /// First in, first out.
+    impl<T> Store<T> for VecDeque<T> {
+        fn push(&mut self, item: T) {
+            self.push_back(item);
+        }
+        fn pop(&mut self) -> Option<T> {
+            self.pop_front()
+        }
+        fn peek(&self) -> Option<&T> {
+            self.front()
+        }
+        fn len(&self) -> usize {
+            VecDeque::len(self)
+        }
+    }
+
+    /// Last in, first out.
+    impl<T> Store<T> for Vec<T> {
+        fn push(&mut self, item: T) {
+            Vec::push(self, item);
+        }
+        fn pop(&mut self) -> Option<T> {
+            Vec::pop(self)
+        }
+        fn peek(&self) -> Option<&T> {
+            self.last()
+        }
+        fn len(&self) -> usize {
+            Vec::len(self)
+        }
+    }
+
+    /// Smallest first (gevent's `PriorityQueue` uses Python's min-heap).
+    #[derive(Debug)]
+    pub struct Smallest<T>(BinaryHeap<Reverse<T>>);
+
+    impl<T: Ord> Default for Smallest<T> {
+        fn default() -> Self {
+            Smallest(BinaryHeap::new())
+        }
+    }
+
+    impl<T: Ord> Store<T> for Smallest<T> {
+        fn push(&mut self, item: T) {
+            self.0.push(Reverse(item));
+        }
+        fn pop(&mut self) -> Option<T> {
+            self.0.pop().map(|Reverse(item)| item)
+        }
+        fn peek(&self) -> Option<&T> {
+            self.0.peek().map(|Reverse(item)| item)
+        }
+        fn len(&self) -> usize {
+            self.0.len()
+        }
+    }
 }
 
-/// First in, first out.
-pub(crate) type Fifo<T> = VecDeque<T>;
-
-impl<T> Store<T> for VecDeque<T> {
-    fn push(&mut self, item: T) {
-        self.push_back(item);
-    }
-    fn pop(&mut self) -> Option<T> {
-        self.pop_front()
-    }
-    fn peek(&self) -> Option<&T> {
-        self.front()
-    }
-    fn len(&self) -> usize {
-        VecDeque::len(self)
-    }
-}
-
-/// Last in, first out.
-pub(crate) type Lifo<T> = Vec<T>;
-
-impl<T> Store<T> for Vec<T> {
-    fn push(&mut self, item: T) {
-        Vec::push(self, item);
-    }
-    fn pop(&mut self) -> Option<T> {
-        Vec::pop(self)
-    }
-    fn peek(&self) -> Option<&T> {
-        self.last()
-    }
-    fn len(&self) -> usize {
-        Vec::len(self)
-    }
-}
-
-/// Smallest first (gevent's `PriorityQueue` uses Python's min-heap).
-pub(crate) struct Smallest<T>(BinaryHeap<Reverse<T>>);
-
-impl<T: Ord> Default for Smallest<T> {
-    fn default() -> Self {
-        Smallest(BinaryHeap::new())
-    }
-}
-
-impl<T: Ord> Store<T> for Smallest<T> {
-    fn push(&mut self, item: T) {
-        self.0.push(Reverse(item));
-    }
-    fn pop(&mut self) -> Option<T> {
-        self.0.pop().map(|Reverse(item)| item)
-    }
-    fn peek(&self) -> Option<&T> {
-        self.0.peek().map(|Reverse(item)| item)
-    }
-    fn len(&self) -> usize {
-        self.0.len()
-    }
-}
+impl<T> Kind<T> for Fifo {}
+impl<T> Kind<T> for Lifo {}
+impl<T: Ord> Kind<T> for Priority {}
+impl<T> Kind<T> for Joinable {}
 
 /// The state every queue kind shares.
-pub(crate) struct Shared<T, S> {
-    items: RefCell<S>,
+struct Shared<T, K: Kind<T>> {
+    items: RefCell<K::Store>,
     capacity: Option<usize>,
     closed: Cell<bool>,
     getters: WaitList,
     putters: WaitList,
-    /// Items put and not yet marked done (JoinableQueue).
+    /// Items put and not yet marked done (read by [`Joinable`] queues).
     unfinished: Cell<usize>,
     all_done: WaitList,
-    _item: std::marker::PhantomData<T>,
 }
 
 /// While a getter (or putter) waits: if it unwinds after being woken, wake the next one
 /// if what it was woken for is still there.
-struct PassOn<'a, T, S: Store<T>> {
-    queue: &'a Shared<T, S>,
+struct PassOn<'a, T, K: Kind<T>> {
+    queue: &'a Shared<T, K>,
     getter: bool,
 }
 
-impl<T, S: Store<T>> Drop for PassOn<'_, T, S> {
+impl<T, K: Kind<T>> Drop for PassOn<'_, T, K> {
     fn drop(&mut self) {
         if self.getter && self.queue.len() > 0 {
             self.queue.getters.notify_one();
@@ -186,21 +278,20 @@ impl<T, S: Store<T>> Drop for PassOn<'_, T, S> {
     }
 }
 
-impl<T, S: Store<T>> Shared<T, S> {
-    fn new(capacity: Option<usize>) -> Shared<T, S> {
+impl<T, K: Kind<T>> Shared<T, K> {
+    fn new(capacity: Option<usize>) -> Shared<T, K> {
         assert!(
             capacity != Some(0),
             "a queue of capacity 0 is a Channel: use verdant::sync::Channel"
         );
         Shared {
-            items: RefCell::new(S::default()),
+            items: RefCell::new(K::Store::default()),
             capacity,
             closed: Cell::new(false),
             getters: WaitList::new(),
             putters: WaitList::new(),
             unfinished: Cell::new(0),
             all_done: WaitList::new(),
-            _item: std::marker::PhantomData,
         }
     }
 
@@ -305,151 +396,13 @@ impl<T, S: Store<T>> Shared<T, S> {
     }
 }
 
-macro_rules! queue_methods {
-    ($name:ident, $store:ty $(, $bound:path)?) => {
-        impl<T $(: $bound)?> $name<T> {
-            /// An unbounded queue: `put` never waits.
-            pub fn new() -> Self {
-                $name { inner: Rc::new(Shared::new(None)) }
-            }
-
-            /// A queue holding at most `capacity` items: `put` waits while it is full.
-            ///
-            /// # Panics
-            ///
-            /// If `capacity` is 0: that is a [`Channel`](super::Channel).
-            pub fn bounded(capacity: usize) -> Self {
-                $name { inner: Rc::new(Shared::new(Some(capacity))) }
-            }
-
-            /// Puts an item, waiting while the queue is full.
-            ///
-            /// # Errors
-            ///
-            /// [`PutError::Closed`] if the queue is (or gets) closed.
-            #[inline]
-            pub fn put(&self, item: T) -> Result<(), PutError<T>> {
-                self.inner.put_until(item, None)
-            }
-
-            /// Puts an item, waiting at most `timeout` for room ([`PutError::Full`] after).
-            pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), PutError<T>> {
-                self.inner.put_until(item, Instant::now().checked_add(timeout))
-            }
-
-            /// Puts an item if there is room right now.
-            pub fn put_nowait(&self, item: T) -> Result<(), PutError<T>> {
-                self.inner.try_put(item)
-            }
-
-            /// Takes an item, waiting while the queue is empty.
-            ///
-            /// # Errors
-            ///
-            /// [`GetError::Closed`] once the queue is closed and empty.
-            #[inline]
-            pub fn get(&self) -> Result<T, GetError> {
-                self.inner.get_until(None)
-            }
-
-            /// Takes an item, waiting at most `timeout` ([`GetError::Empty`] after).
-            pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetError> {
-                self.inner.get_until(Instant::now().checked_add(timeout))
-            }
-
-            /// Takes an item if there is one right now.
-            pub fn get_nowait(&self) -> Result<T, GetError> {
-                self.inner.try_get()
-            }
-
-            /// A copy of the item `get` would return, waiting while the queue is empty.
-            pub fn peek(&self) -> Result<T, GetError>
-            where
-                T: Clone,
-            {
-                self.inner.peek_until(None)
-            }
-
-            /// Like [`peek`](Self::peek), without waiting.
-            pub fn peek_nowait(&self) -> Result<T, GetError>
-            where
-                T: Clone,
-            {
-                match self.inner.items.borrow().peek() {
-                    Some(item) => Ok(item.clone()),
-                    None if self.inner.closed.get() => Err(GetError::Closed),
-                    None => Err(GetError::Empty),
-                }
-            }
-
-            /// Items in the queue.
-            pub fn len(&self) -> usize {
-                self.inner.len()
-            }
-
-            /// Whether the queue holds no item.
-            pub fn is_empty(&self) -> bool {
-                self.inner.len() == 0
-            }
-
-            /// Whether a `put` would wait.
-            pub fn is_full(&self) -> bool {
-                self.inner.is_full()
-            }
-
-            /// The capacity given to [`bounded`](Self::bounded), or `None`.
-            pub fn capacity(&self) -> Option<usize> {
-                self.inner.capacity
-            }
-
-            /// Closes the queue: puts fail from now on, gets drain what is left and then
-            /// fail with [`GetError::Closed`]; every waiting greenlet wakes up.
-            pub fn close(&self) {
-                self.inner.close();
-            }
-
-            /// Whether [`close`](Self::close) was called.
-            pub fn is_closed(&self) -> bool {
-                self.inner.closed.get()
-            }
-
-            /// Iterates by calling `get` until the queue is closed and empty.
-            pub fn iter(&self) -> impl Iterator<Item = T> + '_ {
-                std::iter::from_fn(move || self.get().ok())
-            }
-
-            /// Iterates over the items there right now, without waiting.
-            pub fn try_iter(&self) -> impl Iterator<Item = T> + '_ {
-                std::iter::from_fn(move || self.get_nowait().ok())
-            }
-        }
-
-        impl<T $(: $bound)?> Default for $name<T> {
-            fn default() -> Self {
-                Self::new()
-            }
-        }
-
-        impl<T $(: $bound)?> Clone for $name<T> {
-            fn clone(&self) -> Self {
-                $name { inner: self.inner.clone() }
-            }
-        }
-
-        impl<T $(: $bound)?> fmt::Debug for $name<T> {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.debug_struct(stringify!($name))
-                    .field("len", &self.len())
-                    .field("capacity", &self.inner.capacity)
-                    .field("closed", &self.is_closed())
-                    .finish()
-            }
-        }
-    };
-}
-
-/// A first-in first-out queue between greenlets (gevent's `Queue`), unbounded or bounded.
-/// Cloning gives another handle to the same queue.
+/// A queue between greenlets, unbounded or bounded; its kind `K` says in which order items
+/// leave (see the [module](self) and the kinds' pages). Cloning gives another handle to the
+/// same queue.
+///
+/// `verdant_sync::Queue<T>` (FIFO), `LifoQueue<T>`, `PriorityQueue<T>` and
+/// `JoinableQueue<T>` name this type with each kind, and are what to write:
+/// `Queue::new()` needs to know the kind.
 ///
 /// ```
 /// use verdant_sync::Queue;
@@ -468,66 +421,129 @@ macro_rules! queue_methods {
 /// assert_eq!(received, [0, 1, 2, 3, 4]);
 /// producer.join();
 /// ```
-pub struct Queue<T> {
-    inner: Rc<Shared<T, Fifo<T>>>,
+pub struct Queue<T, K: Kind<T> = Fifo> {
+    inner: Rc<Shared<T, K>>,
 }
 
-queue_methods!(Queue, Fifo<T>);
+impl<T, K: Kind<T>> Queue<T, K> {
+    /// An unbounded queue: `put` never waits.
+    pub fn new() -> Self {
+        Queue { inner: Rc::new(Shared::new(None)) }
+    }
 
-/// A last-in first-out queue (gevent's `LifoQueue`).
-///
-/// ```
-/// let q = verdant_sync::LifoQueue::new();
-/// for i in 1..=3 { q.put(i).unwrap(); }
-/// assert_eq!(q.get(), Ok(3));
-/// ```
-pub struct LifoQueue<T> {
-    inner: Rc<Shared<T, Lifo<T>>>,
+    /// A queue holding at most `capacity` items: `put` waits while it is full.
+    ///
+    /// # Panics
+    ///
+    /// If `capacity` is 0: that is a [`Channel`](super::Channel).
+    pub fn bounded(capacity: usize) -> Self {
+        Queue { inner: Rc::new(Shared::new(Some(capacity))) }
+    }
+
+    /// Puts an item, waiting while the queue is full.
+    ///
+    /// # Errors
+    ///
+    /// [`PutError::Closed`] if the queue is (or gets) closed.
+    #[inline]
+    pub fn put(&self, item: T) -> Result<(), PutError<T>> {
+        self.inner.put_until(item, None)
+    }
+
+    /// Puts an item, waiting at most `timeout` for room ([`PutError::Full`] after).
+    pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), PutError<T>> {
+        self.inner.put_until(item, Instant::now().checked_add(timeout))
+    }
+
+    /// Puts an item if there is room right now.
+    pub fn put_nowait(&self, item: T) -> Result<(), PutError<T>> {
+        self.inner.try_put(item)
+    }
+
+    /// Takes an item, waiting while the queue is empty.
+    ///
+    /// # Errors
+    ///
+    /// [`GetError::Closed`] once the queue is closed and empty.
+    #[inline]
+    pub fn get(&self) -> Result<T, GetError> {
+        self.inner.get_until(None)
+    }
+
+    /// Takes an item, waiting at most `timeout` ([`GetError::Empty`] after).
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetError> {
+        self.inner.get_until(Instant::now().checked_add(timeout))
+    }
+
+    /// Takes an item if there is one right now.
+    pub fn get_nowait(&self) -> Result<T, GetError> {
+        self.inner.try_get()
+    }
+
+    /// A copy of the item `get` would return, waiting while the queue is empty.
+    pub fn peek(&self) -> Result<T, GetError>
+    where
+        T: Clone,
+    {
+        self.inner.peek_until(None)
+    }
+
+    /// Like [`peek`](Self::peek), without waiting.
+    pub fn peek_nowait(&self) -> Result<T, GetError>
+    where
+        T: Clone,
+    {
+        match self.inner.items.borrow().peek() {
+            Some(item) => Ok(item.clone()),
+            None if self.inner.closed.get() => Err(GetError::Closed),
+            None => Err(GetError::Empty),
+        }
+    }
+
+    /// Items in the queue.
+    pub fn len(&self) -> usize {
+        self.inner.len()
+    }
+
+    /// Whether the queue holds no item.
+    pub fn is_empty(&self) -> bool {
+        self.inner.len() == 0
+    }
+
+    /// Whether a `put` would wait.
+    pub fn is_full(&self) -> bool {
+        self.inner.is_full()
+    }
+
+    /// The capacity given to [`bounded`](Self::bounded), or `None`.
+    pub fn capacity(&self) -> Option<usize> {
+        self.inner.capacity
+    }
+
+    /// Closes the queue: puts fail from now on, gets drain what is left and then
+    /// fail with [`GetError::Closed`]; every waiting greenlet wakes up.
+    pub fn close(&self) {
+        self.inner.close();
+    }
+
+    /// Whether [`close`](Self::close) was called.
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.get()
+    }
+
+    /// Iterates by calling `get` until the queue is closed and empty.
+    pub fn iter(&self) -> impl Iterator<Item = T> + '_ {
+        std::iter::from_fn(move || self.get().ok())
+    }
+
+    /// Iterates over the items there right now, without waiting.
+    pub fn try_iter(&self) -> impl Iterator<Item = T> + '_ {
+        std::iter::from_fn(move || self.get_nowait().ok())
+    }
 }
 
-queue_methods!(LifoQueue, Lifo<T>);
-
-/// A queue that hands out its smallest item first (gevent's `PriorityQueue`). Use
-/// `(priority, item)` tuples to attach priorities.
-///
-/// ```
-/// let q = verdant_sync::PriorityQueue::new();
-/// for job in [(3, "later"), (1, "first"), (2, "then")] { q.put(job).unwrap(); }
-/// assert_eq!(q.get(), Ok((1, "first")));
-/// ```
-pub struct PriorityQueue<T: Ord> {
-    inner: Rc<Shared<T, Smallest<T>>>,
-}
-
-queue_methods!(PriorityQueue, Smallest<T>, Ord);
-
-/// A FIFO queue that also counts unfinished work (gevent's `JoinableQueue`): every `put`
-/// adds one, every [`task_done`](JoinableQueue::task_done) removes one, and
-/// [`join`](JoinableQueue::join) waits until the count is zero.
-///
-/// ```
-/// let q = verdant_sync::JoinableQueue::new();
-/// let worker = {
-///     let q = q.clone();
-///     verdant_hub::spawn(move || {
-///         while let Ok(job) = q.get() {
-///             let _ = job * 2;
-///             q.task_done().unwrap();
-///         }
-///     })
-/// };
-/// for job in 0..10 { q.put(job).unwrap(); }
-/// q.join(); // every job was taken and marked done
-/// q.close();
-/// worker.join();
-/// ```
-pub struct JoinableQueue<T> {
-    inner: Rc<Shared<T, Fifo<T>>>,
-}
-
-queue_methods!(JoinableQueue, Fifo<T>);
-
-impl<T> JoinableQueue<T> {
+/// The task accounting of gevent's `JoinableQueue`: every `put` counts one unfinished task.
+impl<T> Queue<T, Joinable> {
     /// Marks one item taken from the queue as processed.
     ///
     /// # Errors
@@ -570,5 +586,27 @@ impl<T> JoinableQueue<T> {
                 return self.inner.unfinished.get() == 0;
             }
         }
+    }
+}
+
+impl<T, K: Kind<T>> Default for Queue<T, K> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T, K: Kind<T>> Clone for Queue<T, K> {
+    fn clone(&self) -> Self {
+        Queue { inner: self.inner.clone() }
+    }
+}
+
+impl<T, K: Kind<T>> fmt::Debug for Queue<T, K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct(K::NAME)
+            .field("len", &self.len())
+            .field("capacity", &self.inner.capacity)
+            .field("closed", &self.is_closed())
+            .finish()
     }
 }

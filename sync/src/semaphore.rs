@@ -7,10 +7,17 @@
 //! turns. A waiter that is killed or times out after being handed a permit passes it on.
 //!
 //! [`Waker::grant`]: verdant_hub::park::Waker::grant
+//!
+//! [`Semaphore<K>`](Semaphore) is one type for gevent's two semaphores; its kind `K` says
+//! what a release without a guard may do: [`Unbounded`] (`verdant_sync::Semaphore`) adds a
+//! permit, [`Bounded`] (`verdant_sync::BoundedSemaphore`) refuses to go past the initial
+//! count. Everything else is written once, for both. [`Lock`] and [`RLock`] share the
+//! permit counter.
 
 use std::cell::Cell;
 use std::error::Error;
 use std::fmt;
+use std::marker::PhantomData;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -19,14 +26,14 @@ use verdant_hub::park::{self, WaitList};
 /// The permit counter and FIFO waiters shared by every type in this module.
 struct Permits {
     available: Cell<usize>,
-    /// The most permits a manual release may bring back (bounded semaphores only).
-    bound: Option<usize>,
+    /// The permits it was made with: what a [`Bounded`] semaphore's release may not exceed.
+    initial: usize,
     waiters: WaitList,
 }
 
 impl Permits {
     fn new(count: usize) -> Permits {
-        Permits { available: Cell::new(count), bound: None, waiters: WaitList::new() }
+        Permits { available: Cell::new(count), initial: count, waiters: WaitList::new() }
     }
 
     fn try_acquire(&self) -> bool {
@@ -93,111 +100,105 @@ impl fmt::Display for ReleaseError {
 
 impl Error for ReleaseError {}
 
-macro_rules! semaphore_type {
-    ($(#[$doc:meta])* $name:ident, $guard:ident) => {
-        $(#[$doc])*
-        #[derive(Clone)]
-        pub struct $name {
-            permits: Rc<Permits>,
-        }
+/// What a release without a guard may do: the kind of a [`Semaphore`]. Implemented by
+/// [`Unbounded`] and [`Bounded`] only.
+pub trait Kind: sealed::Kind {}
 
-        impl $name {
-            /// Waits (first-in first-out) for a permit; the guard returns it when dropped.
-            pub fn acquire(&self) -> $guard<'_> {
-                self.permits.acquire_until(None, &concat!(stringify!($name), "::acquire()"));
-                $guard { owner: self }
-            }
+/// The kind of gevent's `Semaphore`: a release without a guard always adds a permit, even
+/// past the initial count.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Unbounded;
 
-            /// Waits at most `timeout` for a permit.
-            pub fn acquire_timeout(&self, timeout: Duration) -> Option<$guard<'_>> {
-                let deadline = Instant::now().checked_add(timeout);
-                self.permits
-                    .acquire_until(deadline, &concat!(stringify!($name), "::acquire_timeout()"))
-                    .then(|| $guard { owner: self })
-            }
+/// The kind of gevent's `BoundedSemaphore`: a release without a guard that would push the
+/// free permits past the initial count is an error.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Bounded;
 
-            /// Takes a permit if one is free right now.
-            pub fn try_acquire(&self) -> Option<$guard<'_>> {
-                self.permits.try_acquire().then(|| $guard { owner: self })
-            }
-
-            /// Free permits right now (gevent's `counter`).
-            pub fn available(&self) -> usize {
-                self.permits.available.get()
-            }
-
-            /// Whether no permit is free (an `acquire` would wait).
-            pub fn locked(&self) -> bool {
-                self.available() == 0
-            }
-
-            /// Greenlets waiting for a permit.
-            pub fn waiting(&self) -> usize {
-                self.permits.waiters.len()
-            }
-        }
-
-        impl fmt::Debug for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.debug_struct(stringify!($name))
-                    .field("available", &self.available())
-                    .field("waiting", &self.waiting())
-                    .finish()
-            }
-        }
-
-        /// Holds one permit; dropping it returns the permit (to the next waiter first).
-        #[must_use = "dropping the guard releases the permit at once"]
-        pub struct $guard<'a> {
-            owner: &'a $name,
-        }
-
-        impl Drop for $guard<'_> {
-            fn drop(&mut self) {
-                self.owner.permits.release();
-            }
-        }
-
-        impl fmt::Debug for $guard<'_> {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(stringify!($guard))
-            }
-        }
-    };
+mod sealed {
+    /// What differs between the kinds, apart from `release`.
+    pub trait Kind {
+        /// The name of the semaphore type, for `Debug` and for what a waiter waits on.
+        const NAME: &'static str;
+        /// The name of its guard type, for `Debug`.
+        const GUARD: &'static str;
+    }
 }
 
-semaphore_type!(
-    /// A counting semaphore (gevent's `Semaphore`): at most `n` holders at once; waiters are
-    /// served first-in first-out.
-    ///
-    /// ```
-    /// use verdant_sync::Semaphore;
-    ///
-    /// let slots = Semaphore::new(2);
-    /// let a = slots.acquire();
-    /// let _b = slots.acquire();
-    /// assert!(slots.try_acquire().is_none());
-    /// drop(a);
-    /// assert!(slots.try_acquire().is_some());
-    /// ```
-    Semaphore,
-    SemaphoreGuard
-);
+impl sealed::Kind for Unbounded {
+    const NAME: &'static str = "Semaphore";
+    const GUARD: &'static str = "SemaphoreGuard";
+}
 
-semaphore_type!(
-    /// A semaphore that refuses to be released more often than acquired (gevent's
-    /// `BoundedSemaphore`): a manual [`release`](BoundedSemaphore::release) that would push
-    /// the free permits past `n` is an error.
-    BoundedSemaphore,
-    BoundedSemaphoreGuard
-);
+impl sealed::Kind for Bounded {
+    const NAME: &'static str = "BoundedSemaphore";
+    const GUARD: &'static str = "BoundedSemaphoreGuard";
+}
 
-impl Semaphore {
+impl Kind for Unbounded {}
+impl Kind for Bounded {}
+
+/// A counting semaphore: at most `n` holders at once; waiters are served first-in
+/// first-out. `verdant_sync::Semaphore` is `Semaphore<Unbounded>` (gevent's `Semaphore`),
+/// `verdant_sync::BoundedSemaphore` is `Semaphore<Bounded>` (gevent's `BoundedSemaphore`);
+/// they differ only in [`release`](Semaphore::release).
+///
+/// ```
+/// use verdant_sync::Semaphore;
+///
+/// let slots = Semaphore::new(2);
+/// let a = slots.acquire();
+/// let _b = slots.acquire();
+/// assert!(slots.try_acquire().is_none());
+/// drop(a);
+/// assert!(slots.try_acquire().is_some());
+/// ```
+pub struct Semaphore<K = Unbounded> {
+    permits: Rc<Permits>,
+    kind: PhantomData<K>,
+}
+
+impl<K: Kind> Semaphore<K> {
     /// A semaphore with `n` permits.
-    pub fn new(n: usize) -> Semaphore {
-        Semaphore { permits: Rc::new(Permits::new(n)) }
+    pub fn new(n: usize) -> Semaphore<K> {
+        Semaphore { permits: Rc::new(Permits::new(n)), kind: PhantomData }
     }
 
+    /// Waits (first-in first-out) for a permit; the guard returns it when dropped.
+    pub fn acquire(&self) -> SemaphoreGuard<'_, K> {
+        self.permits.acquire_until(None, &format_args!("{}::acquire()", K::NAME));
+        SemaphoreGuard { owner: self }
+    }
+
+    /// Waits at most `timeout` for a permit.
+    pub fn acquire_timeout(&self, timeout: Duration) -> Option<SemaphoreGuard<'_, K>> {
+        let deadline = Instant::now().checked_add(timeout);
+        self.permits
+            .acquire_until(deadline, &format_args!("{}::acquire_timeout()", K::NAME))
+            .then(|| SemaphoreGuard { owner: self })
+    }
+
+    /// Takes a permit if one is free right now.
+    pub fn try_acquire(&self) -> Option<SemaphoreGuard<'_, K>> {
+        self.permits.try_acquire().then(|| SemaphoreGuard { owner: self })
+    }
+
+    /// Free permits right now (gevent's `counter`).
+    pub fn available(&self) -> usize {
+        self.permits.available.get()
+    }
+
+    /// Whether no permit is free (an `acquire` would wait).
+    pub fn locked(&self) -> bool {
+        self.available() == 0
+    }
+
+    /// Greenlets waiting for a permit.
+    pub fn waiting(&self) -> usize {
+        self.permits.waiters.len()
+    }
+}
+
+impl Semaphore<Unbounded> {
     /// Adds a permit without a guard (gevent's `release`), handing it to the
     /// longest-waiting greenlet if any.
     pub fn release(&self) {
@@ -205,23 +206,60 @@ impl Semaphore {
     }
 }
 
-impl BoundedSemaphore {
-    /// A bounded semaphore with `n` permits.
-    pub fn new(n: usize) -> BoundedSemaphore {
-        BoundedSemaphore { permits: Rc::new(Permits { bound: Some(n), ..Permits::new(n) }) }
-    }
-
+impl Semaphore<Bounded> {
     /// Returns a permit taken without a guard (see [`std::mem::forget`] on a guard).
+    ///
+    /// ```
+    /// let sem = verdant_sync::BoundedSemaphore::new(1);
+    /// std::mem::forget(sem.acquire());
+    /// assert!(sem.release().is_ok());
+    /// assert!(sem.release().is_err()); // would make two free permits out of one
+    /// ```
     ///
     /// # Errors
     ///
     /// If all `n` permits are already free.
     pub fn release(&self) -> Result<(), ReleaseError> {
-        if self.permits.bound.is_some_and(|bound| self.available() >= bound) {
+        if self.available() >= self.permits.initial {
             return Err(ReleaseError("BoundedSemaphore released too many times"));
         }
         self.permits.release();
         Ok(())
+    }
+}
+
+impl<K> Clone for Semaphore<K> {
+    fn clone(&self) -> Self {
+        Semaphore { permits: self.permits.clone(), kind: PhantomData }
+    }
+}
+
+impl<K: Kind> fmt::Debug for Semaphore<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct(K::NAME)
+            .field("available", &self.available())
+            .field("waiting", &self.waiting())
+            .finish()
+    }
+}
+
+/// Holds one permit of a [`Semaphore`]; dropping it returns the permit (to the next waiter
+/// first). `verdant_sync::SemaphoreGuard` and `verdant_sync::BoundedSemaphoreGuard` are
+/// this type for each kind.
+#[must_use = "dropping the guard releases the permit at once"]
+pub struct SemaphoreGuard<'a, K = Unbounded> {
+    owner: &'a Semaphore<K>,
+}
+
+impl<K> Drop for SemaphoreGuard<'_, K> {
+    fn drop(&mut self) {
+        self.owner.permits.release();
+    }
+}
+
+impl<K: Kind> fmt::Debug for SemaphoreGuard<'_, K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(K::GUARD)
     }
 }
 

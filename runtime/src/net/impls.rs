@@ -1,6 +1,8 @@
-//! What every green socket type shares, written once: fd access, the timeout methods, and
-//! `Read`/`Write` for streams (on the stream and on `&stream`). Each macro expects the
-//! type to hold its [`Green`](verdant_hub::io::Green) socket in a field named `inner`.
+//! Trait impls every green socket type shares, written once: fd access, and `Read`/`Write`
+//! for streams (on the stream and on `&stream`). Each macro expects the type to hold its
+//! [`Green`](verdant_hub::io::Green) socket in a field named `inner`. They implement
+//! traits only: inherent methods (the timeouts, say) are written out on each type, as std
+//! does, so rustdoc and go-to-definition show them where they are.
 
 /// `AsRawFd` and `AsFd`.
 macro_rules! impl_fd {
@@ -15,39 +17,6 @@ macro_rules! impl_fd {
             fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
                 std::os::fd::AsFd::as_fd(self.inner.get_ref())
             }
-        }
-    };
-}
-
-/// `set_read_timeout`, `set_write_timeout`, `read_timeout`, `write_timeout`, with std's
-/// meaning, except that only the calling greenlet waits.
-macro_rules! timeout_methods {
-    () => {
-        /// Makes reads give up after `timeout` with `ErrorKind::TimedOut` (the socket stays
-        /// usable); `None` waits forever. A zero duration is an error, as in std.
-        pub fn set_read_timeout(
-            &self,
-            timeout: Option<std::time::Duration>,
-        ) -> std::io::Result<()> {
-            self.inner.set_read_timeout(timeout)
-        }
-
-        /// Like [`set_read_timeout`](Self::set_read_timeout), for writes.
-        pub fn set_write_timeout(
-            &self,
-            timeout: Option<std::time::Duration>,
-        ) -> std::io::Result<()> {
-            self.inner.set_write_timeout(timeout)
-        }
-
-        /// The read timeout.
-        pub fn read_timeout(&self) -> std::io::Result<Option<std::time::Duration>> {
-            Ok(self.inner.read_timeout())
-        }
-
-        /// The write timeout.
-        pub fn write_timeout(&self) -> std::io::Result<Option<std::time::Duration>> {
-            Ok(self.inner.write_timeout())
         }
     };
 }

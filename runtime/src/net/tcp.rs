@@ -187,7 +187,27 @@ impl TcpStream {
         self.inner.get_ref().nodelay()
     }
 
-    timeout_methods!();
+    /// Makes reads give up after `timeout` with `ErrorKind::TimedOut` (the socket stays
+    /// usable); `None` waits forever. A zero duration is an error, as in std. Only the
+    /// calling greenlet waits.
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.inner.set_read_timeout(timeout)
+    }
+
+    /// Like [`set_read_timeout`](Self::set_read_timeout), for writes.
+    pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.inner.set_write_timeout(timeout)
+    }
+
+    /// The read timeout.
+    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
+        Ok(self.inner.read_timeout())
+    }
+
+    /// The write timeout.
+    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
+        Ok(self.inner.write_timeout())
+    }
 
     /// Reads without removing the data from the socket's queue.
     pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::io;
 use std::net::{self, SocketAddr};
+use std::time::Duration;
 
 use super::addr::{ToSocketAddrs, each_addr};
 use verdant_hub::io::Green;
@@ -80,7 +81,27 @@ impl UdpSocket {
         self.inner.get_ref().peer_addr()
     }
 
-    timeout_methods!();
+    /// Makes reads give up after `timeout` with `ErrorKind::TimedOut` (the socket stays
+    /// usable); `None` waits forever. A zero duration is an error, as in std. Only the
+    /// calling greenlet waits.
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.inner.set_read_timeout(timeout)
+    }
+
+    /// Like [`set_read_timeout`](Self::set_read_timeout), for writes.
+    pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.inner.set_write_timeout(timeout)
+    }
+
+    /// The read timeout.
+    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
+        Ok(self.inner.read_timeout())
+    }
+
+    /// The write timeout.
+    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
+        Ok(self.inner.write_timeout())
+    }
 
     /// Allows sending to broadcast addresses.
     pub fn set_broadcast(&self, on: bool) -> io::Result<()> {

@@ -6,6 +6,7 @@ use std::net::Shutdown;
 use std::os::fd::{FromRawFd, IntoRawFd};
 use std::os::unix::net::{self, SocketAddr};
 use std::path::Path;
+use std::time::Duration;
 
 use verdant_hub::io::Interest;
 
@@ -114,7 +115,27 @@ impl UnixStream {
         self.inner.get_ref().shutdown(how)
     }
 
-    timeout_methods!();
+    /// Makes reads give up after `timeout` with `ErrorKind::TimedOut` (the socket stays
+    /// usable); `None` waits forever. A zero duration is an error, as in std. Only the
+    /// calling greenlet waits.
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.inner.set_read_timeout(timeout)
+    }
+
+    /// Like [`set_read_timeout`](Self::set_read_timeout), for writes.
+    pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.inner.set_write_timeout(timeout)
+    }
+
+    /// The read timeout.
+    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
+        Ok(self.inner.read_timeout())
+    }
+
+    /// The write timeout.
+    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
+        Ok(self.inner.write_timeout())
+    }
 
     /// The pending socket error, if any.
     pub fn take_error(&self) -> io::Result<Option<io::Error>> {
