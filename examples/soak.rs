@@ -11,8 +11,9 @@
 //!
 //! Exits non-zero if an invariant broke: a client saw a wrong byte, a wrong status, a
 //! hang or an error where none was due; a pool task failed that should not have (or a
-//! crashing one did not); a server reported a handler error; or the shutdown did not
-//! finish. Growth is printed (`RESULT soak-rss-growth …`), not judged: read the series.
+//! crashing one did not); a server reported a handler error; the shutdown did not
+//! finish; or, once everything stopped, the open fds or the greenlets of the server's
+//! hub are not back to what they were before the start. Growth is printed (`RESULT soak-rss-growth …`), not judged: read the series.
 //! Linux only (`/proc/self`). See docs/net.md, "Soak".
 
 #[path = "support/echo.rs"]
@@ -47,7 +48,13 @@ const POOL_CALLERS: usize = 2;
 
 fn main() -> ExitCode {
     verdant::processpool::worker_main(); // worker processes leave main here
-    match Options::parse(std::env::args().skip(1)) {
+    run_from_args(std::env::args().skip(1))
+}
+
+/// Parses the arguments (without the program name) and runs the soak (public for
+/// `tests/soak.rs`, which includes this file).
+pub fn run_from_args(args: impl Iterator<Item = String>) -> ExitCode {
+    match Options::parse(args) {
         Ok(options) => run(&options),
         Err(message) => {
             eprintln!("soak: {message}\n{USAGE}");
@@ -69,7 +76,7 @@ struct Running {
 }
 
 /// Runs the soak for `options.seconds`; the exit code says whether every invariant held.
-pub fn run(options: &Options) -> ExitCode {
+fn run(options: &Options) -> ExitCode {
     let started = Instant::now();
     let before = Sample::take(started);
     let running = match start(options, started) {
@@ -239,6 +246,18 @@ fn summarize(
     println!("RESULT soak-rss-growth {} KiB", growth.rss_kib);
     println!("RESULT soak-fd-growth {} fds", growth.fds);
     println!("RESULT soak-greenlet-growth {} greenlets", growth.greenlets);
+    if after.fds != before.fds {
+        broken.push(format!(
+            "{} fds open after the stop, {} before the start",
+            after.fds, before.fds
+        ));
+    }
+    if after.greenlets != before.greenlets {
+        broken.push(format!(
+            "{} greenlets alive on the server hub after the stop, {} before the start",
+            after.greenlets, before.greenlets
+        ));
+    }
     if counts.failures > 0 || counts.pool_unexpected > 0 {
         broken.push(format!(
             "{} client failures, {} unexpected pool outcomes",
