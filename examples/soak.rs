@@ -12,8 +12,8 @@
 //! Exits non-zero if an invariant broke: a client saw a wrong byte, a wrong status, a
 //! hang or an error where none was due; a pool task failed that should not have (or a
 //! crashing one did not); a server reported a handler error; the shutdown did not
-//! finish; or, once everything stopped, the open fds or the greenlets of the server's
-//! hub are not back to what they were before the start. Growth is printed (`RESULT soak-rss-growth …`), not judged: read the series.
+//! finish; or, once everything stopped, the open fds, the threads or the greenlets of
+//! the server's hub are not back to what they were before the start. Growth is printed (`RESULT soak-rss-growth …`), not judged: read the series.
 //! Linux only (`/proc/self`). See docs/net.md, "Soak".
 
 #[path = "support/echo.rs"]
@@ -38,7 +38,7 @@ use verdant::server::StreamServer;
 use soak::clients::{self, Plan};
 use soak::options::{Options, USAGE};
 use soak::probe::Sample;
-use soak::report::Series;
+use soak::report::{Growth, Series};
 use soak::rng::Rng;
 use soak::tally::Tally;
 use soak::wire::HANG_GUARD;
@@ -71,6 +71,7 @@ struct Running {
     tally: Arc<Tally>,
     stop: Arc<AtomicBool>,
     series: Rc<RefCell<Series>>,
+    reporter: verdant::Greenlet<()>,
     pool_callers: Vec<verdant::Greenlet<()>>,
     client_threads: Vec<JoinHandle<()>>,
 }
@@ -113,7 +114,7 @@ fn start(options: &Options, started: Instant) -> std::io::Result<Running> {
     let tally = Arc::new(Tally::default());
     let stop = Arc::new(AtomicBool::new(false));
     let series = Rc::new(RefCell::new(Series::new(started, options.warmup, tally.clone())));
-    start_reporter(&series, started, options);
+    let reporter = start_reporter(&series, started, options);
     let pool_callers = (0..POOL_CALLERS)
         .map(|i| start_pool_caller(&pool, &tally, &stop, options, i as u64))
         .collect();
@@ -127,16 +128,23 @@ fn start(options: &Options, started: Instant) -> std::io::Result<Running> {
                 seed: options.seed.wrapping_add(i as u64 + 1),
                 pause: options.pause,
             };
-            std::thread::Builder::new()
-                .name(format!("soak-clients-{i}"))
-                .spawn(|| clients::run(plan))
+            start_client_thread(i, plan)
         })
         .collect::<std::io::Result<_>>()?;
-    Ok(Running { echo, http, pool, tally, stop, series, pool_callers, client_threads })
+    Ok(Running { echo, http, pool, tally, stop, series, reporter, pool_callers, client_threads })
+}
+
+/// An OS thread whose hub runs one mix of client greenlets.
+fn start_client_thread(index: usize, plan: Plan) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new().name(format!("soak-clients-{index}")).spawn(|| clients::run(plan))
 }
 
 /// A greenlet that samples every interval until just before the end of the run.
-fn start_reporter(series: &Rc<RefCell<Series>>, started: Instant, options: &Options) {
+fn start_reporter(
+    series: &Rc<RefCell<Series>>,
+    started: Instant,
+    options: &Options,
+) -> verdant::Greenlet<()> {
     let (series, interval, end) = (series.clone(), options.interval, started + options.seconds);
     verdant::spawn(move || {
         let mut next = started + interval;
@@ -145,7 +153,7 @@ fn start_reporter(series: &Rc<RefCell<Series>>, started: Instant, options: &Opti
             series.borrow_mut().sample();
             next += interval;
         }
-    });
+    })
 }
 
 fn start_pool_caller(
@@ -165,44 +173,64 @@ fn start_pool_caller(
     })
 }
 
-/// Stops the load, then the servers and the pool, checking each step; returns the
-/// invariants that broke.
+/// Stops the load, then the servers and the pool, checking each step; prints the
+/// summary and returns the invariants that broke.
 fn wind_down(
-    running: Running,
+    mut running: Running,
     options: &Options,
     started: Instant,
     before: Sample,
     end: Sample,
 ) -> Vec<String> {
     let mut broken = Vec::new();
+    stop_load(&mut running, options, &mut broken);
+    let series = Rc::into_inner(running.series).expect("the reporter is dead").into_inner();
+    let (growth, baseline) = (series.growth(&end), series.baseline());
+    let dropped = series.finish(); // the printing thread ends: stdout is ours again
+    stop_services(&running.echo, &running.http, &running.pool, &mut broken);
+    let counts = running.tally.counts();
+    println!("soak: {}", soak::report::line(&end, &counts));
+    if let Some(base) = baseline {
+        println!(
+            "soak: baseline at {} s: rss {} KiB, heap {} KiB in {} blocks, fds {}, greenlets {}",
+            base.elapsed.as_secs(),
+            base.rss_kib,
+            base.heap_kib,
+            base.heap_blocks,
+            base.fds,
+            base.greenlets
+        );
+    }
+    if dropped > 0 {
+        println!("soak: {dropped} lines of the series were dropped (stdout was behind)");
+    }
+    print_growth(&growth);
+    check_after_stop(&before, &Sample::take(started), &mut broken);
+    if counts.failures > 0 || counts.pool_unexpected > 0 {
+        broken.push(format!(
+            "{} client failures, {} unexpected pool outcomes",
+            counts.failures, counts.pool_unexpected
+        ));
+    }
+    broken
+}
+
+/// Tells every client to stop, and waits for the client threads, the pool callers and
+/// the reporter to end.
+fn stop_load(running: &mut Running, options: &Options, broken: &mut Vec<String>) {
     running.stop.store(true, Relaxed);
+    running.reporter.kill(); // the end sample is taken: no more lines
     let patience = HANG_GUARD + 2 * (options.request_timeout + options.idle_timeout);
-    if !join_client_threads(running.client_threads, patience) {
+    if !join_client_threads(std::mem::take(&mut running.client_threads), patience) {
         broken.push(format!("the client threads did not finish within {patience:?}"));
     }
     if !verdant::joinall(&running.pool_callers, Some(patience)) {
         broken.push("the process-pool callers did not finish".to_string());
     }
-    for (name, server) in [("echo", &running.echo), ("http", &running.http)] {
-        server.stop(Some(Duration::from_secs(5)));
-        let stats = server.stats();
-        println!("soak: {name} server: {stats:?}");
-        if stats.handler_errors > 0 || stats.active > 0 {
-            broken.push(format!("the {name} server: {stats:?}"));
-        }
-    }
-    running.pool.close();
-    if running.pool.join().is_err() {
-        broken.push("the process pool did not join".to_string());
-    }
-    let after = Sample::take(started);
-    let counts = running.tally.counts();
-    let series = Rc::into_inner(running.series).expect("the reporter has ended").into_inner();
-    summarize(series, &before, &end, &after, counts, &mut broken);
-    broken
 }
 
-/// Waits, without blocking the hub, until every client thread has ended.
+/// Waits, without blocking the hub, until every client thread has ended; false if one
+/// did not within `patience`, or panicked.
 fn join_client_threads(threads: Vec<JoinHandle<()>>, patience: Duration) -> bool {
     let deadline = Instant::now() + patience;
     while !threads.iter().all(JoinHandle::is_finished) {
@@ -214,54 +242,55 @@ fn join_client_threads(threads: Vec<JoinHandle<()>>, patience: Duration) -> bool
     threads.into_iter().all(|thread| thread.join().is_ok())
 }
 
-/// Prints the growth and the state after the stop; adds broken invariants.
-fn summarize(
-    series: Series,
-    before: &Sample,
-    end: &Sample,
-    after: &Sample,
-    counts: soak::tally::Counts,
+/// Stops both servers (no handler may be left, none may have failed), then closes and
+/// joins the pool.
+fn stop_services(
+    echo: &StreamServer,
+    http: &StreamServer,
+    pool: &ProcessPool,
     broken: &mut Vec<String>,
 ) {
-    let growth = series.growth(end);
-    let baseline = series.baseline();
-    let dropped = series.finish();
-    println!("soak: {}", soak::report::line(end, &counts));
-    if let Some(base) = baseline {
-        println!(
-            "soak: baseline at {} s: rss {} KiB, fds {}, greenlets {}",
-            base.elapsed.as_secs(),
-            base.rss_kib,
-            base.fds,
-            base.greenlets
-        );
+    for (name, server) in [("echo", echo), ("http", http)] {
+        server.stop(Some(Duration::from_secs(5)));
+        let stats = server.stats();
+        println!("soak: {name} server: {stats:?}");
+        if stats.handler_errors > 0 || stats.active > 0 {
+            broken.push(format!("the {name} server: {stats:?}"));
+        }
     }
-    println!(
-        "soak: after the stop: fds {} (before the start {}), greenlets on the server hub {} (before {})",
-        after.fds, before.fds, after.greenlets, before.greenlets
-    );
-    if dropped > 0 {
-        println!("soak: {dropped} lines of the series were dropped (stdout was behind)");
+    pool.close();
+    if pool.join().is_err() {
+        broken.push("the process pool did not join".to_string());
     }
+}
+
+fn print_growth(growth: &Growth) {
     println!("RESULT soak-rss-growth {} KiB", growth.rss_kib);
+    println!("RESULT soak-heap-growth {} KiB", growth.heap_kib);
+    println!("RESULT soak-heap-block-growth {} blocks", growth.heap_blocks);
     println!("RESULT soak-fd-growth {} fds", growth.fds);
     println!("RESULT soak-greenlet-growth {} greenlets", growth.greenlets);
+}
+
+/// Once everything has stopped, the fds, the threads and the server hub's greenlets must
+/// be back to what they were before the start. (A thread left over would be verdant's
+/// error-report thread, started by the first report: something went wrong then.)
+fn check_after_stop(before: &Sample, after: &Sample, broken: &mut Vec<String>) {
+    println!(
+        "soak: after the stop: fds {} (before the start {}), threads {} (before {}), \
+         greenlets on the server hub {} (before {})",
+        after.fds, before.fds, after.threads, before.threads, after.greenlets, before.greenlets
+    );
     if after.fds != before.fds {
-        broken.push(format!(
-            "{} fds open after the stop, {} before the start",
-            after.fds, before.fds
-        ));
+        broken.push(format!("{} fds open after the stop, {} before", after.fds, before.fds));
+    }
+    if after.threads != before.threads {
+        broken.push(format!("{} threads after the stop, {} before", after.threads, before.threads));
     }
     if after.greenlets != before.greenlets {
         broken.push(format!(
-            "{} greenlets alive on the server hub after the stop, {} before the start",
+            "{} greenlets alive on the server hub after the stop, {} before",
             after.greenlets, before.greenlets
-        ));
-    }
-    if counts.failures > 0 || counts.pool_unexpected > 0 {
-        broken.push(format!(
-            "{} client failures, {} unexpected pool outcomes",
-            counts.failures, counts.pool_unexpected
         ));
     }
 }

@@ -10,11 +10,12 @@
 //! | `http_abuse` | bad requests (smuggling, oversized, garbage) and slow clients |
 //! | `pool_load` | process-pool calls checked by value, and tasks that crash their worker |
 //! | `tally` | the shared counters |
-//! | `probe`, `report`, `printer` | RSS, fds and live greenlets; the series; printing off the hub |
+//! | `probe`, `heap`, `report`, `printer` | RSS, live heap, fds and live greenlets; the series; printing off the hub |
 //! | `wire`, `rng` | socket helpers for clients; a seedable random generator |
 
 pub mod clients;
 pub mod echo_load;
+pub mod heap;
 pub mod http_abuse;
 pub mod http_load;
 pub mod options;

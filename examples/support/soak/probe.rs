@@ -1,5 +1,5 @@
-//! What a sample measures: resident memory, open file descriptors, and the greenlets alive
-//! on this thread's hub. Linux only (it reads `/proc/self`).
+//! What a sample measures: resident memory, live heap, open file descriptors, threads,
+//! and the greenlets alive on this thread's hub. Linux only (it reads `/proc/self`).
 
 use std::time::{Duration, Instant};
 
@@ -10,8 +10,14 @@ pub struct Sample {
     pub elapsed: Duration,
     /// Resident set size, KiB (`/proc/self/statm`).
     pub rss_kib: u64,
+    /// Heap bytes allocated and not freed, KiB (the soak's counting allocator).
+    pub heap_kib: i64,
+    /// Heap blocks allocated and not freed.
+    pub heap_blocks: i64,
     /// Open file descriptors (entries of `/proc/self/fd`).
     pub fds: u64,
+    /// OS threads of the process (`/proc/self/task`).
+    pub threads: u64,
     /// Greenlets alive on this thread's hub: spawned minus finished.
     pub greenlets: u64,
 }
@@ -20,10 +26,14 @@ impl Sample {
     /// Measures now. Reading `/proc` does not block in practice, so this runs on the hub.
     pub fn take(started: Instant) -> Sample {
         let hub = verdant::hub::stats();
+        let (heap_bytes, heap_blocks) = super::heap::live();
         Sample {
             elapsed: started.elapsed(),
             rss_kib: rss_kib(),
+            heap_kib: heap_bytes / 1024,
+            heap_blocks,
             fds: open_fds(),
+            threads: std::fs::read_dir("/proc/self/task").map_or(0, |dir| dir.count() as u64),
             greenlets: hub.spawned - hub.finished,
         }
     }

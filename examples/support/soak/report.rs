@@ -23,6 +23,8 @@ pub struct Series {
 #[derive(Clone, Copy, Debug)]
 pub struct Growth {
     pub rss_kib: i64,
+    pub heap_kib: i64,
+    pub heap_blocks: i64,
     pub fds: i64,
     pub greenlets: i64,
 }
@@ -66,6 +68,8 @@ impl Series {
         let base = self.baseline.unwrap_or(*end);
         Growth {
             rss_kib: end.rss_kib as i64 - base.rss_kib as i64,
+            heap_kib: end.heap_kib - base.heap_kib,
+            heap_blocks: end.heap_blocks - base.heap_blocks,
             fds: end.fds as i64 - base.fds as i64,
             greenlets: end.greenlets as i64 - base.greenlets as i64,
         }
@@ -87,11 +91,14 @@ impl Series {
 /// One line of the series.
 pub fn line(sample: &Sample, c: &Counts) -> String {
     format!(
-        "[{:>4}s] rss {:>6} KiB  fds {:>4}  greenlets {:>4} | echo {} http {} refused {} \
+        "[{:>4}s] rss {:>6} KiB  heap {:>5} KiB in {:>5} blocks  fds {:>4}  threads {}  greenlets {:>4} | echo {} http {} refused {} \
          resets {} slow-closed {} | pool ok {} died {} unexpected {} | failures {}",
         sample.elapsed.as_secs(),
         sample.rss_kib,
+        sample.heap_kib,
+        sample.heap_blocks,
         sample.fds,
+        sample.threads,
         sample.greenlets,
         c.echoed,
         c.http_ok,
