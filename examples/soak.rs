@@ -2,8 +2,8 @@
 //! and timeouts) and a process pool, all on the main thread's hub, under mixed load from
 //! client greenlets on other threads — good clients whose every byte is checked, clients
 //! that reset, bad and slow HTTP clients, pool tasks that crash their worker — for a
-//! bounded time. Every interval it prints RSS, open fds, live greenlets and the counts;
-//! at the end, how much each grew after the warm-up.
+//! bounded time. Every interval it prints RSS, the live heap, open fds, threads, live
+//! greenlets and the counts; at the end, how much each grew after the warm-up.
 //!
 //! ```text
 //! cargo run --release --example soak -- --seconds 600
@@ -13,8 +13,9 @@
 //! hang or an error where none was due; a pool task failed that should not have (or a
 //! crashing one did not); a server reported a handler error; the shutdown did not
 //! finish; or, once everything stopped, the open fds, the threads or the greenlets of
-//! the server's hub are not back to what they were before the start. Growth is printed (`RESULT soak-rss-growth …`), not judged: read the series.
-//! Linux only (`/proc/self`). See docs/net.md, "Soak".
+//! the server's hub are not back to what they were before the start. Growth under load
+//! is printed (`RESULT soak-rss-growth …`), not judged: read the series. Linux only
+//! (`/proc/self`). See docs/net.md, "Soak".
 
 #[path = "support/echo.rs"]
 mod echo;

@@ -90,17 +90,15 @@ pub fn run(plan: Plan) {
 /// Repeats `role` until told to stop.
 fn client(plan: &Plan, role: Role, index: u64) {
     let mut rng = Rng::new(plan.seed ^ (index << 40));
-    let pause_ms = plan.pause.as_millis() as usize;
-    while !plan.stop.load(Relaxed) {
-        if let Err(message) = role.run_once(plan, &mut rng) {
+    repeat(&plan.stop, &mut rng, plan.pause, |rng| {
+        if let Err(message) = role.run_once(plan, rng) {
             plan.tally.fail(format!("{role:?}: {message}"));
         }
-        verdant::sleep(Duration::from_millis(rng.between(0, pause_ms) as u64));
-    }
+    });
 }
 
 /// Repeats `step` on this hub until told to stop, pausing up to `pause` between rounds
-/// (for the process-pool callers, which live on the server's hub).
+/// (the clients here; the process-pool callers on the server's hub).
 pub fn repeat(stop: &AtomicBool, rng: &mut Rng, pause: Duration, mut step: impl FnMut(&mut Rng)) {
     let pause_ms = pause.as_millis() as usize;
     while !stop.load(Relaxed) {
