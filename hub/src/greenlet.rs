@@ -422,6 +422,17 @@ impl GreenletRef {
     ///
     /// A kill that arrives while the target is already unwinding (it blocks inside a
     /// destructor) waits until that unwinding is over: cleanup is never cut short.
+    ///
+    /// # Limits
+    ///
+    /// * A kill is an unwind. The target's own `std::panic::catch_unwind` around the
+    ///   blocking point swallows it, and the greenlet lives on (like Python code catching
+    ///   `GreenletExit`). Catch panics with [`catch_panic`](crate::catch_panic), which lets
+    ///   kills and timeouts through; every catch in verdant does.
+    /// * Built with `panic = "abort"`, there is no unwinding: a kill or a `with_timeout`
+    ///   expiry aborts the process.
+    /// * A greenlet that computes without ever blocking is not interrupted: the kill waits
+    ///   for its next blocking point.
     pub fn kill_with(&self, block: bool, timeout: Option<Duration>) -> bool {
         kill_task(&self.task);
         let is_self = with_hub(|hub| hub.is_current(self.task.core()));

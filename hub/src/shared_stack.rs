@@ -408,3 +408,21 @@ fn measure_depth(pattern: u8) -> usize {
     assert!(matches!(coroutine.resume(()), CoroutineResult::Return(())), "the probe ends");
     sp - lowest
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The probe behind shared stacks: what corosensei's switch writes below the stack
+    /// pointer it was given. If a corosensei upgrade changed its switch, this is where it
+    /// shows (corosensei is pinned to one version for that reason).
+    #[test]
+    fn the_switch_depth_probe_finds_a_small_stable_depth() {
+        let a = measure_depth(0xA5);
+        let b = measure_depth(0x5A);
+        assert!(a > 0 && a <= 512, "the switch writes {a} bytes below the recorded sp");
+        assert_eq!(a, b, "the depth does not depend on the fill pattern");
+        assert_eq!(measure_depth(0xA5), a, "the depth is the same every time");
+        assert_eq!(suspend_depth(), a);
+    }
+}
