@@ -31,8 +31,8 @@
 #![doc(test(attr(deny(warnings))))]
 
 pub use verdant_hub::{
-    AsGreenlet, Builder, Greenlet, GreenletError, GreenletRef, LinkId, Timeout, current, joinall,
-    killall, sleep, sleep_until, spawn, spawn_later, with_timeout, yield_now,
+    AsGreenlet, Builder, Greenlet, GreenletError, GreenletRef, LinkId, Timeout, block_on, current,
+    joinall, killall, sleep, sleep_until, spawn, spawn_later, with_timeout, yield_now,
 };
 
 pub use verdant_pool as pool;
