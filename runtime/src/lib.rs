@@ -26,7 +26,10 @@
 //! * [`processpool`]: `ProcessPool`, processing's Pool API over worker processes
 //!   ([`verdant_processpool`]);
 //! * [`net`]: green `TcpListener`, `TcpStream`, `UdpSocket`, Unix sockets, `lookup_host`;
-//! * [`server`]: `StreamServer`, gevent's TCP server with graceful stop.
+//! * [`server`]: `StreamServer`, gevent's TCP server with graceful stop;
+//! * [`block_on`]: async Rust inside a greenlet (a `Future` run to completion while the
+//!   greenlet parks), and with feature `tokio`, `compat::tokio` for futures tied to
+//!   tokio's reactor.
 
 #![doc(test(attr(deny(warnings))))]
 
@@ -40,6 +43,8 @@ pub use verdant_processpool as processpool;
 pub use verdant_sync as sync;
 pub use verdant_threadpool as threadpool;
 
+#[cfg(feature = "tokio")]
+pub mod compat;
 pub mod net;
 pub mod server;
 
