@@ -315,6 +315,7 @@ fn a_future_whose_wakers_were_all_dropped_is_a_deadlock_for_the_main_code() {
 
 #[test]
 fn a_waker_of_a_finished_call_does_not_wake_a_later_one() {
+    let _ = stats(); // this thread has a hub
     let mut old = None;
     block_on(poll_fn(|cx| {
         old = Some(cx.waker().clone());
@@ -338,6 +339,31 @@ fn a_waker_of_a_finished_call_does_not_wake_a_later_one() {
     tx.try_send(()).unwrap();
     assert_eq!(waiter.get(), Ok(Ok(())));
     assert_eq!(polls.get(), 2);
+}
+
+#[test]
+fn a_waker_kept_past_its_call_is_no_outstanding_work_and_its_wakes_are_ignored() {
+    let _ = stats(); // this thread has a hub
+    let (tx, rx) = async_channel::bounded::<u32>(1);
+    let mut kept = None;
+    let mut recv = pin!(rx.recv());
+    let got = block_on(poll_fn(|cx| {
+        kept = Some(cx.waker().clone()); // like a channel keeping the last registration
+        if tx.try_send(7).is_ok() {
+            cx.waker().wake_by_ref(); // poll again: the value is there now
+        }
+        recv.as_mut().poll(cx)
+    }));
+    assert_eq!(got, Ok(7));
+    let kept = kept.unwrap();
+    // Nothing else can wake the main code: the kept waker must not make the hub wait.
+    let msg = panic_message_of(|| verdant::hub::park::park(&"nothing at all"));
+    assert!(msg.contains("deadlock"), "{msg}");
+    // A wake of it from another thread is dropped before it reaches the inbox.
+    let before = stats().inbox_messages;
+    std::thread::spawn(move || kept.wake()).join().unwrap();
+    yield_now();
+    assert_eq!(stats().inbox_messages, before);
 }
 
 #[test]

@@ -12,7 +12,8 @@
 //!
 //! ```text
 //!   Signal ─ woken:  AtomicBool    set by a wake; cleared by block_on before it polls
-//!          ─ wakers: AtomicUsize   live Waker clones (the one lent to poll is not counted)
+//!          ─ wakers: AtomicUsize   live Waker clones (the one lent to poll is not counted),
+//!                                  and whether the call has ended (DETACHED)
 //!          ─ waiter: Hub { inbox, parked: the park::Waker of the wait in progress }
 //!                  | Thread(std::thread::Thread)       (a thread without a hub)
 //! ```
@@ -35,11 +36,16 @@
 //! blocks rather than report a deadlock; once every `Waker` is gone nothing can ever wake
 //! the future, and the main code gets the deadlock report instead of hanging. (A greenlet
 //! in that state simply waits forever, as it would on an event nobody sets; a kill still
-//! ends it.)
+//! ends it.) When the call ends, the signal is *detached*: clones that outlive the call
+//! (a channel keeps the last waker registered with it) stop counting as outstanding work,
+//! or they would keep the hub from ever reporting a deadlock and make it spin for
+//! cross-thread work that cannot come; their wakes are ignored. Count and flag share one
+//! atomic word, so exactly one of "the last drop" and "the end of the call" ends the
+//! outstanding work.
 //!
 //! # Why no wake is lost
 //!
-//! `block_on` clears `woken` with an acquiring swap, polls, and then parks only if
+//! `block_on` clears `woken` (with an acquiring swap, when it is set), polls, and then parks only if
 //! `woken` is still clear. A wake that comes before the swap in `woken`'s modification
 //! order is seen by the swap, which also makes the wake's writes visible to the poll. A
 //! wake after it finds `woken` clear, so it delivers: if it comes before the check after
@@ -50,9 +56,12 @@
 //!
 //! # Cost
 //!
-//! A call allocates nothing once the thread has made one: the signal of a finished call
-//! whose wakers are all gone is kept for the next. A future that is ready at once costs a
-//! thread-local take and put and one poll.
+//! A same-thread wake: one atomic swap, a comparison of inboxes, and the park waker's
+//! wake. A cross-thread wake: one inbox push (see `inbox.rs`). A call reuses the previous
+//! call's signal when no waker of it is left, so a future that is ready at once costs a
+//! thread-local take and put and one poll; when the future keeps a waker past the call
+//! (channels keep the last one registered), that waker keeps the signal, and the next call
+//! allocates a new one.
 
 use std::cell::Cell;
 use std::fmt;
@@ -147,6 +156,7 @@ fn on_hub<F: Future + ?Sized>(mut future: Pin<&mut F>) -> F::Output {
 /// `block_on` for a thread without a hub: park the OS thread between polls.
 fn on_thread<F: Future + ?Sized>(mut future: Pin<&mut F>) -> F::Output {
     let signal = Arc::new(Signal::new(Waiter::Thread(thread::current())));
+    let _detach = Detach(&signal);
     let waker = lent_waker(&signal);
     let mut cx = Context::from_waker(&waker);
     loop {
@@ -163,7 +173,7 @@ fn on_thread<F: Future + ?Sized>(mut future: Pin<&mut F>) -> F::Output {
         while !signal.woken.load(Ordering::Acquire) {
             // The last waker's drop unparks this thread. A wake by value sets `woken`
             // before it counts its waker out, so `woken` is read after `wakers`.
-            if signal.wakers.load(Ordering::Acquire) == 0 && !signal.woken.load(Ordering::Acquire) {
+            if signal.clones() == 0 && !signal.woken.load(Ordering::Acquire) {
                 panic!(
                     "verdant: deadlock: block_on, on a thread without a hub, waits on a future \
                      whose Wakers were all dropped: nothing can ever wake it"
@@ -178,7 +188,15 @@ fn on_thread<F: Future + ?Sized>(mut future: Pin<&mut F>) -> F::Output {
 pub(crate) struct Signal {
     /// Set by a wake; cleared by `block_on` before each poll.
     woken: AtomicBool,
-    /// Live `Waker`s made by cloning: the one lent to `poll` is borrowed and not counted.
+    /// Live `Waker`s made by cloning (the one lent to `poll` is borrowed and not counted),
+    /// plus [`DETACHED`] once the call has ended.
+    ///
+    /// # Invariant
+    ///
+    /// While not detached, the signal holds one piece of its hub's outstanding work
+    /// exactly when the count is non-zero. Whoever moves the word from "holds" to "does
+    /// not" (the last drop, or the detach) ends it; whoever moves it back (the first clone)
+    /// begins it.
     wakers: AtomicUsize,
     /// Who waits, and how to reach it.
     waiter: Waiter,
@@ -215,6 +233,9 @@ unsafe impl Send for Signal {}
 // SAFETY: as for `Send`: the only field that is not `Sync` is never shared across threads.
 unsafe impl Sync for Signal {}
 
+/// The flag of [`Signal::wakers`] that says the `block_on` call has ended.
+const DETACHED: usize = 1 << (usize::BITS - 1);
+
 impl Signal {
     fn new(waiter: Waiter) -> Signal {
         Signal { woken: AtomicBool::new(false), wakers: AtomicUsize::new(0), waiter }
@@ -222,6 +243,9 @@ impl Signal {
 
     /// Wakes whoever waits in `block_on` (see the module docs for the three paths).
     fn wake(self: &Arc<Signal>) {
+        if self.wakers.load(Ordering::Relaxed) & DETACHED != 0 {
+            return; // the call has ended: nobody waits
+        }
         if self.woken.swap(true, Ordering::AcqRel) {
             return; // already woken since the last poll: that wake delivers
         }
@@ -264,7 +288,13 @@ impl Signal {
         }
     }
 
-    /// A `Waker` was cloned: the first one counts as outstanding cross-thread work.
+    /// Live clones (whether or not the call has ended).
+    fn clones(&self) -> usize {
+        self.wakers.load(Ordering::Acquire) & !DETACHED
+    }
+
+    /// A `Waker` was cloned: while the call goes on, the first one counts as outstanding
+    /// cross-thread work.
     fn waker_made(&self) {
         if self.wakers.fetch_add(1, Ordering::Relaxed) == 0 {
             if let Waiter::Hub { inbox, .. } = &self.waiter {
@@ -273,14 +303,30 @@ impl Signal {
         }
     }
 
-    /// A `Waker` was dropped (after its wake, if it woke): the last one ends the
-    /// outstanding work, and wakes a waiting thread so it notices.
+    /// A `Waker` was dropped (after its wake, if it woke): while the call goes on, the
+    /// last one ends the outstanding work, and wakes a waiting thread so it notices.
     fn waker_dropped(&self) {
         if self.wakers.fetch_sub(1, Ordering::AcqRel) == 1 {
-            match &self.waiter {
-                Waiter::Hub { inbox, .. } => inbox.finish_one(),
-                Waiter::Thread(thread) => thread.unpark(),
+            self.nothing_left();
+        }
+    }
+
+    /// The call has ended: clones that are still alive stop counting as outstanding work.
+    fn detach(&self) {
+        let before = self.wakers.fetch_or(DETACHED, Ordering::AcqRel);
+        if before != 0 && before & DETACHED == 0 {
+            if let Waiter::Hub { inbox, .. } = &self.waiter {
+                inbox.finish_one(); // (a thread's own call has ended: nothing to unpark)
             }
+        }
+    }
+
+    /// Nothing can wake the call any more: end its outstanding work, or unpark its thread
+    /// so that it notices.
+    fn nothing_left(&self) {
+        match &self.waiter {
+            Waiter::Hub { inbox, .. } => inbox.finish_one(),
+            Waiter::Thread(thread) => thread.unpark(),
         }
     }
 }
@@ -290,7 +336,7 @@ struct Waiting<'a>(&'a Signal);
 
 impl fmt::Display for Waiting<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0.wakers.load(Ordering::Acquire) == 0 {
+        if self.0.clones() == 0 {
             f.write_str("a future in block_on whose Wakers were all dropped")
         } else {
             f.write_str("a future in block_on")
@@ -390,11 +436,22 @@ impl Drop for Lease {
         let Some(mut signal) = self.0.take() else { return };
         // SAFETY: a lease lives in `on_hub`, on the hub's thread.
         drop(unsafe { signal.set_parked(None) });
+        signal.detach();
         // Unique: no waker of this call is left, and none can be made any more (the lent
         // one lived only during the polls), so the next call may reuse it.
         if let Some(unique) = Arc::get_mut(&mut signal) {
             *unique.woken.get_mut() = false;
+            *unique.wakers.get_mut() = 0;
             let _ = SPARE.try_with(|spare| spare.set(Some(signal)));
         }
+    }
+}
+
+/// Detaches a thread's signal when its `block_on` call ends (returns or unwinds).
+struct Detach<'a>(&'a Signal);
+
+impl Drop for Detach<'_> {
+    fn drop(&mut self) {
+        self.0.detach();
     }
 }
