@@ -436,13 +436,15 @@ impl Drop for Lease {
         let Some(mut signal) = self.0.take() else { return };
         // SAFETY: a lease lives in `on_hub`, on the hub's thread.
         drop(unsafe { signal.set_parked(None) });
-        signal.detach();
-        // Unique: no waker of this call is left, and none can be made any more (the lent
-        // one lived only during the polls), so the next call may reuse it.
-        if let Some(unique) = Arc::get_mut(&mut signal) {
-            *unique.woken.get_mut() = false;
-            *unique.wakers.get_mut() = 0;
-            let _ = SPARE.try_with(|spare| spare.set(Some(signal)));
+        // Unique: no waker of this call is left (so no outstanding work to end), and none
+        // can be made any more (the lent one lived only during the polls): the next call
+        // may reuse it. Otherwise the surviving wakers must stop counting.
+        match Arc::get_mut(&mut signal) {
+            Some(unique) => {
+                *unique.woken.get_mut() = false;
+                let _ = SPARE.try_with(|spare| spare.set(Some(signal)));
+            }
+            None => signal.detach(),
         }
     }
 }
