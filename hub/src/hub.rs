@@ -125,6 +125,19 @@ pub(crate) fn try_with_hub<R>(f: impl FnOnce(&Hub) -> R) -> Option<R> {
     Some(f(unsafe { &*address }))
 }
 
+/// Like [`with_hub`], but never creates a hub: `None` on a thread that has none (yet, or
+/// any more). Used by code that may run on any thread, such as a `block_on` waker.
+#[inline]
+pub(crate) fn with_existing_hub<R>(f: impl FnOnce(&Hub) -> R) -> Option<R> {
+    let address = HUB_ADDRESS.try_with(Cell::get).ok()?;
+    if address.is_null() {
+        return None;
+    }
+    // SAFETY: by the invariant of `HUB_ADDRESS`, a non-null address is this thread's live
+    // hub.
+    Some(f(unsafe { &*address }))
+}
+
 /// Why the main code's wait can never end.
 pub(crate) struct Deadlock;
 

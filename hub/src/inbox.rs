@@ -62,6 +62,8 @@ pub(crate) enum Message {
     Wake(usize),
     /// The waker lent out under this key was dropped unused: forget it.
     Release(usize),
+    /// A `block_on` waker fired on another thread: wake its greenlet if it is parked.
+    WakeBlockOn(Arc<crate::block_on::Signal>),
     /// Only wakes the hub so that it re-checks whether it can still be woken.
     Nop,
 }
@@ -271,6 +273,9 @@ impl Remote {
                 Message::Release(key) => {
                     self.lent.borrow_mut().try_remove(key);
                 }
+                // SAFETY: the drain runs on the hub's thread, and a signal is only ever
+                // pushed to the inbox of its own hub.
+                Message::WakeBlockOn(signal) => unsafe { signal.wake_parked() },
                 Message::Nop => {}
             }
         }

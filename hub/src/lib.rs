@@ -36,6 +36,7 @@
 //! | | `time.rs`, `timeout.rs` | [`sleep`], [`yield_now`], [`with_timeout`] |
 //! | | [`io`] | [`io::Registration`], [`io::wait_readable`], [`io::Green`] (a non-blocking socket or pipe whose calls park the greenlet) |
 //! | | `remote.rs` | the handles other threads hold: [`RemoteHandle`], [`RemoteWaker`] |
+//! | | `block_on.rs` | [`block_on`]: a `Future` run inside a greenlet, and the `std::task::Waker` that wakes it |
 //! | the loop | `hub.rs` | **the scheduler**: the per-thread hub and its loop (start here) |
 //! | subsystems | `stacks.rs` (`stack.rs`, `shared_stack.rs`) | every stack a greenlet runs on, under one policy |
 //! | | `timer.rs` | the timer wheel |
@@ -60,6 +61,7 @@
 
 #![doc(test(attr(deny(warnings))))]
 
+mod block_on;
 mod config;
 mod error;
 mod greenlet;
@@ -79,6 +81,7 @@ mod time;
 mod timeout;
 mod timer;
 
+pub use block_on::block_on;
 pub use config::{HubConfig, StackMode};
 pub use error::{GreenletError, Panic, catch_panic, panic_message};
 pub use greenlet::{

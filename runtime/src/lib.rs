@@ -26,14 +26,17 @@
 //! * [`processpool`]: `ProcessPool`, processing's Pool API over worker processes
 //!   ([`verdant_processpool`]);
 //! * [`net`]: green `TcpListener`, `TcpStream`, `UdpSocket`, Unix sockets, `lookup_host`;
-//! * [`server`]: `StreamServer`, gevent's TCP server with graceful stop.
+//! * [`server`]: `StreamServer`, gevent's TCP server with graceful stop;
+//! * [`block_on`]: async Rust inside a greenlet (a `Future` run to completion while the
+//!   greenlet parks), and with feature `tokio`, `compat::tokio` for futures tied to
+//!   tokio's reactor.
 
 #![doc(test(attr(deny(warnings))))]
 
 pub use verdant_hub::{
-    AsGreenlet, Builder, Greenlet, GreenletError, GreenletRef, LinkId, Panic, Timeout, catch_panic,
-    current, in_greenlet, joinall, killall, panic_message, sleep, sleep_until, spawn, spawn_later,
-    with_timeout, yield_now,
+    AsGreenlet, Builder, Greenlet, GreenletError, GreenletRef, LinkId, Panic, Timeout, block_on,
+    catch_panic, current, in_greenlet, joinall, killall, panic_message, sleep, sleep_until, spawn,
+    spawn_later, with_timeout, yield_now,
 };
 
 pub use verdant_pool as pool;
@@ -41,6 +44,8 @@ pub use verdant_processpool as processpool;
 pub use verdant_sync as sync;
 pub use verdant_threadpool as threadpool;
 
+#[cfg(feature = "tokio")]
+pub mod compat;
 pub mod net;
 pub mod server;
 
