@@ -274,12 +274,13 @@ fn handler_errors_and_panics_are_reported_and_serving_goes_on() {
 fn peers_that_reset_half_close_or_stall_do_not_disturb_the_others() {
     let errors = Rc::new(RefCell::new(Vec::new()));
     let handler = |mut stream: TcpStream, _| -> io::Result<()> {
-        // Only a peer that stopped after "half" gets a short read timeout: a timeout that
-        // must not fire (the good client's) cannot, however slow the machine is.
+        // Only the staller (it starts with "stal") gets a short read timeout: timeouts that
+        // must not fire (the good client's, the resetter's before its reset arrives)
+        // cannot, however slow the machine is.
         stream.set_read_timeout(Some(Duration::from_secs(30)))?;
         let mut message = [0; 8];
         stream.read_exact(&mut message[..4])?;
-        if &message[..4] == b"half" {
+        if &message[..4] == b"stal" {
             stream.set_read_timeout(Some(Duration::from_millis(50)))?;
         }
         stream.read_exact(&mut message[4..])?;
@@ -299,7 +300,7 @@ fn peers_that_reset_half_close_or_stall_do_not_disturb_the_others() {
     half_closer.shutdown(Shutdown::Write).unwrap();
     // Stall: sends half a message and then nothing.
     let staller = TcpStream::connect(addr).unwrap();
-    (&staller).write_all(b"half").unwrap();
+    (&staller).write_all(b"stal").unwrap();
     let deadline = Instant::now() + Duration::from_secs(30); // a hang guard
     while server.stats().accepted < 3 && Instant::now() < deadline {
         sleep(Duration::from_millis(1)); // until the three handlers run
