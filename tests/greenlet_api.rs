@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use verdant::sync::Event;
 use verdant::{Builder, Greenlet, GreenletError, current, sleep, spawn, yield_now};
 
 #[test]
@@ -40,9 +41,16 @@ fn a_new_greenlet_runs_only_once_started() {
 
 #[test]
 fn join_timeout_reports_whether_the_greenlet_died() {
-    let g = spawn(|| sleep(Duration::from_millis(30)));
+    // The greenlet ends only when the gate opens, so the first wait must time out however
+    // long its 1 ms takes.
+    let gate = Event::new();
+    let g = spawn({
+        let gate = gate.clone();
+        move || gate.wait()
+    });
     assert!(!g.join_timeout(Duration::from_millis(1)));
     assert!(!g.ready());
+    gate.set();
     assert!(g.join_timeout(Duration::from_secs(30)));
     assert!(g.successful());
 }

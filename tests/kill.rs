@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use util::{DropCounter, Log};
 use verdant::hub::park::{self, WaitList};
+use verdant::sync::Event;
 use verdant::{GreenletError, current, killall, sleep, spawn, with_timeout, yield_now};
 
 /// Holds a "lock" flag while alive; releasing it is what a guard's destructor does.
@@ -95,6 +96,21 @@ impl Drop for SlowCleanup {
     }
 }
 
+/// A destructor that blocks until the test opens its gate: cleanup that takes exactly as
+/// long as the test wants, however loaded the machine is.
+struct GatedCleanup {
+    log: Log,
+    gate: Event,
+}
+
+impl Drop for GatedCleanup {
+    fn drop(&mut self) {
+        self.log.push("cleanup started");
+        self.gate.wait();
+        self.log.push("cleanup finished");
+    }
+}
+
 #[test]
 fn blocking_kill_returns_only_after_the_cleanup_ran() {
     let log = Log::new();
@@ -112,33 +128,47 @@ fn blocking_kill_returns_only_after_the_cleanup_ran() {
 #[test]
 fn non_blocking_kill_and_kill_with_a_timeout() {
     let log = Log::new();
-    let l = log.clone();
-    let g = spawn(move || {
-        let _c = SlowCleanup { log: l, millis: 50 };
-        sleep(Duration::from_secs(60));
+    let gate = Event::new();
+    let g = spawn({
+        let (log, gate) = (log.clone(), gate.clone());
+        move || {
+            let _c = GatedCleanup { log, gate };
+            sleep(Duration::from_secs(60));
+        }
     });
     yield_now();
     assert!(!g.kill_with(false, None), "not dead yet: the kill travels at the next turn");
-    assert!(!g.kill_with(true, Some(Duration::from_millis(5))), "cleanup takes 50 ms");
+    assert!(!g.kill_with(true, Some(Duration::from_millis(5))), "the cleanup waits for the gate");
+    assert_eq!(log.take(), ["cleanup started"]);
+    assert!(!g.ready());
+    gate.set();
     g.join();
-    assert_eq!(log.take(), ["cleanup started", "cleanup finished"]);
+    assert_eq!(log.take(), ["cleanup finished"]);
     assert_eq!(g.error(), Some(GreenletError::Killed));
 }
 
 #[test]
 fn a_second_kill_during_cleanup_does_not_cut_it_short() {
     let log = Log::new();
-    let l = log.clone();
-    let target = spawn(move || {
-        let _c = SlowCleanup { log: l, millis: 30 };
-        sleep(Duration::from_secs(60));
+    let gate = Event::new();
+    let target = spawn({
+        let (log, gate) = (log.clone(), gate.clone());
+        move || {
+            let _c = GatedCleanup { log, gate };
+            sleep(Duration::from_secs(60));
+        }
     });
     yield_now();
     target.kill_with(false, None);
-    sleep(Duration::from_millis(5)); // the target is now blocked inside its destructor
+    yield_now(); // the target unwinds and blocks inside its destructor
     assert_eq!(log.take(), ["cleanup started"]);
     let t = target.clone();
     let second = spawn(move || t.kill());
+    yield_now(); // the second greenlet sends its kill and waits for the target
+    yield_now(); // the target is woken by that kill inside its cleanup, which goes on
+    assert!(!second.ready() && !target.ready());
+    assert!(log.take().is_empty(), "the cleanup was not cut short");
+    gate.set();
     second.join();
     assert_eq!(log.take(), ["cleanup finished"]);
     assert_eq!(target.get(), Err(GreenletError::Killed));

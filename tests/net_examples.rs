@@ -273,18 +273,35 @@ fn a_chat_member_that_never_reads_is_disconnected_without_stalling_the_room() {
     let mut listener = Chatter::join(&server, "listener");
     assert_eq!(talker.next_line(), "* listener joined");
     const LINES: usize = 10_000; // 10 MB: more than the sleeper's socket buffers hold
+    // The talker sends in batches and waits until the listener has read each one, so the
+    // listener's inbox (100 lines) never fills: the room's 500 ms slow-client timeout must
+    // fire for the sleeper only, never for the listener, however loaded the machine is.
+    const BATCH: usize = 20;
     let line = "x".repeat(1000);
-    let reader = spawn(move || {
-        let mut got = 0;
-        while got < LINES {
-            if listener.next_line().starts_with("talker: ") {
-                got += 1;
+    let batches_read = verdant::sync::Queue::new();
+    let reader = spawn({
+        let batches_read = batches_read.clone();
+        move || {
+            let mut got = 0;
+            while got < LINES {
+                if listener.next_line().starts_with("talker: ") {
+                    got += 1;
+                    if got % BATCH == 0 {
+                        batches_read.put(got).unwrap();
+                    }
+                }
             }
+            (got, listener) // keep the connection open
         }
-        (got, listener) // keep the connection open
     });
-    for _ in 0..LINES {
-        talker.say(&line);
+    for batch in 1..=LINES / BATCH {
+        if batch > 2 {
+            // At most two batches ahead of the listener: 40 lines, less than its inbox.
+            assert_eq!(batches_read.get(), Ok((batch - 2) * BATCH));
+        }
+        for _ in 0..BATCH {
+            talker.say(&line);
+        }
     }
     assert_eq!(reader.get().unwrap().0, LINES, "the listener got every line");
     assert_eq!(talker.next_line(), "* sleeper left", "the sleeper was disconnected");

@@ -66,14 +66,23 @@ fn serves_many_clients_at_once() {
 
 #[test]
 fn a_bounded_pool_caps_concurrent_handlers_and_serves_everyone() {
+    // The handlers hold their place until the gate opens; the test opens it only after all
+    // six clients are connected (waiting in the backlog) and two handlers run, so a third
+    // handler would have started by then if the pool let it.
     let running = Rc::new(Cell::new(0usize));
     let most = Rc::new(Cell::new(0usize));
+    let two_running = Event::new();
+    let gate = Event::new();
     let handler = {
         let (running, most) = (running.clone(), most.clone());
+        let (two_running, gate) = (two_running.clone(), gate.clone());
         move |mut stream: TcpStream, _| -> io::Result<()> {
             running.set(running.get() + 1);
             most.set(most.get().max(running.get()));
-            sleep(Duration::from_millis(5)); // overlap with the others if allowed
+            if running.get() == 2 {
+                two_running.set();
+            }
+            gate.wait();
             stream.write_all(b"done")?;
             running.set(running.get() - 1);
             Ok(())
@@ -82,19 +91,35 @@ fn a_bounded_pool_caps_concurrent_handlers_and_serves_everyone() {
     let server = StreamServer::new("127.0.0.1:0", handler).unwrap().with_pool(Pool::new(Some(2)));
     server.start().unwrap();
     let addr = server.local_addr();
+    let connected = Rc::new(Cell::new(0usize));
+    let all_connected = Event::new();
     let clients: Vec<_> = (0..6)
         .map(|_| {
+            let (connected, all_connected) = (connected.clone(), all_connected.clone());
             spawn(move || {
+                let mut stream = TcpStream::connect(addr).unwrap();
+                connected.set(connected.get() + 1);
+                if connected.get() == 6 {
+                    all_connected.set();
+                }
                 let mut reply = String::new();
-                TcpStream::connect(addr).unwrap().read_to_string(&mut reply).unwrap();
+                stream.read_to_string(&mut reply).unwrap();
                 reply
             })
         })
         .collect();
+    assert!(all_connected.wait_timeout(Duration::from_secs(30)));
+    assert!(two_running.wait_timeout(Duration::from_secs(30)));
+    for _ in 0..10 {
+        yield_now(); // room for the accept loop to (wrongly) start a third
+    }
+    assert_eq!((running.get(), server.stats().accepted), (2, 2), "the pool of 2 caps them");
+    gate.set();
     for client in &clients {
         assert_eq!(client.get().unwrap(), "done");
     }
     assert_eq!(most.get(), 2, "the pool of 2 must cap the handlers at 2");
+    assert_eq!(server.stats().accepted, 6);
     server.stop(None);
 }
 
@@ -249,9 +274,16 @@ fn handler_errors_and_panics_are_reported_and_serving_goes_on() {
 fn peers_that_reset_half_close_or_stall_do_not_disturb_the_others() {
     let errors = Rc::new(RefCell::new(Vec::new()));
     let handler = |mut stream: TcpStream, _| -> io::Result<()> {
-        stream.set_read_timeout(Some(Duration::from_millis(50)))?;
+        // Only the staller (it starts with "stal") gets a short read timeout: timeouts that
+        // must not fire (the good client's, the resetter's before its reset arrives)
+        // cannot, however slow the machine is.
+        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
         let mut message = [0; 8];
-        stream.read_exact(&mut message)?;
+        stream.read_exact(&mut message[..4])?;
+        if &message[..4] == b"stal" {
+            stream.set_read_timeout(Some(Duration::from_millis(50)))?;
+        }
+        stream.read_exact(&mut message[4..])?;
         stream.write_all(&message)
     };
     let server = StreamServer::new("127.0.0.1:0", handler).unwrap().on_error(collecting(&errors));
@@ -268,14 +300,17 @@ fn peers_that_reset_half_close_or_stall_do_not_disturb_the_others() {
     half_closer.shutdown(Shutdown::Write).unwrap();
     // Stall: sends half a message and then nothing.
     let staller = TcpStream::connect(addr).unwrap();
-    (&staller).write_all(b"half").unwrap();
-    sleep(Duration::from_millis(5)); // let the three handlers start reading
+    (&staller).write_all(b"stal").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30); // a hang guard
+    while server.stats().accepted < 3 && Instant::now() < deadline {
+        sleep(Duration::from_millis(1)); // until the three handlers run
+    }
     drop(resetter);
 
     let mut good = TcpStream::connect(addr).unwrap();
     assert_eq!(round_trip(&mut good, b"whole!!!").unwrap(), b"whole!!!");
 
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(30);
     while server.stats().handler_errors < 3 && Instant::now() < deadline {
         sleep(Duration::from_millis(5));
     }

@@ -7,21 +7,25 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use util::{DropCounter, Log};
+use verdant::sync::Event;
 use verdant::{GreenletError, sleep, spawn};
 
 #[test]
 fn a_panic_is_reported_by_get_and_others_keep_running() {
+    // `before` and `after` are blocked (alive) while the crasher panics, and carry on once
+    // the gate opens; their order comes from the gate's FIFO wake-up, not from timers.
     let log = Log::new();
-    let l = log.clone();
+    let gate = Event::new();
+    let (l, g) = (log.clone(), gate.clone());
     let before = spawn(move || {
-        sleep(Duration::from_millis(5));
+        g.wait();
         l.push("before");
         1
     });
     let crasher = spawn(|| -> u32 { panic!("boom {}", 42) });
-    let l = log.clone();
+    let (l, g) = (log.clone(), gate.clone());
     let after = spawn(move || {
-        sleep(Duration::from_millis(10));
+        g.wait();
         l.push("after");
         2
     });
@@ -30,6 +34,8 @@ fn a_panic_is_reported_by_get_and_others_keep_running() {
     assert!(crasher.ready());
     assert!(!crasher.successful());
     assert_eq!(crasher.error(), Some(GreenletError::Panicked("boom 42".into())));
+    assert!(!before.ready() && !after.ready());
+    gate.set();
     assert_eq!(before.get(), Ok(1));
     assert_eq!(after.get(), Ok(2));
     assert_eq!(log.take(), ["before", "after"]);

@@ -9,7 +9,7 @@ mod util;
 
 use std::cell::Cell;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use util::panic_message_of;
 use verdant::pool::{GreenPool, Group, MapError, Pool};
@@ -81,11 +81,22 @@ macro_rules! suite {
             #[test]
             fn apply_async_never_blocks_and_gets_the_value() {
                 let pool = $make;
-                let started = Instant::now();
-                let tasks: Vec<_> = (0..20u64).map(|x| pool.apply_async(move || sqr(x))).collect();
-                assert!(started.elapsed() < Duration::from_secs(5));
+                // Had apply_async blocked (waiting for room in a full pool), the hub would
+                // have run the tasks already submitted meanwhile.
+                let ran = Rc::new(Cell::new(0usize));
+                let tasks: Vec<_> = (0..20u64)
+                    .map(|x| {
+                        let ran = ran.clone();
+                        pool.apply_async(move || {
+                            ran.set(ran.get() + 1);
+                            sqr(x)
+                        })
+                    })
+                    .collect();
+                assert_eq!(ran.get(), 0, "apply_async returned without letting anything run");
                 let values: Vec<u64> = tasks.iter().map(|g| g.get().unwrap()).collect();
                 assert_eq!(values, squares(20));
+                assert_eq!(ran.get(), 20);
             }
 
             #[test]
@@ -157,16 +168,21 @@ macro_rules! suite {
             #[test]
             fn imap_unordered_is_in_completion_order() {
                 let pool = $make;
+                // Task x takes x turns of the hub (yield_now: FIFO), not x milliseconds: the
+                // completion order does not depend on how long anything takes. With two
+                // places, 2 starts when 1 is done and still ends long before 100.
                 let nap = |x: u64| {
-                    sleep(Duration::from_millis(x * 4));
+                    for _ in 0..x {
+                        yield_now();
+                    }
                     x
                 };
                 let got: Vec<u64> =
-                    pool.imap_unordered(nap, [10, 1, 2]).map(Result::unwrap).collect();
+                    pool.imap_unordered(nap, [100, 1, 2]).map(Result::unwrap).collect();
                 if size() == Some(1) {
-                    assert_eq!(got, [10, 1, 2]);
+                    assert_eq!(got, [100, 1, 2]);
                 } else {
-                    assert_eq!(got, [1, 2, 10]);
+                    assert_eq!(got, [1, 2, 100]);
                 }
             }
 
@@ -296,19 +312,23 @@ macro_rules! suite {
             fn kill_during_map_stops_spawning_new_tasks() {
                 let pool = $make;
                 let started = Rc::new(Cell::new(0usize));
-                let s = started.clone();
                 let n = size().unwrap_or(10) * 2;
+                // As many tasks as the pool admits start, then wait for a kill: none of them
+                // can end by itself, so a `true` from kill means it interrupted them.
+                let all_in = verdant::sync::Event::new();
+                let (s, a) = (started.clone(), all_in.clone());
                 let result = pool.map_async(
                     move |_: usize| {
                         s.set(s.get() + 1);
-                        sleep(Duration::from_millis(100));
+                        if s.get() == size().unwrap_or(n) {
+                            a.set();
+                        }
+                        sleep(Duration::from_secs(60));
                     },
                     0..n,
                 );
-                sleep(Duration::from_millis(10));
-                let t = Instant::now();
-                assert!(pool.kill(true, Some(Duration::from_secs(10))));
-                assert!(t.elapsed() < Duration::from_secs(5), "kill returned promptly");
+                all_in.wait();
+                assert!(pool.kill(true, Some(Duration::from_secs(30))));
                 let started_at_kill = started.get();
                 result.join();
                 sleep(Duration::from_millis(5));

@@ -95,6 +95,30 @@ fn picky(x: u64) -> u64 {
     x
 }
 
+/// Waits until the file at `gate` exists (the test opens the gate), then returns `value`:
+/// a task that takes exactly as long as the test wants. `None`: returns at once. Gives up
+/// after a minute (a hang guard) with `u64::MAX`, which no test expects.
+fn after_gate((gate, value): (Option<String>, u64)) -> u64 {
+    let Some(gate) = gate else { return value };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::path::Path::new(&gate).exists() {
+        if Instant::now() >= deadline {
+            return u64::MAX;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    value
+}
+
+/// Creates a file in the directory `announce` (so the test knows the task is running in a
+/// worker), then sleeps `ms`.
+fn announce_in_then_sleep((announce, ms): (String, u64)) -> u64 {
+    let me = format!("{announce}/{}", std::process::id());
+    std::fs::write(me, b"").unwrap();
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
 static INITIALIZED_WITH: AtomicU64 = AtomicU64::new(0);
 
 fn remember(value: u64) {
@@ -208,6 +232,31 @@ impl Scratch {
     fn string(&self) -> String {
         self.0.to_str().unwrap().to_string()
     }
+
+    /// A fresh directory at this path, for gates and announcements.
+    fn directory(tag: &str) -> Scratch {
+        let scratch = Scratch::new(tag);
+        std::fs::create_dir_all(&scratch.0).unwrap();
+        scratch
+    }
+
+    /// The path of a gate (a file that does not exist until [`open`](Scratch::open)).
+    fn gate(&self, name: &str) -> String {
+        self.0.join(name).to_string_lossy().into_owned()
+    }
+
+    fn open(&self, name: &str) {
+        std::fs::write(self.gate(name), b"").unwrap();
+    }
+
+    /// Waits (as a greenlet) until `count` tasks announced themselves in this directory.
+    fn wait_for_announcements(&self, count: usize) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.remaining() < count {
+            assert!(Instant::now() < deadline, "fewer than {count} tasks started in 30 s");
+            verdant::sleep(Duration::from_millis(1));
+        }
+    }
 }
 
 impl Drop for Scratch {
@@ -296,11 +345,13 @@ fn callbacks_run_exactly_once_before_get_returns() {
 
 fn successful_is_an_error_before_the_result_is_ready() {
     let pool = pool(1);
-    let slow = pool.apply_async(sleep_ms, 300);
+    let scratch = Scratch::directory("successful");
+    let slow = pool.apply_async(after_gate, (Some(scratch.gate("go")), 300));
     assert_eq!(slow.successful(), Err(NotReady));
     assert!(!slow.ready());
     assert!(!slow.wait(Some(Duration::from_millis(10))));
     assert_eq!(slow.get(Some(Duration::from_millis(10))), Err(GetError::Timeout));
+    scratch.open("go");
     assert_eq!(slow.get(LONG), Ok(300));
 }
 
@@ -316,8 +367,11 @@ fn map_matches_a_sequential_map_for_any_chunksize() {
 
 fn imap_is_in_order_and_next_timeout_times_out() {
     let pool = pool(2);
-    let mut results = pool.imap(sleep_ms, [300, 0, 0], 1);
-    assert!(results.next_timeout(Duration::from_millis(10)).is_err(), "300 ms are not over");
+    let scratch = Scratch::directory("imap");
+    let items = [(Some(scratch.gate("first")), 300), (None, 0), (None, 0)];
+    let mut results = pool.imap(after_gate, items, 1);
+    assert!(results.next_timeout(Duration::from_millis(10)).is_err(), "the first is not done");
+    scratch.open("first");
     assert_eq!(results.next(), Some(Ok(300)));
     assert_eq!(results.next_timeout(Duration::from_secs(30)), Ok(Some(Ok(0))));
     assert_eq!(results.collect::<Vec<_>>(), [Ok(0)]);
@@ -326,9 +380,16 @@ fn imap_is_in_order_and_next_timeout_times_out() {
 }
 
 fn imap_unordered_yields_in_completion_order() {
+    // The first item (on one worker) waits for its gate, which opens only once the second
+    // (on the other worker) came back: the completion order is fixed, not timed.
     let pool = pool(2);
-    let order: Vec<u64> = pool.imap_unordered(sleep_ms, [400, 0], 1).map(Result::unwrap).collect();
-    assert_eq!(order, [0, 400]);
+    let scratch = Scratch::directory("unordered");
+    let items = [(Some(scratch.gate("first")), 400), (None, 0)];
+    let mut results = pool.imap_unordered(after_gate, items, 1);
+    assert_eq!(results.next_timeout(Duration::from_secs(30)), Ok(Some(Ok(0))));
+    scratch.open("first");
+    assert_eq!(results.next_timeout(Duration::from_secs(30)), Ok(Some(Ok(400))));
+    assert_eq!(results.next(), None);
 }
 
 fn a_panic_reaches_the_caller_and_the_worker_survives() {
@@ -359,9 +420,9 @@ fn a_crashing_worker_fails_its_task_and_is_replaced() {
 fn a_worker_killed_from_outside_fails_its_task_and_is_replaced() {
     let pool = pool(1);
     let worker = pool.apply(pid, ()).unwrap();
-    let started = Scratch::new("killed-from-outside");
-    let stuck = pool.apply_async(announce_then_sleep, (started.string(), 20_000));
-    wait_until_exists(&started.0); // it runs: killing the worker now kills it mid-task
+    let scratch = Scratch::directory("killed");
+    let stuck = pool.apply_async(announce_in_then_sleep, (scratch.string(), 20_000));
+    scratch.wait_for_announcements(1); // it runs in the worker now
     // SAFETY: kill(2) on our own child.
     assert_eq!(unsafe { libc::kill(worker as i32, libc::SIGKILL) }, 0);
     match stuck.get(LONG) {
@@ -447,13 +508,15 @@ fn close_then_join_finishes_the_queue() {
 
 fn terminate_with_thousands_of_long_tasks_is_prompt_and_leaves_no_process() {
     let pool = pool(2);
-    let pending: Vec<_> = (0..2000).map(|_| pool.apply_async(sleep_ms, 10_000)).collect();
-    verdant::sleep(Duration::from_millis(100)); // two of them are running
+    let scratch = Scratch::directory("terminate");
+    let pending: Vec<_> = (0..2000)
+        .map(|_| pool.apply_async(announce_in_then_sleep, (scratch.string(), 10_000)))
+        .collect();
+    scratch.wait_for_announcements(2); // two of them are running
     let pids = pool.pids();
     assert_eq!(pids.len(), 2);
-    let start = Instant::now();
+    // Prompt: the two running tasks are cut short, not awaited (they would report 10000).
     pool.terminate();
-    assert!(start.elapsed() < Duration::from_secs(5), "terminate took {:?}", start.elapsed());
     assert!(
         pending
             .iter()
@@ -467,8 +530,9 @@ fn terminate_with_thousands_of_long_tasks_is_prompt_and_leaves_no_process() {
 
 fn dropping_the_pool_terminates_it() {
     let pool = pool(2);
-    let running = pool.apply_async(sleep_ms, 10_000);
-    verdant::sleep(Duration::from_millis(50));
+    let scratch = Scratch::directory("drop");
+    let running = pool.apply_async(announce_in_then_sleep, (scratch.string(), 10_000));
+    scratch.wait_for_announcements(1);
     let pids = pool.pids();
     drop(pool);
     assert_eq!(running.get(LONG), Err(GetError::Failed(TaskError::Terminated)));
@@ -514,18 +578,24 @@ fn a_worker_running_another_binary_is_refused() {
 }
 
 fn other_greenlets_run_while_a_task_runs() {
+    // The task runs until a greenlet opens its gate after 20 ticks: `apply` can only
+    // return if greenlets kept running while the caller waited for the task.
     let pool = pool(1);
+    let scratch = Rc::new(Scratch::directory("ticks"));
     let ticks = Rc::new(Cell::new(0u32));
     let ticker = verdant::spawn({
-        let ticks = ticks.clone();
-        move || loop {
-            verdant::sleep(Duration::from_millis(1));
-            ticks.set(ticks.get() + 1);
+        let (ticks, scratch) = (ticks.clone(), scratch.clone());
+        move || {
+            for _ in 0..20 {
+                verdant::sleep(Duration::from_millis(1));
+                ticks.set(ticks.get() + 1);
+            }
+            scratch.open("ticked");
         }
     });
-    assert_eq!(pool.apply(sleep_ms, 200), Ok(200));
-    ticker.kill();
-    assert!(ticks.get() >= 20, "only {} ticks in 200 ms", ticks.get());
+    assert_eq!(pool.apply(after_gate, (Some(scratch.gate("ticked")), 200)), Ok(200));
+    assert_eq!(ticks.get(), 20);
+    ticker.join();
     let askers: Vec<_> = (0..50u64)
         .map(|x| {
             let result = pool.apply_async(square, x);

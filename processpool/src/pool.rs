@@ -232,11 +232,11 @@ impl Builder {
 ///
 ///     let pool = ProcessPool::new(Some(4)).unwrap(); // 4 worker processes
 ///     let result = pool.apply_async(square, 10); // square(10) in a worker
-///     assert_eq!(result.get(Some(Duration::from_secs(1))), Ok(100));
+///     assert_eq!(result.get(Some(Duration::from_secs(30))), Ok(100));
 ///     assert_eq!(pool.map(square, 0..10, None).unwrap(), [0, 1, 4, 9, 16, 25, 36, 49, 64, 81]);
 ///     let mut squares = pool.imap(square, 0..10, 1);
 ///     assert_eq!(squares.next(), Some(Ok(0)));
-///     assert_eq!(squares.next_timeout(Duration::from_secs(1)), Ok(Some(Ok(1))));
+///     assert_eq!(squares.next_timeout(Duration::from_secs(30)), Ok(Some(Ok(1))));
 /// }
 /// ```
 ///

@@ -54,7 +54,7 @@ impl Waitable for verdant_hub::GreenletRef {
 /// let (a, b) = (Event::new(), Event::new());
 /// let b2 = b.clone();
 /// verdant_hub::spawn(move || b2.set());
-/// let ready = wait(&[&a as &dyn Waitable, &b], Some(Duration::from_secs(5)), Some(1));
+/// let ready = wait(&[&a as &dyn Waitable, &b], Some(Duration::from_secs(30)), Some(1));
 /// assert_eq!(ready, [1]);
 /// ```
 pub fn wait(
@@ -90,12 +90,19 @@ pub fn wait(
 /// come out in index order.
 ///
 /// ```
-/// use std::time::Duration;
-/// use verdant_sync::{Waitable, iwait};
+/// use verdant_sync::{Event, Waitable, iwait};
 ///
-/// let slow = verdant_hub::spawn(|| verdant_hub::sleep(Duration::from_millis(20)));
-/// let fast = verdant_hub::spawn(|| verdant_hub::sleep(Duration::from_millis(1)));
-/// let order: Vec<usize> = iwait(&[&slow as &dyn Waitable, &fast], None).collect();
+/// let go = Event::new();
+/// let slow = verdant_hub::spawn({
+///     let go = go.clone();
+///     move || go.wait() // finishes only once `go` is set
+/// });
+/// let fast = verdant_hub::spawn(|| ());
+/// let mut order = Vec::new();
+/// for i in iwait(&[&slow as &dyn Waitable, &fast], None) {
+///     order.push(i);
+///     go.set(); // `fast` came first; now let `slow` finish
+/// }
 /// assert_eq!(order, [1, 0]);
 /// ```
 pub fn iwait<'a>(objects: &'a [&'a dyn Waitable], timeout: Option<Duration>) -> IWait<'a> {
