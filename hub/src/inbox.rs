@@ -18,26 +18,9 @@
 //!
 //! # The sleeping/queued handshake
 //!
-//! The hub stores `sleeping = true`, then loads `queued`; a poster stores `queued = true`,
-//! then loads `sleeping`; all four accesses are `SeqCst`, so they happen in one total
-//! order. Whichever store comes first in that order is seen by the other side's load:
-//!
-//! ```text
-//!   1. hub stores sleeping, hub loads queued (false), poster stores queued, poster loads
-//!      sleeping (true)  → the poster writes the eventfd; the hub's epoll_wait returns.
-//!   2. poster stores queued, poster loads sleeping (false), hub stores sleeping, hub loads
-//!      queued (true)    → the hub does not sleep; it drains at once.
-//!   3. hub stores sleeping, poster stores queued, hub loads queued (true), poster loads
-//!      sleeping (true)  → both act: the hub stays awake, and the eventfd write it no
-//!      longer needs is read by its next poll (one spurious wake-up, harmless).
-//!   4. poster stores queued, hub stores sleeping, poster loads sleeping (true), hub loads
-//!      queued (true)    → as 3.
-//! ```
-//!
-//! The one order that would lose a message — both loads seeing `false` — needs each load
-//! to come before the other side's store, and each store before its own load: a cycle,
-//! which a total order cannot have. The same argument covers `outstanding` (the last piece
-//! of cross-thread work ending while the hub decides whether it is deadlocked).
+//! Whether a poster writes the eventfd, and whether the hub may block, is decided by the
+//! handshake in `door.rs` ([`Door`]): its module docs draw the four interleavings, and its
+//! loom model checks them all.
 //!
 //! Outstanding cross-thread work (a lent waker, a work guard) keeps the hub's deadlock
 //! check from firing: something may still arrive.
@@ -45,11 +28,12 @@
 use std::cell::{Cell, RefCell};
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 use slab::Slab;
 
+use crate::door::Door;
 use crate::error::{catch_panic, panic_message};
 use crate::io::{IoDriver, WAKE_TOKEN};
 use crate::task::Waker;
@@ -71,34 +55,22 @@ pub(crate) enum Message {
 /// The hub's end of the cross-thread channel.
 pub(crate) struct Inbox {
     queue: Mutex<Vec<Message>>,
-    /// Whether `queue` is non-empty; lets the hub skip the lock when nothing came.
-    queued: AtomicBool,
-    /// Whether the hub is (about to be) blocked in `epoll_wait`. Posters write the eventfd
-    /// only then: a hub that is running or spinning sees `queued` by itself.
-    ///
-    /// The hub stores `sleeping` and then loads `queued` (and `outstanding`); a poster
-    /// stores `queued` (or decrements `outstanding`) and then loads `sleeping`, all
-    /// `SeqCst`, so at least one side sees the other's store: either the hub does not
-    /// sleep, or the poster wakes it.
-    sleeping: AtomicBool,
+    /// The flags that decide who wakes whom (see `door.rs`).
+    door: Door,
     /// Set when the hub's thread ends; later posts fail.
     closed: AtomicBool,
     waker: mio::Waker,
     wake_writes: AtomicU64,
-    /// Live remote wakers and work guards: sources of future messages.
-    outstanding: AtomicUsize,
 }
 
 impl Inbox {
     pub(crate) fn new(io: &IoDriver) -> io::Result<Inbox> {
         Ok(Inbox {
             queue: Mutex::new(Vec::new()),
-            queued: AtomicBool::new(false),
-            sleeping: AtomicBool::new(false),
+            door: Door::new(),
             closed: AtomicBool::new(false),
             waker: io.new_waker(WAKE_TOKEN)?,
             wake_writes: AtomicU64::new(0),
-            outstanding: AtomicUsize::new(0),
         })
     }
 
@@ -112,10 +84,10 @@ impl Inbox {
             }
             let was_empty = queue.is_empty();
             queue.push(message);
-            self.queued.store(true, Ordering::SeqCst);
+            self.door.mark_queued();
             was_empty
         };
-        if was_empty && self.sleeping.load(Ordering::SeqCst) {
+        if was_empty && self.door.hub_is_asleep() {
             self.write_eventfd();
         }
         Ok(())
@@ -130,52 +102,45 @@ impl Inbox {
     /// The hub is about to block in `epoll_wait`. Returns `false` (and stays awake) if a
     /// message came or the outstanding work ended meanwhile: see `sleeping`.
     pub(crate) fn fall_asleep(&self) -> bool {
-        self.sleeping.store(true, Ordering::SeqCst);
-        if self.queued.load(Ordering::SeqCst) {
-            self.sleeping.store(false, Ordering::Relaxed);
-            return false;
-        }
-        true
+        self.door.fall_asleep()
     }
 
     pub(crate) fn wake_up(&self) {
-        self.sleeping.store(false, Ordering::Relaxed);
+        self.door.wake_up();
     }
 
     /// Pieces of cross-thread work announced and not finished.
     pub(crate) fn outstanding(&self) -> usize {
-        self.outstanding.load(Ordering::SeqCst)
+        self.door.outstanding()
     }
 
     /// Counts one more piece of outstanding work (a lent waker, a work guard): a message
     /// may still come. [`finish_one`](Inbox::finish_one) ends it.
     pub(crate) fn begin_one(&self) {
-        self.outstanding.fetch_add(1, Ordering::Relaxed);
+        self.door.begin_one();
     }
 
     /// Whether a message is queued (one atomic load: checked at every turn boundary).
     #[inline]
     pub(crate) fn has_messages(&self) -> bool {
-        self.queued.load(Ordering::Acquire)
+        self.door.has_messages()
     }
 
     /// Swaps the queue's contents into `out` (which must be empty). Returns whether
     /// anything was taken.
     pub(crate) fn take_all(&self, out: &mut Vec<Message>) -> bool {
-        if !self.queued.load(Ordering::Acquire) {
+        if !self.door.has_messages() {
             return false;
         }
         let mut queue = self.queue.lock();
-        self.queued.store(false, Ordering::Relaxed);
+        self.door.clear_queued();
         std::mem::swap(&mut *queue, out);
         !out.is_empty()
     }
 
     /// Whether a message is queued or may still arrive.
     pub(crate) fn may_receive(&self) -> bool {
-        // Senders queue their message before they stop counting as outstanding, so
-        // reading `outstanding` first cannot miss a message sent by the last of them.
-        self.outstanding.load(Ordering::SeqCst) > 0 || self.queued.load(Ordering::SeqCst)
+        self.door.may_receive()
     }
 
     pub(crate) fn wake_writes(&self) -> u64 {
@@ -196,9 +161,7 @@ impl Inbox {
     /// One piece of outstanding work ended (after its message, if any, was queued). If it
     /// was the last and the hub is asleep, wake it so it re-checks for a deadlock.
     pub(crate) fn finish_one(&self) {
-        if self.outstanding.fetch_sub(1, Ordering::SeqCst) == 1
-            && self.sleeping.load(Ordering::SeqCst)
-        {
+        if self.door.finish_one() {
             // An asleep hub has an empty inbox, so this push writes the eventfd.
             let _ = self.push(Message::Nop);
         }

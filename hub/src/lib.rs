@@ -41,7 +41,7 @@
 //! | subsystems | `stacks.rs` (`stack.rs`, `shared_stack.rs`) | every stack a greenlet runs on, under one policy |
 //! | | `timer.rs` | the timer wheel |
 //! | | `io/driver.rs` | the mio poll and the readiness of every registered fd |
-//! | | `inbox.rs` | the cross-thread door: the inbox and the wakers lent to other threads |
+//! | | `inbox.rs` (`door.rs`) | the cross-thread door: the inbox, the wakers lent to other threads, and the sleeping/queued handshake (loom-checked) |
 //! | | `overflow.rs`, `stats.rs`, [`report`] | overflow reports, counters, error lines that never block |
 //! | vocabulary | `task/` | a greenlet's scheduler state, its life cycle, wakers, the run queue |
 //! | | `error.rs`, `config.rs` | [`GreenletError`], [`HubConfig`] |
@@ -63,6 +63,7 @@
 
 mod block_on;
 mod config;
+mod door;
 mod error;
 mod greenlet;
 mod hub;
