@@ -53,9 +53,8 @@ fn submit(job: Job) {
     let mut queue = resolver.queue.lock().unwrap_or_else(|e| e.into_inner());
     queue.jobs.push_back(job);
     if queue.idle == 0 && queue.threads < MAX_THREADS {
-        let started = std::thread::Builder::new()
-            .name("verdant-resolver".into())
-            .spawn(move || work(resolver));
+        let started =
+            std::thread::Builder::new().name("verdant-dns".into()).spawn(move || work(resolver));
         if started.is_ok() {
             queue.threads += 1;
         }

@@ -144,6 +144,7 @@ real_functions! {
     fn gethostbyname(name: *const c_char) -> *mut hostent;
     fn gethostbyname_r(name: *const c_char, ret: *mut hostent, buf: *mut c_char, buflen: size_t, result: *mut *mut hostent, h_errnop: *mut c_int) -> c_int;
     fn sigaction(sig: c_int, act: *const sigaction_t, old: *mut sigaction_t) -> c_int;
+    fn signal(sig: c_int, handler: libc::sighandler_t) -> libc::sighandler_t;
 }
 
 /// `fcntl` and `ioctl` are C-variadic: they are called through a variadic pointer, with

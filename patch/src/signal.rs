@@ -129,14 +129,19 @@ unsafe fn wrap(sig: c_int, act: *const sigaction_t, old: *mut sigaction_t) -> c_
     r
 }
 
-/// `signal(2)`: glibc's BSD semantics (`SA_RESTART`, the handler stays installed), through
-/// the hooked `sigaction`.
+/// `signal(2)`: for a wrappable signal once installed, glibc's BSD semantics
+/// (`SA_RESTART`, the handler stays installed) through the hooked `sigaction`; otherwise
+/// libc's own.
 ///
 /// # Safety
 ///
 /// As for libc's `signal`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn signal(sig: c_int, handler: sighandler_t) -> sighandler_t {
+    if !gate::installed() || !wrappable(sig) {
+        // SAFETY: the caller's own call.
+        return unsafe { real::signal(sig, handler) };
+    }
     // SAFETY: sigaction is plain data; zero is "no flags, empty mask".
     let mut act: sigaction_t = unsafe { std::mem::zeroed() };
     act.sa_sigaction = handler;

@@ -26,7 +26,10 @@
 //! * [`processpool`]: `ProcessPool`, processing's Pool API over worker processes
 //!   ([`verdant_processpool`]);
 //! * [`net`]: green `TcpListener`, `TcpStream`, `UdpSocket`, Unix sockets, `lookup_host`;
-//! * [`server`]: `StreamServer`, gevent's TCP server with graceful stop.
+//! * [`server`]: `StreamServer`, gevent's TCP server with graceful stop;
+//! * `patch` (cargo feature `patch`, Linux/glibc): libc hooks that make unmodified
+//!   blocking code — `std::net`, `std::thread::sleep`, C libraries — cooperative inside
+//!   greenlets, gevent's `monkey.patch_all()` (crate `verdant-patch`; see `docs/patch.md`).
 
 #![doc(test(attr(deny(warnings))))]
 
@@ -35,6 +38,8 @@ pub use verdant_hub::{
     killall, sleep, sleep_until, spawn, spawn_later, with_timeout, yield_now,
 };
 
+#[cfg(feature = "patch")]
+pub use verdant_patch as patch;
 pub use verdant_pool as pool;
 pub use verdant_processpool as processpool;
 pub use verdant_sync as sync;
@@ -82,3 +87,8 @@ pub struct NetGuideExamples;
 #[doc = include_str!("../../docs/processpool.md")]
 #[cfg(doctest)]
 pub struct ProcesspoolGuideExamples;
+
+/// The example of `docs/patch.md`, compiled as a doctest (not run: it needs servers).
+#[doc = include_str!("../../docs/patch.md")]
+#[cfg(all(doctest, feature = "patch"))]
+pub struct PatchGuideExamples;
