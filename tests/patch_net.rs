@@ -316,3 +316,82 @@ fn errno_is_kept_across_a_call_that_parked_and_succeeded() {
     server.write_all(b"hi").unwrap();
     assert_eq!(reader.get().unwrap(), (2, 4242));
 }
+
+#[test]
+fn one_blocking_writev_queues_every_buffer_while_a_reader_drains() {
+    patch_support::install();
+    let (client, server) = pair();
+    // As for `write` above: without the hooks the writev blocks the thread until the
+    // kernel's SO_SNDTIMEO ends it, and the test fails. With them, the rest after each
+    // partial send goes on from the right byte of the right buffer.
+    client.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+    server.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    const HALF: usize = 4 << 20;
+    let reader = spawn(move || {
+        let (mut received, mut buf) = (Vec::new(), vec![0; 64 << 10]);
+        loop {
+            match (&server).read(&mut buf) {
+                Ok(0) | Err(_) => return received,
+                Ok(n) => received.extend_from_slice(&buf[..n]),
+            }
+        }
+    });
+    let writer = spawn(move || {
+        let (first, second) = (vec![1u8; HALF], vec![2u8; HALF]);
+        let iov = [
+            libc::iovec { iov_base: first.as_ptr() as *mut _, iov_len: HALF },
+            libc::iovec { iov_base: second.as_ptr() as *mut _, iov_len: HALF },
+        ];
+        // SAFETY: two valid buffers; one call, which must queue both (in order).
+        let n = unsafe { libc::writev(client.as_raw_fd(), iov.as_ptr(), 2) };
+        client.shutdown(Shutdown::Write).unwrap();
+        n
+    });
+    assert_eq!(writer.get().unwrap(), (2 * HALF) as isize);
+    let received = reader.get().unwrap();
+    assert_eq!(received.len(), 2 * HALF);
+    assert!(received[..HALF].iter().all(|&b| b == 1) && received[HALF..].iter().all(|&b| b == 2));
+}
+
+/// Bytes queued in `fd`'s receive buffer, not yet read.
+fn unread(fd: i32) -> i32 {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int.
+    assert_eq!(unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) }, 0);
+    n
+}
+
+#[test]
+fn a_waitall_receive_waits_for_every_byte_cooperatively() {
+    patch_support::install();
+    let (client, mut server) = pair();
+    // Bounds the receive when it is not cooperative (the test then fails, not hangs).
+    client.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let fd = client.as_raw_fd(); // `client` stays open until the test ends
+    let returned = Rc::new(Cell::new(false));
+    let r = returned.clone();
+    let reader = spawn(move || {
+        let mut buf = [0u8; 30];
+        // SAFETY: a valid buffer.
+        let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_WAITALL) };
+        r.set(true);
+        (n, buf.to_vec())
+    });
+    // One chunk at a time: each is written once the reader has taken the one before (the
+    // socket's queue is empty again), so its one call must have taken all three.
+    let writer = spawn(move || {
+        let mut taken_while_inside = 0;
+        for chunk in [b"0123456789", b"abcdefghij", b"ABCDEFGHIJ"] {
+            server.write_all(chunk).unwrap();
+            while !returned.get() && unread(fd) > 0 {
+                verdant::sleep(Duration::from_millis(1));
+            }
+            taken_while_inside += usize::from(!returned.get());
+        }
+        taken_while_inside
+    });
+    // The first two chunks were taken by the call still waiting for the rest.
+    assert_eq!(writer.get().unwrap(), 2);
+    assert_eq!(reader.get().unwrap(), (30, b"0123456789abcdefghijABCDEFGHIJ".to_vec()));
+    drop(client);
+}
