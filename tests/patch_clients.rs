@@ -16,7 +16,7 @@ mod http_hello;
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -24,10 +24,10 @@ use patch_support::{HangGuard, InFlight, Ticker};
 use verdant::spawn;
 
 /// Waits (a verdant sleep at a time, so the hub runs) until `n` greenlets are in flight,
-/// for at most `limit`; returns whether they were.
-fn wait_until_in_flight(in_flight: &InFlight, n: usize, limit: Duration) -> bool {
-    let give_up = Instant::now() + limit;
-    while in_flight.now() < n && Instant::now() < give_up && !in_flight.failed() {
+/// or one found its call blocked the thread; returns whether they were. (No time limit:
+/// the test's hang guard is the bound.)
+fn wait_until_in_flight(in_flight: &InFlight, n: usize) -> bool {
+    while in_flight.now() < n && !in_flight.failed() {
         verdant::sleep(Duration::from_millis(1));
     }
     in_flight.now() >= n
@@ -76,7 +76,7 @@ fn ureq_fetches_from_http_hello_in_200_greenlets_at_once() {
             })
         })
         .collect();
-    let all_in = wait_until_in_flight(&in_flight, HTTP_CLIENTS, Duration::from_secs(10));
+    let all_in = wait_until_in_flight(&in_flight, HTTP_CLIENTS);
     let _ = go_tx.send(());
     let bodies: Vec<_> = clients.iter().map(|c| c.get().unwrap()).collect();
     done.store(true, Ordering::SeqCst);
@@ -153,6 +153,28 @@ impl Drop for RedisServer {
 
 const REDIS_CLIENTS: usize = 100;
 
+/// Without the hooks the first subscriber blocks the test's thread for good: a plain thread
+/// publishes once no greenlet has subscribed for 5 s while some never did, so that the
+/// test fails rather than hangs. With the hooks all subscribe and it never publishes.
+fn publish_if_stuck(client: &redis::Client, subscribed: Arc<AtomicUsize>, stop: Arc<AtomicBool>) {
+    let client = client.clone();
+    std::thread::spawn(move || {
+        let (mut seen, mut since) = (0, Instant::now());
+        while !stop.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(50));
+            let now = subscribed.load(Ordering::SeqCst);
+            if now != seen {
+                (seen, since) = (now, Instant::now());
+            }
+            if now < REDIS_CLIENTS && since.elapsed() > Duration::from_secs(5) {
+                let mut con = client.get_connection().unwrap();
+                let _: redis::RedisResult<i64> =
+                    redis::cmd("PUBLISH").arg("verdant-patch-go").arg("fallback").query(&mut con);
+            }
+        }
+    });
+}
+
 #[test]
 fn the_redis_sync_client_works_in_100_greenlets_at_once() {
     patch_support::install();
@@ -161,9 +183,11 @@ fn the_redis_sync_client_works_in_100_greenlets_at_once() {
     let client = redis::Client::open(format!("redis://{addr}/")).unwrap();
     let in_flight = InFlight::new();
     let ticker = Ticker::start(&in_flight);
+    let subscribed = Arc::new(AtomicUsize::new(0));
     let clients: Vec<_> = (0..REDIS_CLIENTS)
         .map(|i| {
             let (in_flight, client) = (in_flight.clone(), client.clone());
+            let subscribed = subscribed.clone();
             spawn(move || {
                 if in_flight.failed() {
                     return None;
@@ -175,6 +199,7 @@ fn the_redis_sync_client_works_in_100_greenlets_at_once() {
                 // Then wait, inside the client, for a message only sent once all are in.
                 let mut pubsub = con.as_pubsub();
                 pubsub.subscribe("verdant-patch-go").unwrap();
+                subscribed.fetch_add(1, Ordering::SeqCst);
                 in_flight.enter();
                 let message: String = pubsub.get_message().unwrap().get_payload().unwrap();
                 in_flight.leave();
@@ -183,20 +208,9 @@ fn the_redis_sync_client_works_in_100_greenlets_at_once() {
             })
         })
         .collect();
-    // Without the hooks the first subscriber blocks the thread: a plain thread publishes
-    // after a while, so that the test fails rather than hangs.
     let stop_fallback = Arc::new(AtomicBool::new(false));
-    let (stop, fallback_client) = (stop_fallback.clone(), client.clone());
-    std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_secs(5));
-        let mut con = fallback_client.get_connection().unwrap();
-        while !stop.load(Ordering::SeqCst) {
-            let _: redis::RedisResult<i64> =
-                redis::cmd("PUBLISH").arg("verdant-patch-go").arg("fallback").query(&mut con);
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    });
-    let all_in = wait_until_in_flight(&in_flight, REDIS_CLIENTS, Duration::from_secs(10));
+    publish_if_stuck(&client, subscribed, stop_fallback.clone());
+    let all_in = wait_until_in_flight(&in_flight, REDIS_CLIENTS);
     // The main code's calls pass through (blocking): fine, the server is elsewhere.
     let mut con = client.get_connection().unwrap();
     let receivers: i64 =
