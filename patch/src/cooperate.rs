@@ -81,71 +81,128 @@ pub(crate) fn run(
     mut attempt: impl FnMut(usize, bool) -> isize,
 ) -> isize {
     let hooked = Hooked::enter();
-    let interest = direction.interest();
-    let mut done = 0usize;
-    let mut deadline: Option<Option<Instant>> = None;
+    let mut call = Call { fd, entry, direction, shape, done: 0, deadline: None };
     // Known not ready (a short read drained it, or an EAGAIN): wait before asking.
-    let wants_bytes = match shape {
-        Shape::One { len, .. } => len > 0,
-        Shape::All { total } => total > 0,
-    };
-    let mut skip = wants_bytes
-        && fds::existing_slot(fd, entry.generation)
-            .is_some_and(|slot| !slot.registration().is_ready(interest));
+    let mut skip = call.known_not_ready();
     loop {
         if !skip {
-            let r = attempt(done, true);
-            if r >= 0 {
-                let n = r as usize;
-                match shape {
-                    Shape::One { len, peek } => {
-                        if direction_is_read(direction) && !peek && n < len {
-                            drained(fd, entry, interest);
-                        }
-                        return hooked.ok(r);
-                    }
-                    Shape::All { total } => {
-                        done += n;
-                        if done >= total || (n == 0 && direction_is_read(direction)) {
-                            return hooked.ok(done as isize);
-                        }
-                        continue;
-                    }
-                }
-            }
-            let error = gate::errno();
-            if error != libc::EAGAIN && error != libc::EWOULDBLOCK {
-                return finish(hooked, done, error);
-            }
-            if kernel_nonblocking(fd) {
-                // The user made it non-blocking behind the table's back (a raw syscall):
-                // EAGAIN is the answer they asked for.
-                fds::set_nonblocking(fd, true);
-                return finish(hooked, done, libc::EAGAIN);
+            match call.try_once(&mut attempt) {
+                Attempt::Finished(r) => return hooked.ok(r),
+                Attempt::Failed(error) => return finish(hooked, call.done, error),
+                Attempt::Again => continue,
+                Attempt::WouldBlock => {}
             }
         }
         skip = false;
-        let deadline =
-            *deadline.get_or_insert_with(|| wait::socket_deadline(fd, direction.timeout_option()));
-        match wait::until_ready(&hooked, fd, entry.generation, interest, deadline) {
+        match call.wait(&hooked) {
             Ok(()) => {}
-            Err(Stop::TimedOut) => return finish(hooked, done, libc::EAGAIN),
-            Err(Stop::Interrupted) => return finish(hooked, done, libc::ECANCELED),
-            Err(Stop::Closed) => return finish(hooked, done, libc::EBADF),
-            Err(Stop::Unavailable(_)) => {
-                // Not registrable with the hub: make the real, blocking call.
-                let r = attempt(done, false);
-                return match r {
-                    r if r >= 0 => hooked.ok(done as isize + r),
-                    _ => finish(hooked, done, gate::errno()),
-                };
-            }
+            Err(Stop::Unavailable(_)) => return call.blocking(hooked, &mut attempt),
+            Err(stop) => return finish(hooked, call.done, stop_errno(stop)),
         }
     }
 }
 
-fn direction_is_read(direction: Direction) -> bool {
-    matches!(direction, Direction::Read)
+/// One cooperative call in progress.
+struct Call {
+    fd: c_int,
+    entry: Fd,
+    direction: Direction,
+    shape: Shape,
+    /// Bytes moved so far (for [`Shape::All`]).
+    done: usize,
+    /// From `SO_RCVTIMEO`/`SO_SNDTIMEO`, read at the first wait.
+    deadline: Option<Option<Instant>>,
+}
+
+/// How one non-blocking attempt went.
+enum Attempt {
+    /// The call is over: return this (`errno` as the caller had it).
+    Finished(isize),
+    /// The call is over with this error (or the partial count, if bytes were moved).
+    Failed(c_int),
+    /// Some bytes moved, more to go: attempt again at once.
+    Again,
+    /// Nothing (more) to do now: wait for readiness.
+    WouldBlock,
+}
+
+impl Call {
+    /// Whether the fd's registration already says it is not ready: the kernel need not
+    /// be asked before the first wait.
+    fn known_not_ready(&self) -> bool {
+        let wants_bytes = match self.shape {
+            Shape::One { len, .. } => len > 0,
+            Shape::All { total } => total > 0,
+        };
+        wants_bytes
+            && fds::existing_slot(self.fd, self.entry.generation)
+                .is_some_and(|slot| !slot.registration().is_ready(self.direction.interest()))
+    }
+
+    /// Makes one non-blocking attempt and says what comes next.
+    fn try_once(&mut self, attempt: &mut impl FnMut(usize, bool) -> isize) -> Attempt {
+        let r = attempt(self.done, true);
+        if r >= 0 {
+            return self.progressed(r as usize);
+        }
+        let error = gate::errno();
+        if error != libc::EAGAIN && error != libc::EWOULDBLOCK {
+            return Attempt::Failed(error);
+        }
+        if kernel_nonblocking(self.fd) {
+            // The user made it non-blocking behind the table's back (a raw syscall):
+            // EAGAIN is the answer they asked for.
+            fds::set_nonblocking(self.fd, true);
+            return Attempt::Failed(libc::EAGAIN);
+        }
+        Attempt::WouldBlock
+    }
+
+    /// An attempt moved `n` bytes.
+    fn progressed(&mut self, n: usize) -> Attempt {
+        let reading = matches!(self.direction, Direction::Read);
+        match self.shape {
+            Shape::One { len, peek } => {
+                if reading && !peek && n < len {
+                    drained(self.fd, self.entry, self.direction.interest());
+                }
+                Attempt::Finished(n as isize)
+            }
+            Shape::All { total } => {
+                self.done += n;
+                if self.done >= total || (n == 0 && reading) {
+                    Attempt::Finished(self.done as isize)
+                } else {
+                    Attempt::Again
+                }
+            }
+        }
+    }
+
+    /// Parks until the fd may be ready, within the socket's timeout.
+    fn wait(&mut self, hooked: &Hooked) -> Result<(), Stop> {
+        let (fd, option) = (self.fd, self.direction.timeout_option());
+        let deadline = *self.deadline.get_or_insert_with(|| wait::socket_deadline(fd, option));
+        wait::until_ready(hooked, fd, self.entry.generation, self.direction.interest(), deadline)
+    }
+
+    /// The fd cannot be registered with the hub: make the real, blocking call.
+    fn blocking(&self, hooked: Hooked, attempt: &mut impl FnMut(usize, bool) -> isize) -> isize {
+        match attempt(self.done, false) {
+            r if r >= 0 => hooked.ok(self.done as isize + r),
+            _ => finish(hooked, self.done, gate::errno()),
+        }
+    }
+}
+
+/// The `errno` a call fails with when its wait stopped.
+fn stop_errno(stop: Stop) -> c_int {
+    match stop {
+        Stop::TimedOut => libc::EAGAIN,
+        Stop::Interrupted => libc::ECANCELED,
+        Stop::Closed => libc::EBADF,
+        Stop::Unavailable(error) => error,
+    }
 }
 
 /// A stream read came back short: the socket is drained, so the next read waits for an
