@@ -169,12 +169,35 @@ pub unsafe extern "C" fn getaddrinfo(
         return unsafe { real::getaddrinfo(node, service, hints, res) };
     }
     let hooked = Hooked::enter();
-    // Copies of everything the resolver thread reads.
-    let node = node_name.map(CStr::to_owned);
-    // SAFETY: the caller's service string, if any.
+    // SAFETY: the caller's service string and hints, if any.
+    let look_up = unsafe { addrinfo_look_up(node_name, service, hint) };
+    match off_thread(&hooked, look_up) {
+        Ok((0, _, mut list)) => {
+            // SAFETY: the caller's result pointer.
+            unsafe { *res = std::mem::replace(&mut list.0, std::ptr::null_mut()) };
+            hooked.ok(0)
+        }
+        Ok((code, errno, _)) => hooked.fail(errno, code),
+        Err(()) => hooked.fail(libc::ECANCELED, libc::EAI_SYSTEM),
+    }
+}
+
+/// A `getaddrinfo` look-up to run on a resolver thread, on copies of the caller's
+/// arguments; it returns the result code, the `errno` it left and the list.
+///
+/// # Safety
+///
+/// `service` is null or a C string.
+unsafe fn addrinfo_look_up(
+    node: Option<&CStr>,
+    service: *const c_char,
+    hints: Option<&addrinfo>,
+) -> impl FnOnce() -> (c_int, c_int, AddrInfo) + Send + 'static {
+    let node = node.map(CStr::to_owned);
+    // SAFETY: the caller's promise.
     let service = (!service.is_null()).then(|| unsafe { CStr::from_ptr(service) }.to_owned());
-    let hints = hint.map(|h| (h.ai_flags, h.ai_family, h.ai_socktype, h.ai_protocol));
-    let look_up = move || {
+    let hints = hints.map(|h| (h.ai_flags, h.ai_family, h.ai_socktype, h.ai_protocol));
+    move || {
         let ptr = |s: &Option<CString>| s.as_ref().map_or(std::ptr::null(), |s| s.as_ptr());
         // SAFETY: addrinfo is plain data; all-zero is a valid (empty) hints value.
         let mut h: addrinfo = unsafe { std::mem::zeroed() };
@@ -187,18 +210,6 @@ pub unsafe extern "C" fn getaddrinfo(
         // SAFETY: owned strings and hints, a local result pointer.
         let code = unsafe { real::getaddrinfo(ptr(&node), ptr(&service), hints_ptr, &mut list) };
         (code, gate::errno(), AddrInfo(list))
-    };
-    match off_thread(&hooked, look_up) {
-        Ok((code, errno, mut list)) => {
-            if code == 0 {
-                // SAFETY: the caller's result pointer.
-                unsafe { *res = std::mem::replace(&mut list.0, std::ptr::null_mut()) };
-                hooked.ok(0)
-            } else {
-                hooked.fail(errno, code)
-            }
-        }
-        Err(()) => hooked.fail(libc::ECANCELED, libc::EAI_SYSTEM),
     }
 }
 
@@ -312,52 +323,56 @@ pub unsafe extern "C" fn gethostbyname(name: *const c_char) -> *mut hostent {
     let hooked = Hooked::enter();
     // SAFETY: the caller's name.
     let name = unsafe { CStr::from_ptr(name) }.to_owned();
-    let look_up = move || {
-        let mut buf = vec![0 as c_char; 1024];
-        loop {
-            // SAFETY: hostent is plain data.
-            let mut entry: hostent = unsafe { std::mem::zeroed() };
-            let mut result = std::ptr::null_mut();
-            let mut h_errno = 0;
-            // SAFETY: owned name, buffer of `buf.len()` bytes, locals for the results.
-            let r = unsafe {
-                real::gethostbyname_r(
-                    name.as_ptr(),
-                    &mut entry,
-                    buf.as_mut_ptr(),
-                    buf.len(),
-                    &mut result,
-                    &mut h_errno,
-                )
-            };
-            if r == libc::ERANGE && buf.len() < 1 << 20 {
-                buf.resize(buf.len() * 2, 0);
-                continue;
-            }
-            if result.is_null() {
-                return Err(h_errno);
-            }
-            // SAFETY: gethostbyname_r filled `entry` with pointers into `buf`.
-            return Ok(unsafe { HostBlob::copy(&entry) });
-        }
-    };
-    let outcome = off_thread(&hooked, look_up);
-    let h_errno = match outcome {
-        Ok(Ok(blob)) => {
-            let me = verdant_hub::current();
-            let entry = HOSTS.with(|hosts| {
-                let mut hosts = hosts.borrow_mut();
-                hosts.retain(|(owner, _)| !owner.ready() && owner.id() != me.id());
-                hosts.push((me, blob));
-                let last = hosts.last_mut().expect("just pushed");
-                &raw mut last.1.entry
-            });
-            return hooked.ok(entry);
-        }
+    let h_errno = match off_thread(&hooked, move || look_up_host(&name)) {
+        Ok(Ok(blob)) => return hooked.ok(keep_for_caller(blob)),
         Ok(Err(h_errno)) => h_errno,
         Err(()) => TRY_AGAIN,
     };
     // SAFETY: glibc's thread-local h_errno.
     unsafe { *__h_errno_location() = h_errno };
     hooked.ok(std::ptr::null_mut())
+}
+
+/// `gethostbyname_r` for `name` (on a resolver thread): a copy of the entry, or `h_errno`.
+fn look_up_host(name: &CStr) -> Result<Box<HostBlob>, c_int> {
+    let mut buf = vec![0 as c_char; 1024];
+    loop {
+        // SAFETY: hostent is plain data.
+        let mut entry: hostent = unsafe { std::mem::zeroed() };
+        let mut result = std::ptr::null_mut();
+        let mut h_errno = 0;
+        // SAFETY: a C string, a buffer of `buf.len()` bytes, locals for the results.
+        let r = unsafe {
+            real::gethostbyname_r(
+                name.as_ptr(),
+                &mut entry,
+                buf.as_mut_ptr(),
+                buf.len(),
+                &mut result,
+                &mut h_errno,
+            )
+        };
+        if r == libc::ERANGE && buf.len() < 1 << 20 {
+            buf.resize(buf.len() * 2, 0);
+            continue;
+        }
+        if result.is_null() {
+            return Err(h_errno);
+        }
+        // SAFETY: gethostbyname_r filled `entry` with pointers into `buf`.
+        return Ok(unsafe { HostBlob::copy(&entry) });
+    }
+}
+
+/// Keeps `blob` as the calling greenlet's last result (dropping the one before, and those
+/// of greenlets that ended); returns its entry.
+fn keep_for_caller(blob: Box<HostBlob>) -> *mut hostent {
+    let me = verdant_hub::current();
+    HOSTS.with(|hosts| {
+        let mut hosts = hosts.borrow_mut();
+        hosts.retain(|(owner, _)| !owner.ready() && owner.id() != me.id());
+        hosts.push((me, blob));
+        let last = hosts.last_mut().expect("just pushed");
+        &raw mut last.1.entry
+    })
 }

@@ -229,24 +229,9 @@ unsafe fn select_by_poll(
     except: *mut libc::fd_set,
     deadline: Option<Instant>,
 ) -> c_int {
-    // SAFETY: the caller's sets (FD_ISSET only reads).
-    let has =
-        |set: *mut libc::fd_set, fd: c_int| !set.is_null() && unsafe { libc::FD_ISSET(fd, set) };
-    let mut pfds: Vec<pollfd> = (0..nfds)
-        .filter_map(|fd| {
-            let mut events = 0;
-            if has(read, fd) {
-                events |= libc::POLLIN;
-            }
-            if has(write, fd) {
-                events |= libc::POLLOUT;
-            }
-            if has(except, fd) {
-                events |= libc::POLLPRI;
-            }
-            (events != 0).then_some(pollfd { fd, events, revents: 0 })
-        })
-        .collect();
+    let sets = [read, write, except];
+    // SAFETY: the caller's sets.
+    let mut pfds = unsafe { pollfds_of_sets(nfds, sets) };
     let r = cooperative_poll(&mut pfds, deadline);
     if r < 0 {
         return r;
@@ -255,22 +240,54 @@ unsafe fn select_by_poll(
         gate::set_errno(libc::EBADF);
         return -1;
     }
-    for set in [read, write, except] {
-        if !set.is_null() {
-            // SAFETY: the caller's set.
-            unsafe { libc::FD_ZERO(set) };
-        }
+    // SAFETY: the caller's sets, which hold every fd of `pfds` (all below `nfds`).
+    unsafe { answer_in_sets(&pfds, sets) }
+}
+
+/// What each set asks for (read, write, except) in `poll`'s terms, and what `poll`
+/// reports that `select` counts as that set's answer.
+const SET_EVENTS: [(i16, i16); 3] = [
+    (libc::POLLIN, libc::POLLIN | libc::POLLHUP | libc::POLLERR),
+    (libc::POLLOUT, libc::POLLOUT | libc::POLLERR),
+    (libc::POLLPRI, libc::POLLPRI),
+];
+
+/// A pollfd for each fd below `nfds` that is in one of `sets` (read, write, except).
+///
+/// # Safety
+///
+/// Each non-null set is valid; `0 <= nfds <= FD_SETSIZE`.
+unsafe fn pollfds_of_sets(nfds: c_int, sets: [*mut libc::fd_set; 3]) -> Vec<pollfd> {
+    // SAFETY: the caller's sets (FD_ISSET only reads).
+    let has =
+        |set: *mut libc::fd_set, fd: c_int| !set.is_null() && unsafe { libc::FD_ISSET(fd, set) };
+    (0..nfds)
+        .filter_map(|fd| {
+            let events = sets
+                .iter()
+                .zip(SET_EVENTS)
+                .filter(|(set, _)| has(**set, fd))
+                .fold(0, |events, (_, (asked, _))| events | asked);
+            (events != 0).then_some(pollfd { fd, events, revents: 0 })
+        })
+        .collect()
+}
+
+/// Rewrites `sets` to hold the fds `poll` found ready; returns how many bits are set.
+///
+/// # Safety
+///
+/// Each non-null set is valid, and every fd of `pfds` is below `FD_SETSIZE`.
+unsafe fn answer_in_sets(pfds: &[pollfd], sets: [*mut libc::fd_set; 3]) -> c_int {
+    for set in sets.into_iter().filter(|set| !set.is_null()) {
+        // SAFETY: the caller's set.
+        unsafe { libc::FD_ZERO(set) };
     }
     let mut count = 0;
-    for pfd in &pfds {
-        let answers = [
-            (read, libc::POLLIN | libc::POLLHUP | libc::POLLERR, libc::POLLIN),
-            (write, libc::POLLOUT | libc::POLLERR, libc::POLLOUT),
-            (except, libc::POLLPRI, libc::POLLPRI),
-        ];
-        for (set, reported, asked) in answers {
+    for pfd in pfds {
+        for (set, (asked, reported)) in sets.into_iter().zip(SET_EVENTS) {
             if pfd.events & asked != 0 && pfd.revents & reported != 0 {
-                // SAFETY: the caller's set; `fd < nfds <= FD_SETSIZE`.
+                // SAFETY: the caller's set (non-null: `asked` came from it); the fd fits.
                 unsafe { libc::FD_SET(pfd.fd, set) };
                 count += 1;
             }
