@@ -35,30 +35,34 @@ fn wait_until_in_flight(in_flight: &InFlight, n: usize) -> bool {
 
 const HTTP_CLIENTS: usize = 200;
 
-#[test]
-fn ureq_fetches_from_http_hello_in_200_greenlets_at_once() {
-    patch_support::install();
-    let _guard = HangGuard::new("ureq clients", Duration::from_secs(120));
-    // http_hello on a thread and hub of its own, listening but not serving until told:
-    // the clients' requests wait in the kernel's queue until every client is inside ureq.
+/// http_hello on a thread and hub of its own, listening but not serving until `go`: the
+/// clients' requests wait in the kernel's queue until every client is inside ureq. It
+/// stops once `done`.
+fn start_http_hello(go: mpsc::Receiver<()>, done: Arc<AtomicBool>) -> SocketAddr {
     let (addr_tx, addr_rx) = mpsc::channel();
-    let (go_tx, go_rx) = mpsc::channel::<()>();
-    let done = Arc::new(AtomicBool::new(false));
-    let d = done.clone();
     std::thread::spawn(move || {
         let server = http_hello::server("127.0.0.1:0", http_hello::Timeouts::default()).unwrap();
         addr_tx.send(server.local_addr()).unwrap();
         // Without the hooks the first client blocks the test's thread for good: serve
-        // anyway after a while, so the test fails rather than hangs.
-        let _ = go_rx.recv_timeout(Duration::from_secs(5));
+        // anyway after a while, so the test fails rather than hangs. (With them, every
+        // client is in flight before any can be answered: serving early changes nothing.)
+        let _ = go.recv_timeout(Duration::from_secs(5));
         server.start().unwrap();
-        while !d.load(Ordering::SeqCst) {
+        while !done.load(Ordering::SeqCst) {
             verdant::sleep(Duration::from_millis(5));
         }
         server.stop(None);
     });
-    let addr: SocketAddr = addr_rx.recv().unwrap();
-    let url = format!("http://{addr}/");
+    addr_rx.recv().unwrap()
+}
+
+#[test]
+fn ureq_fetches_from_http_hello_in_200_greenlets_at_once() {
+    patch_support::install();
+    let _guard = HangGuard::new("ureq clients", Duration::from_secs(120));
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let done = Arc::new(AtomicBool::new(false));
+    let url = format!("http://{}/", start_http_hello(go_rx, done.clone()));
     let in_flight = InFlight::new();
     let ticker = Ticker::start(&in_flight);
     let clients: Vec<_> = (0..HTTP_CLIENTS)
@@ -175,6 +179,32 @@ fn publish_if_stuck(client: &redis::Client, subscribed: Arc<AtomicUsize>, stop: 
     });
 }
 
+/// One greenlet's work: SET and GET a key of its own, then wait, inside the client, for a
+/// message published only once all are in. `None` if an earlier client found its calls
+/// blocked the thread.
+fn redis_client(
+    client: &redis::Client,
+    i: usize,
+    in_flight: &InFlight,
+    subscribed: &AtomicUsize,
+) -> Option<(usize, String)> {
+    if in_flight.failed() {
+        return None;
+    }
+    let mut con = client.get_connection().unwrap();
+    let key = format!("verdant-patch-test-{i}");
+    redis::cmd("SET").arg(&key).arg(i).query::<()>(&mut con).unwrap();
+    let value: usize = redis::cmd("GET").arg(&key).query(&mut con).unwrap();
+    let mut pubsub = con.as_pubsub();
+    pubsub.subscribe("verdant-patch-go").unwrap();
+    subscribed.fetch_add(1, Ordering::SeqCst);
+    in_flight.enter();
+    let message: String = pubsub.get_message().unwrap().get_payload().unwrap();
+    in_flight.leave();
+    in_flight.check(REDIS_CLIENTS);
+    Some((value, message))
+}
+
 #[test]
 fn the_redis_sync_client_works_in_100_greenlets_at_once() {
     patch_support::install();
@@ -188,24 +218,7 @@ fn the_redis_sync_client_works_in_100_greenlets_at_once() {
         .map(|i| {
             let (in_flight, client) = (in_flight.clone(), client.clone());
             let subscribed = subscribed.clone();
-            spawn(move || {
-                if in_flight.failed() {
-                    return None;
-                }
-                let mut con = client.get_connection().unwrap();
-                let key = format!("verdant-patch-test-{i}");
-                redis::cmd("SET").arg(&key).arg(i).query::<()>(&mut con).unwrap();
-                let value: usize = redis::cmd("GET").arg(&key).query(&mut con).unwrap();
-                // Then wait, inside the client, for a message only sent once all are in.
-                let mut pubsub = con.as_pubsub();
-                pubsub.subscribe("verdant-patch-go").unwrap();
-                subscribed.fetch_add(1, Ordering::SeqCst);
-                in_flight.enter();
-                let message: String = pubsub.get_message().unwrap().get_payload().unwrap();
-                in_flight.leave();
-                in_flight.check(REDIS_CLIENTS);
-                Some((value, message))
-            })
+            spawn(move || redis_client(&client, i, &in_flight, &subscribed))
         })
         .collect();
     let stop_fallback = Arc::new(AtomicBool::new(false));
