@@ -396,3 +396,43 @@ fn a_waitall_receive_waits_for_every_byte_cooperatively() {
     assert_eq!(reader.get().unwrap(), (30, b"0123456789abcdefghijABCDEFGHIJ".to_vec()));
     drop(client);
 }
+
+#[test]
+fn an_expired_send_timeout_returns_the_partial_count_as_in_the_kernel() {
+    patch_support::install();
+    let (client, _server) = pair(); // the server side never reads
+    client.set_write_timeout(Some(Duration::from_millis(50))).unwrap();
+    let ticks = ticker();
+    let t = ticks.clone();
+    let writer = spawn(move || {
+        let data = vec![7u8; 64 << 20]; // far more than the socket buffers hold
+        ((&client).write(&data).map_err(|e| e.raw_os_error()), t.get())
+    });
+    let (result, ticks_meanwhile) = writer.get().unwrap();
+    // The kernel's blocking send, stopped by SO_SNDTIMEO after some progress, returns what
+    // it queued; so does the hook.
+    let written = result.expect("some bytes were queued before the timeout");
+    assert!(0 < written && written < 64 << 20, "{written} bytes");
+    assert!(ticks_meanwhile > 0, "the hub did not run while the send waited");
+}
+
+#[test]
+fn a_udp_receive_waits_for_a_datagram_cooperatively() {
+    patch_support::install();
+    let receiver = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    // Bounds the receive when it is not cooperative (the sender then never runs in time).
+    receiver.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let addr = receiver.local_addr().unwrap();
+    let reader = spawn(move || {
+        let mut buf = [0u8; 64];
+        let (n, from) = receiver.recv_from(&mut buf).map_err(|e| e.kind())?;
+        Ok::<_, ErrorKind>((buf[..n].to_vec(), from))
+    });
+    let sender = spawn(move || {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.send_to(b"one datagram", addr).unwrap();
+        socket.local_addr().unwrap()
+    });
+    let from = sender.get().unwrap();
+    assert_eq!(reader.get().unwrap(), Ok((b"one datagram".to_vec(), from)));
+}
