@@ -203,6 +203,25 @@ fn a_greenlet_can_kill_itself() {
 }
 
 #[test]
+fn a_kill_a_quiet_wait_reported_is_delivered_when_the_body_returns() {
+    // A libc hook cannot unwind through C frames: its wait reports the kill and returns.
+    // The body goes on without blocking again and returns; the greenlet still ends killed,
+    // and its value is dropped, never handed out.
+    let dropped = DropCounter::new();
+    let token = dropped.clone();
+    let g = spawn(move || {
+        let quiet = park::park_until_quietly(&"a C call", None);
+        assert_eq!(quiet, Err(park::Interrupted));
+        token.token()
+    });
+    yield_now();
+    g.kill();
+    assert_eq!(g.get().err(), Some(GreenletError::Killed));
+    drop(g);
+    assert_eq!(dropped.dropped(), 1);
+}
+
+#[test]
 fn kill_reaches_a_greenlet_that_is_ready_or_joining() {
     let yielder = spawn(|| {
         loop {

@@ -102,6 +102,21 @@ fn an_expiry_that_fires_during_a_panics_unwinding_is_withdrawn_with_its_scope() 
 }
 
 #[test]
+fn an_expiry_a_quiet_wait_reported_is_delivered_when_the_scope_returns() {
+    // A libc hook cannot unwind through C frames: its wait reports the expiry and returns.
+    // The code goes on without blocking again and returns; the scope still times out.
+    let g = spawn(|| {
+        with_timeout(Duration::from_millis(5), || {
+            let never = Instant::now() + Duration::from_secs(3600);
+            let quiet = hub::park::park_until_quietly(&"a C call", Some(never));
+            assert_eq!(quiet, Err(hub::park::Interrupted));
+            "returned after the expiry"
+        })
+    });
+    assert_eq!(g.get().unwrap(), Err(Timeout { after: Duration::from_millis(5) }));
+}
+
+#[test]
 fn cpu_bound_code_cannot_be_interrupted() {
     let result = with_timeout(Duration::from_millis(1), || {
         let until = Instant::now() + Duration::from_millis(20);

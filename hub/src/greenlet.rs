@@ -36,7 +36,15 @@ unsafe impl<T, F: FnOnce() -> T> Task for Body<T, F> {
         let outcome = match catch_unwind(AssertUnwindSafe(body)) {
             Ok(value) => {
                 *self.value.borrow_mut() = Some(value);
-                Ok(())
+                // A kill still pending here was reported by a wait that must not unwind
+                // (`park::park_until_quietly`, a libc hook under C frames) and cut that
+                // wait short: the body's return is the delivery point. (Any other kill
+                // unwinds at once; the value is dropped with the greenlet, never taken.)
+                if self.core.interrupt.get() == Some(Interrupt::Kill) {
+                    Err(GreenletError::Killed)
+                } else {
+                    Ok(())
+                }
             }
             // The greenlet's top: the one catch that also ends kills (as `Killed`).
             Err(payload) => Err(GreenletError::from_unwind(payload)),

@@ -119,8 +119,10 @@ impl std::error::Error for Interrupted {}
 /// Like [`park_until`], for code that must not unwind (a libc hook called from C, whose
 /// frames an unwind must not cross): a kill or `with_timeout` expiry makes it return
 /// `Err(Interrupted)` instead, and stays pending until the greenlet's next blocking point
-/// (the next `park`, `sleep`, `yield_now`...), where it unwinds as usual. Returns
-/// `Ok(true)` if the deadline passed.
+/// (the next `park`, `sleep`, `yield_now`...), where it unwinds as usual. If no blocking
+/// point comes first, it is delivered when control is back where it may be: a pending
+/// kill makes the greenlet end as killed when its body returns, a pending expiry makes
+/// its `with_timeout` return `Err(Timeout)`. Returns `Ok(true)` if the deadline passed.
 ///
 /// ```
 /// use std::time::{Duration, Instant};

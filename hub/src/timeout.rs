@@ -37,7 +37,10 @@ impl Error for Timeout {}
 /// it is abandoned.
 ///
 /// Works from greenlets and from the thread's main code. Nested scopes each catch only
-/// their own expiry. If `f` returns in time, the timer is cancelled and never fires.
+/// their own expiry. If `f` returns in time, the timer is cancelled and never fires. If
+/// the expiry cut short a wait that must not unwind (one made with
+/// [`park::park_until_quietly`](crate::park::park_until_quietly), as libc hooks do), `f`
+/// goes on until it returns or blocks again, and the scope then returns `Err(Timeout)`.
 ///
 /// # Limits
 ///
@@ -63,8 +66,12 @@ pub fn with_timeout<T>(timeout: Duration, f: impl FnOnce() -> T) -> Result<T, Ti
     };
     let scope = Scope::enter(id, deadline);
     let result = catch_unwind(AssertUnwindSafe(f));
-    drop(scope);
+    let expired_quietly = scope.leave();
     match result {
+        // The expiry came during a wait that must not unwind (a libc hook under C frames,
+        // `park::park_until_quietly`), which reported it and cut the wait short: `f` did
+        // not return in time, and the scope's end is the delivery point.
+        Ok(_) if expired_quietly => Err(Timeout { after: timeout }),
         Ok(value) => Ok(value),
         Err(payload) => match payload.downcast_ref::<TimeoutUnwind>() {
             Some(TimeoutUnwind(caught)) if *caught == id => {
@@ -95,8 +102,15 @@ impl Scope {
     }
 }
 
-impl Drop for Scope {
-    fn drop(&mut self) {
+impl Scope {
+    /// Ends the scope (see [`Scope::end`]).
+    fn leave(self) -> bool {
+        std::mem::ManuallyDrop::new(self).end()
+    }
+
+    /// Cancels the timer and withdraws an expiry of this scope that fired but was not
+    /// delivered. Returns whether there was one.
+    fn end(&self) -> bool {
         try_with_hub(|hub| {
             hub.cancel_timer(self.timer);
             let core = hub.current_task();
@@ -105,7 +119,16 @@ impl Drop for Scope {
                 && id == self.id
             {
                 core.interrupt.set(None);
+                return true;
             }
-        });
+            false
+        })
+        .unwrap_or(false)
+    }
+}
+
+impl Drop for Scope {
+    fn drop(&mut self) {
+        self.end();
     }
 }

@@ -30,6 +30,9 @@
 //! * [`block_on`]: async Rust inside a greenlet (a `Future` run to completion while the
 //!   greenlet parks), and with feature `tokio`, `compat::tokio` for futures tied to
 //!   tokio's reactor.
+//! * `patch` (cargo feature `patch`, Linux/glibc): libc hooks that make unmodified
+//!   blocking code — `std::net`, `std::thread::sleep`, C libraries — cooperative inside
+//!   greenlets, gevent's `monkey.patch_all()` (crate `verdant-patch`; see `docs/patch.md`).
 
 #![doc(test(attr(deny(warnings))))]
 
@@ -39,6 +42,8 @@ pub use verdant_hub::{
     spawn_later, with_timeout, yield_now,
 };
 
+#[cfg(feature = "patch")]
+pub use verdant_patch as patch;
 pub use verdant_pool as pool;
 pub use verdant_processpool as processpool;
 pub use verdant_sync as sync;
@@ -88,3 +93,8 @@ pub struct NetGuideExamples;
 #[doc = include_str!("../../docs/processpool.md")]
 #[cfg(doctest)]
 pub struct ProcesspoolGuideExamples;
+
+/// The example of `docs/patch.md`, compiled as a doctest (not run: it needs servers).
+#[doc = include_str!("../../docs/patch.md")]
+#[cfg(all(doctest, feature = "patch"))]
+pub struct PatchGuideExamples;

@@ -119,6 +119,52 @@ impl fmt::Debug for Registration {
     }
 }
 
+/// Parks the calling greenlet once, until one of `waits` (a registration and the readiness
+/// it needs) may have become ready, `deadline` passes, or another waker of this wait — one
+/// the caller stored elsewhere, say for a close — wakes it. Returns `Ok(true)` if the
+/// deadline passed.
+///
+/// For code that must not unwind (a libc hook called from C): a kill or `with_timeout`
+/// expiry makes it return `Err(Interrupted)` instead, and stays pending for the greenlet's
+/// next blocking point, as with [`park::park_until_quietly`].
+///
+/// It does not look at readiness first and may return spuriously: callers check
+/// [`Registration::is_ready`] in a loop around it, as [`Registration::wait`] does.
+///
+/// ```
+/// use std::io::Write;
+/// use std::os::fd::AsRawFd;
+/// use std::os::unix::net::UnixStream;
+/// use verdant_hub::io::{self, Interest, Registration};
+///
+/// let (mut a, b) = UnixStream::pair().unwrap();
+/// b.set_nonblocking(true).unwrap();
+/// let reader = verdant_hub::spawn(move || {
+///     // SAFETY: `b` lives in this closure, longer than the registration.
+///     let registration = unsafe { Registration::new(b.as_raw_fd()) }.unwrap();
+///     registration.clear_ready(Interest::READABLE);
+///     while !registration.is_ready(Interest::READABLE) {
+///         io::park_quietly(&[(&registration, Interest::READABLE)], None).unwrap();
+///     }
+/// });
+/// a.write_all(b"x").unwrap();
+/// reader.get().unwrap();
+/// ```
+pub fn park_quietly(
+    waits: &[(&Registration, Interest)],
+    deadline: Option<Instant>,
+) -> Result<bool, park::Interrupted> {
+    with_hub(|hub| {
+        let io = hub.io();
+        let _counted = io.count_waiter();
+        for (registration, interest) in waits {
+            io.add_waiter(registration.key, *interest, park::waker());
+        }
+        let fds = waits.len();
+        park::park_until_quietly(&format_args!("{fds} fd(s) to become ready (quietly)"), deadline)
+    })
+}
+
 /// Parks the calling greenlet until `fd` is readable, or `timeout` passes
 /// (`ErrorKind::TimedOut`): gevent's `wait_read`. Lets any fd-based code cooperate.
 ///
