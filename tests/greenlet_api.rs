@@ -48,11 +48,15 @@ fn join_timeout_reports_whether_the_greenlet_died() {
 }
 
 #[test]
-fn the_value_is_taken_once_and_errors_repeat() {
+fn the_value_is_read_until_taken_and_errors_repeat() {
     let g = spawn(|| String::from("value"));
     let clone = g.clone();
     assert_eq!(g.get().as_deref(), Ok("value"));
-    assert_eq!(clone.get(), Err(GreenletError::Taken));
+    assert_eq!(clone.get().as_deref(), Ok("value"), "get leaves the value for the next reader");
+    assert_eq!(clone.take().as_deref(), Ok("value"));
+    assert_eq!(g.get(), Err(GreenletError::Taken), "take moved it out, for every handle");
+    assert_eq!(g.take(), Err(GreenletError::Taken));
+    assert_eq!(g.value(), None);
     assert!(clone.successful());
     let bad = spawn(|| -> u8 { panic!("always") });
     assert!(bad.get().is_err());

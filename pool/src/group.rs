@@ -381,7 +381,7 @@ impl<L: Limit> Group<L> {
         if self.core.current_is_member() {
             return f();
         }
-        crate::reraise(self.core.spawn(f).get())
+        crate::reraise(self.core.spawn(f).take())
     }
 
     /// Starts `f` without ever waiting, even when the pool is full, and returns its
@@ -401,7 +401,7 @@ impl<L: Limit> Group<L> {
             return greenlet;
         }
         let core = self.core.clone();
-        verdant_hub::spawn(move || crate::reraise(core.spawn(f).get()))
+        verdant_hub::spawn(move || crate::reraise(core.spawn(f).take()))
     }
 
     /// Like [`apply_async`](Self::apply_async), then calls `callback` with the value

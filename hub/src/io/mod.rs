@@ -13,7 +13,7 @@
 //! let (mut a, b) = UnixStream::pair().unwrap();
 //! let reader = verdant_hub::spawn(move || verdant_hub::io::wait_readable(&b, None));
 //! a.write_all(b"x").unwrap();
-//! assert!(reader.get().unwrap().is_ok());
+//! assert!(reader.take().unwrap().is_ok());
 //! ```
 
 use std::fmt;
