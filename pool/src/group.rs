@@ -11,7 +11,7 @@ use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 
 use slab::Slab;
-use verdant_hub::park::{self, WaitList};
+use verdant_hub::park::WaitList;
 use verdant_hub::{AsGreenlet, Greenlet, GreenletError, GreenletRef, LinkHook, LinkId};
 
 use crate::Pool;
@@ -210,15 +210,8 @@ impl<L: Limit> Core<L> {
     fn join(&self, timeout: Option<Duration>, raise_error: bool) -> Result<bool, GreenletError> {
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let watched = if raise_error { self.members() } else { Vec::new() };
-        let emptied = loop {
-            if self.len() == 0 {
-                break true;
-            }
-            self.emptied.push(park::waker());
-            if park::park_until(&"the group to become empty (join)", deadline) && self.len() > 0 {
-                break false;
-            }
-        };
+        let reason = "the group to become empty (join)";
+        let emptied = self.emptied.wait_until(&reason, deadline, || self.len() == 0);
         match watched.iter().find_map(GreenletRef::error) {
             Some(error) if raise_error => Err(error),
             _ => Ok(emptied),
