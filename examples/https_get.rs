@@ -170,7 +170,7 @@ pub fn main() -> io::Result<()> {
     let mut failed = false;
     let mut stdout = io::stdout().lock();
     for (url, fetch) in urls.iter().zip(fetches) {
-        match fetch.get().expect("a fetch does not panic") {
+        match fetch.take().expect("a fetch does not panic") {
             Ok(response) => {
                 let status_line = response.head.lines().next().unwrap_or_default();
                 eprintln!("{url}: {status_line} ({} bytes)", response.body.len());

@@ -53,7 +53,7 @@ fn tokio_tcp_clients_talk_to_a_green_server_on_the_same_hub() {
         .collect();
     with_timeout(HANG_GUARD, || {
         for (i, client) in clients.iter().enumerate() {
-            let replies = client.get().unwrap().unwrap();
+            let replies = client.take().unwrap().unwrap();
             let expected: Vec<_> = (0..5).map(|r| format!("client {i} round {r}")).collect();
             assert_eq!(replies, expected);
         }

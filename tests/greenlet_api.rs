@@ -1,5 +1,7 @@
 //! The Greenlet handle: ids, names, current(), new/start, join_timeout, get.
 
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::time::Duration;
 
 use verdant::sync::Event;
@@ -56,15 +58,58 @@ fn join_timeout_reports_whether_the_greenlet_died() {
 }
 
 #[test]
-fn the_value_is_taken_once_and_errors_repeat() {
+fn the_value_is_read_until_taken_and_errors_repeat() {
     let g = spawn(|| String::from("value"));
     let clone = g.clone();
     assert_eq!(g.get().as_deref(), Ok("value"));
-    assert_eq!(clone.get(), Err(GreenletError::Taken));
+    assert_eq!(clone.get().as_deref(), Ok("value"), "get leaves the value for the next reader");
+    assert_eq!(clone.take().as_deref(), Ok("value"));
+    assert_eq!(g.get(), Err(GreenletError::Taken), "take moved it out, for every handle");
+    assert_eq!(g.take(), Err(GreenletError::Taken));
+    assert_eq!(g.value(), None);
     assert!(clone.successful());
     let bad = spawn(|| -> u8 { panic!("always") });
     assert!(bad.get().is_err());
     assert_eq!(bad.get(), Err(GreenletError::Panicked("always".into())));
+}
+
+/// gevent's `test__greenlet`: `get()` of a finished greenlet returns its value each time.
+#[test]
+fn get_twice_returns_the_value_both_times() {
+    let g = spawn(|| vec![1, 2, 3]);
+    assert_eq!(g.get(), Ok(vec![1, 2, 3]));
+    assert_eq!(g.get(), Ok(vec![1, 2, 3]));
+    assert_eq!(g.value(), Some(vec![1, 2, 3]));
+    assert!(g.successful());
+}
+
+/// gevent: a link added to a greenlet that already finished runs (at once here), and the
+/// value is still there for it and for later readers.
+#[test]
+fn a_link_after_the_end_runs_and_the_value_stays() {
+    let g = spawn(|| String::from("value"));
+    g.join();
+    let seen = Rc::new(RefCell::new(None));
+    let s = seen.clone();
+    g.link(move |g| *s.borrow_mut() = Some(g.get()));
+    assert_eq!(*seen.borrow(), Some(Ok("value".to_string())));
+    assert_eq!(g.get().as_deref(), Ok("value"));
+}
+
+/// gevent: `value` is `None` until the greenlet succeeded; a failure is reported by every
+/// `get`, never as a value.
+#[test]
+fn value_is_none_before_the_end_and_after_a_failure() {
+    let g = spawn(|| 5u8);
+    assert_eq!(g.value(), None, "not run yet");
+    assert_eq!(g.get(), Ok(5));
+    assert_eq!(g.value(), Some(5));
+    let killed = spawn(|| sleep(Duration::from_secs(3600)));
+    yield_now();
+    killed.kill();
+    assert_eq!(killed.value(), None);
+    assert_eq!(killed.get(), Err(GreenletError::Killed));
+    assert_eq!(killed.get(), Err(GreenletError::Killed));
 }
 
 #[test]

@@ -216,7 +216,7 @@ fn a_kill_a_quiet_wait_reported_is_delivered_when_the_body_returns() {
     });
     yield_now();
     g.kill();
-    assert_eq!(g.get().err(), Some(GreenletError::Killed));
+    assert_eq!(g.take().err(), Some(GreenletError::Killed));
     drop(g);
     assert_eq!(dropped.dropped(), 1);
 }

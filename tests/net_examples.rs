@@ -196,10 +196,10 @@ fn http_hello_closes_slow_and_silent_connections_after_its_timeouts() {
     (&idle).write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
     let idle = read_all(idle);
 
-    let response = slowloris.get().unwrap().expect("closed, not hung");
+    let response = slowloris.take().unwrap().expect("closed, not hung");
     assert!(response.starts_with("HTTP/1.1 408 Request Timeout\r\n"), "{response:?}");
-    assert_eq!(silent.get().unwrap().expect("closed, not hung"), "");
-    let response = idle.get().unwrap().expect("closed, not hung");
+    assert_eq!(silent.take().unwrap().expect("closed, not hung"), "");
+    let response = idle.take().unwrap().expect("closed, not hung");
     assert!(response.starts_with("HTTP/1.1 200 OK") && response.ends_with("Hello, world!"));
     server.stop(None);
     assert_eq!(server.stats().timed_out, 3);
@@ -303,7 +303,7 @@ fn a_chat_member_that_never_reads_is_disconnected_without_stalling_the_room() {
             talker.say(&line);
         }
     }
-    assert_eq!(reader.get().unwrap().0, LINES, "the listener got every line");
+    assert_eq!(reader.take().unwrap().0, LINES, "the listener got every line");
     assert_eq!(talker.next_line(), "* sleeper left", "the sleeper was disconnected");
     server.stop(Some(Duration::from_millis(100)));
 }
@@ -399,7 +399,7 @@ fn members_that_never_read_do_not_hold_back_a_member_that_does() {
         talker
     });
     assert!(reader.join_timeout(Duration::from_secs(20)), "the listener was held back");
-    let (got, left, _listener) = reader.get().unwrap();
+    let (got, left, _listener) = reader.take().unwrap();
     assert_eq!((got, left), (LINES, NON_READERS), "every line, and every sleeper disconnected");
     drop((non_readers, talking));
     server.stop(Some(Duration::from_millis(100)));

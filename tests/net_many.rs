@@ -77,7 +77,7 @@ fn five_thousand_connections_are_open_and_served_at_once() {
         })
         .collect();
     for (id, client) in clients.iter().enumerate() {
-        let echoed = client.get().unwrap().unwrap_or_else(|e| panic!("client {id}: {e}"));
+        let echoed = client.take().unwrap().unwrap_or_else(|e| panic!("client {id}: {e}"));
         assert!(echoed, "client {id} got another client's id back");
     }
     assert_eq!(most_open.get(), CONNECTIONS, "all connections were open at once");

@@ -193,7 +193,7 @@ fn serve_forever_returns_when_another_greenlet_stops_the_server() {
     assert_eq!(round_trip(&mut client, b"hello").unwrap(), b"hello");
     drop(client);
     server.stop(None);
-    serving.get().unwrap().unwrap();
+    serving.take().unwrap().unwrap();
 }
 
 #[test]
@@ -205,7 +205,7 @@ fn killing_serve_forever_stops_the_server() {
     });
     yield_now();
     serving.kill();
-    assert_eq!(serving.get().unwrap_err(), GreenletError::Killed);
+    assert_eq!(serving.take().unwrap_err(), GreenletError::Killed);
     // The stop runs in a greenlet of its own, as in gevent.
     let deadline = Instant::now() + Duration::from_secs(10);
     while !server.is_closed() && Instant::now() < deadline {
@@ -234,7 +234,7 @@ fn a_handler_can_stop_its_own_server() {
     let mut reply = String::new();
     TcpStream::connect(server.local_addr()).unwrap().read_to_string(&mut reply).unwrap();
     assert_eq!(reply, "bye");
-    serving.get().unwrap().unwrap();
+    serving.take().unwrap().unwrap();
     assert!(server.is_closed());
     server_slot.borrow_mut().take(); // break the cycle
 }
@@ -409,7 +409,7 @@ fn accept_backs_off_when_out_of_fds_and_then_serves_again() {
         })
         .collect();
     for reply in replies {
-        assert_eq!(reply.get().unwrap().unwrap(), "ok");
+        assert_eq!(reply.take().unwrap().unwrap(), "ok");
     }
     assert_eq!(server.stats().accepted, CLIENTS as u64);
     assert!(server.stats().accept_errors >= 1);

@@ -253,7 +253,7 @@ fn killing_a_greenlet_blocked_in_read_leaves_the_stream_usable() {
     });
     yield_now();
     reader.kill();
-    assert_eq!(reader.get().unwrap_err(), GreenletError::Killed);
+    assert_eq!(reader.take().unwrap_err(), GreenletError::Killed);
     server.write_all(b"x").unwrap();
     let mut byte = [0];
     (&*client).read_exact(&mut byte).unwrap();
@@ -304,7 +304,7 @@ fn a_reset_wakes_a_blocked_reader_with_an_error() {
     yield_now(); // parked in read
     util::set_linger_zero(&server);
     drop(server); // RST
-    let err = reader.get().unwrap().unwrap_err();
+    let err = reader.take().unwrap().unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::ConnectionReset);
 }
 
@@ -336,8 +336,8 @@ fn a_peer_that_stalls_mid_message_times_out_only_its_reader() {
     });
     stalled_client.write_all(b"half!").unwrap(); // 5 of 10 bytes, then nothing
     good_client.write_all(b"0123456789").unwrap();
-    assert_eq!(good.get().unwrap().unwrap(), *b"0123456789");
-    let err = stalled.get().unwrap().unwrap_err();
+    assert_eq!(good.take().unwrap().unwrap(), *b"0123456789");
+    let err = stalled.take().unwrap().unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::TimedOut);
 }
 

@@ -232,5 +232,5 @@ fn wait_readable_and_writable_are_reexported_for_any_fd() {
     let reader = spawn(move || wait_readable(&b, None));
     yield_now();
     a.write_all(b"!").unwrap();
-    reader.get().unwrap().unwrap();
+    reader.take().unwrap().unwrap();
 }

@@ -136,7 +136,9 @@ fn joining_from_greenlets_and_from_main_both_see_the_outcome() {
     for j in joiners {
         assert_eq!(j.get(), Ok(true));
     }
-    assert_eq!(target.get(), Err(GreenletError::Taken), "the value moves out once");
+    assert_eq!(target.get(), Ok("done"), "get leaves the value for the next reader");
+    assert_eq!(target.take(), Ok("done"));
+    assert_eq!(target.get(), Err(GreenletError::Taken), "take moves it out once");
 }
 
 #[test]

@@ -304,7 +304,35 @@ fn apply_and_apply_async_return_values() {
     assert_eq!(result.get(LONG), Ok(81));
     assert!(result.ready());
     assert_eq!(result.successful(), Ok(true));
-    assert_eq!(result.get(LONG), Err(GetError::Taken));
+    assert_eq!(result.get(LONG), Ok(81), "get() leaves the value for the next reader");
+}
+
+/// processing's `ApplyResult.get()` may be called again: every call returns the value
+/// (or raises the error). `take` moves a value out instead, once.
+fn an_apply_result_is_read_again_until_taken() {
+    let pool = pool(1);
+    let result = pool.apply_async(square, 7);
+    assert_eq!(result.get(LONG), Ok(49));
+    assert_eq!(result.get(LONG), Ok(49));
+    let clone = result.clone();
+    assert_eq!(clone.get(None), Ok(49), "clones share the result");
+    assert_eq!(result.take(None), Ok(49));
+    assert_eq!(clone.get(None), Err(GetError::Taken));
+    assert_eq!(clone.take(None), Err(GetError::Taken));
+    assert_eq!(result.successful(), Ok(true), "taken, it still succeeded");
+
+    let mapped = pool.map_async(square, 1..4, None);
+    assert_eq!(mapped.get(LONG), Ok(vec![1, 4, 9]));
+    assert_eq!(mapped.get(LONG), Ok(vec![1, 4, 9]));
+
+    let failed = pool.apply_async(fail, "every time".to_string());
+    for _ in 0..2 {
+        let error = failed.get(LONG).unwrap_err();
+        assert!(
+            matches!(&error, GetError::Failed(TaskError::Panicked(m)) if m.contains("every time"))
+        );
+        assert_eq!(failed.take(LONG), Err(error), "take reports a failure on every call too");
+    }
 }
 
 fn callbacks_run_exactly_once_before_get_returns() {
@@ -727,6 +755,7 @@ fn main() {
 
     let tests: &[(&str, fn())] = &[
         ("apply_and_apply_async_return_values", apply_and_apply_async_return_values),
+        ("an_apply_result_is_read_again_until_taken", an_apply_result_is_read_again_until_taken),
         (
             "callbacks_run_exactly_once_before_get_returns",
             callbacks_run_exactly_once_before_get_returns,

@@ -83,6 +83,22 @@ fn every_waiter_gets_the_async_result() {
     assert_eq!(result.error(), None);
 }
 
+/// gevent's `AsyncResult.get()` returns the value on every call; `take` moves it out (for
+/// values that are not `Clone`) until the next `set`.
+#[test]
+fn an_async_result_is_read_again_until_taken() {
+    let result: AsyncResult<String> = AsyncResult::new();
+    result.set("v".to_string());
+    assert_eq!(result.get().as_deref(), Ok("v"));
+    assert_eq!(result.get().as_deref(), Ok("v"));
+    assert_eq!(result.take().as_deref(), Ok("v"));
+    assert!(result.get().unwrap_err().contains("taken"));
+    assert_eq!(result.value(), None);
+    assert!(result.ready() && result.successful(), "taken, it still came");
+    result.set("again".to_string());
+    assert_eq!(result.get().as_deref(), Ok("again"), "a later set replaces it");
+}
+
 #[test]
 fn an_async_error_reaches_every_waiter() {
     let result: AsyncResult<u8, String> = AsyncResult::new();

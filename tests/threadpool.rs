@@ -6,7 +6,7 @@ mod util;
 #[allow(dead_code)] // only own_cpu is needed here
 mod cpu;
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -260,6 +260,39 @@ fn outstanding_tasks_keep_the_deadlock_check_quiet() {
         yield_now();
     }
     assert!(cb_ran.get(), "the completion callback ran on this hub");
+}
+
+/// concurrent.futures' `add_done_callback`: the callback gets the future, and reading the
+/// result there does not use it up: `get` after the callback ran returns the value.
+#[test]
+fn when_done_leaves_the_value_for_get() {
+    let pool = ThreadPool::new(1);
+    let result = pool.spawn(|| vec![6, 7]);
+    let seen = Rc::new(RefCell::new(None));
+    let s = seen.clone();
+    result.when_done(move |r| *s.borrow_mut() = Some(r.get()));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while seen.borrow().is_none() && Instant::now() < deadline {
+        yield_now();
+    }
+    assert_eq!(*seen.borrow(), Some(Ok(vec![6, 7])), "the callback ran and read the value");
+    assert_eq!(result.get(), Ok(vec![6, 7]), "and the value is still there");
+    assert_eq!(result.get(), Ok(vec![6, 7]));
+    assert_eq!(result.take(), Ok(vec![6, 7]));
+    assert_eq!(result.get(), Err(GreenletError::Taken));
+
+    // A callback added after the end runs too, and a failure is reported to every reader.
+    let failed = pool.spawn(|| -> u8 { panic!("twice") });
+    failed.wait();
+    let told = Rc::new(Cell::new(false));
+    let t = told.clone();
+    failed.when_done(move |r| t.set(r.get().is_err()));
+    while !told.get() && Instant::now() < deadline {
+        yield_now();
+    }
+    assert!(told.get());
+    assert!(matches!(failed.get(), Err(GreenletError::Panicked(_))));
+    assert!(matches!(failed.take(), Err(GreenletError::Panicked(_))));
 }
 
 #[test]

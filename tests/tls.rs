@@ -155,7 +155,7 @@ fn a_hundred_tls_handshakes_run_at_once_on_one_hub() {
         .collect();
     with_timeout(HANG_GUARD, || {
         for (i, client) in clients.iter().enumerate() {
-            assert_eq!(client.get().unwrap().unwrap(), format!("client {i}\n"));
+            assert_eq!(client.take().unwrap().unwrap(), format!("client {i}\n"));
         }
     })
     .expect("the handshakes did not all complete");

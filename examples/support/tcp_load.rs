@@ -78,7 +78,7 @@ pub fn run(addr: SocketAddr, load: Load, server_pid: Option<u32>) -> io::Result<
     start.set();
     let mut latencies = Vec::with_capacity(load.connections * load.messages);
     for client in clients {
-        latencies.extend(client.get().map_err(io::Error::other)??);
+        latencies.extend(client.take().map_err(io::Error::other)??);
     }
     let elapsed = began.elapsed();
     let client_cpu = own_cpu() - client_before;

@@ -23,7 +23,7 @@ pub enum GreenletError {
     /// The greenlet could not start because no stack could be allocated for it; the
     /// message names the limit that was hit.
     NoStack(String),
-    /// The value was already moved out by an earlier [`get`](crate::Greenlet::get).
+    /// The value was already moved out by an earlier [`take`](crate::Greenlet::take).
     Taken,
 }
 
@@ -33,7 +33,7 @@ impl fmt::Display for GreenletError {
             GreenletError::Panicked(panic) => write!(f, "panicked: {panic}"),
             GreenletError::Killed => f.write_str("killed"),
             GreenletError::NoStack(msg) => write!(f, "could not start: {msg}"),
-            GreenletError::Taken => f.write_str("the value was already taken by an earlier get()"),
+            GreenletError::Taken => f.write_str("the value was already taken by an earlier take()"),
         }
     }
 }

@@ -3,8 +3,12 @@
 //! A greenlet's memory is one `Rc` allocation ([`Body`]) holding the scheduler's [`Core`],
 //! the body closure until it runs, and the value after. The hub sees it as
 //! `Rc<dyn Task>`, the user as [`Greenlet<T>`] (typed) or [`GreenletRef`] (untyped).
+//!
+//! The value lives in the [`Outcome`] state machine every result type shares: read with
+//! `get` (a clone, as often as asked) or moved out once with `take`.
 
 use std::cell::{Cell, RefCell};
+use std::convert::Infallible;
 use std::fmt;
 use std::io;
 use std::ops::Deref;
@@ -12,6 +16,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use crate::cell::Outcome;
 use crate::config::StackMode;
 use crate::error::{GreenletError, catch_panic, panic_message};
 use crate::hub::TimerAction;
@@ -26,7 +31,9 @@ use crate::task::{Core, Interrupt, Kind, LinkCallback, LinkHook, State, Task};
 struct Body<T, F> {
     core: Core,
     body: Cell<Option<F>>,
-    value: RefCell<Option<T>>,
+    /// Pending, then the value, then (after a `take`) taken. How a greenlet *failed* is kept
+    /// in its `Core`, where untyped handles read it; so it is never `Failed` here.
+    value: RefCell<Outcome<T, Infallible>>,
 }
 
 // SAFETY: `Body` is `#[repr(C)]` and `core` is its first field.
@@ -35,14 +42,15 @@ unsafe impl<T, F: FnOnce() -> T> Task for Body<T, F> {
         let body = self.body.take().expect("a greenlet body runs once");
         let outcome = match catch_unwind(AssertUnwindSafe(body)) {
             Ok(value) => {
-                *self.value.borrow_mut() = Some(value);
                 // A kill still pending here was reported by a wait that must not unwind
                 // (`park::park_until_quietly`, a libc hook under C frames) and cut that
-                // wait short: the body's return is the delivery point. (Any other kill
-                // unwinds at once; the value is dropped with the greenlet, never taken.)
+                // wait short: the body's return is the delivery point, and the value is
+                // dropped, as an unwind would have dropped it.
                 if self.core.interrupt.get() == Some(Interrupt::Kill) {
+                    drop(value);
                     Err(GreenletError::Killed)
                 } else {
+                    self.value.borrow_mut().set(Ok(value));
                     Ok(())
                 }
             }
@@ -58,9 +66,9 @@ unsafe impl<T, F: FnOnce() -> T> Task for Body<T, F> {
     }
 }
 
-/// What a typed handle needs beyond [`Task`]: taking the value out.
+/// What a typed handle needs beyond [`Task`]: the value.
 trait TypedTask<T>: Task {
-    fn take_value(&self) -> Option<T>;
+    fn value(&self) -> &RefCell<Outcome<T, Infallible>>;
 }
 
 impl<T> dyn TypedTask<T> {
@@ -72,8 +80,8 @@ impl<T> dyn TypedTask<T> {
 }
 
 impl<T, F: FnOnce() -> T> TypedTask<T> for Body<T, F> {
-    fn take_value(&self) -> Option<T> {
-        self.value.borrow_mut().take()
+    fn value(&self) -> &RefCell<Outcome<T, Infallible>> {
+        &self.value
     }
 }
 
@@ -219,7 +227,7 @@ pub struct LinkId(u64);
 /// A handle to a greenlet whose body returns `T`.
 ///
 /// It is a [`GreenletRef`] that also knows the type of the greenlet's value: the methods
-/// that need `T` ([`get`](Greenlet::get), [`link`](Greenlet::link)) and those that start
+/// that need `T` ([`get`](Greenlet::get), [`take`](Greenlet::take), [`link`](Greenlet::link)) and those that start
 /// the greenlet are here; the others (`join`, `kill`, `ready`, `error`, ...) are
 /// [`GreenletRef`]'s, reached through `Deref`.
 ///
@@ -285,7 +293,7 @@ impl<T: 'static> Greenlet<T> {
                 shared,
             ));
             std::ptr::addr_of_mut!((*slot).body).write(Cell::new(Some(f)));
-            std::ptr::addr_of_mut!((*slot).value).write(RefCell::new(None));
+            std::ptr::addr_of_mut!((*slot).value).write(RefCell::new(Outcome::Pending));
             rc.assume_init()
         };
         Greenlet { greenlet: GreenletRef { task: body.clone() }, typed: body }
@@ -311,20 +319,91 @@ impl<T: 'static> Greenlet<T> {
         with_hub(|hub| hub.add_timer(at, TimerAction::Start(self.greenlet.task.clone())));
     }
 
-    /// Waits until the greenlet is dead, then moves its value out.
+    /// Waits until the greenlet is dead, then returns a clone of its value (gevent's
+    /// `get()`): every call, on any clone of the handle, gets the value again. A panic or
+    /// kill is reported on every call. For a value that is not `Clone`, see
+    /// [`take`](Greenlet::take).
     ///
-    /// The value can be taken once: later calls (on any clone) return
-    /// [`GreenletError::Taken`]. A panic or kill is reported on every call.
-    pub fn get(&self) -> Result<T, GreenletError> {
+    /// ```
+    /// let g = verdant_hub::spawn(|| "twice".to_string());
+    /// assert_eq!(g.get().as_deref(), Ok("twice"));
+    /// assert_eq!(g.get().as_deref(), Ok("twice"));
+    /// ```
+    pub fn get(&self) -> Result<T, GreenletError>
+    where
+        T: Clone,
+    {
         self.greenlet.join();
-        self.typed.core().outcome().unwrap_or(Ok(()))?;
-        self.typed.take_value().ok_or(GreenletError::Taken)
+        self.failure()?;
+        Greenlet::<T>::value_of(self.typed.value().borrow().clone())
+    }
+
+    /// Waits until the greenlet is dead, then moves its value out. The value can be taken
+    /// once: later `take`s and `get`s (on any clone) return [`GreenletError::Taken`]. A
+    /// panic or kill is reported on every call.
+    ///
+    /// ```
+    /// use verdant_hub::GreenletError;
+    ///
+    /// let g = verdant_hub::spawn(|| Box::new(42)); // any type, Clone or not
+    /// assert_eq!(g.take(), Ok(Box::new(42)));
+    /// assert_eq!(g.take(), Err(GreenletError::Taken));
+    /// ```
+    pub fn take(&self) -> Result<T, GreenletError> {
+        self.greenlet.join();
+        self.failure()?;
+        Greenlet::<T>::value_of(self.typed.value().borrow_mut().take())
+    }
+
+    /// A clone of the value if the greenlet is dead and succeeded (and the value was not
+    /// taken); `None` otherwise, without waiting (gevent's `value`).
+    ///
+    /// ```
+    /// let g = verdant_hub::spawn(|| 6 * 7);
+    /// assert_eq!(g.value(), None); // not run yet
+    /// g.join();
+    /// assert_eq!(g.value(), Some(42));
+    /// ```
+    pub fn value(&self) -> Option<T>
+    where
+        T: Clone,
+    {
+        self.typed.value().borrow().value().cloned()
+    }
+
+    /// The error of a dead greenlet that failed.
+    fn failure(&self) -> Result<(), GreenletError> {
+        self.typed.core().outcome().unwrap_or(Ok(()))
+    }
+
+    /// The value read from a greenlet that is dead and did not fail.
+    fn value_of(read: Outcome<T, Infallible>) -> Result<T, GreenletError> {
+        match read {
+            Outcome::Value(value) => Ok(value),
+            Outcome::Taken => Err(GreenletError::Taken),
+            Outcome::Pending => unreachable!("a greenlet that succeeded stored its value"),
+        }
     }
 
     /// Registers `callback` to run once, right after the greenlet dies (whatever the
     /// outcome). It runs in the greenlet's own context after its body, or, for a greenlet
     /// killed before it started, in the killer's. If the greenlet is already dead, the
     /// callback runs now. A panic in a callback is printed and does not affect others.
+    ///
+    /// The callback gets the handle: it reads the value like anyone else (`get` leaves it
+    /// for the next reader).
+    ///
+    /// ```
+    /// use std::cell::Cell;
+    /// use std::rc::Rc;
+    ///
+    /// let g = verdant_hub::spawn(|| 6 * 7);
+    /// let seen = Rc::new(Cell::new(0));
+    /// let s = seen.clone();
+    /// g.link(move |g| s.set(g.get().unwrap()));
+    /// assert_eq!(g.get(), Ok(42)); // the link ran first, and did not use the value up
+    /// assert_eq!(seen.get(), 42);
+    /// ```
     pub fn link(&self, callback: impl FnOnce(&Greenlet<T>) + 'static) -> LinkId {
         let me = self.clone();
         self.greenlet.add_link(Box::new(move || callback(&me)))
@@ -587,18 +666,21 @@ pub fn killall<'a, G: AsGreenlet + 'a>(
 /// Waits until `task` is dead or `deadline` passes; returns whether it is dead.
 fn join_until(task: &Rc<dyn Task>, deadline: Option<Instant>) -> bool {
     let core = task.core();
-    loop {
-        if core.is_dead() {
-            return true;
-        }
+    let register = |waker| {
         if with_hub(|hub| hub.is_current(core)) {
             panic!("verdant: {} tried to join itself, which would never return", core.describe());
         }
-        core.add_joiner(park::waker());
-        let reason = format_args!("the end of {} (join)", core.describe());
-        if park::park_until(&reason, deadline) && !core.is_dead() {
-            return false;
-        }
+        core.add_joiner(waker);
+    };
+    park::wait_until(&JoinReason(core), deadline, register, || core.is_dead())
+}
+
+/// What a `join` waits on, for deadlock reports (formatted only if one is made).
+struct JoinReason<'a>(&'a Core);
+
+impl fmt::Display for JoinReason<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "the end of {} (join)", self.0.describe())
     }
 }
 

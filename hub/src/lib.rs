@@ -33,6 +33,7 @@
 //! |---|---|---|
 //! | API | `greenlet.rs` | spawning, and the [`Greenlet`] handle: join, get, kill, link |
 //! | | [`park`] | the one waiter mechanism every blocking call is built on |
+//! | | [`cell`] | results that arrive later: [`cell::Outcome`] and the cells that wait on it |
 //! | | `time.rs`, `timeout.rs` | [`sleep`], [`yield_now`], [`with_timeout`] |
 //! | | [`io`] | [`io::Registration`], [`io::wait_readable`], [`io::Green`] (a non-blocking socket or pipe whose calls park the greenlet) |
 //! | | `remote.rs` | the handles other threads hold: [`RemoteHandle`], [`RemoteWaker`] |
@@ -62,6 +63,7 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod block_on;
+pub mod cell;
 mod config;
 mod door;
 mod error;

@@ -13,6 +13,9 @@
 //! and a *spurious* return is allowed (it happens, rarely, when the hub retries a postponed
 //! interrupt).
 //!
+//! [`wait_until`] and [`WaitList::wait_until`] are this loop, written once: blocking calls
+//! give them their condition instead of writing the loop again.
+//!
 //! # Epochs
 //!
 //! Every return from `park` ends the greenlet's current *wait epoch*. A `Waker` only works
@@ -172,5 +175,114 @@ impl Drop for CancelTimer {
                 hub.cancel_timer(self.0);
             }
         });
+    }
+}
+
+/// Waits until `ready()` holds or `deadline` passes: the one wait loop every blocking call
+/// is written with (the listen → re-check → wait of `event-listener`). Returns whether
+/// `ready()` held; `false` means the deadline passed first.
+///
+/// ```text
+///   loop {
+///       ready()?          → true            1. check
+///       register(waker)                      2. leave a waker where the completer looks
+///       ready()?          → true            3. re-check: it may have come meanwhile
+///       park_until(...)   → deadline passed? → return ready()
+///   }                                        4. woken or spurious: check again
+/// ```
+///
+/// Step 3 is what makes it safe for conditions made true on *other* threads (a thread-pool
+/// result registers a [`RemoteWaker`](crate::RemoteWaker)): a completion between 1 and 2
+/// wakes nobody, and is seen there. For waiters on this hub nothing can happen between 1
+/// and 4; use [`WaitList::wait_until`], which skips step 3.
+///
+/// A kill or an expired [`with_timeout`](crate::with_timeout) unwinds out of it (a guard
+/// dropped on the way can pass a wake-up it consumed on to the next waiter); a spurious
+/// return from `park` registers again. `ready` may do the work it checks for (take the
+/// item, take the permit) and record it in a variable it borrows.
+///
+/// ```
+/// use std::cell::RefCell;
+/// use std::rc::Rc;
+/// use verdant_hub::park::{self, Waker};
+///
+/// // A slot one greenlet fills and one reader waits on, with a single waker.
+/// let slot: Rc<(RefCell<Option<u32>>, RefCell<Option<Waker>>)> = Rc::default();
+/// let filler = slot.clone();
+/// verdant_hub::spawn(move || {
+///     *filler.0.borrow_mut() = Some(7);
+///     if let Some(reader) = filler.1.borrow_mut().take() {
+///         reader.wake();
+///     }
+/// });
+/// let filled = park::wait_until(
+///     &"the slot",
+///     None,
+///     |waker| *slot.1.borrow_mut() = Some(waker),
+///     || slot.0.borrow().is_some(),
+/// );
+/// assert!(filled);
+/// assert_eq!(*slot.0.borrow(), Some(7));
+/// ```
+#[inline]
+pub fn wait_until(
+    reason: &dyn fmt::Display,
+    deadline: Option<Instant>,
+    register: impl FnMut(Waker),
+    ready: impl FnMut() -> bool,
+) -> bool {
+    wait_loop::<true>(reason, deadline, register, ready)
+}
+
+impl WaitList {
+    /// Waits in this list until `ready()` holds or `deadline` passes; returns whether
+    /// `ready()` held. [`park::wait_until`](wait_until) with this list as the place to
+    /// register, for conditions only this hub's greenlets change (then nothing can happen
+    /// between the check and the park, and the re-check is skipped).
+    ///
+    /// ```
+    /// use std::cell::Cell;
+    /// use std::rc::Rc;
+    /// use verdant_hub::park::WaitList;
+    ///
+    /// let flag = Rc::new((Cell::new(false), WaitList::new()));
+    /// let setter = flag.clone();
+    /// verdant_hub::spawn(move || {
+    ///     setter.0.set(true);
+    ///     setter.1.notify_all();
+    /// });
+    /// assert!(flag.1.wait_until(&"the flag", None, || flag.0.get()));
+    /// ```
+    #[inline]
+    pub fn wait_until(
+        &self,
+        reason: &dyn fmt::Display,
+        deadline: Option<Instant>,
+        ready: impl FnMut() -> bool,
+    ) -> bool {
+        wait_loop::<false>(reason, deadline, |waker| self.push(waker), ready)
+    }
+}
+
+/// The loop of [`wait_until`] and [`WaitList::wait_until`], written once; `RECHECK` says
+/// whether to look again between registering and parking (see [`wait_until`]).
+#[inline(always)]
+fn wait_loop<const RECHECK: bool>(
+    reason: &dyn fmt::Display,
+    deadline: Option<Instant>,
+    mut register: impl FnMut(Waker),
+    mut ready: impl FnMut() -> bool,
+) -> bool {
+    loop {
+        if ready() {
+            return true;
+        }
+        register(waker());
+        if RECHECK && ready() {
+            return true;
+        }
+        if park_until(reason, deadline) {
+            return ready();
+        }
     }
 }

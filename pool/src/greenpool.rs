@@ -193,7 +193,7 @@ impl<T: 'static> Iterator for GreenPile<T> {
 
     /// Waits for the next result in spawn order; `None` once all were read.
     fn next(&mut self) -> Option<Self::Item> {
-        self.pending.pop_front().map(|greenlet| greenlet.get())
+        self.pending.pop_front().map(|greenlet| greenlet.take())
     }
 }
 

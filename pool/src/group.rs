@@ -11,7 +11,7 @@ use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 
 use slab::Slab;
-use verdant_hub::park::{self, WaitList};
+use verdant_hub::park::WaitList;
 use verdant_hub::{AsGreenlet, Greenlet, GreenletError, GreenletRef, LinkHook, LinkId};
 
 use crate::Pool;
@@ -94,8 +94,8 @@ impl fmt::Debug for Limited {
     }
 }
 
-/// The state behind every handle of one group: the members, the limit, the maps.
-pub(crate) struct Core<L> {
+/// The roster behind every handle of one group: the members, the limit, the maps.
+pub(crate) struct Roster<L> {
     /// Members, each with the link that removes it when it dies. The slab key is the link
     /// hook's token, so a dying member is removed in O(1) without hashing; the rare
     /// lookups by greenlet (`contains`, `discard`, `add`) scan.
@@ -106,15 +106,15 @@ pub(crate) struct Core<L> {
     feeders: Feeders,
 }
 
-impl<L: Limit> LinkHook for Core<L> {
+impl<L: Limit> LinkHook for Roster<L> {
     fn finished(&self, key: usize) {
         self.forget(key);
     }
 }
 
-impl<L: Limit> Core<L> {
-    fn new(limit: L) -> Rc<Core<L>> {
-        Rc::new(Core {
+impl<L: Limit> Roster<L> {
+    fn new(limit: L) -> Rc<Roster<L>> {
+        Rc::new(Roster {
             members: RefCell::new(Slab::new()),
             limit,
             emptied: WaitList::new(),
@@ -165,7 +165,7 @@ impl<L: Limit> Core<L> {
         }
     }
 
-    /// Like [`track`](Core::track) for a greenlet the caller handed in, which may already
+    /// Like [`track`](Roster::track) for a greenlet the caller handed in, which may already
     /// be a member (then the place just reserved is given back).
     fn track_new_or_known(self: &Rc<Self>, greenlet: GreenletRef) {
         if self.contains(&greenlet) {
@@ -210,15 +210,8 @@ impl<L: Limit> Core<L> {
     fn join(&self, timeout: Option<Duration>, raise_error: bool) -> Result<bool, GreenletError> {
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let watched = if raise_error { self.members() } else { Vec::new() };
-        let emptied = loop {
-            if self.len() == 0 {
-                break true;
-            }
-            self.emptied.push(park::waker());
-            if park::park_until(&"the group to become empty (join)", deadline) && self.len() > 0 {
-                break false;
-            }
-        };
+        let reason = "the group to become empty (join)";
+        let emptied = self.emptied.wait_until(&reason, deadline, || self.len() == 0);
         match watched.iter().find_map(GreenletRef::error) {
             Some(error) if raise_error => Err(error),
             _ => Ok(emptied),
@@ -283,7 +276,7 @@ impl<L: Limit> Core<L> {
 /// assert_eq!(group.map(|x: u32| x + 1, vec![1, 2, 3]), Ok(vec![2, 3, 4]));
 /// ```
 pub struct Group<L = Unlimited> {
-    core: Rc<Core<L>>,
+    roster: Rc<Roster<L>>,
 }
 
 /// Membership, joining, killing, and the mapping methods built on `spawn` (gevent's
@@ -291,35 +284,35 @@ pub struct Group<L = Unlimited> {
 impl<L: Limit> Group<L> {
     /// Number of members (live greenlets being tracked).
     pub fn len(&self) -> usize {
-        self.core.len()
+        self.roster.len()
     }
 
     /// Whether there are no members.
     pub fn is_empty(&self) -> bool {
-        self.core.len() == 0
+        self.roster.len() == 0
     }
 
     /// Whether `greenlet` is a member.
     pub fn contains(&self, greenlet: &impl AsGreenlet) -> bool {
-        self.core.contains(&greenlet.as_greenlet())
+        self.roster.contains(&greenlet.as_greenlet())
     }
 
     /// The members right now, oldest first.
     pub fn greenlets(&self) -> Vec<GreenletRef> {
-        self.core.members()
+        self.roster.members()
     }
 
     /// Iterates over a snapshot of the members, oldest first (members that join or
     /// leave meanwhile do not affect it).
     pub fn iter(&self) -> impl Iterator<Item = GreenletRef> + use<L> {
-        self.core.members().into_iter()
+        self.roster.members().into_iter()
     }
 
     /// Starts tracking `greenlet` (it leaves when it dies). In a pool, waits while the pool
     /// is full ([`add_with`](Group::add_with) can refuse instead).
     pub fn add(&self, greenlet: &impl AsGreenlet) {
-        self.core.limit.reserve(true, None).expect("a blocking add without timeout succeeds");
-        self.core.track_new_or_known(greenlet.as_greenlet());
+        self.roster.limit.reserve(true, None).expect("a blocking add without timeout succeeds");
+        self.roster.track_new_or_known(greenlet.as_greenlet());
     }
 
     /// Tracks an unstarted greenlet (in a pool, waiting while it is full), then starts it.
@@ -330,7 +323,7 @@ impl<L: Limit> Group<L> {
 
     /// Stops tracking a member (it runs on; its place is freed).
     pub fn discard(&self, greenlet: &impl AsGreenlet) {
-        self.core.discard(&greenlet.as_greenlet());
+        self.roster.discard(&greenlet.as_greenlet());
     }
 
     /// Waits until the group is empty *at least once*, or `timeout` passes. Returns
@@ -344,19 +337,19 @@ impl<L: Limit> Group<L> {
         timeout: Option<Duration>,
         raise_error: bool,
     ) -> Result<bool, GreenletError> {
-        self.core.join(timeout, raise_error)
+        self.roster.join(timeout, raise_error)
     }
 
     /// Kills every member (and stops every running map from starting more tasks); with
     /// `block`, waits at most `timeout` until they are dead. Returns whether all are.
     pub fn kill(&self, block: bool, timeout: Option<Duration>) -> bool {
-        self.core.kill(block, timeout)
+        self.roster.kill(block, timeout)
     }
 
     /// Kills `greenlet` if it is a member.
     pub fn killone(&self, greenlet: &impl AsGreenlet, block: bool, timeout: Option<Duration>) {
         let greenlet = greenlet.as_greenlet();
-        if self.core.contains(&greenlet) {
+        if self.roster.contains(&greenlet) {
             greenlet.kill_with(block, timeout);
         }
     }
@@ -367,7 +360,7 @@ impl<L: Limit> Group<L> {
         F: FnOnce() -> T + 'static,
         T: 'static,
     {
-        self.core.spawn(f)
+        self.roster.spawn(f)
     }
 
     /// Runs `f` in a member greenlet and returns its value; the calling greenlet waits.
@@ -378,10 +371,10 @@ impl<L: Limit> Group<L> {
         F: FnOnce() -> T + 'static,
         T: 'static,
     {
-        if self.core.current_is_member() {
+        if self.roster.current_is_member() {
             return f();
         }
-        crate::reraise(self.core.spawn(f).get())
+        crate::reraise(self.roster.spawn(f).take())
     }
 
     /// Starts `f` without ever waiting, even when the pool is full, and returns its
@@ -394,14 +387,14 @@ impl<L: Limit> Group<L> {
         F: FnOnce() -> T + 'static,
         T: 'static,
     {
-        if self.core.limit.reserve(false, None).is_ok() {
+        if self.roster.limit.reserve(false, None).is_ok() {
             let greenlet = Greenlet::new(f);
-            self.core.track(greenlet.as_ref());
+            self.roster.track(greenlet.as_ref());
             greenlet.start();
             return greenlet;
         }
-        let core = self.core.clone();
-        verdant_hub::spawn(move || crate::reraise(core.spawn(f).get()))
+        let roster = self.roster.clone();
+        verdant_hub::spawn(move || crate::reraise(roster.spawn(f).take()))
     }
 
     /// Like [`apply_async`](Self::apply_async), then calls `callback` with the value
@@ -453,8 +446,8 @@ impl<L: Limit> Group<L> {
         F: Fn(A) -> T + 'static,
         T: 'static,
     {
-        let core = self.core.clone();
-        verdant_hub::spawn(move || mapping::collect(core.imap(f, items, Order::Input, None)))
+        let roster = self.roster.clone();
+        verdant_hub::spawn(move || mapping::collect(roster.imap(f, items, Order::Input, None)))
     }
 
     /// Applies `f` to every item as members, lazily (items are pulled from `items` only
@@ -468,7 +461,7 @@ impl<L: Limit> Group<L> {
         F: Fn(A) -> T + 'static,
         T: 'static,
     {
-        self.core.imap(f, items, Order::Input, None)
+        self.roster.imap(f, items, Order::Input, None)
     }
 
     /// Like [`imap`](Self::imap), with at most `maxsize` results finished but not yet
@@ -480,7 +473,7 @@ impl<L: Limit> Group<L> {
         F: Fn(A) -> T + 'static,
         T: 'static,
     {
-        self.core.imap(f, items, Order::Input, Some(maxsize))
+        self.roster.imap(f, items, Order::Input, Some(maxsize))
     }
 
     /// Like [`imap`](Self::imap), yielding results as they complete.
@@ -491,7 +484,7 @@ impl<L: Limit> Group<L> {
         F: Fn(A) -> T + 'static,
         T: 'static,
     {
-        self.core.imap(f, items, Order::Completion, None)
+        self.roster.imap(f, items, Order::Completion, None)
     }
 
     /// Like [`imap_unordered`](Self::imap_unordered), with at most `maxsize` results
@@ -503,14 +496,14 @@ impl<L: Limit> Group<L> {
         F: Fn(A) -> T + 'static,
         T: 'static,
     {
-        self.core.imap(f, items, Order::Completion, Some(maxsize))
+        self.roster.imap(f, items, Order::Completion, Some(maxsize))
     }
 }
 
 impl Group<Unlimited> {
     /// An empty group.
     pub fn new() -> Group {
-        Group { core: Core::new(Unlimited) }
+        Group { roster: Roster::new(Unlimited) }
     }
 }
 
@@ -539,11 +532,11 @@ impl Default for Group<Unlimited> {
 impl Group<Limited> {
     /// A pool of at most `size` members (`None`: unlimited).
     pub fn new(size: Option<usize>) -> Pool {
-        Group { core: Core::new(Limited(Slots::new(size))) }
+        Group { roster: Roster::new(Limited(Slots::new(size))) }
     }
 
     pub(crate) fn slots(&self) -> &Slots {
-        &self.core.limit.0
+        &self.roster.limit.0
     }
 
     /// The most members at once, or `None` if unlimited.
@@ -583,8 +576,8 @@ impl Group<Limited> {
         timeout: Option<Duration>,
     ) -> Result<(), PoolFull> {
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-        self.core.limit.reserve(blocking, deadline)?;
-        self.core.track_new_or_known(greenlet.as_greenlet());
+        self.roster.limit.reserve(blocking, deadline)?;
+        self.roster.track_new_or_known(greenlet.as_greenlet());
         Ok(())
     }
 
@@ -603,7 +596,7 @@ impl Group<Limited> {
 
 impl<L> Clone for Group<L> {
     fn clone(&self) -> Self {
-        Group { core: self.core.clone() }
+        Group { roster: self.roster.clone() }
     }
 }
 

@@ -16,6 +16,9 @@
 //!   }                                                    yield Ok(value) / Err(at its index)
 //!   input ends / panics / feeder killed ──► "no more after #n"
 //! ```
+//!
+//! In input order, a result that comes in before those ahead of it waits in its slot, an
+//! [`Outcome`] (the hub's one "value arrives later" state), until they are read.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -23,6 +26,7 @@ use std::error::Error;
 use std::fmt;
 use std::rc::Rc;
 
+use verdant_hub::cell::Outcome;
 use verdant_hub::park::{self, Waker};
 use verdant_hub::{Greenlet, GreenletError, GreenletRef, Panic, catch_panic};
 use verdant_sync::Semaphore;
@@ -146,13 +150,17 @@ impl<T> Reports<T> {
     }
 
     fn get(&self) -> Report<T> {
-        loop {
-            if let Some(report) = self.items.borrow_mut().pop_front() {
-                return report;
-            }
-            *self.reader.borrow_mut() = Some(park::waker());
-            park::park(&"the results of a pool map");
-        }
+        let mut report = None;
+        park::wait_until(
+            &"the results of a pool map",
+            None,
+            |waker| *self.reader.borrow_mut() = Some(waker),
+            || {
+                report = self.items.borrow_mut().pop_front();
+                report.is_some()
+            },
+        );
+        report.expect("no deadline: a report came")
     }
 }
 
@@ -238,8 +246,9 @@ pub struct MapIter<T> {
     reports: Rc<Reports<T>>,
     permits: Option<Semaphore>,
     order: Order,
-    /// Input order: results that came in early, at `index - next_index`.
-    buffer: VecDeque<Option<Result<T, GreenletError>>>,
+    /// Input order: a slot for each result from `next_index` on, filled as they come in
+    /// (early ones wait there for those before them).
+    buffer: VecDeque<Outcome<T, GreenletError>>,
     next_index: usize,
     yielded: usize,
     /// How many results there will be, once known.
@@ -267,9 +276,10 @@ impl<T> MapIter<T> {
                 }
                 let slot = index - self.next_index;
                 if self.buffer.len() <= slot {
-                    self.buffer.resize_with(slot + 1, || None);
+                    self.buffer.resize_with(slot + 1, || Outcome::Pending);
                 }
-                self.buffer[slot] = Some(outcome);
+                let filled = self.buffer[slot].complete(outcome);
+                debug_assert!(filled.is_ok(), "item {index} was reported twice");
                 None
             }
             Report::End { count } => {
@@ -298,10 +308,9 @@ impl<T> Iterator for MapIter<T> {
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            if self.order == Order::Input
-                && let Some(Some(_)) = self.buffer.front()
-            {
-                let outcome = self.buffer.pop_front().flatten().expect("checked");
+            if self.order == Order::Input && self.buffer.front().is_some_and(Outcome::is_ready) {
+                let slot = self.buffer.pop_front().expect("checked");
+                let outcome = slot.into_result().expect("checked: ready");
                 let index = self.next_index;
                 self.next_index += 1;
                 return Some(self.hand_out(index, outcome));

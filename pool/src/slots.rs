@@ -3,7 +3,10 @@
 use std::cell::Cell;
 use std::time::Instant;
 
-use verdant_hub::park::{self, WaitList};
+use verdant_hub::park::WaitList;
+
+/// What a greenlet waiting for room waits on, in deadlock reports.
+const WAIT_REASON: &str = "a free place in the pool";
 
 /// How many members a pool admits, and who waits for room.
 ///
@@ -75,40 +78,28 @@ impl Slots {
 
     /// Takes a place, waiting until `deadline` for one. Returns whether it got one.
     pub(crate) fn acquire_until(&self, deadline: Option<Instant>) -> bool {
-        loop {
-            if self.try_acquire() {
-                return true;
-            }
-            self.waiters.push(park::waker());
-            self.blocked.set(self.blocked.get() + 1);
-            let pass_on = PassOn(self);
-            let timed_out = park::park_until(&"a free place in the pool", deadline);
-            std::mem::forget(pass_on);
-            self.blocked.set(self.blocked.get() - 1);
-            if timed_out && !self.has_room() {
-                return false;
-            }
+        if self.try_acquire() {
+            return true;
         }
+        self.blocked.set(self.blocked.get() + 1);
+        let pass_on = PassOn(self);
+        let got = self.waiters.wait_until(&WAIT_REASON, deadline, || self.try_acquire());
+        std::mem::forget(pass_on);
+        self.blocked.set(self.blocked.get() - 1);
+        got
     }
 
     /// Waits until a place is free (without taking it), or `deadline`. Returns the number
     /// of free places then.
     pub(crate) fn wait_available(&self, deadline: Option<Instant>) -> isize {
-        loop {
-            if self.has_room() {
-                // Someone else may be waiting to take the place: leave the wake-up to them.
-                return self.free();
-            }
-            self.waiters.push(park::waker());
-            let timed_out = park::park_until(&"a free place in the pool", deadline);
-            if self.has_room() {
-                self.waiters.notify_one(); // we only looked: pass the wake-up on
-                return self.free();
-            }
-            if timed_out {
-                return self.free();
-            }
+        if self.has_room() {
+            // Someone else may be waiting to take the place: leave the wake-up to them.
+            return self.free();
         }
+        if self.waiters.wait_until(&WAIT_REASON, deadline, || self.has_room()) {
+            self.waiters.notify_one(); // we only looked: pass the wake-up on
+        }
+        self.free()
     }
 
     pub(crate) fn release(&self) {

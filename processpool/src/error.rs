@@ -66,14 +66,14 @@ impl fmt::Display for MapError {
 
 impl std::error::Error for MapError {}
 
-/// Why [`AsyncResult::get`](crate::AsyncResult::get) returned no value.
+/// Why [`ApplyResult::get`](crate::ApplyResult::get) returned no value.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum GetError<E = TaskError> {
     /// The timeout passed first (processing's `TimeoutError`); the task goes on.
     Timeout,
     /// The task failed.
     Failed(E),
-    /// The value was already moved out by an earlier `get`.
+    /// The value was already moved out by an earlier `take`.
     Taken,
 }
 
@@ -82,14 +82,14 @@ impl<E: fmt::Display> fmt::Display for GetError<E> {
         match self {
             GetError::Timeout => f.write_str("timed out waiting for the result"),
             GetError::Failed(error) => error.fmt(f),
-            GetError::Taken => f.write_str("the value was already taken by an earlier get()"),
+            GetError::Taken => f.write_str("the value was already taken by an earlier take()"),
         }
     }
 }
 
 impl<E: fmt::Debug + fmt::Display> std::error::Error for GetError<E> {}
 
-/// [`AsyncResult::successful`](crate::AsyncResult::successful) was asked before the result
+/// [`ApplyResult::successful`](crate::ApplyResult::successful) was asked before the result
 /// was ready (processing raises `AssertionError`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NotReady;

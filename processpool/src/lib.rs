@@ -46,7 +46,7 @@
 //! | `worker.rs` | the worker side: [`worker_main`] and its task loop |
 //! | `function.rs` | naming functions across processes; the typed trampolines |
 //! | `frame.rs` | the wire format: length-prefixed frames |
-//! | `result.rs` | [`AsyncResult`] and [`IMap`] |
+//! | `result.rs` | [`ApplyResult`] and [`IMap`] |
 //! | `error.rs` | [`TaskError`], [`MapError`], and the errors of waiting |
 
 #![doc(test(attr(deny(warnings))))]
@@ -63,7 +63,8 @@ mod worker;
 
 pub use error::{GetError, MapError, NotReady, StillRunning, TaskError, Timeout};
 pub use pool::{Builder, DEFAULT_FRAME_TIMEOUT, ProcessPool};
-pub use result::{AsyncResult, IMap};
+#[allow(deprecated)]
+pub use result::{ApplyResult, AsyncResult, IMap};
 pub use worker::worker_main;
 
 #[doc(hidden)]

@@ -33,7 +33,7 @@ use crate::error::{MapError, StillRunning, TaskError};
 use crate::frame::{self, FrameReader, Kind};
 use crate::function::{BinaryIdentity, Call};
 use crate::process::{self, Process};
-use crate::result::{Arrivals, AsyncResult, IMap};
+use crate::result::{ApplyResult, Arrivals, IMap};
 use crate::startup::{StartFailure, Startups, Verdict};
 
 /// Jobs a worker may hold at once (the one it runs and the ones queued behind it): enough
@@ -289,7 +289,7 @@ impl ProcessPool {
     }
 
     /// Starts `f(argument)` in a worker and returns at once.
-    pub fn apply_async<A, R>(&self, f: fn(A) -> R, argument: A) -> AsyncResult<R>
+    pub fn apply_async<A, R>(&self, f: fn(A) -> R, argument: A) -> ApplyResult<R>
     where
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + 'static,
@@ -306,12 +306,12 @@ impl ProcessPool {
         argument: A,
         callback: impl FnOnce(&R) + 'static,
         error_callback: impl FnOnce(&TaskError) + 'static,
-    ) -> AsyncResult<R>
+    ) -> ApplyResult<R>
     where
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + 'static,
     {
-        let result = AsyncResult::new();
+        let result = ApplyResult::new();
         let sink = {
             let result = result.clone();
             move |outcome: Result<&[u8], TaskError>| {
@@ -355,7 +355,7 @@ impl ProcessPool {
         f: fn(A) -> R,
         items: I,
         chunksize: Option<usize>,
-    ) -> AsyncResult<Vec<R>, MapError>
+    ) -> ApplyResult<Vec<R>, MapError>
     where
         I: IntoIterator<Item = A>,
         A: Serialize + DeserializeOwned + 'static,
@@ -373,7 +373,7 @@ impl ProcessPool {
         chunksize: Option<usize>,
         callback: impl FnOnce(&Vec<R>) + 'static,
         error_callback: impl FnOnce(&MapError) + 'static,
-    ) -> AsyncResult<Vec<R>, MapError>
+    ) -> ApplyResult<Vec<R>, MapError>
     where
         I: IntoIterator<Item = A>,
         A: Serialize + DeserializeOwned + 'static,
@@ -382,7 +382,7 @@ impl ProcessPool {
         let items: Vec<A> = items.into_iter().collect();
         let chunksize = chunksize.unwrap_or_else(|| items.len().div_ceil(4 * self.processes()));
         let chunks = chunk_ranges(items.len(), chunksize.max(1));
-        let result = AsyncResult::new();
+        let result = ApplyResult::new();
         let collector = Rc::new(MapCollector {
             values: RefCell::new((0..chunks.len()).map(|_| None).collect()),
             first_error: RefCell::new(None),
@@ -908,10 +908,8 @@ fn start(
 fn feed(shared: &Shared, worker: &Worker) {
     let mut batch = Vec::new();
     loop {
-        while worker.in_flight.borrow().len() >= PIPELINE {
-            worker.room.push(park::waker());
-            park::park(&"room in a process-pool worker's pipeline");
-        }
+        let has_room = || worker.in_flight.borrow().len() < PIPELINE;
+        worker.room.wait_until(&"room in a process-pool worker's pipeline", None, has_room);
         if worker.in_flight.borrow().is_empty() && shared.queue.borrow().is_empty() {
             shared.take_back_for(worker);
         }

@@ -1,20 +1,26 @@
-//! What callers hold while a pool works: [`AsyncResult`] (processing's result objects) and
-//! [`IMap`] (the iterator of `imap` and `imap_unordered`). Waiting on either parks only
-//! the calling greenlet.
+//! What callers hold while a pool works: [`ApplyResult`] (processing's result objects, on
+//! the hub's one result cell, [`ResultCell`]) and [`IMap`] (the iterator of `imap` and
+//! `imap_unordered`). Waiting on either parks only the calling greenlet.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use verdant_hub::park::{self, WaitList, Waker};
+use verdant_hub::cell::{Outcome, ResultCell};
+use verdant_hub::park::{WaitList, Waker};
 use verdant_sync::Waitable;
 
 use crate::error::{GetError, NotReady, TaskError, Timeout};
 
-/// A result that a pool will deliver later: processing's `ApplyResult`/`MapResult`.
-/// Clones share the result; the value can be taken once.
+/// A result that a pool will deliver later: processing's `ApplyResult` (and `MapResult`,
+/// its subclass: what `map_async` returns is an `ApplyResult<Vec<R>, MapError>`). Clones
+/// share the result.
+///
+/// [`get`](Self::get) returns a clone of the value, as often as asked (processing's
+/// `get()`); [`take`](Self::take) moves it out, once, for values that are not `Clone`. A
+/// failure is reported on every call.
 ///
 /// ```no_run
 /// # fn square(x: u64) -> u64 { x * x }
@@ -25,114 +31,113 @@ use crate::error::{GetError, NotReady, TaskError, Timeout};
 /// let pool = ProcessPool::new(Some(1)).unwrap();
 /// let result = pool.apply_async(square, 10);
 /// assert_eq!(result.get(Some(Duration::from_secs(10))), Ok(100));
+/// assert_eq!(result.get(None), Ok(100)); // again
+/// assert_eq!(result.take(None), Ok(100)); // moved out
 /// assert_eq!(result.get(None), Err(GetError::Taken));
 /// ```
-pub struct AsyncResult<T, E = TaskError> {
-    cell: Rc<Slot<T, E>>,
+pub struct ApplyResult<T, E = TaskError> {
+    cell: Rc<ResultCell<T, E>>,
 }
 
-struct Slot<T, E> {
-    outcome: RefCell<Option<Result<T, E>>>,
-    taken: Cell<bool>,
-    waiters: WaitList,
-}
+/// The name this type had before it took processing's own.
+#[deprecated(note = "renamed ApplyResult, processing's name for it")]
+pub type AsyncResult<T, E = TaskError> = ApplyResult<T, E>;
 
-impl<T, E> AsyncResult<T, E> {
-    pub(crate) fn new() -> AsyncResult<T, E> {
-        let cell =
-            Slot { outcome: RefCell::new(None), taken: Cell::new(false), waiters: WaitList::new() };
-        AsyncResult { cell: Rc::new(cell) }
+impl<T, E> ApplyResult<T, E> {
+    pub(crate) fn new() -> ApplyResult<T, E> {
+        ApplyResult { cell: Rc::new(ResultCell::new()) }
     }
 
     /// Stores the outcome and wakes the waiters (the pool does this once).
     pub(crate) fn complete(&self, outcome: Result<T, E>) {
-        *self.cell.outcome.borrow_mut() = Some(outcome);
-        self.cell.waiters.notify_all();
+        let stored = self.cell.complete(outcome);
+        debug_assert!(stored.is_ok(), "a process-pool result is completed once");
     }
 
     /// Whether the task has finished (processing's `ready()`).
     pub fn ready(&self) -> bool {
-        self.cell.taken.get() || self.cell.outcome.borrow().is_some()
+        self.cell.ready()
     }
 
     /// Whether the task finished without an error; an error if it has not finished
     /// (processing raises `AssertionError`).
     pub fn successful(&self) -> Result<bool, NotReady> {
-        if self.cell.taken.get() {
-            return Ok(true);
+        if !self.ready() {
+            return Err(NotReady);
         }
-        match &*self.cell.outcome.borrow() {
-            None => Err(NotReady),
-            Some(outcome) => Ok(outcome.is_ok()),
-        }
+        Ok(self.cell.successful())
     }
 
     /// Waits until the task finishes or `timeout` passes (`None`: no limit); returns
     /// whether it finished.
     pub fn wait(&self, timeout: Option<Duration>) -> bool {
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-        loop {
-            if self.ready() {
-                return true;
-            }
-            self.cell.waiters.push(park::waker());
-            if park::park_until(&"a process-pool result", deadline) {
-                return self.ready();
-            }
-        }
+        self.cell.wait_until(&"a process-pool result", deadline)
     }
 }
 
-impl<T, E: Clone> AsyncResult<T, E> {
+impl<T, E: Clone> ApplyResult<T, E> {
     /// Waits (at most `timeout`, `None`: no limit) and moves the value out. A failure is
-    /// returned on every call; the value only once.
+    /// returned on every call; the value only once (later `take`s and `get`s return
+    /// [`GetError::Taken`]).
+    pub fn take(&self, timeout: Option<Duration>) -> Result<T, GetError<E>> {
+        if !self.wait(timeout) {
+            return Err(GetError::Timeout);
+        }
+        read(self.cell.take())
+    }
+}
+
+impl<T: Clone, E: Clone> ApplyResult<T, E> {
+    /// Waits (at most `timeout`, `None`: no limit) and returns a clone of the value (or
+    /// the failure); it stays for the next reader.
     pub fn get(&self, timeout: Option<Duration>) -> Result<T, GetError<E>> {
         if !self.wait(timeout) {
             return Err(GetError::Timeout);
         }
-        if self.cell.taken.get() {
-            return Err(GetError::Taken);
-        }
-        let mut outcome = self.cell.outcome.borrow_mut();
-        match outcome.as_ref().expect("ready") {
-            Err(error) => Err(GetError::Failed(error.clone())),
-            Ok(_) => {
-                self.cell.taken.set(true);
-                Ok(outcome.take().expect("ready").ok().expect("a value"))
-            }
-        }
+        read(self.cell.cloned())
     }
 }
 
-impl<T, E: Clone + fmt::Debug> AsyncResult<T, E> {
+/// A finished result's outcome as what `get`/`take` return.
+fn read<T, E>(outcome: Outcome<T, E>) -> Result<T, GetError<E>> {
+    match outcome {
+        Outcome::Value(value) => Ok(value),
+        Outcome::Failed(error) => Err(GetError::Failed(error)),
+        Outcome::Taken => Err(GetError::Taken),
+        Outcome::Pending => unreachable!("read after the wait: the result is ready"),
+    }
+}
+
+impl<T, E: Clone + fmt::Debug> ApplyResult<T, E> {
     /// Waits without limit and moves the outcome out (for results nobody else holds).
     pub(crate) fn outcome(self) -> Result<T, E> {
-        self.get(None).map_err(|e| match e {
+        self.take(None).map_err(|e| match e {
             GetError::Failed(error) => error,
             other => unreachable!("a private result waited for without timeout: {other:?}"),
         })
     }
 }
 
-impl<T, E> Clone for AsyncResult<T, E> {
+impl<T, E> Clone for ApplyResult<T, E> {
     fn clone(&self) -> Self {
-        AsyncResult { cell: self.cell.clone() }
+        ApplyResult { cell: self.cell.clone() }
     }
 }
 
-impl<T, E> Waitable for AsyncResult<T, E> {
+impl<T, E> Waitable for ApplyResult<T, E> {
     fn is_ready(&self) -> bool {
         self.ready()
     }
 
     fn add_waiter(&self, waker: Waker) {
-        self.cell.waiters.push(waker);
+        self.cell.add_waiter(waker);
     }
 }
 
-impl<T, E> fmt::Debug for AsyncResult<T, E> {
+impl<T, E> fmt::Debug for ApplyResult<T, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AsyncResult").field("ready", &self.ready()).finish()
+        f.debug_struct("ApplyResult").field("ready", &self.ready()).finish()
     }
 }
 
@@ -201,6 +206,7 @@ impl<R> IMap<R> {
         &mut self,
         deadline: Option<Instant>,
     ) -> Result<Option<Result<R, TaskError>>, Timeout> {
+        let arrivals = self.arrivals.clone();
         loop {
             if let Some(item) = self.current.pop_front() {
                 return Ok(Some(item));
@@ -208,13 +214,9 @@ impl<R> IMap<R> {
             if self.chunks_taken == self.chunk_lens.len() {
                 return Ok(None);
             }
-            if !self.take_arrived_chunk() {
-                self.arrivals.waiters.push(park::waker());
-                if park::park_until(&"a process-pool imap result", deadline)
-                    && !self.take_arrived_chunk()
-                {
-                    return Err(Timeout);
-                }
+            let reason = "a process-pool imap result";
+            if !arrivals.waiters.wait_until(&reason, deadline, || self.take_arrived_chunk()) {
+                return Err(Timeout);
             }
         }
     }

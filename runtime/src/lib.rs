@@ -61,7 +61,7 @@ pub mod hub {
         RemoteHandle, RemoteWaker, StackMode, WorkGuard, config, configure, guarded_stacks_mapped,
         has_hub, max_map_count, process_stack_limit, remote_handle, stats,
     };
-    pub use verdant_hub::{io, park, report};
+    pub use verdant_hub::{cell, io, park, report};
 }
 
 /// The examples of `docs/sync.md`, run as doctests so the page cannot go stale.

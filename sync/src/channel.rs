@@ -99,20 +99,20 @@ impl<T> Channel<T> {
         self.inner.offers.borrow_mut().push_back(offer.clone());
         self.inner.getters.notify_one();
         let withdraw = Withdraw { channel: &self.inner, offer: &offer };
-        loop {
-            let timed_out = park::park_until(&"Channel::put() waiting for a getter", deadline);
-            if offer.item.borrow().is_none() {
-                std::mem::forget(withdraw);
-                return Ok(());
-            }
-            if self.inner.closed.get() {
-                return Err(PutError::Closed(withdraw.now().expect("not taken")));
-            }
-            if timed_out {
-                return Err(PutError::Full(withdraw.now().expect("not taken")));
-            }
-            *offer.putter.borrow_mut() = park::waker(); // spurious wake-up: wait again
+        park::wait_until(
+            &"Channel::put() waiting for a getter",
+            deadline,
+            |waker| *offer.putter.borrow_mut() = waker,
+            || offer.item.borrow().is_none() || self.inner.closed.get(),
+        );
+        if offer.item.borrow().is_none() {
+            std::mem::forget(withdraw);
+            return Ok(());
         }
+        if self.inner.closed.get() {
+            return Err(PutError::Closed(withdraw.now().expect("not taken")));
+        }
+        Err(PutError::Full(withdraw.now().expect("not taken")))
     }
 
     /// Takes an item if a putter is offering one right now.
@@ -149,19 +149,19 @@ impl<T> Channel<T> {
     }
 
     fn get_until(&self, deadline: Option<Instant>) -> Result<T, GetError> {
-        loop {
+        let mut done = None;
+        let pass_on = PassOn(&self.inner);
+        self.inner.getters.wait_until(&"Channel::get() waiting for a putter", deadline, || {
             match self.get_nowait() {
-                Err(GetError::Empty) => {}
-                done => return done,
+                Err(GetError::Empty) => false,
+                other => {
+                    done = Some(other);
+                    true
+                }
             }
-            self.inner.getters.push(park::waker());
-            let pass_on = PassOn(&self.inner);
-            let timed_out = park::park_until(&"Channel::get() waiting for a putter", deadline);
-            std::mem::forget(pass_on);
-            if timed_out && self.inner.offers.borrow().is_empty() {
-                return Err(GetError::Empty);
-            }
-        }
+        });
+        std::mem::forget(pass_on);
+        done.unwrap_or(Err(GetError::Empty))
     }
 
     /// Putters waiting for a getter.

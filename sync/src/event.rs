@@ -1,11 +1,13 @@
-//! `Event` and `AsyncResult`: wake everyone waiting once something happened.
+//! `Event` and `AsyncResult`: wake everyone waiting once something happened. An
+//! `AsyncResult` is the hub's one result cell ([`ResultCell`]), settable again.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::fmt;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use verdant_hub::park::{self, WaitList, Waker};
+use verdant_hub::cell::{ResultCell, Taken};
+use verdant_hub::park::{WaitList, Waker};
 
 use super::Waitable;
 
@@ -74,15 +76,8 @@ impl Event {
 
     fn wait_until(&self, deadline: Option<Instant>) -> bool {
         let start = self.inner.generation.get();
-        loop {
-            if self.inner.flag.get() || self.inner.generation.get() != start {
-                return true;
-            }
-            self.inner.waiters.push(park::waker());
-            if park::park_until(&"Event::wait()", deadline) {
-                return self.inner.flag.get() || self.inner.generation.get() != start;
-            }
-        }
+        let set = || self.inner.flag.get() || self.inner.generation.get() != start;
+        self.inner.waiters.wait_until(&"Event::wait()", deadline, set)
     }
 }
 
@@ -106,7 +101,11 @@ impl fmt::Debug for Event {
 }
 
 /// A value (or an error) that will be available later, to any number of waiters
-/// (gevent's `AsyncResult`). Each waiter gets its own clone of the result.
+/// (gevent's `AsyncResult`). Each reader gets its own clone of the result, as often as it
+/// asks; [`take`](AsyncResult::take) moves a value out instead (for values that are not
+/// `Clone`), after which reads report [`Taken`] until the next `set`.
+///
+/// It is a [`ResultCell`] (the hub's one result cell) that may be set again.
 ///
 /// ```
 /// use verdant_sync::AsyncResult;
@@ -121,47 +120,64 @@ impl fmt::Debug for Event {
 /// for r in readers {
 ///     assert_eq!(r.get().unwrap(), Ok(42));
 /// }
+/// assert_eq!(answer.get(), Ok(42)); // and again
 /// ```
+///
+/// A custom error type implements `From<Taken>`, for reads after a `take`:
+///
+/// ```
+/// use verdant_hub::cell::Taken;
+/// use verdant_sync::AsyncResult;
+///
+/// #[derive(Clone, Debug, PartialEq)]
+/// enum Failure {
+///     Refused,
+///     AlreadyTaken,
+/// }
+///
+/// impl From<Taken> for Failure {
+///     fn from(_: Taken) -> Failure {
+///         Failure::AlreadyTaken
+///     }
+/// }
+///
+/// let result: AsyncResult<Vec<u8>, Failure> = AsyncResult::new();
+/// result.set(vec![1, 2]);
+/// assert_eq!(result.take(), Ok(vec![1, 2]));
+/// assert_eq!(result.get(), Err(Failure::AlreadyTaken));
+/// result.set_error(Failure::Refused);
+/// assert_eq!(result.get(), Err(Failure::Refused));
+/// ```
+///
+/// [`Taken`]: verdant_hub::cell::Taken
 pub struct AsyncResult<T, E = String> {
-    inner: Rc<AsyncInner<T, E>>,
-}
-
-struct AsyncInner<T, E> {
-    result: RefCell<Option<Result<T, E>>>,
-    waiters: WaitList,
+    cell: Rc<ResultCell<T, E>>,
 }
 
 impl<T, E> AsyncResult<T, E> {
     /// A result not set yet.
     pub fn new() -> Self {
-        AsyncResult {
-            inner: Rc::new(AsyncInner { result: RefCell::new(None), waiters: WaitList::new() }),
-        }
+        AsyncResult { cell: Rc::new(ResultCell::new()) }
     }
 
     /// Stores a value and wakes every waiter. A later `set`/`set_error` replaces it.
     pub fn set(&self, value: T) {
-        self.store(Ok(value));
+        self.cell.set(Ok(value));
     }
 
     /// Stores an error and wakes every waiter.
     pub fn set_error(&self, error: E) {
-        self.store(Err(error));
+        self.cell.set(Err(error));
     }
 
-    fn store(&self, result: Result<T, E>) {
-        *self.inner.result.borrow_mut() = Some(result);
-        self.inner.waiters.notify_all();
-    }
-
-    /// Whether a value or an error is stored.
+    /// Whether a value or an error is stored (a value taken since counts).
     pub fn ready(&self) -> bool {
-        self.inner.result.borrow().is_some()
+        self.cell.ready()
     }
 
-    /// Whether a value (not an error) is stored.
+    /// Whether a value (not an error) is stored (a value taken since counts).
     pub fn successful(&self) -> bool {
-        matches!(&*self.inner.result.borrow(), Some(Ok(_)))
+        self.cell.successful()
     }
 
     /// Waits until a result is stored.
@@ -175,20 +191,22 @@ impl<T, E> AsyncResult<T, E> {
     }
 
     fn wait_until(&self, deadline: Option<Instant>) -> bool {
-        loop {
-            if self.ready() {
-                return true;
-            }
-            self.inner.waiters.push(park::waker());
-            if park::park_until(&"AsyncResult::get()", deadline) {
-                return self.ready();
-            }
-        }
+        self.cell.wait_until(&"AsyncResult::get()", deadline)
     }
 }
 
-impl<T: Clone, E: Clone> AsyncResult<T, E> {
-    /// Waits for the result and returns a clone of it.
+impl<T, E: Clone + From<Taken>> AsyncResult<T, E> {
+    /// Waits for the result and moves a value out (an error is cloned: it stays). Later
+    /// reads report [`Taken`](verdant_hub::cell::Taken), converted into `E`, until the
+    /// next `set`.
+    pub fn take(&self) -> Result<T, E> {
+        self.wait();
+        self.cell.take().into_result().expect("ready after wait")
+    }
+}
+
+impl<T: Clone, E: Clone + From<Taken>> AsyncResult<T, E> {
+    /// Waits for the result and returns a clone of it; it stays for the next reader.
     pub fn get(&self) -> Result<T, E> {
         self.wait();
         self.peek().expect("ready after wait")
@@ -201,17 +219,19 @@ impl<T: Clone, E: Clone> AsyncResult<T, E> {
 
     /// The stored result, without waiting.
     pub fn peek(&self) -> Option<Result<T, E>> {
-        self.inner.result.borrow().clone()
+        self.cell.cloned().into_result()
     }
+}
 
-    /// The stored value, if a value (not an error) is stored.
+impl<T: Clone, E: Clone> AsyncResult<T, E> {
+    /// The stored value, if a value (not an error) is stored and was not taken.
     pub fn value(&self) -> Option<T> {
-        self.peek().and_then(Result::ok)
+        self.cell.with(|outcome| outcome.value().cloned())
     }
 
     /// The stored error, if an error is stored.
     pub fn error(&self) -> Option<E> {
-        self.peek().and_then(Result::err)
+        self.cell.with(|outcome| outcome.error().cloned())
     }
 }
 
@@ -223,7 +243,7 @@ impl<T, E> Default for AsyncResult<T, E> {
 
 impl<T, E> Clone for AsyncResult<T, E> {
     fn clone(&self) -> Self {
-        AsyncResult { inner: self.inner.clone() }
+        AsyncResult { cell: self.cell.clone() }
     }
 }
 
@@ -233,7 +253,7 @@ impl<T, E> Waitable for AsyncResult<T, E> {
     }
 
     fn add_waiter(&self, waker: Waker) {
-        self.inner.waiters.push(waker);
+        self.cell.add_waiter(waker);
     }
 }
 

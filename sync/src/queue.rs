@@ -18,7 +18,7 @@ use std::fmt;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use verdant_hub::park::{self, WaitList};
+use verdant_hub::park::WaitList;
 
 use sealed::Store as _;
 
@@ -318,20 +318,27 @@ impl<T, K: Kind<T>> Shared<T, K> {
     }
 
     #[inline]
-    fn put_until(&self, mut item: T, deadline: Option<Instant>) -> Result<(), PutError<T>> {
-        loop {
-            item = match self.try_put(item) {
-                Err(PutError::Full(item)) => item,
-                done => return done,
-            };
-            self.putters.push(park::waker());
-            let pass_on = PassOn { queue: self, getter: false };
-            let timed_out = park::park_until(&"Queue::put() on a full queue", deadline);
-            std::mem::forget(pass_on);
-            if timed_out && self.is_full() && !self.closed.get() {
-                return Err(PutError::Full(item));
+    fn put_until(&self, item: T, deadline: Option<Instant>) -> Result<(), PutError<T>> {
+        let item = match self.try_put(item) {
+            Err(PutError::Full(item)) => item,
+            done => return done,
+        };
+        let (mut item, mut done) = (Some(item), None);
+        let pass_on = PassOn { queue: self, getter: false };
+        self.putters.wait_until(&"Queue::put() on a full queue", deadline, || {
+            match self.try_put(item.take().expect("not put yet")) {
+                Err(PutError::Full(back)) => {
+                    item = Some(back);
+                    false
+                }
+                other => {
+                    done = Some(other);
+                    true
+                }
             }
-        }
+        });
+        std::mem::forget(pass_on);
+        done.unwrap_or_else(|| Err(PutError::Full(item.expect("not put"))))
     }
 
     #[inline]
@@ -349,44 +356,46 @@ impl<T, K: Kind<T>> Shared<T, K> {
 
     #[inline]
     fn get_until(&self, deadline: Option<Instant>) -> Result<T, GetError> {
-        loop {
-            match self.try_get() {
-                Err(GetError::Empty) => {}
-                done => return done,
-            }
-            self.getters.push(park::waker());
-            let pass_on = PassOn { queue: self, getter: true };
-            let timed_out = park::park_until(&"Queue::get() on an empty queue", deadline);
-            std::mem::forget(pass_on);
-            if timed_out && self.len() == 0 && !self.closed.get() {
-                return Err(GetError::Empty);
-            }
+        match self.try_get() {
+            Err(GetError::Empty) => {}
+            done => return done,
         }
+        let mut done = None;
+        let pass_on = PassOn { queue: self, getter: true };
+        self.getters.wait_until(&"Queue::get() on an empty queue", deadline, || {
+            match self.try_get() {
+                Err(GetError::Empty) => false,
+                other => {
+                    done = Some(other);
+                    true
+                }
+            }
+        });
+        std::mem::forget(pass_on);
+        done.unwrap_or(Err(GetError::Empty))
     }
 
     fn peek_until(&self, deadline: Option<Instant>) -> Result<T, GetError>
     where
         T: Clone,
     {
-        loop {
-            if let Some(item) = self.items.borrow().peek() {
-                return Ok(item.clone());
-            }
-            if self.closed.get() {
-                return Err(GetError::Closed);
-            }
-            self.getters.push(park::waker());
-            let pass_on = PassOn { queue: self, getter: true };
-            let timed_out = park::park_until(&"Queue::peek() on an empty queue", deadline);
-            std::mem::forget(pass_on);
-            // A peeker consumed a getter's wake-up without taking the item: pass it on.
-            if self.len() > 0 {
+        let (mut parked, mut done) = (false, None);
+        let pass_on = PassOn { queue: self, getter: true };
+        self.getters.wait_until(&"Queue::peek() on an empty queue", deadline, || {
+            // After a wake-up, a peeker consumed a getter's wake-up without taking the
+            // item: pass it on.
+            if std::mem::replace(&mut parked, true) && self.len() > 0 {
                 self.getters.notify_one();
             }
-            if timed_out && self.len() == 0 && !self.closed.get() {
-                return Err(GetError::Empty);
-            }
-        }
+            done = match self.items.borrow().peek() {
+                Some(item) => Some(Ok(item.clone())),
+                None if self.closed.get() => Some(Err(GetError::Closed)),
+                None => None,
+            };
+            done.is_some()
+        });
+        std::mem::forget(pass_on);
+        done.unwrap_or(Err(GetError::Empty))
     }
 
     fn close(&self) {
@@ -577,15 +586,8 @@ impl<T> Queue<T, Joinable> {
     }
 
     fn join_until(&self, deadline: Option<Instant>) -> bool {
-        loop {
-            if self.inner.unfinished.get() == 0 {
-                return true;
-            }
-            self.inner.all_done.push(park::waker());
-            if park::park_until(&"JoinableQueue::join()", deadline) {
-                return self.inner.unfinished.get() == 0;
-            }
-        }
+        let all_done = || self.inner.unfinished.get() == 0;
+        self.inner.all_done.wait_until(&"JoinableQueue::join()", deadline, all_done)
     }
 }
 

@@ -52,19 +52,11 @@ impl Permits {
         }
         park::take_grant(); // start clean: a grant now can only be for this wait
         let pass_on = PassOnGrant(self);
-        loop {
-            self.waiters.push(park::waker());
-            let timed_out = park::park_until(reason, deadline);
-            if park::take_grant() {
-                std::mem::forget(pass_on);
-                return true;
-            }
-            if timed_out {
-                std::mem::forget(pass_on);
-                return false;
-            }
-            // A spurious wake-up: wait again (at the back of the queue).
-        }
+        // Done when a release handed this greenlet a permit; a spurious wake-up waits again
+        // (at the back of the queue).
+        let granted = self.waiters.wait_until(reason, deadline, park::take_grant);
+        std::mem::forget(pass_on);
+        granted
     }
 
     /// Returns a permit: to the longest-waiting live greenlet if there is one, else to

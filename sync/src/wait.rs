@@ -64,25 +64,20 @@ pub fn wait(
 ) -> Vec<usize> {
     let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     let wanted = count.unwrap_or(objects.len()).min(objects.len());
-    loop {
-        let ready: Vec<usize> = (0..objects.len()).filter(|&i| objects[i].is_ready()).collect();
-        if ready.len() >= wanted {
-            return ready;
-        }
-        let waker = park::waker();
-        let not_ready = (0..objects.len()).filter(|i| !ready.contains(i));
-        for i in not_ready {
-            objects[i].add_waiter(waker.clone());
-        }
-        // Something may have become ready on another thread (a thread-pool result) after
-        // the check above: look again now that the waker is registered, before parking.
-        if (0..objects.len()).filter(|&i| objects[i].is_ready()).count() >= wanted {
-            continue;
-        }
-        if park::park_until(&"wait() on several objects", deadline) {
-            return (0..objects.len()).filter(|&i| objects[i].is_ready()).collect();
-        }
-    }
+    let ready = |i: &usize| objects[*i].is_ready();
+    // Objects made ready on other threads (thread-pool results) are why `park::wait_until`
+    // looks again after registering.
+    park::wait_until(
+        &"wait() on several objects",
+        deadline,
+        |waker| {
+            for object in objects.iter().filter(|o| !o.is_ready()) {
+                object.add_waiter(waker.clone());
+            }
+        },
+        || (0..objects.len()).filter(ready).count() >= wanted,
+    );
+    (0..objects.len()).filter(ready).collect()
 }
 
 /// Yields the index of each object as it becomes ready, until all have been yielded or
@@ -131,29 +126,24 @@ impl Iterator for IWait<'_> {
     type Item = usize;
 
     fn next(&mut self) -> Option<usize> {
-        loop {
-            let pending: Vec<usize> =
-                (0..self.objects.len()).filter(|&i| !self.yielded[i]).collect();
-            if pending.is_empty() {
-                return None;
-            }
-            if let Some(&ready) = pending.iter().find(|&&i| self.objects[i].is_ready()) {
-                self.yielded[ready] = true;
-                return Some(ready);
-            }
-            let waker = park::waker();
-            for &i in &pending {
-                self.objects[i].add_waiter(waker.clone());
-            }
-            // As in `wait`: look again after registering, before parking.
-            if pending.iter().any(|&i| self.objects[i].is_ready()) {
-                continue;
-            }
-            if park::park_until(&"iwait() on several objects", self.deadline)
-                && !pending.iter().any(|&i| self.objects[i].is_ready())
-            {
-                return None;
-            }
+        let pending: Vec<usize> = (0..self.objects.len()).filter(|&i| !self.yielded[i]).collect();
+        if pending.is_empty() {
+            return None;
         }
+        let objects = self.objects;
+        let mut found = None;
+        // As in `wait`: `park::wait_until` looks again after registering, before parking.
+        park::wait_until(
+            &"iwait() on several objects",
+            self.deadline,
+            |waker| pending.iter().for_each(|&i| objects[i].add_waiter(waker.clone())),
+            || {
+                found = pending.iter().copied().find(|&i| objects[i].is_ready());
+                found.is_some()
+            },
+        );
+        let ready = found?;
+        self.yielded[ready] = true;
+        Some(ready)
     }
 }

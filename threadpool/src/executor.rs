@@ -83,7 +83,7 @@ impl ThreadPoolExecutor {
                 self.pool.spawn(move || f(item))
             })
             .collect();
-        futures.into_iter().map(|future| future.get())
+        futures.into_iter().map(|future| future.take())
     }
 
     /// Refuses new work from now on; with `wait`, also waits until every submitted task has

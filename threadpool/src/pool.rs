@@ -51,13 +51,15 @@ impl<F: FnOnce() -> T + Send, T: Send> Job for Task<F, T> {
     fn run(mut self: Box<Self>, pool: &Shared) {
         let f = self.f.take().expect("a task runs once");
         let outcome = catch_panic(f).map_err(GreenletError::from_unwind);
-        pool.task_finished(|uncount| self.slot.complete_then(outcome, uncount));
+        pool.task_finished(|uncount| {
+            let _ = self.slot.complete_then(outcome, uncount);
+        });
     }
 
     fn cancel(mut self: Box<Self>, pool: &Shared) {
         if self.f.take().is_some() {
             pool.task_finished(|uncount| {
-                self.slot.complete_then(Err(GreenletError::Killed), uncount)
+                let _ = self.slot.complete_then(Err(GreenletError::Killed), uncount);
             });
         }
     }
@@ -66,7 +68,7 @@ impl<F: FnOnce() -> T + Send, T: Send> Job for Task<F, T> {
 impl<F, T> Drop for Task<F, T> {
     fn drop(&mut self) {
         if self.f.take().is_some() {
-            self.slot.complete(Err(GreenletError::Killed));
+            let _ = self.slot.complete(Err(GreenletError::Killed));
         }
     }
 }
@@ -225,37 +227,29 @@ impl Shared {
     }
 
     fn join_until(&self, deadline: Option<Instant>) -> bool {
-        loop {
-            if self.outstanding.load(Ordering::SeqCst) == 0 {
-                return true;
-            }
-            if !verdant_hub::has_hub() {
-                let mut idle = self.idle.lock();
-                while self.outstanding.load(Ordering::SeqCst) > 0 {
-                    match deadline {
-                        None => self.idle_native.wait(&mut idle),
-                        Some(d) => {
-                            if self.idle_native.wait_until(&mut idle, d).timed_out() {
-                                return self.outstanding.load(Ordering::SeqCst) == 0;
-                            }
+        let idle = || self.outstanding.load(Ordering::SeqCst) == 0;
+        if idle() {
+            return true;
+        }
+        if !verdant_hub::has_hub() {
+            let mut waiters = self.idle.lock();
+            while !idle() {
+                match deadline {
+                    None => self.idle_native.wait(&mut waiters),
+                    Some(d) => {
+                        if self.idle_native.wait_until(&mut waiters, d).timed_out() {
+                            return idle();
                         }
                     }
                 }
-                return true;
             }
-            {
-                let mut idle = self.idle.lock();
-                if self.outstanding.load(Ordering::SeqCst) == 0 {
-                    return true;
-                }
-                idle.push(RemoteWaker::new(park::waker()));
-            }
-            if park::park_until(&"a thread pool to finish its tasks (join)", deadline)
-                && self.outstanding.load(Ordering::SeqCst) > 0
-            {
-                return false;
-            }
+            return true;
         }
+        // The last task to finish takes the wakers out under the same lock, after its count
+        // dropped: a waker pushed before that is woken, and `wait_until` looks again after
+        // pushing, so a task finishing in between is seen.
+        let register = |waker| self.idle.lock().push(RemoteWaker::new(waker));
+        park::wait_until(&"a thread pool to finish its tasks (join)", deadline, register, idle)
     }
 }
 
@@ -323,11 +317,11 @@ impl ThreadPool {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let slot = Slot::new();
+        let (result, slot) = ThreadResult::new();
         let work = verdant_hub::has_hub().then(|| verdant_hub::remote_handle().begin_work());
-        let task = Task { f: Some(f), slot: slot.clone(), _work: work };
+        let task = Task { f: Some(f), slot, _work: work };
         self.shared().submit(Box::new(task));
-        ThreadResult { slot }
+        result
     }
 
     /// Runs `f` on a worker and returns its value; only the calling greenlet waits. Called
@@ -341,7 +335,7 @@ impl ThreadPool {
         if self.is_current_worker() {
             return f();
         }
-        reraise(self.spawn(f).get())
+        reraise(self.spawn(f).take())
     }
 
     /// Starts `f` on a worker and returns at once a greenlet (on this thread's hub) that
@@ -354,7 +348,7 @@ impl ThreadPool {
     {
         let result = self.spawn(f);
         verdant_hub::spawn(move || {
-            let value = reraise(result.get());
+            let value = reraise(result.take());
             callback(&value);
             value
         })
@@ -455,7 +449,8 @@ impl ThreadPool {
             items,
             move |item: A, reporter: Reporter<T>| {
                 let f = f.clone();
-                pool.spawn(move || f(item)).when_done(move |outcome| reporter.report(outcome));
+                let result = pool.spawn(move || f(item));
+                result.when_done(move |result| reporter.report(result.take()));
             },
             order,
             maxsize,

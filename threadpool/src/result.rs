@@ -1,192 +1,59 @@
 //! `ThreadResult`: the outcome of a task on a worker thread, waited for from a greenlet
 //! (cooperatively) or from a plain thread (natively).
+//!
+//! The outcome lives in the hub's cross-thread result cell ([`SharedResultCell`]): the
+//! worker completes it, waiters and done-callbacks are told, and readers clone the value
+//! (`get`) or move it out once (`take`). A done-callback is given the result, not the value,
+//! so running one never uses the value up.
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex};
-use verdant_hub::park::{self, Waker};
-use verdant_hub::{GreenletError, RemoteWaker};
+use verdant_hub::GreenletError;
+use verdant_hub::cell::{Outcome, SharedResultCell};
+use verdant_hub::park::Waker;
 use verdant_sync::Waitable;
 
 use crate::local::LocalCallback;
 
-/// Who to tell when a task finishes.
-pub(crate) enum Notify {
-    /// A parked greenlet on some hub.
-    Wake(RemoteWaker),
-    /// A callback parked on some hub's thread.
-    Run(LocalCallback),
-}
-
-/// Where a worker leaves a task's outcome, and who waits for it.
-pub(crate) struct Slot<T> {
-    /// Set (with `Release`) once the outcome is stored: lets `ready()` skip the lock.
-    done: AtomicBool,
-    state: Mutex<SlotState<T>>,
-    /// For waiters on threads without a hub.
-    finished: Condvar,
-}
-
-struct SlotState<T> {
-    value: Option<T>,
-    error: Option<GreenletError>,
-    taken: bool,
-    notify: Vec<Notify>,
-    native_waiters: usize,
-}
-
-impl<T> Slot<T> {
-    pub(crate) fn new() -> Arc<Slot<T>> {
-        Arc::new(Slot {
-            done: AtomicBool::new(false),
-            state: Mutex::new(SlotState {
-                value: None,
-                error: None,
-                taken: false,
-                notify: Vec::new(),
-                native_waiters: 0,
-            }),
-            finished: Condvar::new(),
-        })
-    }
-
-    /// Stores the outcome (once) and tells everyone waiting.
-    pub(crate) fn complete(&self, outcome: Result<T, GreenletError>) {
-        self.complete_then(outcome, || {});
-    }
-
-    /// Stores the outcome (once), runs `before_waking`, then marks the slot done and tells
-    /// everyone waiting: whatever `before_waking` does is seen by anyone who sees the
-    /// outcome, whether woken or polling `is_done`.
-    pub(crate) fn complete_then<R>(
-        &self,
-        outcome: Result<T, GreenletError>,
-        before_waking: impl FnOnce() -> R,
-    ) -> R {
-        let (notify, native, result) = {
-            let mut state = self.state.lock();
-            if self.done.load(Ordering::Relaxed) {
-                drop(state);
-                return before_waking();
-            }
-            match outcome {
-                Ok(value) => state.value = Some(value),
-                Err(error) => state.error = Some(error),
-            }
-            let result = before_waking();
-            self.done.store(true, Ordering::Release);
-            (std::mem::take(&mut state.notify), state.native_waiters > 0, result)
-        };
-        for target in notify {
-            match target {
-                Notify::Wake(waker) => {
-                    let _ = waker.wake();
-                }
-                Notify::Run(callback) => callback.fire(),
-            }
-        }
-        if native {
-            self.finished.notify_all();
-        }
-        result
-    }
-
-    pub(crate) fn is_done(&self) -> bool {
-        self.done.load(Ordering::Acquire)
-    }
-
-    /// Registers `target`, or fires it now if the task is already done.
-    pub(crate) fn notify(&self, target: Notify) {
-        {
-            let mut state = self.state.lock();
-            if !self.done.load(Ordering::Relaxed) {
-                state.notify.push(target);
-                return;
-            }
-        }
-        match target {
-            Notify::Wake(waker) => {
-                let _ = waker.wake();
-            }
-            Notify::Run(callback) => callback.fire(),
-        }
-    }
-
-    /// Waits until done or `deadline`; returns whether done.
-    pub(crate) fn wait_until(&self, deadline: Option<Instant>) -> bool {
-        if self.is_done() {
-            return true;
-        }
-        if !verdant_hub::has_hub() {
-            return self.wait_natively(deadline);
-        }
-        loop {
-            self.notify(Notify::Wake(RemoteWaker::new(park::waker())));
-            if park::park_until(&"a thread-pool task", deadline) && !self.is_done() {
-                return false;
-            }
-            if self.is_done() {
-                return true;
-            }
-        }
-    }
-
-    /// Blocks the OS thread (there is no hub to run meanwhile).
-    fn wait_natively(&self, deadline: Option<Instant>) -> bool {
-        let mut state = self.state.lock();
-        state.native_waiters += 1;
-        while !self.done.load(Ordering::Relaxed) {
-            match deadline {
-                None => self.finished.wait(&mut state),
-                Some(deadline) => {
-                    if self.finished.wait_until(&mut state, deadline).timed_out() {
-                        break;
-                    }
-                }
-            }
-        }
-        state.native_waiters -= 1;
-        self.done.load(Ordering::Relaxed)
-    }
-
-    /// Moves the outcome out (the value once; the error every time).
-    pub(crate) fn take(&self) -> Result<T, GreenletError> {
-        let mut state = self.state.lock();
-        if let Some(error) = &state.error {
-            return Err(error.clone());
-        }
-        match state.value.take() {
-            Some(value) => {
-                state.taken = true;
-                Ok(value)
-            }
-            None if state.taken => Err(GreenletError::Taken),
-            None => unreachable!("take() after the slot is done"),
-        }
-    }
-
-    pub(crate) fn successful(&self) -> bool {
-        self.is_done() && self.state.lock().error.is_none()
-    }
-}
+/// Where a worker leaves a task's outcome.
+pub(crate) type Slot<T> = SharedResultCell<T, GreenletError>;
 
 /// The outcome of a task running on a [`ThreadPool`](crate::ThreadPool) worker (gevent's
 /// `ThreadResult`). `Send + Sync`; waiting on it blocks only the calling greenlet (or, on a
-/// thread without a hub, the thread).
+/// thread without a hub, the thread). Clones share the result.
+///
+/// The value is read with [`get`](Self::get) (a clone, as often as asked) or moved out
+/// once with [`take`](Self::take); a panic or a cancellation is reported on every read.
 ///
 /// A wait can be cut short by `with_timeout` or a kill: the task itself runs on, and its
 /// result is simply dropped when nobody holds the `ThreadResult` any more.
+///
+/// ```
+/// use verdant_threadpool::ThreadPool;
+///
+/// let pool = ThreadPool::new(1);
+/// let result = pool.spawn(|| "on a worker".to_string());
+/// assert_eq!(result.get().as_deref(), Ok("on a worker"));
+/// assert_eq!(result.get().as_deref(), Ok("on a worker")); // read again
+/// assert_eq!(result.take().as_deref(), Ok("on a worker")); // moved out
+/// assert_eq!(result.get(), Err(verdant_hub::GreenletError::Taken));
+/// ```
 pub struct ThreadResult<T> {
-    pub(crate) slot: Arc<Slot<T>>,
+    slot: Arc<Slot<T>>,
 }
 
 impl<T> ThreadResult<T> {
+    /// A result for a task not finished yet, and the slot its worker completes.
+    pub(crate) fn new() -> (ThreadResult<T>, Arc<Slot<T>>) {
+        let slot = Arc::new(Slot::new());
+        (ThreadResult { slot: slot.clone() }, slot)
+    }
+
     /// Whether the task has finished (successfully or not).
     pub fn ready(&self) -> bool {
-        self.slot.is_done()
+        self.slot.ready()
     }
 
     /// Whether the task finished and returned normally.
@@ -196,36 +63,77 @@ impl<T> ThreadResult<T> {
 
     /// Waits until the task has finished.
     pub fn wait(&self) {
-        self.slot.wait_until(None);
+        self.wait_until(None);
     }
 
     /// Waits at most `timeout`; returns whether the task has finished.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        self.slot.wait_until(Instant::now().checked_add(timeout))
+        self.wait_until(Instant::now().checked_add(timeout))
+    }
+
+    fn wait_until(&self, deadline: Option<Instant>) -> bool {
+        self.slot.wait_until(&"a thread-pool task", deadline)
     }
 
     /// Waits for the task and moves its value out. The value can be taken once (later
-    /// calls return [`GreenletError::Taken`]); a panic is reported as
-    /// [`GreenletError::Panicked`] on every call, a task cancelled by `kill` or by dropping
-    /// the pool as [`GreenletError::Killed`].
+    /// `take`s and `get`s return [`GreenletError::Taken`]); a panic is reported as
+    /// [`GreenletError::Panicked`] on every call, a task cancelled by `kill` or by
+    /// dropping the pool as [`GreenletError::Killed`].
+    pub fn take(&self) -> Result<T, GreenletError> {
+        self.wait();
+        read(self.slot.take())
+    }
+}
+
+impl<T: Clone> ThreadResult<T> {
+    /// Waits for the task and returns a clone of its value: every call, on any clone of the
+    /// result, gets it again (until a [`take`](Self::take)). Failures are reported as by
+    /// `take`.
     pub fn get(&self) -> Result<T, GreenletError> {
         self.wait();
-        self.slot.take()
+        read(self.slot.cloned())
     }
 
     /// Like [`get`](Self::get), waiting at most `timeout`; `None` if still running.
     pub fn get_timeout(&self, timeout: Duration) -> Option<Result<T, GreenletError>> {
-        self.wait_timeout(timeout).then(|| self.slot.take())
+        self.wait_timeout(timeout).then(|| read(self.slot.cloned()))
     }
 }
 
 impl<T: 'static> ThreadResult<T> {
-    /// Runs `callback` with the outcome on this thread's hub once the task finishes (now,
+    /// Runs `callback` with this result on this thread's hub once the task finishes (now,
     /// at the next turn, if it already has). This thread must have a hub.
-    pub fn when_done(self, callback: impl FnOnce(Result<T, GreenletError>) + 'static) {
-        let slot = self.slot.clone();
-        self.slot.notify(Notify::Run(LocalCallback::new(move || callback(slot.take()))));
+    ///
+    /// The callback reads the result like anyone else (Python's `add_done_callback`): a
+    /// `get` there leaves the value for later readers.
+    ///
+    /// ```
+    /// use std::cell::Cell;
+    /// use std::rc::Rc;
+    /// use verdant_threadpool::ThreadPool;
+    ///
+    /// let pool = ThreadPool::new(1);
+    /// let result = pool.spawn(|| 6 * 7);
+    /// let seen = Rc::new(Cell::new(0));
+    /// let s = seen.clone();
+    /// result.when_done(move |r| s.set(r.get().unwrap()));
+    /// assert_eq!(result.get(), Ok(42));
+    /// while seen.get() == 0 {
+    ///     verdant_hub::yield_now(); // the callback runs at a later turn of the hub
+    /// }
+    /// assert_eq!(seen.get(), 42);
+    /// assert_eq!(result.get(), Ok(42)); // the callback did not use it up
+    /// ```
+    pub fn when_done(&self, callback: impl FnOnce(&ThreadResult<T>) + 'static) {
+        let me = self.clone();
+        let local = LocalCallback::new(move || callback(&me));
+        self.slot.on_done(move || local.fire());
     }
+}
+
+/// A finished task's outcome as a `Result`.
+fn read<T>(outcome: Outcome<T, GreenletError>) -> Result<T, GreenletError> {
+    outcome.into_result().expect("read after the wait: the task has finished")
 }
 
 impl<T> Clone for ThreadResult<T> {
@@ -240,7 +148,7 @@ impl<T> Waitable for ThreadResult<T> {
     }
 
     fn add_waiter(&self, waker: Waker) {
-        self.slot.notify(Notify::Wake(RemoteWaker::new(waker)));
+        self.slot.add_waiter(waker);
     }
 }
 

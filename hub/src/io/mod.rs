@@ -13,7 +13,7 @@
 //! let (mut a, b) = UnixStream::pair().unwrap();
 //! let reader = verdant_hub::spawn(move || verdant_hub::io::wait_readable(&b, None));
 //! a.write_all(b"x").unwrap();
-//! assert!(reader.get().unwrap().is_ok());
+//! assert!(reader.take().unwrap().is_ok());
 //! ```
 
 use std::fmt;
@@ -86,24 +86,24 @@ impl Registration {
     /// writable), or `deadline` passes (`ErrorKind::TimedOut`). Returns at once if it is
     /// ready already. Any number of greenlets may wait; all are woken by readiness.
     pub fn wait(&self, interest: Interest, deadline: Option<Instant>) -> io::Result<()> {
-        loop {
-            if self.is_ready(interest) {
-                return Ok(());
-            }
-            let what = if interest.is_writable() { "writable" } else { "readable" };
-            let timed_out = with_hub(|hub| {
-                let io = hub.io();
-                let _counted = io.count_waiter();
-                io.add_waiter(self.key, interest, park::waker());
-                park::park_until(&format_args!("fd {} to become {what}", self.fd), deadline)
-            });
-            if self.is_ready(interest) {
-                return Ok(());
-            }
-            if timed_out {
-                return Err(io::Error::new(io::ErrorKind::TimedOut, "timed out waiting for I/O"));
-            }
+        if self.is_ready(interest) {
+            return Ok(());
         }
+        let what = if interest.is_writable() { "writable" } else { "readable" };
+        let ready = with_hub(|hub| {
+            let io = hub.io();
+            let _counted = io.count_waiter();
+            park::wait_until(
+                &format_args!("fd {} to become {what}", self.fd),
+                deadline,
+                |waker| io.add_waiter(self.key, interest, waker),
+                || io.is_ready(self.key, interest),
+            )
+        });
+        if !ready {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "timed out waiting for I/O"));
+        }
+        Ok(())
     }
 }
 

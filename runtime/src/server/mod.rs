@@ -206,7 +206,7 @@ type Handler = dyn Fn(TcpStream, SocketAddr) -> Option<Box<dyn Error + Send + Sy
 type ErrorCallback = dyn Fn(ServerError);
 
 /// The shared state behind every clone of a [`StreamServer`].
-struct Core {
+struct ServerState {
     local_addr: SocketAddr,
     /// `None` once closed. The accept loop holds its own `Rc`, so closing waits for it to
     /// be killed first.
@@ -255,7 +255,7 @@ struct Core {
 /// ```
 #[derive(Clone)]
 pub struct StreamServer {
-    core: Rc<Core>,
+    state: Rc<ServerState>,
 }
 
 impl StreamServer {
@@ -281,7 +281,7 @@ impl StreamServer {
         let report_to_stderr: Rc<ErrorCallback> = Rc::new(move |error| {
             verdant_hub::report::report(format!("verdant: StreamServer on {local_addr}: {error}"));
         });
-        let core = Core {
+        let state = ServerState {
             local_addr,
             listener: RefCell::new(Some(Rc::new(listener))),
             handler: Rc::new(move |stream, peer| handler(stream, peer).into_error()),
@@ -300,13 +300,13 @@ impl StreamServer {
             handler_errors: Cell::new(0),
             timed_out: Cell::new(0),
         };
-        StreamServer { core: Rc::new(core) }
+        StreamServer { state: Rc::new(state) }
     }
 
     /// Runs handlers in `pool` (set before starting). A bounded pool limits how many
     /// connections are served at once.
     pub fn with_pool(self, pool: Pool) -> StreamServer {
-        *self.core.pool.borrow_mut() = pool;
+        *self.state.pool.borrow_mut() = pool;
         self
     }
 
@@ -320,14 +320,14 @@ impl StreamServer {
     /// are dropped and counted (`verdant: N error reports dropped`), and identical lines
     /// in a row are folded into a count.
     pub fn on_error(self, callback: impl Fn(ServerError) + 'static) -> StreamServer {
-        *self.core.on_error.borrow_mut() = Rc::new(callback);
+        *self.state.on_error.borrow_mut() = Rc::new(callback);
         self
     }
 
     /// How long [`stop`](Self::stop)`(None)` lets handlers finish before killing them
     /// (gevent's `stop_timeout`; 1 s by default).
     pub fn with_stop_timeout(self, timeout: Duration) -> StreamServer {
-        self.core.stop_timeout.set(timeout);
+        self.state.stop_timeout.set(timeout);
         self
     }
 
@@ -341,7 +341,7 @@ impl StreamServer {
     /// If `timeout` is zero.
     pub fn with_first_byte_timeout(self, timeout: Duration) -> StreamServer {
         assert!(!timeout.is_zero(), "a zero first-byte timeout would close every connection");
-        self.core.first_byte_timeout.set(Some(timeout));
+        self.state.first_byte_timeout.set(Some(timeout));
         self
     }
 
@@ -360,47 +360,47 @@ impl StreamServer {
     /// If `timeout` is zero.
     pub fn with_idle_timeout(self, timeout: Duration) -> StreamServer {
         assert!(!timeout.is_zero(), "a zero idle timeout would fail every wait");
-        self.core.idle_timeout.set(Some(timeout));
+        self.state.idle_timeout.set(Some(timeout));
         self
     }
 
     /// The first and the longest pause after an `accept` error (gevent's `min_delay` and
     /// `max_delay`; 10 ms and 1 s by default).
     pub fn with_accept_backoff(self, min: Duration, max: Duration) -> StreamServer {
-        self.core.min_delay.set(min);
-        self.core.max_delay.set(max.max(min));
+        self.state.min_delay.set(min);
+        self.state.max_delay.set(max.max(min));
         self
     }
 
     /// The address the server listens on.
     pub fn local_addr(&self) -> SocketAddr {
-        self.core.local_addr
+        self.state.local_addr
     }
 
     /// The pool handlers run in.
     pub fn pool(&self) -> Pool {
-        self.core.pool.borrow().clone()
+        self.state.pool.borrow().clone()
     }
 
     /// Whether the accept loop is running.
     pub fn is_started(&self) -> bool {
-        self.core.accept_loop.borrow().as_ref().is_some_and(|g| !g.ready())
+        self.state.accept_loop.borrow().as_ref().is_some_and(|g| !g.ready())
     }
 
     /// Whether the listener is closed (after `close`, `stop`, or a listener failure).
     pub fn is_closed(&self) -> bool {
-        self.core.listener.borrow().is_none()
+        self.state.listener.borrow().is_none()
     }
 
     /// The counters.
     pub fn stats(&self) -> ServerStats {
-        let core = &self.core;
+        let state = &self.state;
         ServerStats {
-            accepted: core.accepted.get(),
-            active: core.pool.borrow().len(),
-            accept_errors: core.accept_errors.get(),
-            handler_errors: core.handler_errors.get(),
-            timed_out: core.timed_out.get(),
+            accepted: state.accepted.get(),
+            active: state.pool.borrow().len(),
+            accept_errors: state.accept_errors.get(),
+            handler_errors: state.handler_errors.get(),
+            timed_out: state.timed_out.get(),
         }
     }
 
@@ -413,14 +413,14 @@ impl StreamServer {
                 "the server is already started",
             ));
         }
-        let Some(listener) = self.core.listener.borrow().clone() else {
+        let Some(listener) = self.state.listener.borrow().clone() else {
             return Err(io::Error::new(io::ErrorKind::NotConnected, "the server is closed"));
         };
-        let core = self.core.clone();
+        let state = self.state.clone();
         let accept_loop = verdant_hub::Builder::new()
-            .name(format!("StreamServer({}) accept loop", self.core.local_addr))
-            .spawn(move || accept_loop(&core, &listener))?;
-        *self.core.accept_loop.borrow_mut() = Some(accept_loop.as_ref());
+            .name(format!("StreamServer({}) accept loop", self.state.local_addr))
+            .spawn(move || accept_loop(&state, &listener))?;
+        *self.state.accept_loop.borrow_mut() = Some(accept_loop.as_ref());
         Ok(())
     }
 
@@ -433,9 +433,9 @@ impl StreamServer {
             self.start()?;
         }
         let stop_on_unwind = StopOnUnwind(self);
-        self.core.stopped.wait();
+        self.state.stopped.wait();
         std::mem::forget(stop_on_unwind);
-        match self.core.failure.borrow_mut().take() {
+        match self.state.failure.borrow_mut().take() {
             Some(error) => Err(error),
             None => Ok(()),
         }
@@ -444,11 +444,11 @@ impl StreamServer {
     /// Stops accepting and closes the listener; running handlers go on (gevent's
     /// `close`). Connections waiting in the backlog are refused.
     pub fn close(&self) {
-        let accept_loop = self.core.accept_loop.borrow_mut().take();
+        let accept_loop = self.state.accept_loop.borrow_mut().take();
         if let Some(accept_loop) = accept_loop {
             accept_loop.kill_with(true, None);
         }
-        self.core.listener.borrow_mut().take();
+        self.state.listener.borrow_mut().take();
     }
 
     /// Stops gracefully: closes the listener, waits up to `timeout` (`None`: the stop
@@ -458,11 +458,11 @@ impl StreamServer {
     /// Called from a handler (or `on_error`), it closes the listener at once and leaves the
     /// waiting to a new greenlet, since the caller is one of the greenlets to wait for.
     pub fn stop(&self, timeout: Option<Duration>) {
-        let timeout = timeout.unwrap_or(self.core.stop_timeout.get());
+        let timeout = timeout.unwrap_or(self.state.stop_timeout.get());
         let me = verdant_hub::current();
-        let in_accept_loop = self.core.accept_loop.borrow().as_ref() == Some(&me);
-        if in_accept_loop || self.core.pool.borrow().contains(&me) {
-            self.core.listener.borrow_mut().take();
+        let in_accept_loop = self.state.accept_loop.borrow().as_ref() == Some(&me);
+        if in_accept_loop || self.state.pool.borrow().contains(&me) {
+            self.state.listener.borrow_mut().take();
             let server = self.clone();
             verdant_hub::spawn(move || server.stop(Some(timeout)));
             return;
@@ -472,7 +472,7 @@ impl StreamServer {
         if !pool.join(Some(timeout), false).unwrap_or(false) {
             pool.kill(true, Some(Duration::from_secs(1)));
         }
-        self.core.stopped.set();
+        self.state.stopped.set();
     }
 }
 
@@ -490,7 +490,7 @@ impl Drop for StopOnUnwind<'_> {
 impl fmt::Debug for StreamServer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StreamServer")
-            .field("local_addr", &self.core.local_addr)
+            .field("local_addr", &self.state.local_addr)
             .field("started", &self.is_started())
             .field("closed", &self.is_closed())
             .field("stats", &self.stats())
@@ -498,30 +498,30 @@ impl fmt::Debug for StreamServer {
     }
 }
 
-impl Core {
+impl ServerState {
     fn report(&self, error: ServerError) {
         let callback = self.on_error.borrow().clone();
         callback(error);
     }
 
     /// Runs the handler for one connection in the pool (room was waited for already).
-    fn spawn_handler(self: &Rc<Core>, pool: &Pool, stream: TcpStream, peer: SocketAddr) {
+    fn spawn_handler(self: &Rc<ServerState>, pool: &Pool, stream: TcpStream, peer: SocketAddr) {
         self.accepted.set(self.accepted.get() + 1);
-        let core = self.clone();
+        let state = self.clone();
         let greenlet = pool.spawn(move || {
-            if !core.apply_timeouts(&stream) {
+            if !state.apply_timeouts(&stream) {
                 return; // nothing came in time: drop the connection
             }
-            if let Some(error) = (core.handler)(stream, peer) {
-                core.handler_failed(peer, error);
+            if let Some(error) = (state.handler)(stream, peer) {
+                state.handler_failed(peer, error);
             }
         });
-        let core = self.clone();
+        let state = self.clone();
         greenlet.link(move |greenlet| match greenlet.error() {
             None | Some(GreenletError::Killed) => {}
             Some(error) => {
-                core.handler_errors.set(core.handler_errors.get() + 1);
-                core.report(ServerError::HandlerDied { peer, error });
+                state.handler_errors.set(state.handler_errors.get() + 1);
+                state.report(ServerError::HandlerDied { peer, error });
             }
         });
     }
@@ -573,8 +573,8 @@ impl Core {
 }
 
 /// The accept loop's body: runs until killed by `close`, or until the listener fails.
-fn accept_loop(core: &Rc<Core>, listener: &TcpListener) {
-    let pool = core.pool.borrow().clone();
+fn accept_loop(state: &Rc<ServerState>, listener: &TcpListener) {
+    let pool = state.pool.borrow().clone();
     let mut backoff: Option<Duration> = None;
     loop {
         for _ in 0..MAX_ACCEPT_BURST {
@@ -582,23 +582,23 @@ fn accept_loop(core: &Rc<Core>, listener: &TcpListener) {
                 pool.wait_available(None); // stop accepting while full, as gevent does
             }
             match listener.accept() {
-                Ok(_) if core.listener.borrow().is_none() => return, // closed meanwhile
+                Ok(_) if state.listener.borrow().is_none() => return, // closed meanwhile
                 Ok((stream, peer)) => {
                     backoff = None;
-                    core.spawn_handler(&pool, stream, peer);
+                    state.spawn_handler(&pool, stream, peer);
                 }
                 Err(error) => {
-                    core.accept_errors.set(core.accept_errors.get() + 1);
+                    state.accept_errors.set(state.accept_errors.get() + 1);
                     match classify(&error) {
                         AcceptFailure::Transient => {}
                         AcceptFailure::BackOff => {
-                            let delay = backoff.map_or(core.min_delay.get(), |d| d * 2);
-                            let delay = delay.min(core.max_delay.get());
+                            let delay = backoff.map_or(state.min_delay.get(), |d| d * 2);
+                            let delay = delay.min(state.max_delay.get());
                             backoff = Some(delay);
-                            core.report(ServerError::Accept { error, backoff: delay });
+                            state.report(ServerError::Accept { error, backoff: delay });
                             verdant_hub::sleep(delay);
                         }
-                        AcceptFailure::Fatal => return core.fail(error),
+                        AcceptFailure::Fatal => return state.fail(error),
                     }
                 }
             }
