@@ -169,3 +169,33 @@ fn an_rlock_is_reentrant_and_owned() {
     assert!(!lock.locked());
     assert!(lock.release().is_err());
 }
+
+/// A waker left behind by a wait that timed out belongs to that wait only (its epoch): a
+/// release must skip it, even while its greenlet is parked again on something else, and
+/// give the permit to the greenlet still waiting.
+#[test]
+fn a_release_skips_a_waiter_whose_wait_timed_out_and_now_waits_elsewhere() {
+    let sem = Rc::new(Semaphore::new(0));
+    let elsewhere = verdant::sync::Event::new();
+    let moved_on = Rc::new(Cell::new(false));
+    let stale = spawn({
+        let (sem, elsewhere, moved_on) = (sem.clone(), elsewhere.clone(), moved_on.clone());
+        move || {
+            assert!(sem.acquire_timeout(Duration::from_millis(1)).is_none());
+            moved_on.set(true);
+            elsewhere.wait(); // parked again, with its old waker still in the semaphore's list
+        }
+    });
+    let live = spawn({
+        let sem = sem.clone();
+        move || std::mem::forget(sem.acquire())
+    });
+    while !moved_on.get() {
+        sleep(Duration::from_millis(1));
+    }
+    sem.release();
+    assert!(live.join_timeout(Duration::from_secs(30)), "the permit went to a dead wait");
+    assert!(!stale.ready(), "the stale waiter was not woken for good");
+    elsewhere.set();
+    stale.join();
+}
