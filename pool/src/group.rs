@@ -231,7 +231,8 @@ impl<L: Limit> Roster<L> {
                 m.greenlet.clone()
             })
             .collect();
-        targets.sort_by_key(|g| (*g == verdant_hub::current(), g.id()));
+        let me = verdant_hub::current();
+        targets.sort_by_key(|g| (*g == me, g.id()));
         targets
     }
 
