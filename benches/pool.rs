@@ -11,12 +11,12 @@ fn spawn_into_pool(c: &mut Criterion) {
     for size in [1usize, 100] {
         group.throughput(Throughput::Elements(1000));
         group.bench_with_input(BenchmarkId::new("1000_tasks", size), &size, |b, &size| {
-            let pool = Pool::new(Some(size));
+            let pool = Pool::new(size);
             b.iter(|| {
                 for i in 0..1000u32 {
                     pool.spawn(move || i);
                 }
-                pool.join(None, false).unwrap();
+                pool.join();
             })
         });
     }
@@ -26,7 +26,7 @@ fn spawn_into_pool(c: &mut Criterion) {
 fn imap(c: &mut Criterion) {
     let mut group = c.benchmark_group("pool_imap");
     group.throughput(Throughput::Elements(10_000));
-    let pool = Pool::new(Some(100));
+    let pool = Pool::new(100);
     group.bench_function("ordered_10k_with_a_yield", |b| {
         b.iter(|| {
             pool.imap(

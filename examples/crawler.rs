@@ -31,7 +31,7 @@ fn main() -> io::Result<()> {
     let server = spawn(move || serve(listener));
     println!("serving {PAGES} pages on http://{addr}, each answered after {LATENCY:?}");
 
-    let pool = Pool::new(Some(CONCURRENCY));
+    let pool = Pool::new(CONCURRENCY);
     let started = Instant::now();
     let mut frontier = vec![1u32];
     let mut crawled = 0;

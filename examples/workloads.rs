@@ -114,7 +114,7 @@ fn w2_spawn_join(count: usize) {
 
 /// W3: a pool of 100 maps `x * 2` (with one yield inside) over `count` items, in order.
 fn w3_pool_map(count: usize) {
-    let pool = verdant::pool::Pool::new(Some(100));
+    let pool = verdant::pool::Pool::new(100);
     let t = Instant::now();
     let doubled = pool
         .map(

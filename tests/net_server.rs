@@ -88,7 +88,7 @@ fn a_bounded_pool_caps_concurrent_handlers_and_serves_everyone() {
             Ok(())
         }
     };
-    let server = StreamServer::new("127.0.0.1:0", handler).unwrap().with_pool(Pool::new(Some(2)));
+    let server = StreamServer::new("127.0.0.1:0", handler).unwrap().with_pool(Pool::new(2));
     server.start().unwrap();
     let addr = server.local_addr();
     let connected = Rc::new(Cell::new(0usize));
@@ -513,7 +513,7 @@ fn slowloris_connections_that_fill_the_pool_are_timed_out_and_others_get_served(
     };
     let server = StreamServer::new("127.0.0.1:0", handler)
         .unwrap()
-        .with_pool(Pool::new(Some(SLOWLORIS / 2)))
+        .with_pool(Pool::new(SLOWLORIS / 2))
         .with_idle_timeout(SHORT);
     server.start().unwrap();
     let addr = server.local_addr();

@@ -328,7 +328,7 @@ macro_rules! suite {
                     0..n,
                 );
                 all_in.wait();
-                assert!(pool.kill(true, Some(Duration::from_secs(30))));
+                assert!(pool.kill_timeout(Duration::from_secs(30)));
                 let started_at_kill = started.get();
                 result.join();
                 sleep(Duration::from_millis(5));
@@ -367,19 +367,19 @@ macro_rules! suite {
                 let g = pool.spawn(|| sleep(Duration::from_millis(5)));
                 assert!(pool.contains(&g));
                 assert_eq!(pool.len(), 1);
-                assert_eq!(pool.join(Some(Duration::from_millis(1)), false), Ok(false));
-                assert_eq!(pool.join(None, false), Ok(true));
+                assert!(!pool.join_timeout(Duration::from_millis(1)));
+                pool.join();
                 assert!(pool.is_empty() && !pool.contains(&g));
             }
         }
     };
 }
 
-suite!(pool_1, Pool::new(Some(1)), Some(1));
-suite!(pool_2, Pool::new(Some(2)), Some(2));
-suite!(pool_3, Pool::new(Some(3)), Some(3));
-suite!(pool_10, Pool::new(Some(10)), Some(10));
-suite!(pool_unbounded, Pool::new(None), None);
+suite!(pool_1, Pool::new(1), Some(1));
+suite!(pool_2, Pool::new(2), Some(2));
+suite!(pool_3, Pool::new(3), Some(3));
+suite!(pool_10, Pool::new(10), Some(10));
+suite!(pool_unbounded, Pool::unlimited(), None);
 suite!(group, Group::new(), None);
 suite!(greenpool_1, GreenPool::new(1), Some(1));
 suite!(greenpool_2, GreenPool::new(2), Some(2));
@@ -392,22 +392,19 @@ mod pool_0 {
 
     #[test]
     fn nothing_is_ever_admitted() {
-        let pool = Pool::new(Some(0));
+        let pool = Pool::new(0);
         assert_eq!(pool.free_count(), 0);
         assert!(pool.is_full());
-        assert_eq!(pool.wait_available(Some(Duration::from_millis(5))), 0);
+        assert_eq!(pool.wait_available_timeout(Duration::from_millis(5)), 0);
         let g = verdant::Greenlet::new(|| ());
-        assert_eq!(
-            pool.start_with(&g, true, Some(Duration::from_millis(5))),
-            Err(verdant::pool::PoolFull)
-        );
-        assert_eq!(pool.add_with(&g, false, None), Err(verdant::pool::PoolFull));
+        assert_eq!(pool.start_timeout(&g, Duration::from_millis(5)), Err(verdant::pool::PoolFull));
+        assert_eq!(pool.try_add(&g), Err(verdant::pool::PoolFull));
         assert!(!g.started() && pool.is_empty());
     }
 
     #[test]
     fn apply_async_returns_at_once_and_never_runs() {
-        let pool = Pool::new(Some(0));
+        let pool = Pool::new(0);
         let g = pool.apply_async(|| 1);
         assert!(!g.join_timeout(Duration::from_millis(5)));
         g.kill();
@@ -415,14 +412,14 @@ mod pool_0 {
 
     #[test]
     fn empty_input_still_returns_at_once() {
-        let pool = Pool::new(Some(0));
+        let pool = Pool::new(0);
         assert_eq!(pool.map(sqr, Vec::new()), Ok(vec![]));
         assert_eq!(pool.imap_unordered(sqr, Vec::new()).count(), 0);
     }
 
     #[test]
     fn a_blocking_spawn_waits_forever_which_main_reports_as_a_deadlock() {
-        let pool = Pool::new(Some(0));
+        let pool = Pool::new(0);
         let msg = panic_message_of(|| {
             pool.spawn(|| ());
         });

@@ -11,7 +11,7 @@ use verdant::{Greenlet, GreenletError, sleep, spawn, yield_now};
 #[test]
 fn spawn_takes_a_place_at_once_and_apply_async_never_waits() {
     // gevent's test_execute_async.
-    let pool = Pool::new(Some(2));
+    let pool = Pool::new(2);
     let log = Log::new();
     assert_eq!(pool.free_count(), 2);
     let l = log.clone();
@@ -37,7 +37,7 @@ fn spawn_takes_a_place_at_once_and_apply_async_never_waits() {
 
 #[test]
 fn spawn_waits_while_the_pool_is_full() {
-    let pool = Pool::new(Some(1));
+    let pool = Pool::new(1);
     let log = Log::new();
     let l = log.clone();
     pool.spawn(move || {
@@ -49,21 +49,21 @@ fn spawn_waits_while_the_pool_is_full() {
     pool.spawn(move || l.push("second ran")); // waits for the first to finish
     log.push("second spawned");
     assert_eq!(pool.len(), 1);
-    assert_eq!(pool.join(None, false), Ok(true));
+    pool.join();
     assert_eq!(log.take(), ["first done", "second spawned", "second ran"]);
 }
 
 #[test]
 fn add_and_start_fail_with_pool_full_without_waiting_or_after_the_timeout() {
-    let pool = Pool::new(Some(1));
+    let pool = Pool::new(1);
     let first = spawn(|| sleep(Duration::from_secs(60)));
     let second = spawn(|| sleep(Duration::from_secs(60)));
     pool.add(&first);
     assert_eq!((pool.free_count(), pool.len()), (0, 1));
-    assert_eq!(pool.add_with(&second, false, None), Err(PoolFull));
-    assert_eq!(pool.add_with(&second, true, Some(Duration::from_millis(5))), Err(PoolFull));
+    assert_eq!(pool.try_add(&second), Err(PoolFull));
+    assert_eq!(pool.add_timeout(&second, Duration::from_millis(5)), Err(PoolFull));
     let unstarted = Greenlet::new(|| ());
-    assert_eq!(pool.start_with(&unstarted, true, Some(Duration::from_millis(5))), Err(PoolFull));
+    assert_eq!(pool.start_timeout(&unstarted, Duration::from_millis(5)), Err(PoolFull));
     assert!(!unstarted.started());
     assert_eq!((pool.free_count(), pool.len()), (0, 1));
     verdant::killall(&[first.as_ref(), second.as_ref()], true, None);
@@ -72,7 +72,7 @@ fn add_and_start_fail_with_pool_full_without_waiting_or_after_the_timeout() {
 
 #[test]
 fn discard_frees_the_place_once() {
-    let pool = Pool::new(Some(1));
+    let pool = Pool::new(1);
     let first = pool.spawn(|| sleep(Duration::from_secs(60)));
     pool.discard(&first);
     assert_eq!((pool.len(), pool.free_count()), (0, 1));
@@ -82,15 +82,15 @@ fn discard_frees_the_place_once() {
 
 #[test]
 fn join_with_raise_error_reports_a_member_that_failed() {
-    let pool = Pool::new(None);
+    let pool = Pool::unlimited();
     pool.spawn(|| sleep(Duration::from_millis(2)));
     pool.spawn(|| -> () {
         sleep(Duration::from_millis(1));
         panic!("member failed")
     });
-    assert_eq!(pool.join(None, true), Err(GreenletError::Panicked("member failed".into())));
+    assert_eq!(pool.join_raising(), Err(GreenletError::Panicked("member failed".into())));
     pool.spawn(|| -> () { panic!("ignored") });
-    assert_eq!(pool.join(None, false), Ok(true));
+    pool.join();
 }
 
 #[test]
@@ -100,13 +100,13 @@ fn killone_and_kill() {
     let b = group.spawn(|| sleep(Duration::from_secs(60)));
     let outsider = spawn(|| sleep(Duration::from_secs(60)));
     yield_now();
-    group.killone(&outsider, true, None);
+    group.killone(&outsider);
     assert!(!outsider.ready(), "not a member: left alone");
     assert_eq!(group.iter().map(|g| g.id()).collect::<Vec<_>>(), [a.id(), b.id()]);
-    group.killone(&a, true, None);
+    group.killone(&a);
     assert_eq!(a.error(), Some(GreenletError::Killed));
     assert_eq!(group.greenlets(), [b.as_ref()]);
-    assert!(group.kill(true, None));
+    group.kill();
     assert!(group.is_empty());
     outsider.kill();
 }
@@ -123,9 +123,9 @@ fn a_group_tracks_without_limiting() {
     dead.join();
     group.add(&dead);
     assert!(!group.contains(&dead), "a dead greenlet leaves at once");
-    assert_eq!(group.join(None, false), Ok(true));
+    group.join();
     assert!(started.iter().all(|g| g.successful()));
-    assert_eq!(Group::new().join(Some(Duration::ZERO), true), Ok(true), "empty: true at once");
+    assert_eq!(Group::new().join_raising_timeout(Duration::ZERO), Ok(true), "empty: true at once");
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! [`Group<L>`](Group): a set of greenlets that leave by themselves when they die. Its limit
 //! `L` makes it gevent's `Group` ([`Unlimited`]: tracks without limiting) or gevent's `Pool`
 //! ([`Limited`]: at most `size` members at once). Everything a group does is written once,
-//! for both; what only a pool has (`free_count`, `wait_available`, `add_with`, `resize`...)
+//! for both; what only a pool has (`free_count`, `wait_available`, `try_add`, `resize`...)
 //! lives in `impl Group<Limited>`.
 
 use std::cell::RefCell;
@@ -94,12 +94,20 @@ impl fmt::Debug for Limited {
     }
 }
 
+/// One member: its greenlet, the link that removes it when it dies, and whether the group
+/// already shot it (gevent's `dying` set: a member is killed by the group at most once).
+struct Member {
+    greenlet: GreenletRef,
+    link: Option<LinkId>,
+    dying: bool,
+}
+
 /// The roster behind every handle of one group: the members, the limit, the maps.
 pub(crate) struct Roster<L> {
-    /// Members, each with the link that removes it when it dies. The slab key is the link
-    /// hook's token, so a dying member is removed in O(1) without hashing; the rare
-    /// lookups by greenlet (`contains`, `discard`, `add`) scan.
-    members: RefCell<Slab<(GreenletRef, Option<LinkId>)>>,
+    /// The members. The slab key is the link hook's token, so a dying member is removed in
+    /// O(1) without hashing; the rare lookups by greenlet (`contains`, `discard`, `add`)
+    /// scan.
+    members: RefCell<Slab<Member>>,
     limit: L,
     /// Woken whenever the group becomes empty.
     emptied: WaitList,
@@ -128,7 +136,8 @@ impl<L: Limit> Roster<L> {
 
     /// The slab key of a member, by scanning (rare operations only).
     fn key_of(&self, greenlet: &GreenletRef) -> Option<usize> {
-        self.members.borrow().iter().find(|(_, (g, _))| g == greenlet).map(|(key, _)| key)
+        let members = self.members.borrow();
+        members.iter().find(|(_, m)| m.greenlet == *greenlet).map(|(key, _)| key)
     }
 
     fn contains(&self, greenlet: &GreenletRef) -> bool {
@@ -137,7 +146,7 @@ impl<L: Limit> Roster<L> {
 
     fn members(&self) -> Vec<GreenletRef> {
         let mut members: Vec<GreenletRef> =
-            self.members.borrow().iter().map(|(_, (g, _))| g.clone()).collect();
+            self.members.borrow().iter().map(|(_, m)| m.greenlet.clone()).collect();
         members.sort_by_key(GreenletRef::id);
         members
     }
@@ -147,7 +156,7 @@ impl<L: Limit> Roster<L> {
         let members = self.members.borrow();
         !members.is_empty() && {
             let me = verdant_hub::current();
-            members.iter().any(|(_, (g, _))| *g == me)
+            members.iter().any(|(_, m)| m.greenlet == me)
         }
     }
 
@@ -156,12 +165,13 @@ impl<L: Limit> Roster<L> {
     fn track(self: &Rc<Self>, greenlet: GreenletRef) {
         let hook: Weak<dyn LinkHook> = Rc::downgrade(self) as Weak<dyn LinkHook>;
         // Recorded first: the hook runs at once if the greenlet is already dead.
-        let key = self.members.borrow_mut().insert((greenlet.clone(), None));
+        let member = Member { greenlet: greenlet.clone(), link: None, dying: false };
+        let key = self.members.borrow_mut().insert(member);
         let link = greenlet.link_hook(hook, key);
-        if let Some((g, slot)) = self.members.borrow_mut().get_mut(key)
-            && *g == greenlet
+        if let Some(member) = self.members.borrow_mut().get_mut(key)
+            && member.greenlet == greenlet
         {
-            *slot = Some(link);
+            member.link = Some(link);
         }
     }
 
@@ -176,7 +186,7 @@ impl<L: Limit> Roster<L> {
     }
 
     /// Stops tracking the member at `key` (it died, or was discarded) and frees its place.
-    fn forget(&self, key: usize) -> Option<(GreenletRef, Option<LinkId>)> {
+    fn forget(&self, key: usize) -> Option<Member> {
         let removed = self.members.borrow_mut().try_remove(key);
         if removed.is_some() {
             self.limit.release();
@@ -189,9 +199,41 @@ impl<L: Limit> Roster<L> {
 
     fn discard(&self, greenlet: &GreenletRef) {
         let Some(key) = self.key_of(greenlet) else { return };
-        if let Some((g, Some(link))) = self.forget(key) {
-            g.unlink(link);
+        if let Some(Member { greenlet, link: Some(link), .. }) = self.forget(key) {
+            greenlet.unlink(link);
         }
+    }
+
+    /// Marks `greenlet` dying if it is a member the group has not shot yet; returns
+    /// whether it did (then the caller shoots it).
+    fn mark_dying(&self, greenlet: &GreenletRef) -> bool {
+        let key = self.key_of(greenlet);
+        let mut members = self.members.borrow_mut();
+        match key.and_then(|key| members.get_mut(key)) {
+            Some(member) if !member.dying => {
+                member.dying = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Marks every member not shot yet as dying and returns them, the caller last (a
+    /// kill of the running greenlet unwinds at once, so it must come after the others).
+    fn take_the_living(&self) -> Vec<GreenletRef> {
+        let mut targets: Vec<GreenletRef> = self
+            .members
+            .borrow_mut()
+            .iter_mut()
+            .filter(|(_, m)| !m.dying)
+            .map(|(_, m)| {
+                m.dying = true;
+                m.greenlet.clone()
+            })
+            .collect();
+        let me = verdant_hub::current();
+        targets.sort_by_key(|g| (*g == me, g.id()));
+        targets
     }
 
     /// Spawns `f` as a member, waiting for a place while the pool is full.
@@ -201,28 +243,69 @@ impl<L: Limit> Roster<L> {
         T: 'static,
     {
         self.limit.reserve(true, None).expect("a blocking reserve without deadline succeeds");
+        self.spawn_reserved(f)
+    }
+
+    /// Spawns `f` as a member in a place already reserved.
+    fn spawn_reserved<F, T>(self: &Rc<Self>, f: F) -> Greenlet<T>
+    where
+        F: FnOnce() -> T + 'static,
+        T: 'static,
+    {
         let greenlet = Greenlet::new(f);
         self.track(greenlet.as_ref());
         greenlet.start();
         greenlet
     }
 
-    fn join(&self, timeout: Option<Duration>, raise_error: bool) -> Result<bool, GreenletError> {
-        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+    /// Waits until the group is empty or `deadline`; with `raise_error`, fails with the
+    /// error of a member that was one when the wait started.
+    fn join(&self, deadline: Option<Instant>, raise_error: bool) -> Result<bool, GreenletError> {
         let watched = if raise_error { self.members() } else { Vec::new() };
         let reason = "the group to become empty (join)";
         let emptied = self.emptied.wait_until(&reason, deadline, || self.len() == 0);
         match watched.iter().find_map(GreenletRef::error) {
-            Some(error) if raise_error => Err(error),
-            _ => Ok(emptied),
+            Some(error) => Err(error),
+            None => Ok(emptied),
         }
     }
 
-    fn kill(&self, block: bool, timeout: Option<Duration>) -> bool {
+    /// gevent's `Group.kill`: stops the maps, shoots every member not shot before (each
+    /// at most once, however often the group is killed), and with `block` waits until
+    /// `deadline` for them to die, shooting members that joined meanwhile. Returns
+    /// whether the group is empty (or, called from a member, holds only the caller).
+    fn kill(&self, block: bool, deadline: Option<Instant>) -> bool {
         for feeder in self.feeders.take() {
             feeder.kill_with(false, None);
         }
-        verdant_hub::killall(&self.members(), block, timeout)
+        loop {
+            for target in self.take_the_living() {
+                target.kill_with(false, None);
+            }
+            let me = verdant_hub::current();
+            let others: Vec<GreenletRef> =
+                self.members().into_iter().filter(|g| *g != me).collect();
+            if others.is_empty() || !block {
+                return others.is_empty();
+            }
+            if !verdant_hub::joinall(&others, remaining(deadline)) {
+                return false;
+            }
+        }
+    }
+
+    /// gevent's `Group.killone`: shoots `greenlet` if it is a member not shot before; with
+    /// `block`, then waits until `deadline` for it to die. A greenlet that is not a member
+    /// (dead already, say) or was shot before is left alone, and the call returns at once.
+    /// Returns whether the greenlet is dead.
+    fn killone(&self, greenlet: &GreenletRef, block: bool, deadline: Option<Instant>) -> bool {
+        if self.mark_dying(greenlet) {
+            greenlet.kill_with(false, None);
+            if block && *greenlet != verdant_hub::current() {
+                return verdant_hub::joinall(std::slice::from_ref(greenlet), remaining(deadline));
+            }
+        }
+        greenlet.ready()
     }
 
     /// Maps `f` over `items` through members of this group: every mapping method ends here.
@@ -271,7 +354,7 @@ impl<L: Limit> Roster<L> {
 ///     group.spawn(move || i * 10);
 /// }
 /// assert_eq!(group.len(), 3);
-/// assert_eq!(group.join(None, false), Ok(true));
+/// group.join();
 /// assert!(group.is_empty());
 /// assert_eq!(group.map(|x: u32| x + 1, vec![1, 2, 3]), Ok(vec![2, 3, 4]));
 /// ```
@@ -309,7 +392,7 @@ impl<L: Limit> Group<L> {
     }
 
     /// Starts tracking `greenlet` (it leaves when it dies). In a pool, waits while the pool
-    /// is full ([`add_with`](Group::add_with) can refuse instead).
+    /// is full ([`try_add`](Group::try_add) refuses instead).
     pub fn add(&self, greenlet: &impl AsGreenlet) {
         self.roster.limit.reserve(true, None).expect("a blocking add without timeout succeeds");
         self.roster.track_new_or_known(greenlet.as_greenlet());
@@ -326,32 +409,77 @@ impl<L: Limit> Group<L> {
         self.roster.discard(&greenlet.as_greenlet());
     }
 
-    /// Waits until the group is empty *at least once*, or `timeout` passes. Returns
-    /// whether it became empty.
+    /// Waits until the group is empty *at least once* (gevent's `join()`).
     ///
     /// By the time the caller runs again, new members may have joined: only the
-    /// emptiness at some moment is guaranteed. With `raise_error`, if a greenlet that
-    /// was a member when the join started died with an error, that error is returned.
-    pub fn join(
-        &self,
-        timeout: Option<Duration>,
-        raise_error: bool,
-    ) -> Result<bool, GreenletError> {
-        self.roster.join(timeout, raise_error)
+    /// emptiness at some moment is guaranteed.
+    pub fn join(&self) {
+        let _ = self.roster.join(None, false);
     }
 
-    /// Kills every member (and stops every running map from starting more tasks); with
-    /// `block`, waits at most `timeout` until they are dead. Returns whether all are.
-    pub fn kill(&self, block: bool, timeout: Option<Duration>) -> bool {
-        self.roster.kill(block, timeout)
+    /// Like [`join`](Self::join), giving up after `timeout` (gevent's `join(timeout)`).
+    /// Returns whether the group became empty.
+    pub fn join_timeout(&self, timeout: Duration) -> bool {
+        self.roster.join(deadline_after(timeout), false).unwrap_or(false)
     }
 
-    /// Kills `greenlet` if it is a member.
-    pub fn killone(&self, greenlet: &impl AsGreenlet, block: bool, timeout: Option<Duration>) {
-        let greenlet = greenlet.as_greenlet();
-        if self.roster.contains(&greenlet) {
-            greenlet.kill_with(block, timeout);
-        }
+    /// Like [`join`](Self::join), then fails with the error of a greenlet that was a
+    /// member when the join started and died with an error (gevent's
+    /// `join(raise_error=True)`).
+    pub fn join_raising(&self) -> Result<(), GreenletError> {
+        self.roster.join(None, true).map(drop)
+    }
+
+    /// [`join_raising`](Self::join_raising) giving up after `timeout`: `Ok(false)` if the
+    /// group did not become empty and no watched member failed.
+    pub fn join_raising_timeout(&self, timeout: Duration) -> Result<bool, GreenletError> {
+        self.roster.join(deadline_after(timeout), true)
+    }
+
+    /// Kills every member and waits until they are dead (gevent's `kill()`); every
+    /// running map stops starting new tasks. A member is shot at most once however often
+    /// the group is killed (gevent's `dying` set): one that survives its kill (it caught
+    /// the unwind) is waited for, not shot again, so this can wait forever; see
+    /// [`kill_timeout`](Self::kill_timeout). Members that join meanwhile are shot too.
+    pub fn kill(&self) {
+        self.roster.kill(true, None);
+    }
+
+    /// Shoots every member not shot before and returns at once (gevent's
+    /// `kill(block=False)`): they die, and leave, when they next run.
+    pub fn kill_nowait(&self) {
+        self.roster.kill(false, None);
+    }
+
+    /// Like [`kill`](Self::kill), waiting at most `timeout` (gevent's `kill(timeout=t)`).
+    /// Returns whether the group is empty.
+    pub fn kill_timeout(&self, timeout: Duration) -> bool {
+        self.roster.kill(true, deadline_after(timeout))
+    }
+
+    /// Kills `greenlet` if it is a member, and waits until it is dead (gevent's
+    /// `killone`). A member the group shot before is not shot again, and then, as for a
+    /// greenlet that is not a member (one already dead, say), this returns at once.
+    pub fn killone(&self, greenlet: &impl AsGreenlet) {
+        self.roster.killone(&greenlet.as_greenlet(), true, None);
+    }
+
+    /// Like [`killone`](Self::killone), without waiting for the greenlet to die (gevent's
+    /// `killone(block=False)`).
+    pub fn killone_nowait(&self, greenlet: &impl AsGreenlet) {
+        self.roster.killone(&greenlet.as_greenlet(), false, None);
+    }
+
+    /// Like [`killone`](Self::killone), waiting at most `timeout`. Returns whether the
+    /// greenlet is dead.
+    pub fn killone_timeout(&self, greenlet: &impl AsGreenlet, timeout: Duration) -> bool {
+        self.roster.killone(&greenlet.as_greenlet(), true, deadline_after(timeout))
+    }
+
+    /// Whether the running greenlet is a member (then `apply`, and eventlet's `spawn` into
+    /// a full pool, run inline).
+    pub(crate) fn current_is_member(&self) -> bool {
+        self.roster.current_is_member()
     }
 
     /// Spawns `f` as a member (in a pool, waits for a free place first).
@@ -388,10 +516,7 @@ impl<L: Limit> Group<L> {
         T: 'static,
     {
         if self.roster.limit.reserve(false, None).is_ok() {
-            let greenlet = Greenlet::new(f);
-            self.roster.track(greenlet.as_ref());
-            greenlet.start();
-            return greenlet;
+            return self.roster.spawn_reserved(f);
         }
         let roster = self.roster.clone();
         verdant_hub::spawn(move || crate::reraise(roster.spawn(f).take()))
@@ -453,7 +578,8 @@ impl<L: Limit> Group<L> {
     /// Applies `f` to every item as members, lazily (items are pulled from `items` only
     /// when a task can start), yielding results in input order. A failed item yields
     /// `Err` at its position and the iteration goes on; if `items` panics, the
-    /// iteration ends with that error.
+    /// iteration ends with that error ([`MapError::Input`]), and if the group is killed,
+    /// with [`MapError::Killed`] (even while `items` is producing an item).
     pub fn imap<I, A, F, T>(&self, f: F, items: I) -> MapIter<T>
     where
         I: IntoIterator<Item = A> + 'static,
@@ -515,14 +641,14 @@ impl Default for Group<Unlimited> {
 
 /// What a pool adds to a group (gevent's `Pool`): a size, and ways to add without waiting.
 ///
-/// `Pool::new(Some(0))` never admits anyone (a waiting spawn waits forever unless given a
-/// timeout); `Pool::new(None)` tracks without limiting.
+/// `Pool::new(0)` never admits anyone (a waiting spawn waits forever unless given a
+/// timeout); `Pool::unlimited()` (also `Pool::default()`) tracks without limiting.
 ///
 /// ```
 /// use std::time::Duration;
 /// use verdant_pool::Pool;
 ///
-/// let pool = Pool::new(Some(2));
+/// let pool = Pool::new(2);
 /// let squares: Vec<u64> = pool
 ///     .imap(|x: u64| { verdant_hub::sleep(Duration::from_millis(1)); x * x }, 1..=5)
 ///     .map(Result::unwrap)
@@ -530,8 +656,19 @@ impl Default for Group<Unlimited> {
 /// assert_eq!(squares, [1, 4, 9, 16, 25]);
 /// ```
 impl Group<Limited> {
-    /// A pool of at most `size` members (`None`: unlimited).
-    pub fn new(size: Option<usize>) -> Pool {
+    /// A pool of at most `size` members (gevent's `Pool(size)`). Size 0 never admits
+    /// anyone.
+    pub fn new(size: usize) -> Pool {
+        Pool::with_capacity(Some(size))
+    }
+
+    /// A pool without a limit, which tracks like a [`Group`](crate::Group) (gevent's
+    /// `Pool()`, its default; also [`Pool::default`]).
+    pub fn unlimited() -> Pool {
+        Pool::with_capacity(None)
+    }
+
+    fn with_capacity(size: Option<usize>) -> Pool {
         Group { roster: Roster::new(Limited(Slots::new(size))) }
     }
 
@@ -544,10 +681,15 @@ impl Group<Limited> {
         self.slots().capacity()
     }
 
-    /// Changes the size (`None`: unlimited). Lowering it lets the members finish; no new
-    /// one joins until there are fewer than `size`.
-    pub fn resize(&self, size: Option<usize>) {
-        self.slots().resize(size);
+    /// Changes the size. Lowering it lets the members finish; no new one joins until
+    /// there are fewer than `size`.
+    pub fn resize(&self, size: usize) {
+        self.slots().resize(Some(size));
+    }
+
+    /// Lifts the limit: every waiting `spawn` goes ahead.
+    pub fn resize_unlimited(&self) {
+        self.slots().resize(None);
     }
 
     /// How many more members could join now without waiting.
@@ -560,38 +702,91 @@ impl Group<Limited> {
         !self.slots().has_room()
     }
 
-    /// Waits until a member could join (or `timeout` passes) and returns the free count.
-    /// A pool of size 0 waits forever unless a timeout is given.
-    pub fn wait_available(&self, timeout: Option<Duration>) -> usize {
-        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-        self.slots().wait_available(deadline).max(0) as usize
+    /// Waits until a member could join and returns the free count (gevent's
+    /// `wait_available()`). A pool of size 0 waits forever.
+    pub fn wait_available(&self) -> usize {
+        self.slots().wait_available(None).max(0) as usize
     }
 
-    /// Starts tracking `greenlet`. If the pool is full: with `blocking`, waits (at most
-    /// `timeout`); without, or when the timeout passes, fails with [`PoolFull`].
-    pub fn add_with(
+    /// Like [`wait_available`](Self::wait_available), giving up after `timeout`
+    /// (then the free count is 0).
+    pub fn wait_available_timeout(&self, timeout: Duration) -> usize {
+        self.slots().wait_available(deadline_after(timeout)).max(0) as usize
+    }
+
+    /// Starts tracking `greenlet` if there is room now; fails with [`PoolFull`] at once if
+    /// not (gevent's `add(greenlet, blocking=False)`).
+    pub fn try_add(&self, greenlet: &impl AsGreenlet) -> Result<(), PoolFull> {
+        self.add_until(greenlet, false, None)
+    }
+
+    /// Like [`add`](Self::add), waiting at most `timeout` for room, then failing with
+    /// [`PoolFull`] (gevent's `add(greenlet, timeout=t)`).
+    pub fn add_timeout(
+        &self,
+        greenlet: &impl AsGreenlet,
+        timeout: Duration,
+    ) -> Result<(), PoolFull> {
+        self.add_until(greenlet, true, deadline_after(timeout))
+    }
+
+    fn add_until(
         &self,
         greenlet: &impl AsGreenlet,
         blocking: bool,
-        timeout: Option<Duration>,
+        deadline: Option<Instant>,
     ) -> Result<(), PoolFull> {
-        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         self.roster.limit.reserve(blocking, deadline)?;
         self.roster.track_new_or_known(greenlet.as_greenlet());
         Ok(())
     }
 
-    /// Like [`start`](Self::start), with [`add_with`](Self::add_with)'s options.
-    pub fn start_with<T: 'static>(
-        &self,
-        greenlet: &Greenlet<T>,
-        blocking: bool,
-        timeout: Option<Duration>,
-    ) -> Result<(), PoolFull> {
-        self.add_with(greenlet, blocking, timeout)?;
+    /// [`try_add`](Self::try_add), then starts the greenlet (gevent's
+    /// `start(greenlet, blocking=False)`).
+    pub fn try_start<T: 'static>(&self, greenlet: &Greenlet<T>) -> Result<(), PoolFull> {
+        self.try_add(greenlet)?;
         greenlet.start();
         Ok(())
     }
+
+    /// [`add_timeout`](Self::add_timeout), then starts the greenlet.
+    pub fn start_timeout<T: 'static>(
+        &self,
+        greenlet: &Greenlet<T>,
+        timeout: Duration,
+    ) -> Result<(), PoolFull> {
+        self.add_timeout(greenlet, timeout)?;
+        greenlet.start();
+        Ok(())
+    }
+}
+
+impl Default for Group<Limited> {
+    /// gevent's `Pool()`: no limit.
+    fn default() -> Self {
+        Pool::unlimited()
+    }
+}
+
+/// gevent's `Group(greenlets)`: a group tracking each of them (each leaves when it dies).
+impl<G: AsGreenlet> FromIterator<G> for Group<Unlimited> {
+    fn from_iter<I: IntoIterator<Item = G>>(greenlets: I) -> Self {
+        let group = crate::Group::new();
+        for greenlet in greenlets {
+            group.add(&greenlet);
+        }
+        group
+    }
+}
+
+/// The deadline `timeout` from now (`None`: too far to represent, i.e. never).
+fn deadline_after(timeout: Duration) -> Option<Instant> {
+    Instant::now().checked_add(timeout)
+}
+
+/// The time left until `deadline` (`None`: no deadline).
+fn remaining(deadline: Option<Instant>) -> Option<Duration> {
+    deadline.map(|d| d.saturating_duration_since(Instant::now()))
 }
 
 impl<L> Clone for Group<L> {

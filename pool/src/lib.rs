@@ -9,7 +9,7 @@
 //! use std::time::Duration;
 //! use verdant_pool::Pool;
 //!
-//! let pool = Pool::new(Some(3)); // at most three at once
+//! let pool = Pool::new(3); // at most three at once
 //! let lengths = pool.map(
 //!     |word: &'static str| {
 //!         verdant_hub::sleep(Duration::from_millis(1)); // I/O would go here

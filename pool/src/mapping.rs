@@ -95,13 +95,22 @@ pub enum MapError {
         /// The panic message.
         message: String,
     },
+    /// The map was killed (with its pool) before it took the item at `index` from the
+    /// input, perhaps while the input iterator was producing it; the map ends here
+    /// (gevent raises the `GreenletExit` from the iterator).
+    Killed {
+        /// How many tasks the map had started before it was killed.
+        index: usize,
+    },
 }
 
 impl MapError {
     /// The input position the error belongs to.
     pub fn index(&self) -> usize {
         match self {
-            MapError::Task { index, .. } | MapError::Input { index, .. } => *index,
+            MapError::Task { index, .. }
+            | MapError::Input { index, .. }
+            | MapError::Killed { index } => *index,
         }
     }
 }
@@ -113,6 +122,7 @@ impl fmt::Display for MapError {
             MapError::Input { index, message } => {
                 write!(f, "the input iterator panicked after {index} items: {message}")
             }
+            MapError::Killed { index } => write!(f, "the map was killed after {index} items"),
         }
     }
 }
@@ -123,8 +133,10 @@ impl Error for MapError {}
 pub(crate) enum Report<T> {
     /// The task for item `index` finished.
     Done(usize, Result<T, GreenletError>),
-    /// No more items after the first `count` (input exhausted, or the feeder was killed).
+    /// No more items after the first `count`: the input is exhausted.
     End { count: usize },
+    /// The feeder was killed after starting `count` tasks.
+    Killed { count: usize },
     /// The input panicked after `count` items.
     InputPanicked { count: usize, message: String },
 }
@@ -217,12 +229,14 @@ where
             reports.put(Report::End { count: spawned.get() });
         })
     };
-    // However the feeder ends (killed with the pool, say), the consumer learns how many
-    // results to expect.
+    // However the feeder ends, the consumer learns how many results to expect; killed
+    // (with the pool), it learns that too.
     {
         let (reports, spawned) = (reports.clone(), spawned.clone());
-        feeder.link(move |_| {
-            reports.put(Report::End { count: spawned.get() });
+        feeder.link(move |feeder| {
+            let count = spawned.get();
+            let killed = feeder.error() == Some(GreenletError::Killed);
+            reports.put(if killed { Report::Killed { count } } else { Report::End { count } });
         });
     }
     let feeder_ref = feeder.as_ref();
@@ -234,7 +248,7 @@ where
         next_index: 0,
         yielded: 0,
         expected: None,
-        input_error: None,
+        final_error: None,
         feeder,
     };
     (iter, feeder_ref)
@@ -253,8 +267,8 @@ pub struct MapIter<T> {
     yielded: usize,
     /// How many results there will be, once known.
     expected: Option<usize>,
-    /// An input panic to report after the results before it.
-    input_error: Option<MapError>,
+    /// An input panic or a kill, to report after the results before it.
+    final_error: Option<MapError>,
     feeder: Greenlet<()>,
 }
 
@@ -287,11 +301,20 @@ impl<T> MapIter<T> {
                 None
             }
             Report::InputPanicked { count, message } => {
-                self.expected = Some(count);
-                self.input_error = Some(MapError::Input { index: count, message });
+                self.end_with(count, MapError::Input { index: count, message });
+                None
+            }
+            Report::Killed { count } => {
+                self.end_with(count, MapError::Killed { index: count });
                 None
             }
         }
+    }
+
+    /// The map ends after `count` results, then `error` (unless it already has one).
+    fn end_with(&mut self, count: usize, error: MapError) {
+        self.expected = Some(self.expected.map_or(count, |e| e.min(count)));
+        self.final_error.get_or_insert(error);
     }
 
     fn hand_out(&mut self, index: usize, outcome: Result<T, GreenletError>) -> Result<T, MapError> {
@@ -316,7 +339,7 @@ impl<T> Iterator for MapIter<T> {
                 return Some(self.hand_out(index, outcome));
             }
             if self.all_yielded() {
-                return self.input_error.take().map(Err);
+                return self.final_error.take().map(Err);
             }
             let report = self.reports.get();
             if let Some((index, outcome)) = self.file(report) {

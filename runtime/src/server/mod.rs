@@ -286,7 +286,7 @@ impl StreamServer {
             listener: RefCell::new(Some(Rc::new(listener))),
             handler: Rc::new(move |stream, peer| handler(stream, peer).into_error()),
             on_error: RefCell::new(report_to_stderr),
-            pool: RefCell::new(Pool::new(None)),
+            pool: RefCell::new(Pool::unlimited()),
             accept_loop: RefCell::new(None),
             stopped: Event::new(),
             failure: RefCell::new(None),
@@ -469,8 +469,8 @@ impl StreamServer {
         }
         self.close();
         let pool = self.pool();
-        if !pool.join(Some(timeout), false).unwrap_or(false) {
-            pool.kill(true, Some(Duration::from_secs(1)));
+        if !pool.join_timeout(timeout) {
+            pool.kill_timeout(Duration::from_secs(1));
         }
         self.state.stopped.set();
     }
@@ -579,7 +579,7 @@ fn accept_loop(state: &Rc<ServerState>, listener: &TcpListener) {
     loop {
         for _ in 0..MAX_ACCEPT_BURST {
             if pool.is_full() {
-                pool.wait_available(None); // stop accepting while full, as gevent does
+                pool.wait_available(); // stop accepting while full, as gevent does
             }
             match listener.accept() {
                 Ok(_) if state.listener.borrow().is_none() => return, // closed meanwhile
