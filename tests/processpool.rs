@@ -14,7 +14,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use verdant::processpool::{GetError, MapError, NotReady, ProcessPool, StillRunning, TaskError};
+use verdant::processpool::{
+    GetError, IMAP_WINDOW_PER_PROCESS, MapError, NotReady, ProcessPool, StillRunning, TaskError,
+};
 
 // ---- Functions the workers run -------------------------------------------------------
 
@@ -28,6 +30,11 @@ fn pid(_: ()) -> u32 {
 
 fn fail(message: String) -> u32 {
     panic!("{message}")
+}
+
+/// Panics with the line it panics on in its message.
+fn panic_with_its_line(_: ()) -> u32 {
+    panic!("raised at line {}", line!()) // some comment
 }
 
 fn abort(_: ()) -> u32 {
@@ -172,6 +179,21 @@ impl<'de> Deserialize<'de> for Undecodable {
 
 fn make_undecodable(_: ()) -> Undecodable {
     Undecodable(7)
+}
+
+/// Yields 0, 1, … below `total`, and panics instead of yielding `when` (multiprocessing's
+/// tests' `exception_throwing_generator`).
+fn say_when(total: u64, when: u64) -> impl Iterator<Item = u64> {
+    (0..total).map(move |i| {
+        if i == when {
+            panic!("Somebody said when");
+        }
+        i
+    })
+}
+
+fn said_when(item: Option<Result<u64, TaskError>>) -> bool {
+    matches!(item, Some(Err(TaskError::InputPanicked(m))) if m == "Somebody said when")
 }
 
 // ---- Helpers --------------------------------------------------------------------------
@@ -355,7 +377,13 @@ fn callbacks_run_exactly_once_before_get_returns() {
         move |e| err_log.borrow_mut().push(format!("error {e}")),
     );
     assert!(bad.wait(LONG));
-    assert_eq!(*log.borrow(), ["value 9", "error the task panicked: no"]);
+    let errors = log.borrow()[1..].to_vec();
+    assert!(
+        errors.len() == 1 && errors[0].starts_with("error the task panicked at "),
+        "{errors:?}"
+    );
+    let first_line = errors[0].lines().next().unwrap(); // a backtrace may follow
+    assert!(first_line.ends_with(": no"), "{errors:?}");
     assert_eq!(bad.successful(), Ok(false));
 
     let (ok_log, err_log) = (log.clone(), log.clone());
@@ -418,6 +446,132 @@ fn imap_unordered_yields_in_completion_order() {
     scratch.open("first");
     assert_eq!(results.next_timeout(Duration::from_secs(30)), Ok(Some(Ok(400))));
     assert_eq!(results.next(), None);
+}
+
+/// multiprocessing's `test_imap_handle_iterable_exception`: the input's error comes after
+/// the results of the items before it; with chunks, after those of the whole chunks
+/// before it (the chunk it broke off is lost).
+fn imap_delivers_an_input_panic_after_the_results_before_it() {
+    let pool = pool(4);
+    for _ in 0..2 {
+        // At the very first item, and again: the pool is not stuck after it.
+        let mut results = pool.imap(square, say_when(1, 0), 1);
+        assert!(said_when(results.next()));
+        assert_eq!(results.next(), None);
+    }
+    for (chunksize, before) in [(1, 3), (2, 6), (4, 4)] {
+        let when = if chunksize == 1 { 3 } else { 7 };
+        let mut results = pool.imap(square, say_when(20, when), chunksize);
+        for i in 0..before {
+            assert_eq!(results.next(), Some(Ok(i * i)), "chunksize {chunksize}");
+        }
+        assert!(said_when(results.next()), "chunksize {chunksize}");
+        assert_eq!(results.next(), None, "the iteration ends with the input's error");
+    }
+    assert_eq!(pool.apply(square, 3), Ok(9), "the pool goes on");
+}
+
+/// multiprocessing's `test_imap_unordered_handle_iterable_exception`: the error comes,
+/// and every value before it is one of the expected ones. Here it comes last.
+fn imap_unordered_delivers_an_input_panic_last() {
+    let pool = pool(4);
+    let mut results = pool.imap_unordered(square, say_when(1, 0), 1);
+    assert!(said_when(results.next()));
+    for (when, chunksize, values) in [(3, 1, 3), (7, 2, 6), (7, 4, 4)] {
+        let mut expected: Vec<u64> = (0..20).map(square).collect();
+        let mut results = pool.imap_unordered(square, say_when(20, when), chunksize);
+        for _ in 0..values {
+            let value = results.next().unwrap().unwrap();
+            let at = expected.iter().position(|&e| e == value).expect("an expected value");
+            expected.remove(at);
+        }
+        assert!(said_when(results.next()), "chunksize {chunksize}");
+        assert_eq!(results.next(), None);
+    }
+}
+
+/// Python 3.14's `imap(..., buffersize=n)` test on `itertools.count()`: an endless input
+/// is read only as far as the results read, plus a bounded window of chunks.
+fn imap_reads_its_input_lazily_with_backpressure() {
+    let pool = pool(2);
+    let window = IMAP_WINDOW_PER_PROCESS * pool.processes();
+    for chunksize in [1, 3] {
+        let pulled = Rc::new(Cell::new(0usize));
+        let counted = (0u64..).inspect({
+            let pulled = pulled.clone();
+            move |_| pulled.set(pulled.get() + 1)
+        });
+        let mut results = pool.imap(square, counted, chunksize);
+        assert_eq!(pulled.get(), window * chunksize, "the first window is sent at once");
+        for i in 0..100u64 {
+            assert_eq!(results.next(), Some(Ok(i * i)));
+            let chunks_read = i as usize / chunksize + 1;
+            assert_eq!(pulled.get(), (window + chunks_read) * chunksize, "after {i}");
+        }
+    }
+    // An imap begun before close() runs to its end, as multiprocessing's task handler
+    // goes on reading its iterable; one begun after is refused.
+    let results = pool.imap(square, 0..50, 1);
+    pool.close();
+    assert_eq!(
+        results.map(Result::unwrap).collect::<Vec<_>>(),
+        (0..50).map(square).collect::<Vec<_>>()
+    );
+    assert_eq!(pool.imap(square, 0..3, 1).collect::<Vec<_>>(), [Err(TaskError::NotRunning)]);
+    pool.join().unwrap();
+}
+
+/// multiprocessing's `test_traceback`: the worker's panic comes with where it happened
+/// (and its backtrace, with `RUST_BACKTRACE`).
+fn a_panic_says_where_it_happened_in_the_worker() {
+    let original = std::env::var_os("RUST_BACKTRACE");
+    for backtrace in ["0", "1"] {
+        // SAFETY: this test binary runs its tests on one thread; nothing reads the
+        // environment concurrently. The workers inherit the variable.
+        unsafe { std::env::set_var("RUST_BACKTRACE", backtrace) };
+        let outcome = pool(1).apply(panic_with_its_line, ());
+        let Err(TaskError::Panicked(panic)) = outcome else { panic!("{outcome:?}") };
+        let line = panic.message().strip_prefix("raised at line ").expect(panic.message());
+        let location = panic.location().expect("a worker's panic has a location");
+        assert!(location.starts_with(&format!("{}:{line}:", file!())), "{location}");
+        let shown = TaskError::Panicked(panic.clone()).to_string();
+        let expected = format!("the task panicked at {location}: raised at line {line}");
+        assert!(shown.starts_with(&expected), "{shown}");
+        match backtrace {
+            "0" => assert_eq!(panic.backtrace(), None),
+            _ => {
+                let trace = panic.backtrace().expect("RUST_BACKTRACE=1: a backtrace");
+                assert!(trace.contains("panic_with_its_line"), "{trace}");
+                assert!(shown.contains("worker backtrace:"), "{shown}");
+            }
+        }
+    }
+    // SAFETY: as above.
+    unsafe {
+        match original {
+            Some(value) => std::env::set_var("RUST_BACKTRACE", value),
+            None => std::env::remove_var("RUST_BACKTRACE"),
+        }
+    }
+}
+
+/// multiprocessing's `Pool(0)` and `test_pool_maxtasksperchild_invalid`: refused with a
+/// clear error (`ValueError` there), no process started.
+fn zero_processes_or_zero_maxtasksperchild_are_refused() {
+    let before = children();
+    let refusals = [
+        (ProcessPool::new(Some(0)), "processes"),
+        (ProcessPool::builder().processes(0).build(), "processes"),
+        (ProcessPool::builder().processes(3).maxtasksperchild(0).build(), "maxtasksperchild"),
+    ];
+    for (outcome, what) in refusals {
+        let err = outcome.unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{err}");
+        assert!(err.to_string().contains(what), "{err}");
+    }
+    assert!(children().iter().all(|c| before.contains(c)), "no worker was started");
+    let pool = ProcessPool::builder().processes(1).maxtasksperchild(1).build().unwrap();
+    assert_eq!(pool.apply(square, 2), Ok(4), "1 is the least accepted");
 }
 
 fn a_panic_reaches_the_caller_and_the_worker_survives() {
@@ -773,6 +927,26 @@ fn main() {
             imap_is_in_order_and_next_timeout_times_out,
         ),
         ("imap_unordered_yields_in_completion_order", imap_unordered_yields_in_completion_order),
+        (
+            "imap_delivers_an_input_panic_after_the_results_before_it",
+            imap_delivers_an_input_panic_after_the_results_before_it,
+        ),
+        (
+            "imap_unordered_delivers_an_input_panic_last",
+            imap_unordered_delivers_an_input_panic_last,
+        ),
+        (
+            "imap_reads_its_input_lazily_with_backpressure",
+            imap_reads_its_input_lazily_with_backpressure,
+        ),
+        (
+            "a_panic_says_where_it_happened_in_the_worker",
+            a_panic_says_where_it_happened_in_the_worker,
+        ),
+        (
+            "zero_processes_or_zero_maxtasksperchild_are_refused",
+            zero_processes_or_zero_maxtasksperchild_are_refused,
+        ),
         (
             "a_panic_reaches_the_caller_and_the_worker_survives",
             a_panic_reaches_the_caller_and_the_worker_survives,

@@ -270,8 +270,12 @@ impl Process {
         match ready.kind {
             Kind::Ready => Ok(()),
             Kind::InitFailed => {
-                let (_, message) = frame::parse_failure(reader.payload(&ready));
-                Err(format!("the initializer failed in worker process {pid}: {message}"))
+                let (kind, message) = frame::parse_failure(reader.payload(&ready));
+                let why = match kind.into_error(message) {
+                    crate::TaskError::Panicked(panic) => panic.to_string(),
+                    other => other.to_string(),
+                };
+                Err(format!("the initializer failed in worker process {pid}: {why}"))
             }
             other => Err(format!("worker process {pid} sent {other:?} instead of Ready")),
         }
