@@ -140,6 +140,16 @@ fn initializer_that_panics(_: ()) {
     panic!("bad initializer")
 }
 
+/// An initializer that fails in the one worker that takes the token in `tokens`; the
+/// others wait in it (for a gate that never opens; a hang guard of a minute).
+fn one_initializer_fails_the_others_wait(tokens: String) {
+    let taken = std::fs::read_dir(&tokens).unwrap().flatten();
+    if taken.into_iter().any(|token| std::fs::remove_file(token.path()).is_ok()) {
+        panic!("this worker's initializer fails");
+    }
+    after_gate((Some(format!("{tokens}/never")), 0));
+}
+
 /// Writes bytes that are not a frame to the pool, then waits.
 fn scribble(_: ()) -> u32 {
     let junk = [0xffu8; 64];
@@ -574,6 +584,46 @@ fn zero_processes_or_zero_maxtasksperchild_are_refused() {
     assert_eq!(pool.apply(square, 2), Ok(4), "1 is the least accepted");
 }
 
+/// multiprocessing's `test_release_unused_processes` (bpo-19675): when a worker cannot be
+/// started while the pool is made, the ones already started are terminated and reaped.
+fn a_worker_that_cannot_be_started_leaves_no_process_behind() {
+    let before = children();
+    let tokens = Scratch::tokens("launches", 3);
+    let variable = verdant::processpool::TEST_LAUNCH_TOKENS_ENV;
+    // SAFETY: this test binary runs its tests on one thread; nothing reads the
+    // environment concurrently.
+    unsafe { std::env::set_var(variable, &tokens.0) };
+    let outcome = ProcessPool::new(Some(5));
+    // SAFETY: as above.
+    unsafe { std::env::remove_var(variable) };
+    let err = outcome.unwrap_err();
+    assert!(err.to_string().contains("could not start worker 4 of 5"), "{err}");
+    assert_eq!(tokens.remaining(), 0, "three workers were started");
+    let left: Vec<u32> = children().into_iter().filter(|c| !before.contains(c)).collect();
+    assert_eq!(left, Vec::<u32>::new(), "no child process left, not even a zombie");
+}
+
+/// The same when a worker fails its start-up at the pool's first start: the workers
+/// already started (here, waiting in their initializers) are killed and reaped when the
+/// pool breaks, not left to time out.
+fn a_first_start_up_failure_leaves_no_process_behind() {
+    let before = children();
+    let tokens = Scratch::tokens("initializers", 1);
+    let pool = ProcessPool::builder()
+        .processes(3)
+        .initializer(one_initializer_fails_the_others_wait, tokens.string())
+        .build()
+        .unwrap();
+    match pool.apply(square, 2) {
+        Err(TaskError::PoolBroken(why)) => assert!(why.contains("initializer fails"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    let left: Vec<u32> = children().into_iter().filter(|c| !before.contains(c)).collect();
+    assert_eq!(left, Vec::<u32>::new(), "no child process left, not even a zombie");
+    pool.terminate();
+    pool.join().unwrap();
+}
+
 fn a_panic_reaches_the_caller_and_the_worker_survives() {
     let pool = pool(1);
     let before = pool.apply(pid, ()).unwrap();
@@ -946,6 +996,14 @@ fn main() {
         (
             "zero_processes_or_zero_maxtasksperchild_are_refused",
             zero_processes_or_zero_maxtasksperchild_are_refused,
+        ),
+        (
+            "a_worker_that_cannot_be_started_leaves_no_process_behind",
+            a_worker_that_cannot_be_started_leaves_no_process_behind,
+        ),
+        (
+            "a_first_start_up_failure_leaves_no_process_behind",
+            a_first_start_up_failure_leaves_no_process_behind,
         ),
         (
             "a_panic_reaches_the_caller_and_the_worker_survives",

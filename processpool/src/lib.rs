@@ -74,4 +74,6 @@ pub use worker::worker_main;
 #[doc(hidden)]
 pub use function::TEST_IDENTITY_SALT_ENV;
 #[doc(hidden)]
+pub use process::TEST_LAUNCH_TOKENS_ENV;
+#[doc(hidden)]
 pub use worker::TEST_DIE_BEFORE_HELLO_ENV;

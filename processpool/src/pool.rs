@@ -221,7 +221,15 @@ impl Builder {
         });
         let pool = ProcessPool { shared };
         for slot in 0..processes {
-            let process = process::launch(frame_timeout)?; // on error, dropping `pool` kills the others
+            // On an error, dropping `pool` kills and reaps the workers already started
+            // (multiprocessing does the same since bpo-19675).
+            let process = process::launch(frame_timeout).map_err(|err| {
+                let n = slot + 1;
+                io::Error::new(
+                    err.kind(),
+                    format!("could not start worker {n} of {processes}: {err}"),
+                )
+            })?;
             let worker = Rc::new(Worker::new(process));
             pool.shared.slots.borrow_mut()[slot].worker = Some(worker.clone());
             let supervisor = verdant_hub::spawn({
@@ -863,10 +871,11 @@ impl Shared {
         false
     }
 
-    /// Start-ups failed (as `startup.rs` decides): fail everything queued and refuse new
-    /// work.
+    /// Start-ups failed (as `startup.rs` decides): fail everything queued, refuse new
+    /// work, and kill (and reap) the workers that hold no task, which will never get one:
+    /// at the pool's first start, that is every worker already started.
     fn break_pool(&self, why: String) {
-        if self.state.get() == State::Terminated {
+        if matches!(self.state.get(), State::Terminated | State::Broken) {
             return;
         }
         let error = TaskError::PoolBroken(why);
@@ -876,6 +885,17 @@ impl Shared {
         self.queue_waiters.notify_all();
         for job in queued {
             job.finish(Err(error.clone()));
+        }
+        self.kill_idle_workers();
+    }
+
+    /// SIGKILLs and reaps every worker that holds no job; their supervisors see the end
+    /// of their streams and finish.
+    fn kill_idle_workers(&self) {
+        let workers: Vec<Rc<Worker>> =
+            self.slots.borrow().iter().filter_map(|s| s.worker.clone()).collect();
+        for worker in workers.iter().filter(|w| w.in_flight.borrow().is_empty()) {
+            worker.process.kill_now();
         }
     }
 
