@@ -776,7 +776,7 @@ fn serialization_failures_are_task_errors() {
     let before = pool.apply(pid, ()).unwrap();
     match pool.apply(make_unencodable, ()) {
         Err(TaskError::Serialization(what)) => {
-            assert!(what.contains("encode the result"), "{what}")
+            assert!(what.contains("encode the result: Unencodable refuses"), "{what}")
         }
         other => panic!("{other:?}"),
     }
@@ -788,11 +788,32 @@ fn serialization_failures_are_task_errors() {
     }
     match pool.apply(take_unencodable, Unencodable) {
         Err(TaskError::Serialization(what)) => {
-            assert!(what.contains("encode the argument"), "{what}")
+            assert!(what.contains("encode the argument: Unencodable refuses"), "{what}")
         }
         other => panic!("{other:?}"),
     }
     assert_eq!(pool.apply(pid, ()).unwrap(), before, "the worker survived all three");
+}
+
+/// multiprocessing's `test_unpickleable_result`: a result that cannot be serialized
+/// reaches the error callback and `get` as the serializer's own message (pickle's, in
+/// `MaybeEncodingError`), and no worker is lost to it, twenty times over.
+fn an_unserializable_result_reports_the_serializers_message() {
+    let pool = pool(2);
+    let pids: HashSet<u32> = pool.pids().into_iter().collect();
+    for _ in 0..20 {
+        let scratchpad = Rc::new(RefCell::new(None));
+        let errback = {
+            let scratchpad = scratchpad.clone();
+            move |e: &TaskError| *scratchpad.borrow_mut() = Some(e.clone())
+        };
+        let result = pool.apply_async_with(make_unencodable, (), |_| {}, errback);
+        let error = result.take(LONG).unwrap_err();
+        let GetError::Failed(TaskError::Serialization(what)) = &error else { panic!("{error:?}") };
+        assert!(what.ends_with("could not encode the result: Unencodable refuses"), "{what}");
+        assert_eq!(scratchpad.borrow().as_ref(), Some(&TaskError::Serialization(what.clone())));
+    }
+    assert_eq!(pool.pids().into_iter().collect::<HashSet<_>>(), pids, "no worker was lost");
 }
 
 fn a_worker_running_another_binary_is_refused() {
@@ -1039,6 +1060,10 @@ fn main() {
         ),
         ("dropping_the_pool_terminates_it", dropping_the_pool_terminates_it),
         ("serialization_failures_are_task_errors", serialization_failures_are_task_errors),
+        (
+            "an_unserializable_result_reports_the_serializers_message",
+            an_unserializable_result_reports_the_serializers_message,
+        ),
         ("a_worker_running_another_binary_is_refused", a_worker_running_another_binary_is_refused),
         ("other_greenlets_run_while_a_task_runs", other_greenlets_run_while_a_task_runs),
         (

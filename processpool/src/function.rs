@@ -163,11 +163,14 @@ fn run_chunk<A: DeserializeOwned, R: Serialize>(
 }
 
 fn decode_argument<A: DeserializeOwned>(input: &[u8]) -> Result<A, Failure> {
-    postcard::from_bytes(input).map_err(|e| (FailureKind::DecodeArgument, e.to_string()))
+    postcard::from_bytes(input).map_err(|e| {
+        (FailureKind::DecodeArgument, format!("(a {}) {e}", std::any::type_name::<A>()))
+    })
 }
 
 fn encode_result<R: Serialize>(result: &R) -> Result<Vec<u8>, Failure> {
-    postcard::to_allocvec(result).map_err(|e| (FailureKind::EncodeResult, e.to_string()))
+    postcard::to_allocvec(result)
+        .map_err(|e| (FailureKind::EncodeResult, crate::probe::failure_message(result, e)))
 }
 
 fn panicked(payload: Box<dyn std::any::Any + Send>) -> Failure {

@@ -48,6 +48,7 @@
 //! | `worker.rs` | the worker side: [`worker_main`] and its task loop |
 //! | `function.rs` | naming functions across processes; the typed trampolines |
 //! | `frame.rs` | the wire format: length-prefixed frames |
+//! | `probe.rs` | the message of a value that cannot be serialized |
 //! | `result.rs` | [`ApplyResult`] and [`IMap`] |
 //! | `input.rs` | an `imap`'s input, read lazily as its results are read |
 //! | `error.rs` | [`TaskError`], [`MapError`], and the errors of waiting |
@@ -60,6 +61,7 @@ mod function;
 mod gate;
 mod input;
 mod pool;
+mod probe;
 mod process;
 mod result;
 mod startup;

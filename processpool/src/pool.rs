@@ -159,8 +159,10 @@ impl Builder {
     where
         A: Serialize + DeserializeOwned,
     {
-        let encoded = postcard::to_allocvec(&argument)
-            .map_err(|e| TaskError::Serialization(format!("the initializer's argument: {e}")));
+        let encoded = postcard::to_allocvec(&argument).map_err(|e| {
+            let why = crate::probe::failure_message(&argument, e);
+            TaskError::Serialization(format!("could not encode the initializer's argument: {why}"))
+        });
         self.initializer = Some(Call::single(initializer).and_then(|call| Ok((call, encoded?))));
         self
     }
@@ -627,14 +629,18 @@ pub(crate) fn encode<T: Serialize + ?Sized>(
     call: Call,
     argument: &T,
 ) -> Result<Vec<u8>, TaskError> {
-    let argument = postcard::to_allocvec(argument)
-        .map_err(|e| TaskError::Serialization(format!("could not encode the argument: {e}")))?;
+    let argument = postcard::to_allocvec(argument).map_err(|e| {
+        let why = crate::probe::failure_message(argument, e);
+        TaskError::Serialization(format!("could not encode the argument: {why}"))
+    })?;
     Ok(frame::task(0, call, &argument))
 }
 
 pub(crate) fn decode<R: DeserializeOwned>(bytes: &[u8]) -> Result<R, TaskError> {
-    postcard::from_bytes(bytes)
-        .map_err(|e| TaskError::Serialization(format!("could not decode the result: {e}")))
+    postcard::from_bytes(bytes).map_err(|e| {
+        let what = std::any::type_name::<R>();
+        TaskError::Serialization(format!("could not decode the result (a {what}): {e}"))
+    })
 }
 
 /// `len` items cut into ranges of `chunksize`.
