@@ -48,7 +48,7 @@ macro_rules! accept_scalars {
     };
 }
 
-impl<'a> Serializer for &'a mut Probe {
+impl Serializer for &mut Probe {
     type Ok = ();
     type Error = Refused;
     type SerializeSeq = Self;

@@ -166,7 +166,9 @@ impl Shared {
                     let waiters = workers.retire_one();
                     drop(workers);
                     self.retired.notify_all();
-                    waiters.into_iter().for_each(|w| drop(w.wake()));
+                    for waiter in waiters {
+                        let _ = waiter.wake();
+                    }
                     return;
                 }
                 if queued {
