@@ -14,7 +14,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use verdant::processpool::{GetError, MapError, NotReady, ProcessPool, StillRunning, TaskError};
+use verdant::processpool::{
+    GetError, IMAP_WINDOW_PER_PROCESS, MapError, NotReady, ProcessPool, StillRunning, TaskError,
+};
 
 // ---- Functions the workers run -------------------------------------------------------
 
@@ -28,6 +30,11 @@ fn pid(_: ()) -> u32 {
 
 fn fail(message: String) -> u32 {
     panic!("{message}")
+}
+
+/// Panics with the line it panics on in its message.
+fn panic_with_its_line(_: ()) -> u32 {
+    panic!("raised at line {}", line!()) // some comment
 }
 
 fn abort(_: ()) -> u32 {
@@ -133,6 +140,16 @@ fn initializer_that_panics(_: ()) {
     panic!("bad initializer")
 }
 
+/// An initializer that fails in the one worker that takes the token in `tokens`; the
+/// others wait in it (for a gate that never opens; a hang guard of a minute).
+fn one_initializer_fails_the_others_wait(tokens: String) {
+    let taken = std::fs::read_dir(&tokens).unwrap().flatten();
+    if taken.into_iter().any(|token| std::fs::remove_file(token.path()).is_ok()) {
+        panic!("this worker's initializer fails");
+    }
+    after_gate((Some(format!("{tokens}/never")), 0));
+}
+
 /// Writes bytes that are not a frame to the pool, then waits.
 fn scribble(_: ()) -> u32 {
     let junk = [0xffu8; 64];
@@ -172,6 +189,20 @@ impl<'de> Deserialize<'de> for Undecodable {
 
 fn make_undecodable(_: ()) -> Undecodable {
     Undecodable(7)
+}
+
+/// Yields 0, 1, … below `total`, and panics instead of yielding `when` (multiprocessing's
+/// tests' `exception_throwing_generator`).
+fn say_when(total: u64, when: u64) -> impl Iterator<Item = u64> {
+    (0..total).inspect(move |&i| {
+        if i == when {
+            panic!("Somebody said when");
+        }
+    })
+}
+
+fn said_when(item: Option<Result<u64, TaskError>>) -> bool {
+    matches!(item, Some(Err(TaskError::InputPanicked(m))) if m == "Somebody said when")
 }
 
 // ---- Helpers --------------------------------------------------------------------------
@@ -355,7 +386,13 @@ fn callbacks_run_exactly_once_before_get_returns() {
         move |e| err_log.borrow_mut().push(format!("error {e}")),
     );
     assert!(bad.wait(LONG));
-    assert_eq!(*log.borrow(), ["value 9", "error the task panicked: no"]);
+    let errors = log.borrow()[1..].to_vec();
+    assert!(
+        errors.len() == 1 && errors[0].starts_with("error the task panicked at "),
+        "{errors:?}"
+    );
+    let first_line = errors[0].lines().next().unwrap(); // a backtrace may follow
+    assert!(first_line.ends_with(": no"), "{errors:?}");
     assert_eq!(bad.successful(), Ok(false));
 
     let (ok_log, err_log) = (log.clone(), log.clone());
@@ -418,6 +455,173 @@ fn imap_unordered_yields_in_completion_order() {
     scratch.open("first");
     assert_eq!(results.next_timeout(Duration::from_secs(30)), Ok(Some(Ok(400))));
     assert_eq!(results.next(), None);
+}
+
+/// multiprocessing's `test_imap_handle_iterable_exception`: the input's error comes after
+/// the results of the items before it; with chunks, after those of the whole chunks
+/// before it (the chunk it broke off is lost).
+fn imap_delivers_an_input_panic_after_the_results_before_it() {
+    let pool = pool(4);
+    for _ in 0..2 {
+        // At the very first item, and again: the pool is not stuck after it.
+        let mut results = pool.imap(square, say_when(1, 0), 1);
+        assert!(said_when(results.next()));
+        assert_eq!(results.next(), None);
+    }
+    for (chunksize, before) in [(1, 3), (2, 6), (4, 4)] {
+        let when = if chunksize == 1 { 3 } else { 7 };
+        let mut results = pool.imap(square, say_when(20, when), chunksize);
+        for i in 0..before {
+            assert_eq!(results.next(), Some(Ok(i * i)), "chunksize {chunksize}");
+        }
+        assert!(said_when(results.next()), "chunksize {chunksize}");
+        assert_eq!(results.next(), None, "the iteration ends with the input's error");
+    }
+    assert_eq!(pool.apply(square, 3), Ok(9), "the pool goes on");
+}
+
+/// multiprocessing's `test_imap_unordered_handle_iterable_exception`: the error comes,
+/// and every value before it is one of the expected ones. Here it comes last.
+fn imap_unordered_delivers_an_input_panic_last() {
+    let pool = pool(4);
+    let mut results = pool.imap_unordered(square, say_when(1, 0), 1);
+    assert!(said_when(results.next()));
+    for (when, chunksize, values) in [(3, 1, 3), (7, 2, 6), (7, 4, 4)] {
+        let mut expected: Vec<u64> = (0..20).map(square).collect();
+        let mut results = pool.imap_unordered(square, say_when(20, when), chunksize);
+        for _ in 0..values {
+            let value = results.next().unwrap().unwrap();
+            let at = expected.iter().position(|&e| e == value).expect("an expected value");
+            expected.remove(at);
+        }
+        assert!(said_when(results.next()), "chunksize {chunksize}");
+        assert_eq!(results.next(), None);
+    }
+}
+
+/// Python 3.14's `imap(..., buffersize=n)` test on `itertools.count()`: an endless input
+/// is read only as far as the results read, plus a bounded window of chunks.
+fn imap_reads_its_input_lazily_with_backpressure() {
+    let pool = pool(2);
+    let window = IMAP_WINDOW_PER_PROCESS * pool.processes();
+    for chunksize in [1, 3] {
+        let pulled = Rc::new(Cell::new(0usize));
+        let counted = (0u64..).inspect({
+            let pulled = pulled.clone();
+            move |_| pulled.set(pulled.get() + 1)
+        });
+        let mut results = pool.imap(square, counted, chunksize);
+        assert_eq!(pulled.get(), window * chunksize, "the first window is sent at once");
+        for i in 0..100u64 {
+            assert_eq!(results.next(), Some(Ok(i * i)));
+            let chunks_read = i as usize / chunksize + 1;
+            assert_eq!(pulled.get(), (window + chunks_read) * chunksize, "after {i}");
+        }
+    }
+    // An imap begun before close() runs to its end, as multiprocessing's task handler
+    // goes on reading its iterable; one begun after is refused.
+    let results = pool.imap(square, 0..50, 1);
+    pool.close();
+    assert_eq!(
+        results.map(Result::unwrap).collect::<Vec<_>>(),
+        (0..50).map(square).collect::<Vec<_>>()
+    );
+    assert_eq!(pool.imap(square, 0..3, 1).collect::<Vec<_>>(), [Err(TaskError::NotRunning)]);
+    pool.join().unwrap();
+}
+
+/// multiprocessing's `test_traceback`: the worker's panic comes with where it happened
+/// (and its backtrace, with `RUST_BACKTRACE`).
+fn a_panic_says_where_it_happened_in_the_worker() {
+    let original = std::env::var_os("RUST_BACKTRACE");
+    for backtrace in ["0", "1"] {
+        // SAFETY: this test binary runs its tests on one thread; nothing reads the
+        // environment concurrently. The workers inherit the variable.
+        unsafe { std::env::set_var("RUST_BACKTRACE", backtrace) };
+        let outcome = pool(1).apply(panic_with_its_line, ());
+        let Err(TaskError::Panicked(panic)) = outcome else { panic!("{outcome:?}") };
+        let line =
+            panic.message().strip_prefix("raised at line ").unwrap_or_else(|| panic!("{panic}"));
+        let location = panic.location().expect("a worker's panic has a location");
+        assert!(location.starts_with(&format!("{}:{line}:", file!())), "{location}");
+        let shown = TaskError::Panicked(panic.clone()).to_string();
+        let expected = format!("the task panicked at {location}: raised at line {line}");
+        assert!(shown.starts_with(&expected), "{shown}");
+        match backtrace {
+            "0" => assert_eq!(panic.backtrace(), None),
+            _ => {
+                let trace = panic.backtrace().expect("RUST_BACKTRACE=1: a backtrace");
+                assert!(trace.contains("panic_with_its_line"), "{trace}");
+                assert!(shown.contains("worker backtrace:"), "{shown}");
+            }
+        }
+    }
+    // SAFETY: as above.
+    unsafe {
+        match original {
+            Some(value) => std::env::set_var("RUST_BACKTRACE", value),
+            None => std::env::remove_var("RUST_BACKTRACE"),
+        }
+    }
+}
+
+/// multiprocessing's `Pool(0)` and `test_pool_maxtasksperchild_invalid`: refused with a
+/// clear error (`ValueError` there), no process started.
+fn zero_processes_or_zero_maxtasksperchild_are_refused() {
+    let before = children();
+    let refusals = [
+        (ProcessPool::new(Some(0)), "processes"),
+        (ProcessPool::builder().processes(0).build(), "processes"),
+        (ProcessPool::builder().processes(3).maxtasksperchild(0).build(), "maxtasksperchild"),
+    ];
+    for (outcome, what) in refusals {
+        let err = outcome.unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{err}");
+        assert!(err.to_string().contains(what), "{err}");
+    }
+    assert!(children().iter().all(|c| before.contains(c)), "no worker was started");
+    let pool = ProcessPool::builder().processes(1).maxtasksperchild(1).build().unwrap();
+    assert_eq!(pool.apply(square, 2), Ok(4), "1 is the least accepted");
+}
+
+/// multiprocessing's `test_release_unused_processes` (bpo-19675): when a worker cannot be
+/// started while the pool is made, the ones already started are terminated and reaped.
+fn a_worker_that_cannot_be_started_leaves_no_process_behind() {
+    let before = children();
+    let tokens = Scratch::tokens("launches", 3);
+    let variable = verdant::processpool::TEST_LAUNCH_TOKENS_ENV;
+    // SAFETY: this test binary runs its tests on one thread; nothing reads the
+    // environment concurrently.
+    unsafe { std::env::set_var(variable, &tokens.0) };
+    let outcome = ProcessPool::new(Some(5));
+    // SAFETY: as above.
+    unsafe { std::env::remove_var(variable) };
+    let err = outcome.unwrap_err();
+    assert!(err.to_string().contains("could not start worker 4 of 5"), "{err}");
+    assert_eq!(tokens.remaining(), 0, "three workers were started");
+    let left: Vec<u32> = children().into_iter().filter(|c| !before.contains(c)).collect();
+    assert_eq!(left, Vec::<u32>::new(), "no child process left, not even a zombie");
+}
+
+/// The same when a worker fails its start-up at the pool's first start: the workers
+/// already started (here, waiting in their initializers) are killed and reaped when the
+/// pool breaks, not left to time out.
+fn a_first_start_up_failure_leaves_no_process_behind() {
+    let before = children();
+    let tokens = Scratch::tokens("initializers", 1);
+    let pool = ProcessPool::builder()
+        .processes(3)
+        .initializer(one_initializer_fails_the_others_wait, tokens.string())
+        .build()
+        .unwrap();
+    match pool.apply(square, 2) {
+        Err(TaskError::PoolBroken(why)) => assert!(why.contains("initializer fails"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    let left: Vec<u32> = children().into_iter().filter(|c| !before.contains(c)).collect();
+    assert_eq!(left, Vec::<u32>::new(), "no child process left, not even a zombie");
+    pool.terminate();
+    pool.join().unwrap();
 }
 
 fn a_panic_reaches_the_caller_and_the_worker_survives() {
@@ -572,7 +776,7 @@ fn serialization_failures_are_task_errors() {
     let before = pool.apply(pid, ()).unwrap();
     match pool.apply(make_unencodable, ()) {
         Err(TaskError::Serialization(what)) => {
-            assert!(what.contains("encode the result"), "{what}")
+            assert!(what.contains("encode the result: Unencodable refuses"), "{what}")
         }
         other => panic!("{other:?}"),
     }
@@ -584,11 +788,32 @@ fn serialization_failures_are_task_errors() {
     }
     match pool.apply(take_unencodable, Unencodable) {
         Err(TaskError::Serialization(what)) => {
-            assert!(what.contains("encode the argument"), "{what}")
+            assert!(what.contains("encode the argument: Unencodable refuses"), "{what}")
         }
         other => panic!("{other:?}"),
     }
     assert_eq!(pool.apply(pid, ()).unwrap(), before, "the worker survived all three");
+}
+
+/// multiprocessing's `test_unpickleable_result`: a result that cannot be serialized
+/// reaches the error callback and `get` as the serializer's own message (pickle's, in
+/// `MaybeEncodingError`), and no worker is lost to it, twenty times over.
+fn an_unserializable_result_reports_the_serializers_message() {
+    let pool = pool(2);
+    let pids: HashSet<u32> = pool.pids().into_iter().collect();
+    for _ in 0..20 {
+        let scratchpad = Rc::new(RefCell::new(None));
+        let errback = {
+            let scratchpad = scratchpad.clone();
+            move |e: &TaskError| *scratchpad.borrow_mut() = Some(e.clone())
+        };
+        let result = pool.apply_async_with(make_unencodable, (), |_| {}, errback);
+        let error = result.take(LONG).unwrap_err();
+        let GetError::Failed(TaskError::Serialization(what)) = &error else { panic!("{error:?}") };
+        assert!(what.ends_with("could not encode the result: Unencodable refuses"), "{what}");
+        assert_eq!(scratchpad.borrow().as_ref(), Some(&TaskError::Serialization(what.clone())));
+    }
+    assert_eq!(pool.pids().into_iter().collect::<HashSet<_>>(), pids, "no worker was lost");
 }
 
 fn a_worker_running_another_binary_is_refused() {
@@ -774,6 +999,34 @@ fn main() {
         ),
         ("imap_unordered_yields_in_completion_order", imap_unordered_yields_in_completion_order),
         (
+            "imap_delivers_an_input_panic_after_the_results_before_it",
+            imap_delivers_an_input_panic_after_the_results_before_it,
+        ),
+        (
+            "imap_unordered_delivers_an_input_panic_last",
+            imap_unordered_delivers_an_input_panic_last,
+        ),
+        (
+            "imap_reads_its_input_lazily_with_backpressure",
+            imap_reads_its_input_lazily_with_backpressure,
+        ),
+        (
+            "a_panic_says_where_it_happened_in_the_worker",
+            a_panic_says_where_it_happened_in_the_worker,
+        ),
+        (
+            "zero_processes_or_zero_maxtasksperchild_are_refused",
+            zero_processes_or_zero_maxtasksperchild_are_refused,
+        ),
+        (
+            "a_worker_that_cannot_be_started_leaves_no_process_behind",
+            a_worker_that_cannot_be_started_leaves_no_process_behind,
+        ),
+        (
+            "a_first_start_up_failure_leaves_no_process_behind",
+            a_first_start_up_failure_leaves_no_process_behind,
+        ),
+        (
             "a_panic_reaches_the_caller_and_the_worker_survives",
             a_panic_reaches_the_caller_and_the_worker_survives,
         ),
@@ -807,6 +1060,10 @@ fn main() {
         ),
         ("dropping_the_pool_terminates_it", dropping_the_pool_terminates_it),
         ("serialization_failures_are_task_errors", serialization_failures_are_task_errors),
+        (
+            "an_unserializable_result_reports_the_serializers_message",
+            an_unserializable_result_reports_the_serializers_message,
+        ),
         ("a_worker_running_another_binary_is_refused", a_worker_running_another_binary_is_refused),
         ("other_greenlets_run_while_a_task_runs", other_greenlets_run_while_a_task_runs),
         (

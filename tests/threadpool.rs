@@ -163,6 +163,96 @@ fn maxsize_zero_holds_tasks_until_raised_and_lowering_retires_workers() {
     assert_eq!(pool.size(), 1, "idle workers above the new maxsize retired");
 }
 
+/// Waits (spinning, on a worker thread) until `count` reaches `target`; false after a
+/// 30 s hang guard.
+fn wait_for_count(count: &AtomicUsize, target: usize) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while count.load(Ordering::SeqCst) < target {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::yield_now();
+    }
+    true
+}
+
+/// gevent's `TestSize`: `pool.size = n` within `maxsize`, read back at once.
+#[test]
+fn size_is_set_now_within_maxsize_as_in_gevent() {
+    let pool = ThreadPool::new(2);
+    assert_eq!(pool.size(), 0);
+    pool.set_size(1).unwrap();
+    assert_eq!(pool.size(), 1);
+    pool.set_size(2).unwrap();
+    assert_eq!(pool.size(), 2);
+    pool.set_size(1).unwrap();
+    assert_eq!(pool.size(), 1);
+    let err = pool.set_size(3).unwrap_err();
+    assert_eq!((err.size, err.maxsize), (3, 2));
+    assert_eq!(pool.size(), 1, "a refused size changes nothing");
+    pool.set_size(0).unwrap();
+    assert_eq!(pool.size(), 0);
+    pool.set_size(2).unwrap();
+    assert_eq!(pool.size(), 2);
+    assert_eq!(pool.apply(|| 7), 7, "the workers it started serve");
+}
+
+#[test]
+fn growing_the_size_lets_that_many_tasks_run_at_once() {
+    // Each task waits until all four are running: they finish only if four ran at once,
+    // on the four workers set_size started (no more were needed).
+    let pool = ThreadPool::new(4);
+    pool.set_size(4).unwrap();
+    let running = Arc::new(AtomicUsize::new(0));
+    let together: Vec<_> = (0..4)
+        .map(|_| {
+            let running = running.clone();
+            pool.spawn(move || {
+                running.fetch_add(1, Ordering::SeqCst);
+                wait_for_count(&running, 4)
+            })
+        })
+        .collect();
+    for result in &together {
+        assert_eq!(result.get(), Ok(true), "the four tasks ran at once");
+    }
+    assert_eq!(pool.size(), 4);
+}
+
+#[test]
+fn shrinking_waits_for_the_pending_tasks_and_never_drops_them() {
+    // Two tasks hold both workers at a gate, a third is queued behind them; set_size(0)
+    // from a greenlet waits, the three tasks still run, then the workers are gone.
+    let pool = ThreadPool::new(2);
+    let (started, open) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let tasks: Vec<_> = (0..3usize)
+        .map(|i| {
+            let (started, open) = (started.clone(), open.clone());
+            pool.spawn(move || {
+                started.fetch_add(1, Ordering::SeqCst);
+                wait_for_count(&open, 1).then_some(i)
+            })
+        })
+        .collect();
+    while started.load(Ordering::SeqCst) < 2 {
+        yield_now(); // both workers hold a task
+    }
+    let shrinker = spawn({
+        let pool = pool.clone();
+        move || pool.set_size(0)
+    });
+    yield_now(); // the shrinker runs until it waits
+    assert!(!shrinker.ready(), "busy workers with a task queued behind them do not retire");
+    assert_eq!(pool.size(), 2);
+    open.store(1, Ordering::SeqCst);
+    assert_eq!(shrinker.get(), Ok(Ok(())));
+    assert_eq!(pool.size(), 0);
+    for (i, task) in tasks.iter().enumerate() {
+        assert_eq!(task.get(), Ok(Some(i)), "no pending task was dropped");
+    }
+    assert_eq!(pool.apply(|| 5), 5, "a later task starts a worker again, as in gevent");
+}
+
 #[test]
 fn kill_cancels_queued_tasks_and_their_waiters_get_an_error() {
     let pool = ThreadPool::new(1);

@@ -11,11 +11,15 @@ use std::ops::Range;
 /// let err = TaskError::Panicked("index out of bounds".into());
 /// assert_eq!(err.to_string(), "the task panicked: index out of bounds");
 /// ```
+///
+/// A panic in a worker also says where it happened (see [`WorkerPanic`]):
+/// `the task panicked at src/main.rs:12:9: index out of bounds`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TaskError {
-    /// The function panicked in the worker; the panic message. The worker survives.
-    Panicked(String),
+    /// The function panicked in the worker: the message, where, and the worker's
+    /// backtrace if `RUST_BACKTRACE` asked for one. The worker survives.
+    Panicked(WorkerPanic),
     /// The worker process died while running the task (a crash, `abort`, a kill from
     /// outside, `exit`), or was killed for an unreadable or stalled frame; how it ended.
     /// The pool replaced it.
@@ -29,6 +33,9 @@ pub enum TaskError {
     PoolBroken(String),
     /// The pool was terminated (or dropped) before the task finished.
     Terminated,
+    /// The input iterator of an `imap` panicked (the panic message): it comes after the
+    /// results of the items before, and ends the iteration.
+    InputPanicked(String),
     /// The pool was closed or terminated before the task was submitted.
     NotRunning,
 }
@@ -36,17 +43,111 @@ pub enum TaskError {
 impl fmt::Display for TaskError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            TaskError::Panicked(message) => write!(f, "the task panicked: {message}"),
+            TaskError::Panicked(panic) => write!(f, "the task {panic}"),
             TaskError::WorkerDied(how) => write!(f, "the worker process died: {how}"),
             TaskError::Serialization(what) => write!(f, "serialization failed: {what}"),
             TaskError::PoolBroken(why) => write!(f, "the process pool is broken: {why}"),
             TaskError::Terminated => f.write_str("the process pool was terminated"),
+            TaskError::InputPanicked(message) => {
+                write!(f, "the input iterator panicked: {message}")
+            }
             TaskError::NotRunning => f.write_str("the process pool is not running (closed)"),
         }
     }
 }
 
 impl std::error::Error for TaskError {}
+
+/// A panic in a worker process, as its caller sees it: the panic message, the file, line
+/// and column where it happened, and the worker's backtrace when `RUST_BACKTRACE` is set
+/// (in the pool's environment, which the workers inherit). multiprocessing attaches the
+/// worker's traceback the same way (`RemoteTraceback`).
+///
+/// It dereferences to the message; two are equal when their messages are (as
+/// [`verdant_hub::Panic`]).
+///
+/// ```
+/// use verdant_processpool::WorkerPanic;
+///
+/// let panic = WorkerPanic::from("boom");
+/// assert_eq!(panic.message(), "boom");
+/// assert!(panic.contains("oo")); // a `str`
+/// assert_eq!(panic.location(), None); // made here, not caught in a worker
+/// assert_eq!(panic.to_string(), "panicked: boom");
+/// ```
+#[derive(Clone, Debug, Eq)]
+pub struct WorkerPanic {
+    message: String,
+    location: Option<String>,
+    backtrace: Option<String>,
+}
+
+impl WorkerPanic {
+    /// A panic with its message, where it happened, and the backtrace.
+    pub(crate) fn new(
+        message: String,
+        location: Option<String>,
+        backtrace: Option<String>,
+    ) -> Self {
+        WorkerPanic { message, location, backtrace }
+    }
+
+    /// The panic message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// `file:line:column` of the panic in the worker, when it was caught there.
+    pub fn location(&self) -> Option<&str> {
+        self.location.as_deref()
+    }
+
+    /// The worker's backtrace, when `RUST_BACKTRACE` (or `RUST_LIB_BACKTRACE`) enabled
+    /// one.
+    pub fn backtrace(&self) -> Option<&str> {
+        self.backtrace.as_deref()
+    }
+}
+
+impl From<&str> for WorkerPanic {
+    fn from(message: &str) -> Self {
+        WorkerPanic::new(message.to_string(), None, None)
+    }
+}
+
+impl From<String> for WorkerPanic {
+    fn from(message: String) -> Self {
+        WorkerPanic::new(message, None, None)
+    }
+}
+
+impl PartialEq for WorkerPanic {
+    fn eq(&self, other: &Self) -> bool {
+        self.message == other.message
+    }
+}
+
+impl std::ops::Deref for WorkerPanic {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for WorkerPanic {
+    /// `panicked at src/lib.rs:3:5: message`, then the worker's backtrace if there is one.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.location {
+            Some(location) => write!(f, "panicked at {location}: {}", self.message)?,
+            None => write!(f, "panicked: {}", self.message)?,
+        }
+        match &self.backtrace {
+            Some(backtrace) => write!(f, "\nworker backtrace:\n{backtrace}"),
+            None => Ok(()),
+        }
+    }
+}
 
 /// A failed `map`: the first failed chunk, by position. Every chunk had finished when it
 /// was reported.

@@ -18,7 +18,7 @@ use std::io;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::error::TaskError;
+use crate::error::{TaskError, WorkerPanic};
 
 /// What every offset is measured from. Its body is distinct so that the linker cannot fold
 /// it together with another function.
@@ -74,7 +74,7 @@ impl FailureKind {
     /// The parent-side error for a failure of this kind with `message`.
     pub(crate) fn into_error(self, message: String) -> TaskError {
         match self {
-            FailureKind::Panicked => TaskError::Panicked(message),
+            FailureKind::Panicked => TaskError::Panicked(decode_panic(&message)),
             FailureKind::DecodeArgument => TaskError::Serialization(format!(
                 "the worker could not decode the argument: {message}"
             )),
@@ -163,15 +163,58 @@ fn run_chunk<A: DeserializeOwned, R: Serialize>(
 }
 
 fn decode_argument<A: DeserializeOwned>(input: &[u8]) -> Result<A, Failure> {
-    postcard::from_bytes(input).map_err(|e| (FailureKind::DecodeArgument, e.to_string()))
+    postcard::from_bytes(input).map_err(|e| {
+        (FailureKind::DecodeArgument, format!("(a {}) {e}", std::any::type_name::<A>()))
+    })
 }
 
 fn encode_result<R: Serialize>(result: &R) -> Result<Vec<u8>, Failure> {
-    postcard::to_allocvec(result).map_err(|e| (FailureKind::EncodeResult, e.to_string()))
+    postcard::to_allocvec(result)
+        .map_err(|e| (FailureKind::EncodeResult, crate::probe::failure_message(result, e)))
 }
 
 fn panicked(payload: Box<dyn std::any::Any + Send>) -> Failure {
-    (FailureKind::Panicked, verdant_hub::panic_message(&*payload))
+    let message = verdant_hub::panic_message(&*payload);
+    let site = PANIC_SITE.with(|site| site.borrow_mut().take());
+    let (location, backtrace) = site.map_or((None, None), |(l, b)| (Some(l), b));
+    (FailureKind::Panicked, encode_panic(&message, location.as_deref(), backtrace.as_deref()))
+}
+
+thread_local! {
+    /// Where the last panic on this thread happened (`file:line:column`) and its
+    /// backtrace, if one was captured: set by the hook of [`record_panic_sites`].
+    static PANIC_SITE: RefCell<Option<(String, Option<String>)>> = const { RefCell::new(None) };
+}
+
+/// In a worker: every panic records where it happened, and a backtrace when
+/// `RUST_BACKTRACE` asks for one, for the failure that goes back to the pool (which
+/// reports it, so the worker prints nothing).
+pub(crate) fn record_panic_sites() {
+    std::panic::set_hook(Box::new(|info| {
+        let location = info.location().map(ToString::to_string);
+        let backtrace = std::backtrace::Backtrace::capture();
+        let captured = backtrace.status() == std::backtrace::BacktraceStatus::Captured;
+        let backtrace = captured.then(|| backtrace.to_string());
+        PANIC_SITE.with(|site| *site.borrow_mut() = location.map(|l| (l, backtrace)));
+    }));
+}
+
+/// A panic as the text of a `Failed` frame: location, backtrace and message, separated
+/// by NULs (the message last, so that a NUL in it stays there).
+fn encode_panic(message: &str, location: Option<&str>, backtrace: Option<&str>) -> String {
+    format!("{}\0{}\0{message}", location.unwrap_or(""), backtrace.unwrap_or(""))
+}
+
+/// Reads what [`encode_panic`] wrote (text without the separators is a bare message).
+pub(crate) fn decode_panic(text: &str) -> WorkerPanic {
+    let mut parts = text.splitn(3, '\0');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(location), Some(backtrace), Some(message)) => {
+            let given = |s: &str| (!s.is_empty()).then(|| s.to_string());
+            WorkerPanic::new(message.to_string(), given(location), given(backtrace))
+        }
+        _ => WorkerPanic::from(text),
+    }
 }
 
 /// Refuses a function that is not code of the main executable (say, of a shared library):
@@ -292,10 +335,20 @@ mod tests {
         let input = postcard::to_allocvec(&7u32).unwrap();
         // SAFETY: as above.
         let failure = unsafe { Call::single(boom).unwrap().invoke(&input) }.unwrap_err();
-        assert_eq!(failure, (FailureKind::Panicked, "boom".to_string()));
+        assert_eq!(failure.0, FailureKind::Panicked);
+        assert_eq!(decode_panic(&failure.1).message(), "boom");
         // SAFETY: as above.
         let failure = unsafe { Call::single(double).unwrap().invoke(&[]) }.unwrap_err();
         assert_eq!(failure.0, FailureKind::DecodeArgument);
+    }
+
+    #[test]
+    fn a_panic_site_travels_with_its_message() {
+        let text = encode_panic("a\0b", Some("src/x.rs:1:2"), None);
+        let panic = decode_panic(&text);
+        assert_eq!((panic.message(), panic.location()), ("a\0b", Some("src/x.rs:1:2")));
+        assert_eq!(panic.backtrace(), None);
+        assert_eq!(decode_panic("bare").message(), "bare");
     }
 
     #[test]

@@ -30,7 +30,9 @@
 //!   `R`, encoded with postcard. A function is named by its distance from an anchor in
 //!   the executable, which address-space randomization does not change; a worker whose
 //!   binary differs from the parent's is refused at the handshake.
-//! * A panic in a task reaches its caller as [`TaskError::Panicked`]; the worker survives.
+//! * A panic in a task reaches its caller as [`TaskError::Panicked`], with the file and
+//!   line where it happened (and the worker's backtrace under `RUST_BACKTRACE`); the
+//!   worker survives.
 //!   A worker that dies (a crash, `abort`, `kill -9`), stalls in the middle of a frame or
 //!   stops reading fails the task it was running with [`TaskError::WorkerDied`] and is
 //!   replaced; the tasks it had not started run elsewhere (a task runs at most once).
@@ -46,7 +48,9 @@
 //! | `worker.rs` | the worker side: [`worker_main`] and its task loop |
 //! | `function.rs` | naming functions across processes; the typed trampolines |
 //! | `frame.rs` | the wire format: length-prefixed frames |
+//! | `probe.rs` | the message of a value that cannot be serialized |
 //! | `result.rs` | [`ApplyResult`] and [`IMap`] |
+//! | `input.rs` | an `imap`'s input, read lazily as its results are read |
 //! | `error.rs` | [`TaskError`], [`MapError`], and the errors of waiting |
 
 #![doc(test(attr(deny(warnings))))]
@@ -55,19 +59,23 @@ mod error;
 mod frame;
 mod function;
 mod gate;
+mod input;
 mod pool;
+mod probe;
 mod process;
 mod result;
 mod startup;
 mod worker;
 
-pub use error::{GetError, MapError, NotReady, StillRunning, TaskError, Timeout};
-pub use pool::{Builder, DEFAULT_FRAME_TIMEOUT, ProcessPool};
+pub use error::{GetError, MapError, NotReady, StillRunning, TaskError, Timeout, WorkerPanic};
+pub use pool::{Builder, DEFAULT_FRAME_TIMEOUT, IMAP_WINDOW_PER_PROCESS, ProcessPool};
 #[allow(deprecated)]
 pub use result::{ApplyResult, AsyncResult, IMap};
 pub use worker::worker_main;
 
 #[doc(hidden)]
 pub use function::TEST_IDENTITY_SALT_ENV;
+#[doc(hidden)]
+pub use process::TEST_LAUNCH_TOKENS_ENV;
 #[doc(hidden)]
 pub use worker::TEST_DIE_BEFORE_HELLO_ENV;

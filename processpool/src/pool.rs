@@ -32,8 +32,9 @@ use verdant_hub::park::{self, WaitList};
 use crate::error::{MapError, StillRunning, TaskError};
 use crate::frame::{self, FrameReader, Kind};
 use crate::function::{BinaryIdentity, Call};
+use crate::input::{Input, Refused};
 use crate::process::{self, Process};
-use crate::result::{ApplyResult, Arrivals, IMap};
+use crate::result::{ApplyResult, Arrivals, ChunkSource, IMap};
 use crate::startup::{StartFailure, Startups, Verdict};
 
 /// Jobs a worker may hold at once (the one it runs and the ones queued behind it): enough
@@ -41,11 +42,15 @@ use crate::startup::{StartFailure, Startups, Verdict};
 /// stay there: an idle worker takes it back (see [`Worker::take_back`]).
 const PIPELINE: usize = 2;
 
+/// How many chunks per worker process an `imap` submits ahead of the results its caller
+/// has read (see [`ProcessPool::imap`]).
+pub const IMAP_WINDOW_PER_PROCESS: usize = 4;
+
 /// The default of [`Builder::frame_timeout`].
 pub const DEFAULT_FRAME_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What to do with a job's outcome: the result bytes (still encoded) or the error.
-type Sink = Box<dyn FnOnce(Result<&[u8], TaskError>)>;
+pub(crate) type Sink = Box<dyn FnOnce(Result<&[u8], TaskError>)>;
 
 /// One task (or chunk) on its way: its encoded frame and where its outcome goes.
 struct Job {
@@ -96,7 +101,7 @@ struct Slot {
 }
 
 /// Everything the pool's greenlets share.
-struct Shared {
+pub(crate) struct Shared {
     identity: BinaryIdentity,
     initializer: Option<(Call, Vec<u8>)>,
     maxtasksperchild: Option<usize>,
@@ -109,6 +114,8 @@ struct Shared {
     queue_waiters: WaitList,
     next_id: Cell<u64>,
     slots: RefCell<Vec<Slot>>,
+    /// `imap` inputs still open: a closed pool keeps its workers for their chunks.
+    open_inputs: Cell<usize>,
 }
 
 /// Configures a [`ProcessPool`]: processing's `Pool(processes, initializer, initargs,
@@ -122,9 +129,26 @@ pub struct Builder {
 }
 
 impl Builder {
-    /// How many worker processes (default: the number of CPUs).
+    /// Refuses the settings multiprocessing refuses (`ValueError` there), and a zero
+    /// frame bound.
+    fn check(&self) -> io::Result<()> {
+        let invalid = |what: &str| Err(io::Error::new(io::ErrorKind::InvalidInput, what));
+        if self.processes == Some(0) {
+            return invalid("the number of processes must be at least 1");
+        }
+        if self.maxtasksperchild == Some(0) {
+            return invalid("maxtasksperchild must be at least 1 (or not set: no limit)");
+        }
+        if self.frame_timeout.is_some_and(|bound| bound.is_zero()) {
+            return invalid("the process pool's frame_timeout must be longer than zero");
+        }
+        Ok(())
+    }
+
+    /// How many worker processes (default: the number of CPUs). Zero is an error at
+    /// [`build`](Self::build), as in multiprocessing.
     pub fn processes(mut self, processes: usize) -> Builder {
-        self.processes = Some(processes.max(1));
+        self.processes = Some(processes);
         self
     }
 
@@ -135,16 +159,19 @@ impl Builder {
     where
         A: Serialize + DeserializeOwned,
     {
-        let encoded = postcard::to_allocvec(&argument)
-            .map_err(|e| TaskError::Serialization(format!("the initializer's argument: {e}")));
+        let encoded = postcard::to_allocvec(&argument).map_err(|e| {
+            let why = crate::probe::failure_message(&argument, e);
+            TaskError::Serialization(format!("could not encode the initializer's argument: {why}"))
+        });
         self.initializer = Some(Call::single(initializer).and_then(|call| Ok((call, encoded?))));
         self
     }
 
     /// Replaces each worker by a fresh process after it ran `tasks` tasks (frees what
-    /// leaky code held).
+    /// leaky code held). Zero is an error at [`build`](Self::build), as in
+    /// multiprocessing (no limit is the default: do not call this).
     pub fn maxtasksperchild(mut self, tasks: usize) -> Builder {
-        self.maxtasksperchild = Some(tasks.max(1));
+        self.maxtasksperchild = Some(tasks);
         self
     }
 
@@ -164,7 +191,9 @@ impl Builder {
     ///
     /// If this process was itself started as a worker but `main` did not call
     /// [`worker_main`](crate::worker_main) first; if the initializer's argument cannot be
-    /// serialized; if the frame timeout is zero; if a process cannot be started.
+    /// serialized; if `processes`, `maxtasksperchild` or the frame timeout is zero
+    /// (`InvalidInput`); if a process cannot be started (then the workers already started
+    /// are killed and reaped).
     pub fn build(self) -> io::Result<ProcessPool> {
         if std::env::var_os(crate::worker::WORKER_ENV).is_some() {
             return Err(io::Error::other(
@@ -172,13 +201,8 @@ impl Builder {
                  verdant::processpool::worker_main() first",
             ));
         }
+        self.check()?;
         let frame_timeout = self.frame_timeout.unwrap_or(DEFAULT_FRAME_TIMEOUT);
-        if frame_timeout.is_zero() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "the process pool's frame_timeout must be longer than zero",
-            ));
-        }
         let initializer = self.initializer.transpose().map_err(io::Error::other)?;
         let processes = self.processes.unwrap_or_else(|| {
             std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
@@ -195,10 +219,19 @@ impl Builder {
             queue_waiters: WaitList::new(),
             next_id: Cell::new(1),
             slots: RefCell::new((0..processes).map(|_| Slot::default()).collect()),
+            open_inputs: Cell::new(0),
         });
         let pool = ProcessPool { shared };
         for slot in 0..processes {
-            let process = process::launch(frame_timeout)?; // on error, dropping `pool` kills the others
+            // On an error, dropping `pool` kills and reaps the workers already started
+            // (multiprocessing does the same since bpo-19675).
+            let process = process::launch(frame_timeout).map_err(|err| {
+                let n = slot + 1;
+                io::Error::new(
+                    err.kind(),
+                    format!("could not start worker {n} of {processes}: {err}"),
+                )
+            })?;
             let worker = Rc::new(Worker::new(process));
             pool.shared.slots.borrow_mut()[slot].worker = Some(worker.clone());
             let supervisor = verdant_hub::spawn({
@@ -410,20 +443,31 @@ impl ProcessPool {
 
     /// `f` over the items, as an iterator of results in input order, each available as
     /// soon as its chunk is back (`chunksize` items per task; 1 is processing's default).
-    /// The items are all submitted at once.
+    ///
+    /// The input is read lazily, with backpressure: at most [`IMAP_WINDOW_PER_PROCESS`]
+    /// × `processes` chunks are submitted ahead of the results the caller has read (so an
+    /// endless iterator is fine). The first ones are read before this returns, the others
+    /// as the caller reads. If the input panics, the caller gets the results of the items
+    /// before it, then [`TaskError::InputPanicked`], and the iteration ends.
+    ///
+    /// A [`close`](Self::close) lets an `imap` started before it run to its end; `join`
+    /// then also waits until its results are read or it is dropped.
     pub fn imap<A, R, I>(&self, f: fn(A) -> R, items: I, chunksize: usize) -> IMap<R>
     where
         I: IntoIterator<Item = A>,
+        I::IntoIter: 'static,
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + 'static,
     {
         self.imap_inner(f, items, chunksize, true)
     }
 
-    /// Like [`imap`](Self::imap), yielding results in the order they come back.
+    /// Like [`imap`](Self::imap), yielding results in the order they come back. An input
+    /// panic comes last, after the results of every item before it.
     pub fn imap_unordered<A, R, I>(&self, f: fn(A) -> R, items: I, chunksize: usize) -> IMap<R>
     where
         I: IntoIterator<Item = A>,
+        I::IntoIter: 'static,
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + 'static,
     {
@@ -439,18 +483,21 @@ impl ProcessPool {
     ) -> IMap<R>
     where
         I: IntoIterator<Item = A>,
+        I::IntoIter: 'static,
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + 'static,
     {
-        let items: Vec<A> = items.into_iter().collect();
-        let chunks = chunk_ranges(items.len(), chunksize.max(1));
         let arrivals = Arrivals::new(ordered);
-        let chunk_lens = chunks.iter().map(ExactSizeIterator::len).collect();
-        let delivered = arrivals.clone();
-        self.submit_chunks(f, &items, chunks, move |index, _, outcome| {
-            delivered.deliver(index, outcome);
-        });
-        IMap::new(arrivals, chunk_lens)
+        let input: Box<dyn ChunkSource> = match self.shared.state.get() {
+            // Refused at once, as processing's `imap` raises on a closed pool.
+            State::Closed => Box::new(Refused(TaskError::NotRunning)),
+            _ => {
+                let items = items.into_iter();
+                Box::new(Input::open(self.shared.clone(), f, items, chunksize, arrivals.clone()))
+            }
+        };
+        let window = IMAP_WINDOW_PER_PROCESS * self.processes();
+        IMap::new(arrivals, input, window)
     }
 
     /// Submits `f` over each chunk of `items`; `done(chunk number, its items, outcome)`
@@ -554,15 +601,9 @@ impl ProcessPool {
             sinks.into_iter().for_each(|sink| sink(Err(error.clone())));
             return;
         }
-        let mut queue = shared.queue.borrow_mut();
-        for (mut task, sink) in tasks.into_iter().zip(sinks) {
-            let id = shared.next_id.get();
-            shared.next_id.set(id + 1);
-            task[5..13].copy_from_slice(&id.to_le_bytes()); // the frame's id field
-            queue.push_back(Job { id, seq: 0, frame: task.into(), sink });
+        for (task, sink) in tasks.into_iter().zip(sinks) {
+            shared.enqueue(task, sink);
         }
-        drop(queue);
-        shared.queue_waiters.notify_all();
     }
 }
 
@@ -584,15 +625,22 @@ impl fmt::Debug for ProcessPool {
 }
 
 /// A task frame (id filled in at submission) for `call` on `argument`.
-fn encode<T: Serialize + ?Sized>(call: Call, argument: &T) -> Result<Vec<u8>, TaskError> {
-    let argument = postcard::to_allocvec(argument)
-        .map_err(|e| TaskError::Serialization(format!("could not encode the argument: {e}")))?;
+pub(crate) fn encode<T: Serialize + ?Sized>(
+    call: Call,
+    argument: &T,
+) -> Result<Vec<u8>, TaskError> {
+    let argument = postcard::to_allocvec(argument).map_err(|e| {
+        let why = crate::probe::failure_message(argument, e);
+        TaskError::Serialization(format!("could not encode the argument: {why}"))
+    })?;
     Ok(frame::task(0, call, &argument))
 }
 
-fn decode<R: DeserializeOwned>(bytes: &[u8]) -> Result<R, TaskError> {
-    postcard::from_bytes(bytes)
-        .map_err(|e| TaskError::Serialization(format!("could not decode the result: {e}")))
+pub(crate) fn decode<R: DeserializeOwned>(bytes: &[u8]) -> Result<R, TaskError> {
+    postcard::from_bytes(bytes).map_err(|e| {
+        let what = std::any::type_name::<R>();
+        TaskError::Serialization(format!("could not decode the result (a {what}): {e}"))
+    })
 }
 
 /// `len` items cut into ranges of `chunksize`.
@@ -724,11 +772,42 @@ impl Worker {
 }
 
 impl Shared {
+    /// Queues an encoded task (its id filled in now) with its sink.
+    pub(crate) fn enqueue(&self, mut task: Vec<u8>, sink: Sink) {
+        let id = self.next_id.get();
+        self.next_id.set(id + 1);
+        task[5..13].copy_from_slice(&id.to_le_bytes()); // the frame's id field
+        self.queue.borrow_mut().push_back(Job { id, seq: 0, frame: task.into(), sink });
+        self.queue_waiters.notify_all();
+    }
+
+    /// An `imap` input opened: until it closes, a closed pool keeps its workers.
+    pub(crate) fn input_opened(&self) {
+        self.open_inputs.set(self.open_inputs.get() + 1);
+    }
+
+    /// An `imap` input closed (ended, or its iterator dropped): the workers of a closed
+    /// pool may quit once the queue is done.
+    pub(crate) fn input_closed(&self) {
+        self.open_inputs.set(self.open_inputs.get() - 1);
+        self.queue_waiters.notify_all();
+    }
+
+    /// Why an open input's next chunk is refused: the pool was terminated or broke (a
+    /// closed pool still takes the chunks of inputs opened before).
+    pub(crate) fn refusal_of_open_input(&self) -> Option<TaskError> {
+        match self.state.get() {
+            State::Running | State::Closed => None,
+            State::Terminated => Some(TaskError::Terminated),
+            State::Broken => self.broken.borrow().clone(),
+        }
+    }
+
     /// Whether a slot should (re)start a worker.
     fn wants_workers(&self) -> bool {
         match self.state.get() {
             State::Running => true,
-            State::Closed => !self.queue.borrow().is_empty(),
+            State::Closed => !self.queue.borrow().is_empty() || self.open_inputs.get() > 0,
             State::Terminated | State::Broken => false,
         }
     }
@@ -798,10 +877,11 @@ impl Shared {
         false
     }
 
-    /// Start-ups failed (as `startup.rs` decides): fail everything queued and refuse new
-    /// work.
+    /// Start-ups failed (as `startup.rs` decides): fail everything queued, refuse new
+    /// work, and kill (and reap) the workers that hold no task, which will never get one:
+    /// at the pool's first start, that is every worker already started.
     fn break_pool(&self, why: String) {
-        if self.state.get() == State::Terminated {
+        if matches!(self.state.get(), State::Terminated | State::Broken) {
             return;
         }
         let error = TaskError::PoolBroken(why);
@@ -811,6 +891,17 @@ impl Shared {
         self.queue_waiters.notify_all();
         for job in queued {
             job.finish(Err(error.clone()));
+        }
+        self.kill_idle_workers();
+    }
+
+    /// SIGKILLs and reaps every worker that holds no job; their supervisors see the end
+    /// of their streams and finish.
+    fn kill_idle_workers(&self) {
+        let workers: Vec<Rc<Worker>> =
+            self.slots.borrow().iter().filter_map(|s| s.worker.clone()).collect();
+        for worker in workers.iter().filter(|w| w.in_flight.borrow().is_empty()) {
+            worker.process.kill_now();
         }
     }
 
@@ -918,7 +1009,8 @@ fn feed(shared: &Shared, worker: &Worker) {
         shared.dispatch(worker, shared.room_for(worker).min(allowance), &mut batch);
         if batch.is_empty() {
             let queue_empty = shared.queue.borrow().is_empty();
-            if allowance == 0 || (queue_empty && shared.state.get() != State::Running) {
+            let closed_and_done = queue_empty && !shared.wants_workers();
+            if allowance == 0 || closed_and_done {
                 frame::encode(&mut batch, Kind::Quit, 0, &[]);
                 worker.send(&batch);
                 return;

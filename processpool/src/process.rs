@@ -41,6 +41,7 @@ pub(crate) struct Process {
 /// `frame_timeout` (not zero) bounds every frame to and from it, see
 /// [`read_frame`](Process::read_frame) and [`write_all`](Process::write_all).
 pub(crate) fn launch(frame_timeout: Duration) -> io::Result<Process> {
+    refuse_if_a_test_asks()?;
     let (ours, theirs) = UnixStream::pair()?; // both close-on-exec
     let (gate, gate_fd) = Gate::new()?; // close-on-exec
     let (socket, shared) = (theirs.as_raw_fd(), gate_fd.as_raw_fd());
@@ -58,6 +59,20 @@ pub(crate) fn launch(frame_timeout: Duration) -> io::Result<Process> {
     let pipe = Green::new(ours)?;
     pipe.set_write_timeout(Some(frame_timeout))?;
     Ok(Process { child: RefCell::new(child), pid, pipe, gate, frame_timeout })
+}
+
+/// Set by tests only, to a directory of token files: while it is set, each start of a
+/// worker process takes a token, and fails (as a failed fork would) when none is left.
+pub const TEST_LAUNCH_TOKENS_ENV: &str = "VERDANT_PROCESSPOOL_TEST_LAUNCH_TOKENS";
+
+/// The hook of [`TEST_LAUNCH_TOKENS_ENV`]: nothing when the variable is not set.
+fn refuse_if_a_test_asks() -> io::Result<()> {
+    let Some(tokens) = std::env::var_os(TEST_LAUNCH_TOKENS_ENV) else { return Ok(()) };
+    let entries = std::fs::read_dir(tokens)?;
+    if entries.flatten().any(|token| std::fs::remove_file(token.path()).is_ok()) {
+        return Ok(());
+    }
+    Err(io::Error::other("no launch token left (a test refused this start)"))
 }
 
 /// In the child: makes `socket` the worker's fd [`WORKER_FD`] and `gate` its fd
@@ -270,8 +285,12 @@ impl Process {
         match ready.kind {
             Kind::Ready => Ok(()),
             Kind::InitFailed => {
-                let (_, message) = frame::parse_failure(reader.payload(&ready));
-                Err(format!("the initializer failed in worker process {pid}: {message}"))
+                let (kind, message) = frame::parse_failure(reader.payload(&ready));
+                let why = match kind.into_error(message) {
+                    crate::TaskError::Panicked(panic) => panic.to_string(),
+                    other => other.to_string(),
+                };
+                Err(format!("the initializer failed in worker process {pid}: {why}"))
             }
             other => Err(format!("worker process {pid} sent {other:?} instead of Ready")),
         }

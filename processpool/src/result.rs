@@ -1,6 +1,7 @@
 //! What callers hold while a pool works: [`ApplyResult`] (processing's result objects, on
 //! the hub's one result cell, [`ResultCell`]) and [`IMap`] (the iterator of `imap` and
-//! `imap_unordered`). Waiting on either parks only the calling greenlet.
+//! `imap_unordered`, which reads its input as the caller reads results). Waiting on
+//! either parks only the calling greenlet.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
@@ -167,29 +168,83 @@ impl<R> Arrivals<R> {
     }
 }
 
+/// What an [`IMap`] got when it asked its input for the next chunk.
+pub(crate) enum Pulled {
+    /// A chunk of this many items was submitted (or failed at once, if it could not be
+    /// encoded); its outcome arrives under the next chunk number.
+    Chunk(usize),
+    /// The input is exhausted.
+    End,
+    /// No chunk, and no more: the input panicked, or the pool no longer takes work.
+    Failed(TaskError),
+}
+
+/// The input side of an imap: reads the next chunk from the user's iterator and submits
+/// it (`pool.rs`).
+pub(crate) trait ChunkSource {
+    fn pull(&mut self) -> Pulled;
+}
+
 /// The iterator of [`imap`](crate::ProcessPool::imap) and
 /// [`imap_unordered`](crate::ProcessPool::imap_unordered): one `Result` per input item.
 /// The items of a failed chunk each yield its error.
+///
+/// It reads its input lazily: at most a window of chunks is submitted and not yet read
+/// by the caller; reading a chunk's results lets the next one be read from the input.
+/// If the input panics, the results of the chunks before it come first, then one
+/// [`TaskError::InputPanicked`], and the iteration ends.
 pub struct IMap<R> {
     arrivals: Rc<Arrivals<R>>,
-    /// How many items each chunk holds.
+    /// `None` once the input is exhausted or failed.
+    source: Option<Box<dyn ChunkSource>>,
+    /// Chunks submitted and not yet taken by the reader, at most.
+    window: usize,
+    /// How many items each chunk submitted so far holds.
     chunk_lens: Vec<usize>,
     ordered: bool,
     next_chunk: usize,
     chunks_taken: usize,
     current: VecDeque<Result<R, TaskError>>,
+    /// Why the input ended early: yielded after every chunk submitted before it.
+    input_error: Option<TaskError>,
 }
 
 impl<R> IMap<R> {
-    pub(crate) fn new(arrivals: Rc<Arrivals<R>>, chunk_lens: Vec<usize>) -> IMap<R> {
+    /// An iterator over what `source` submits, which it asks for chunks at once (up to
+    /// `window`, so the workers start) and then as the caller reads.
+    pub(crate) fn new(
+        arrivals: Rc<Arrivals<R>>,
+        source: Box<dyn ChunkSource>,
+        window: usize,
+    ) -> IMap<R> {
         let ordered = arrivals.order.is_none();
-        IMap {
+        let mut imap = IMap {
             arrivals,
-            chunk_lens,
+            source: Some(source),
+            window: window.max(1),
+            chunk_lens: Vec::new(),
             ordered,
             next_chunk: 0,
             chunks_taken: 0,
             current: VecDeque::new(),
+            input_error: None,
+        };
+        imap.fill();
+        imap
+    }
+
+    /// Submits chunks from the input until the window is full or the input ends.
+    fn fill(&mut self) {
+        while self.chunk_lens.len() - self.chunks_taken < self.window {
+            let Some(source) = self.source.as_mut() else { return };
+            match source.pull() {
+                Pulled::Chunk(len) => self.chunk_lens.push(len),
+                Pulled::End => self.source = None,
+                Pulled::Failed(error) => {
+                    self.input_error = Some(error);
+                    self.source = None;
+                }
+            }
         }
     }
 
@@ -208,11 +263,12 @@ impl<R> IMap<R> {
     ) -> Result<Option<Result<R, TaskError>>, Timeout> {
         let arrivals = self.arrivals.clone();
         loop {
+            self.fill();
             if let Some(item) = self.current.pop_front() {
                 return Ok(Some(item));
             }
             if self.chunks_taken == self.chunk_lens.len() {
-                return Ok(None);
+                return Ok(self.input_error.take().map(Err));
             }
             let reason = "a process-pool imap result";
             if !arrivals.waiters.wait_until(&reason, deadline, || self.take_arrived_chunk()) {
@@ -258,7 +314,8 @@ impl<R> fmt::Debug for IMap<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("IMap")
             .field("ordered", &self.ordered)
-            .field("chunks", &self.chunk_lens.len())
+            .field("chunks_submitted", &self.chunk_lens.len())
+            .field("input_open", &self.source.is_some())
             .field("chunks_taken", &self.chunks_taken)
             .finish()
     }

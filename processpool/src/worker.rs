@@ -71,6 +71,7 @@ pub fn worker_main() {
 fn serve(parent: i32) -> io::Result<()> {
     die_with_parent(parent);
     die_before_hello_if_a_test_asks();
+    crate::function::record_panic_sites();
     // SAFETY: the pool put our end of the socket pair on WORKER_FD just before exec, and
     // nothing else in this process owns that fd.
     let socket = unsafe { UnixStream::from_raw_fd(WORKER_FD) };

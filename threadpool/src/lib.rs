@@ -45,7 +45,7 @@ mod pool;
 mod result;
 
 pub use executor::{Future, ShutDown, ThreadPoolExecutor};
-pub use pool::ThreadPool;
+pub use pool::{SizeError, ThreadPool};
 pub use result::ThreadResult;
 
 #[cfg(test)]

@@ -10,7 +10,8 @@
 //! Workers start lazily, one per submitted job while none is idle, up to `maxsize`. An idle
 //! worker spins briefly for the next job (waking a parked thread costs tens of
 //! microseconds on a VM), then parks on a condvar; lowering `maxsize` retires workers as
-//! they become idle. A job dropped without running (the pool was killed or dropped)
+//! they become idle. `set_size` (gevent's `pool.size = n`) starts workers at once, or
+//! retires the surplus as soon as the queue leaves them idle, and waits for that. A job dropped without running (the pool was killed or dropped)
 //! completes its result with [`GreenletError::Killed`], so no waiter waits forever.
 
 use std::cell::Cell;
@@ -94,6 +95,8 @@ struct Shared {
     workers: Mutex<Workers>,
     /// Parked workers wait here.
     wakeup: Condvar,
+    /// A `set_size` on a thread without a hub waits here for workers to retire.
+    retired: Condvar,
     /// Who waits in `join` for `outstanding` to reach zero.
     idle: Mutex<Vec<RemoteWaker>>,
     idle_native: Condvar,
@@ -105,6 +108,27 @@ struct Workers {
     parked: usize,
     /// Set when the last handle is dropped: workers exit as soon as they are idle.
     closed: bool,
+    /// A `set_size` below `alive`: workers retire when the queue is empty until `alive`
+    /// is down to it.
+    shrink_to: Option<usize>,
+    /// Greenlets waiting in `set_size` for workers to retire.
+    size_waiters: Vec<RemoteWaker>,
+}
+
+impl Workers {
+    /// Whether an idle worker should exit because of a `set_size` below `alive`.
+    fn over_size(&self) -> bool {
+        self.shrink_to.is_some_and(|size| self.alive > size)
+    }
+
+    /// A worker exits: one fewer alive; returns whom to tell (the `set_size` waiters).
+    fn retire_one(&mut self) -> Vec<RemoteWaker> {
+        self.alive -= 1;
+        if self.shrink_to.is_some_and(|size| self.alive <= size) {
+            self.shrink_to = None;
+        }
+        std::mem::take(&mut self.size_waiters)
+    }
 }
 
 impl Shared {
@@ -135,11 +159,19 @@ impl Shared {
             }
             let mut workers = self.workers.lock();
             loop {
-                if self.should_retire(&workers) {
-                    workers.alive -= 1;
+                // A queued task keeps a worker that only `set_size` would retire: the
+                // pool shrinks no further than its pending tasks need.
+                let queued = !self.queue.is_empty();
+                if self.should_retire(&workers) || (!queued && workers.over_size()) {
+                    let waiters = workers.retire_one();
+                    drop(workers);
+                    self.retired.notify_all();
+                    for waiter in waiters {
+                        let _ = waiter.wake();
+                    }
                     return;
                 }
-                if !self.queue.is_empty() {
+                if queued {
                     break;
                 }
                 workers.parked += 1;
@@ -226,6 +258,22 @@ impl Shared {
         cancelled
     }
 
+    /// Waits until at most `size` workers are alive.
+    fn wait_for_size(&self, size: usize) {
+        if !verdant_hub::has_hub() {
+            let mut workers = self.workers.lock();
+            while workers.alive > size {
+                self.retired.wait(&mut workers);
+            }
+            return;
+        }
+        // A worker retires and takes the wakers under the same lock: a waker pushed
+        // before is woken, and `wait_until` looks again after pushing.
+        let register = |waker| self.workers.lock().size_waiters.push(RemoteWaker::new(waker));
+        let shrunk = || self.workers.lock().alive <= size;
+        park::wait_until(&"a thread pool to shrink (set_size)", None, register, shrunk);
+    }
+
     fn join_until(&self, deadline: Option<Instant>) -> bool {
         let idle = || self.outstanding.load(Ordering::SeqCst) == 0;
         if idle() {
@@ -301,6 +349,7 @@ impl ThreadPool {
             outstanding: AtomicUsize::new(0),
             workers: Mutex::new(Workers::default()),
             wakeup: Condvar::new(),
+            retired: Condvar::new(),
             idle: Mutex::new(Vec::new()),
             idle_native: Condvar::new(),
         });
@@ -513,6 +562,55 @@ impl ThreadPool {
         }
     }
 
+    /// Starts or retires worker threads now until `size` are alive (gevent's
+    /// `pool.size = n`); an error above [`maxsize`](Self::maxsize) (gevent raises
+    /// `ValueError`).
+    ///
+    /// Growing starts the threads before it returns; they wait for tasks. Shrinking
+    /// retires idle workers at once and busy ones as they finish, but never while tasks
+    /// are queued: the pool shrinks no further than its pending work allows, and this
+    /// waits (parking only the calling greenlet) until `size` are left, as gevent's setter
+    /// does. Called from one of the pool's own workers, it does not wait (that worker
+    /// could not retire while it waits).
+    ///
+    /// As in gevent, `size` is not a limit: later tasks start workers again, up to
+    /// `maxsize`, when none is idle.
+    ///
+    /// ```
+    /// use verdant_threadpool::ThreadPool;
+    ///
+    /// let pool = ThreadPool::new(4);
+    /// pool.set_size(3).unwrap();
+    /// assert_eq!(pool.size(), 3); // started, idle
+    /// pool.set_size(1).unwrap();
+    /// assert_eq!(pool.size(), 1);
+    /// assert!(pool.set_size(5).is_err()); // above maxsize
+    /// ```
+    pub fn set_size(&self, size: usize) -> Result<(), SizeError> {
+        let maxsize = self.maxsize();
+        if size > maxsize {
+            return Err(SizeError { size, maxsize });
+        }
+        let shared = self.shared();
+        let mut workers = shared.workers.lock();
+        workers.shrink_to = (workers.alive > size).then_some(size);
+        while workers.alive < size {
+            workers.alive += 1;
+            drop(workers);
+            shared.start_worker();
+            workers = shared.workers.lock();
+        }
+        let shrinking = workers.shrink_to.is_some();
+        drop(workers);
+        if shrinking {
+            shared.wakeup.notify_all(); // parked workers look again, and retire
+            if !self.is_current_worker() {
+                shared.wait_for_size(size);
+            }
+        }
+        Ok(())
+    }
+
     /// Whether the calling thread is one of this pool's workers.
     pub fn is_current_worker(&self) -> bool {
         WORKER_OF.with(Cell::get) == self.shared().id
@@ -528,6 +626,25 @@ impl fmt::Debug for ThreadPool {
             .finish()
     }
 }
+
+/// [`ThreadPool::set_size`] was asked for more workers than the pool's `maxsize` (gevent
+/// raises `ValueError`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SizeError {
+    /// The size asked for.
+    pub size: usize,
+    /// The pool's `maxsize` then.
+    pub maxsize: usize,
+}
+
+impl fmt::Display for SizeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let SizeError { size, maxsize } = self;
+        write!(f, "a thread pool's size cannot be above its maxsize: {size} > {maxsize}")
+    }
+}
+
+impl std::error::Error for SizeError {}
 
 /// Returns a task's value, or re-raises its failure in the caller.
 pub(crate) fn reraise<T>(outcome: Result<T, GreenletError>) -> T {
