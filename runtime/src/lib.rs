@@ -98,3 +98,9 @@ pub struct ProcesspoolGuideExamples;
 #[doc = include_str!("../../docs/patch.md")]
 #[cfg(all(doctest, feature = "patch"))]
 pub struct PatchGuideExamples;
+
+/// The ports of `docs/porting.md`, as doctests (the gevent port is compiled, not run: it
+/// fetches URLs).
+#[doc = include_str!("../../docs/porting.md")]
+#[cfg(all(doctest, feature = "patch"))]
+pub struct PortingGuideExamples;
