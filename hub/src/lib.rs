@@ -83,13 +83,14 @@ mod task;
 mod time;
 mod timeout;
 mod timer;
+mod wait_for;
 
 pub use block_on::block_on;
 pub use config::{HubConfig, StackMode};
 pub use error::{GreenletError, Panic, catch_panic, panic_message};
 pub use greenlet::{
-    AsGreenlet, Builder, Greenlet, GreenletRef, LinkId, current, joinall, killall, spawn,
-    spawn_later,
+    AsGreenlet, Builder, Greenlet, GreenletRef, LinkId, current, joinall, joinall_raising, killall,
+    killall_nowait, killall_timeout, spawn, spawn_later,
 };
 pub use hub::{config, configure, has_hub, in_greenlet, stats};
 pub use remote::{HubGone, RemoteHandle, RemoteWaker, WorkGuard, remote_handle};
@@ -101,3 +102,4 @@ pub use stats::HubStats;
 pub use task::LinkHook;
 pub use time::{sleep, sleep_until, yield_now};
 pub use timeout::{Timeout, with_timeout};
+pub use wait_for::WaitFor;

@@ -220,9 +220,15 @@ impl<L: Limit> Roster<L> {
 
     fn kill(&self, block: bool, timeout: Option<Duration>) -> bool {
         for feeder in self.feeders.take() {
-            feeder.kill_with(false, None);
+            feeder.kill_nowait();
         }
-        verdant_hub::killall(&self.members(), block, timeout)
+        let members = self.members();
+        match (block, timeout) {
+            (false, _) => verdant_hub::killall_nowait(&members),
+            (true, None) => verdant_hub::killall(&members),
+            (true, Some(timeout)) => return verdant_hub::killall_timeout(&members, timeout),
+        }
+        members.iter().all(|member| member.ready() || *member == verdant_hub::current())
     }
 
     /// Maps `f` over `items` through members of this group: every mapping method ends here.
@@ -350,7 +356,11 @@ impl<L: Limit> Group<L> {
     pub fn killone(&self, greenlet: &impl AsGreenlet, block: bool, timeout: Option<Duration>) {
         let greenlet = greenlet.as_greenlet();
         if self.roster.contains(&greenlet) {
-            greenlet.kill_with(block, timeout);
+            match (block, timeout) {
+                (false, _) => greenlet.kill_nowait(),
+                (true, None) => greenlet.kill(),
+                (true, Some(timeout)) => drop(greenlet.kill_timeout(timeout)),
+            }
         }
     }
 

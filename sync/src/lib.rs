@@ -56,6 +56,7 @@ pub use event::{AsyncResult, Event};
 pub use queue::{GetError, PutError, TaskDoneError};
 #[doc(inline)]
 pub use semaphore::{Lock, LockGuard, RLock, RLockGuard, ReleaseError};
+pub use verdant_hub::WaitFor;
 pub use wait::{IWait, Waitable, iwait, wait};
 
 /// A first-in first-out queue between greenlets (gevent's `Queue`).

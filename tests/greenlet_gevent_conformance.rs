@@ -1,0 +1,154 @@
+//! Greenlets against gevent's own tests (`src/gevent/tests/test__greenlet.py`,
+//! `test__hub_join_timeout.py`, `test__timeout.py`): each test here is the upstream test's
+//! scenario and assertion, in Rust. Orders and counts come from logs and events, never
+//! from how long a sleep took.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use verdant::sync::Event;
+use verdant::{
+    GreenletError, LinkId, WaitFor, joinall, joinall_raising, killall, spawn, yield_now,
+};
+
+/// `test_multiple_listeners_error_unlink`: two listeners each unlink the other; whichever
+/// runs first removes the second before it is called, so exactly one of them runs.
+#[test]
+fn a_link_unlinked_by_a_running_link_is_not_called() {
+    let p = spawn(|| 5);
+    let results = Rc::new(RefCell::new(Vec::new()));
+    let ids: Rc<RefCell<Vec<LinkId>>> = Rc::default();
+    for me in 0..2 {
+        let (results, all_ids) = (results.clone(), ids.clone());
+        let id = p.link(move |p| {
+            let other = all_ids.borrow()[1 - me];
+            p.unlink(other);
+            results.borrow_mut().push(5);
+            panic!("listener{} fails, as gevent's does", me + 1);
+        });
+        ids.borrow_mut().push(id);
+    }
+    p.link(|_| panic!("listener3 fails"));
+    p.join();
+    assert_eq!(*results.borrow(), [5]);
+}
+
+/// `test_multiple_listeners_error`: a listener that fails does not keep the others from
+/// being called.
+#[test]
+fn a_failing_link_does_not_stop_the_others() {
+    let p = spawn(|| 5);
+    let results = Rc::new(RefCell::new(Vec::new()));
+    for value in [10, 20] {
+        let results = results.clone();
+        p.link(move |_| {
+            results.borrow_mut().push(value);
+            panic!("listener {value}");
+        });
+    }
+    p.link(|_| panic!("listener3"));
+    p.join();
+    yield_now();
+    assert_eq!(*results.borrow(), [10, 20]);
+}
+
+/// `TestStuff.test_wait_noerrors`: `joinall(raise_error=True)` over greenlets that all
+/// succeed returns them all, and their values are there.
+#[test]
+fn joinall_raising_over_successes_returns_them_all() {
+    let (x, y, z) = (spawn(|| 1), spawn(|| 2), spawn(|| 3));
+    assert_eq!(joinall_raising(&[&x, &y, &z], WaitFor::all()), Ok(vec![0, 1, 2]));
+    assert_eq!([x.value(), y.value(), z.value()], [Some(1), Some(2), Some(3)]);
+}
+
+/// `TestStuff.test_wait_error`: the failure of one greenlet is raised while another still
+/// runs, and again when it is joined alone.
+#[test]
+fn joinall_raising_raises_a_failure_while_others_run() {
+    let gate = Event::new();
+    let x = spawn({
+        let gate = gate.clone();
+        move || {
+            gate.wait();
+            1
+        }
+    });
+    let y = spawn(|| -> i32 { panic!("test_wait_error") });
+    let failed = |r: Result<Vec<usize>, GreenletError>| matches!(r, Err(GreenletError::Panicked(p)) if p.message() == "test_wait_error");
+    assert!(failed(joinall_raising(&[&x, &y], WaitFor::all())));
+    assert!(!x.ready());
+    assert!(failed(joinall_raising(&[&y], WaitFor::all())));
+    gate.set();
+    x.join();
+}
+
+/// `TestStuff.test_joinall_exception_order`: of two failures, the one that happened first
+/// is raised, whatever the order of the list.
+#[test]
+fn joinall_raising_raises_the_earliest_failure() {
+    let gate = Event::new();
+    let a = spawn({
+        let gate = gate.clone();
+        move || -> i32 {
+            gate.wait();
+            panic!("first")
+        }
+    });
+    let b = spawn(|| -> i32 { panic!("second") });
+    let raised = joinall_raising(&[&a, &b], WaitFor::all());
+    assert!(matches!(raised, Err(GreenletError::Panicked(p)) if p.message() == "second"));
+    gate.set();
+    assert_eq!(joinall(&[&a, &b], WaitFor::all()), [1, 0], "b died first");
+}
+
+/// `TestStuff.test_joinall_count_raise_error`: without raising, `count` still limits the
+/// wait: the greenlet that failed is ready, the one that loops forever is not.
+#[test]
+fn joinall_with_a_count_returns_after_that_many() {
+    let sleeper = spawn(|| {
+        loop {
+            yield_now();
+        }
+    });
+    let raiser = spawn(|| panic!("count"));
+    assert_eq!(joinall(&[sleeper.as_ref(), raiser.as_ref()], WaitFor::any()), [1]);
+    assert!(raiser.ready());
+    assert!(!sleeper.ready());
+    sleeper.kill();
+    assert!(sleeper.ready());
+}
+
+/// `test__joinall.py`: a greenlet listed twice is joined (and reported) twice.
+#[test]
+fn joinall_accepts_a_greenlet_listed_twice() {
+    let (a, b) = (spawn(|| ()), spawn(|| ()));
+    assert_eq!(joinall(&[&a, &b, &a], WaitFor::all()), [0, 1, 2]);
+}
+
+/// gevent's `kill(block=False)`, `kill(timeout=t)` and `killall(...)` as methods that read
+/// at the call site: a greenlet whose cleanup blocks is not dead after `kill_nowait`, nor
+/// after a `kill_timeout` shorter than its cleanup; `killall` waits it out.
+#[test]
+fn kill_forms_read_at_the_call_site() {
+    let gate = Event::new();
+    let g = spawn({
+        let gate = gate.clone();
+        move || {
+            struct Cleanup(Event);
+            impl Drop for Cleanup {
+                fn drop(&mut self) {
+                    self.0.wait();
+                }
+            }
+            let _cleanup = Cleanup(gate);
+            verdant::sleep(std::time::Duration::from_secs(3600));
+        }
+    });
+    yield_now();
+    g.kill_nowait();
+    assert!(!g.ready());
+    assert!(!g.kill_timeout(std::time::Duration::ZERO));
+    spawn(move || gate.set());
+    killall(&[&g]);
+    assert_eq!(g.error(), Some(GreenletError::Killed));
+}
