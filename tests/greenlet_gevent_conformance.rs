@@ -6,7 +6,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use verdant::sync::Event;
+use verdant::sync::{AsyncResult, Event};
 use verdant::{
     GreenletError, LinkId, WaitFor, joinall, joinall_raising, killall, spawn, yield_now,
 };
@@ -151,4 +151,76 @@ fn kill_forms_read_at_the_call_site() {
     spawn(move || gate.set());
     killall(&[&g]);
     assert_eq!(g.error(), Some(GreenletError::Killed));
+}
+
+/// `TestLink.test_link_to_asyncresult`: a link to an async result copies the value into
+/// it, also when linked after the greenlet died.
+#[test]
+fn a_link_to_an_async_result_copies_the_value() {
+    let p = spawn(|| 100);
+    let event: AsyncResult<i32> = AsyncResult::new();
+    p.link(event.link_target());
+    assert_eq!(event.get(), Ok(100));
+    for _ in 0..3 {
+        let event2: AsyncResult<i32> = AsyncResult::new();
+        p.link(event2.link_target());
+        assert_eq!(event2.get(), Ok(100));
+    }
+}
+
+/// `TestLink.test_link_to_asyncresult_exception`: the failure is copied instead.
+#[test]
+fn a_link_to_an_async_result_copies_the_failure() {
+    let p = spawn(|| -> i32 { panic!("test_link_to_asyncresult_exception") });
+    let is_it = |r: Result<i32, GreenletError>| matches!(r, Err(GreenletError::Panicked(p)) if p.message() == "test_link_to_asyncresult_exception");
+    let event: AsyncResult<i32, GreenletError> = AsyncResult::new();
+    p.link(event.link_target());
+    assert!(is_it(event.get()));
+    for _ in 0..3 {
+        let event2: AsyncResult<i32, GreenletError> = AsyncResult::new();
+        p.link(event2.link_target());
+        assert!(is_it(event2.get()));
+    }
+}
+
+/// `TestAsyncResultAsLinkTarget.test_set` / `test_set_exception`: `link`, `link_value` and
+/// `link_exception` into three async results; only the matching ones are set.
+#[test]
+fn link_value_and_link_exception_fire_only_on_their_outcome() {
+    let g = spawn(|| 1);
+    let [s1, s2, s3]: [AsyncResult<i32>; 3] = Default::default();
+    g.link(s1.link_target());
+    g.link_value(s2.link_target());
+    g.link_exception(s3.link_target());
+    assert_eq!(s1.get(), Ok(1));
+    assert_eq!(s2.get(), Ok(1));
+    assert!(!s3.ready(), "every link has run by now: the failure link did nothing");
+
+    let g = spawn(|| -> i32 { panic!("test_set_exception") });
+    let [s1, s2, s3]: [AsyncResult<i32>; 3] = Default::default();
+    g.link(s1.link_target());
+    g.link_value(s2.link_target());
+    g.link_exception(s3.link_target());
+    assert_eq!(s1.get(), Err("panicked: test_set_exception".to_string()));
+    assert!(!s2.ready(), "every link has run by now: the value link did nothing");
+    assert_eq!(s3.get(), Err("panicked: test_set_exception".to_string()));
+}
+
+/// `TestUnlink._test_func` with `link`, `link_value` and `link_exception`: each kind of
+/// link can be unlinked before it runs.
+#[test]
+fn every_kind_of_link_can_be_unlinked() {
+    let p = spawn(|| ());
+    let ran = Rc::new(RefCell::new(Vec::new()));
+    let log = |name: &'static str| {
+        let ran = ran.clone();
+        move |_: &verdant::Greenlet<()>| ran.borrow_mut().push(name)
+    };
+    let ids = [p.link(log("link")), p.link_value(log("value")), p.link_exception(log("error"))];
+    for id in ids {
+        assert!(p.unlink(id));
+        assert!(!p.unlink(id), "gone already");
+    }
+    p.join();
+    assert!(ran.borrow().is_empty());
 }

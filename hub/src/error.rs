@@ -55,6 +55,14 @@ impl GreenletError {
     }
 }
 
+impl From<GreenletError> for String {
+    /// For results whose errors are plain messages (`verdant_sync::AsyncResult<T>`'s
+    /// default), such as one a greenlet's outcome is copied into by a link.
+    fn from(error: GreenletError) -> String {
+        error.to_string()
+    }
+}
+
 /// A panic a greenlet (or a thread-pool task) ended with: its message, and the payload
 /// itself, as `std::thread::JoinHandle::join` keeps it.
 ///

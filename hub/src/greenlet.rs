@@ -392,7 +392,11 @@ impl<T: 'static> Greenlet<T> {
     /// callback runs now. A panic in a callback is printed and does not affect others.
     ///
     /// The callback gets the handle: it reads the value like anyone else (`get` leaves it
-    /// for the next reader).
+    /// for the next reader). To copy the outcome into a `verdant_sync::AsyncResult`
+    /// (gevent's `greenlet.link(async_result)`), link its `link_target()`.
+    ///
+    /// Links run one at a time, in the order they were added; one that is running may
+    /// [`unlink`](GreenletRef::unlink) a later one, which then does not run (as in gevent).
     ///
     /// ```
     /// use std::cell::Cell;
@@ -408,6 +412,41 @@ impl<T: 'static> Greenlet<T> {
     pub fn link(&self, callback: impl FnOnce(&Greenlet<T>) + 'static) -> LinkId {
         let me = self.clone();
         self.greenlet.add_link(Box::new(move || callback(&me)))
+    }
+
+    /// Like [`link`](Greenlet::link), but the callback runs only if the greenlet succeeded
+    /// (gevent's `link_value`). Unlinked like any link, with the id it returns.
+    ///
+    /// ```
+    /// use std::cell::Cell;
+    /// use std::rc::Rc;
+    ///
+    /// let called = Rc::new(Cell::new(0));
+    /// let ok = verdant_hub::spawn(|| 1);
+    /// let bad = verdant_hub::spawn(|| -> i32 { panic!("no value") });
+    /// for g in [&ok, &bad] {
+    ///     let called = called.clone();
+    ///     g.link_value(move |g| called.set(called.get() + g.get().unwrap()));
+    /// }
+    /// verdant_hub::joinall(&[&ok, &bad], verdant_hub::WaitFor::all());
+    /// assert_eq!(called.get(), 1); // only `ok`'s ran
+    /// ```
+    pub fn link_value(&self, callback: impl FnOnce(&Greenlet<T>) + 'static) -> LinkId {
+        self.link(move |g| {
+            if g.successful() {
+                callback(g);
+            }
+        })
+    }
+
+    /// Like [`link`](Greenlet::link), but the callback runs only if the greenlet failed:
+    /// panicked, was killed or could not start (gevent's `link_exception`).
+    pub fn link_exception(&self, callback: impl FnOnce(&Greenlet<T>) + 'static) -> LinkId {
+        self.link(move |g| {
+            if !g.successful() {
+                callback(g);
+            }
+        })
     }
 
     /// An untyped handle to the same greenlet.

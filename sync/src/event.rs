@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use verdant_hub::cell::{ResultCell, Taken};
 use verdant_hub::park::{WaitList, Waker};
+use verdant_hub::{Greenlet, GreenletError};
 
 use super::Waitable;
 
@@ -269,6 +270,29 @@ impl<T: Clone, E: Clone> AsyncResult<T, E> {
     /// The stored error, if an error is stored.
     pub fn error(&self) -> Option<E> {
         self.cell.with(|outcome| outcome.error().cloned())
+    }
+}
+
+impl<T: Clone + 'static, E: From<GreenletError> + 'static> AsyncResult<T, E> {
+    /// A link callback that copies a greenlet's outcome into this result: its value, or
+    /// its error converted into `E` (gevent's `greenlet.link(async_result)`; also with
+    /// [`link_value`](verdant_hub::Greenlet::link_value) and
+    /// [`link_exception`](verdant_hub::Greenlet::link_exception)).
+    ///
+    /// ```
+    /// use verdant_sync::AsyncResult;
+    ///
+    /// let g = verdant_hub::spawn(|| 100);
+    /// let result: AsyncResult<i32> = AsyncResult::new();
+    /// g.link(result.link_target());
+    /// assert_eq!(result.get(), Ok(100));
+    /// ```
+    pub fn link_target(&self) -> impl FnOnce(&Greenlet<T>) + 'static {
+        let target = self.clone();
+        move |greenlet| match greenlet.get() {
+            Ok(value) => target.set(value),
+            Err(error) => target.set_error(error.into()),
+        }
     }
 }
 
