@@ -5,10 +5,12 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::time::Duration;
 
-use verdant::sync::{AsyncResult, Event};
+use verdant::sync::{AsyncResult, Event, Waitable, wait};
 use verdant::{
-    GreenletError, LinkId, WaitFor, joinall, joinall_raising, killall, spawn, yield_now,
+    GreenletError, LinkId, Timeout, TimeoutTimer, WaitFor, join_hub, join_hub_timeout, joinall,
+    joinall_raising, killall, sleep, sleep_unref, spawn, spawn_later, with_timeout, yield_now,
 };
 
 /// `test_multiple_listeners_error_unlink`: two listeners each unlink the other; whichever
@@ -141,13 +143,13 @@ fn kill_forms_read_at_the_call_site() {
                 }
             }
             let _cleanup = Cleanup(gate);
-            verdant::sleep(std::time::Duration::from_secs(3600));
+            sleep(LONG);
         }
     });
     yield_now();
     g.kill_nowait();
     assert!(!g.ready());
-    assert!(!g.kill_timeout(std::time::Duration::ZERO));
+    assert!(!g.kill_timeout(Duration::ZERO));
     spawn(move || gate.set());
     killall(&[&g]);
     assert_eq!(g.error(), Some(GreenletError::Killed));
@@ -223,4 +225,150 @@ fn every_kind_of_link_can_be_unlinked() {
     }
     p.join();
     assert!(ran.borrow().is_empty());
+}
+
+const LONG: Duration = Duration::from_secs(3600);
+const TICK: Duration = Duration::from_millis(1);
+
+/// `test__hub_join.py` `test_join_many_times`: joining an idle hub returns true, again
+/// and again, and the hub stays usable.
+#[test]
+fn the_hub_can_be_joined_many_times() {
+    assert!(join_hub());
+    assert!(join_hub());
+    sleep(TICK);
+    assert!(join_hub());
+}
+
+/// `test__hub_join_timeout.py` `test_callback` and `test_later`: `wait()` with no objects
+/// returns once a spawned greenlet, and a `spawn_later` one (a timer), finished.
+#[test]
+fn joining_the_hub_waits_for_spawned_and_later_greenlets() {
+    for _ in 0..2 {
+        let x = spawn(|| 5);
+        assert!(join_hub_timeout(LONG));
+        assert_eq!(x.value(), Some(5));
+        let later = spawn_later(TICK, || 5);
+        assert!(join_hub_timeout(LONG));
+        assert_eq!(later.value(), Some(5));
+    }
+}
+
+/// `test_timeout`: with a greenlet due in an hour, a short `wait(timeout=)` gives up and
+/// returns false; once it is killed, `wait()` returns true.
+#[test]
+fn joining_the_hub_with_a_timeout_gives_up() {
+    let x = spawn_later(LONG, || 5);
+    assert!(!join_hub_timeout(TICK));
+    assert!(!x.ready());
+    x.kill();
+    assert!(join_hub());
+}
+
+/// `test_event`: waiting on an event returns it while a later greenlet is still pending;
+/// joining the hub after killing that greenlet returns true.
+#[test]
+fn waiting_on_objects_does_not_wait_for_the_hub() {
+    let x = spawn_later(LONG, || 5);
+    let event = Event::new();
+    let event_set = spawn_later(TICK, {
+        let event = event.clone();
+        move || event.set()
+    });
+    assert_eq!(wait(&[&event as &dyn Waitable], WaitFor::all()), [0]);
+    assert!(!x.ready());
+    assert!(event_set.ready());
+    assert!(event.is_set());
+    x.kill();
+    assert!(join_hub());
+}
+
+/// `test_ref_arg` / `test_ref_attribute`: an unref'd timer (an hour-long
+/// `sleep(ref=False)`) does not keep `wait()` waiting.
+#[test]
+fn an_unrefd_sleep_does_not_keep_the_hub_busy() {
+    for _ in 0..2 {
+        let reporter = spawn(|| sleep_unref(LONG));
+        assert!(join_hub());
+        assert!(!reporter.ready());
+        reporter.kill();
+    }
+    // A plain sleep next to it still counts.
+    let background = spawn(|| sleep_unref(LONG));
+    let sleeper = spawn(|| sleep(TICK));
+    assert!(join_hub());
+    assert!(sleeper.ready() && !background.ready());
+}
+
+/// `test__timeout.py` `Test._check_expires` (`test_expires`, `test_expires_false`): a
+/// started timeout raises itself in the greenlet that started it, at its next blocking
+/// point; started again after it fired, it raises again.
+#[test]
+fn a_started_timeout_expires_and_can_be_restarted() {
+    let timeout = TimeoutTimer::new(TICK);
+    timeout.start();
+    let switch_forever = || Event::new().wait_timeout(LONG);
+    assert_eq!(timeout.catch(switch_forever), Err(Timeout { after: TICK }), "must raise");
+    assert!(!timeout.pending());
+    timeout.start(); // restart
+    assert!(timeout.pending());
+    assert_eq!(timeout.catch(switch_forever), Err(Timeout { after: TICK }), "must raise again");
+}
+
+/// `test_context_manager` and `test_context_manager_false`: `with Timeout(t):` raises out
+/// of the block; `with Timeout(t, False):` just leaves it.
+#[test]
+fn the_scope_forms_raise_or_leave_silently() {
+    let raised = TimeoutTimer::new(TICK).scope(|| sleep(LONG));
+    assert_eq!(raised, Err(Timeout { after: TICK }));
+    let mut data = None;
+    let left = TimeoutTimer::new(TICK).scope_silent(|| {
+        sleep(LONG);
+        data = Some("a line");
+    });
+    assert_eq!(left, None);
+    assert_eq!(data, None, "the block was left at its blocking point");
+    assert_eq!(TimeoutTimer::new(LONG).scope_silent(|| 7), Some(7));
+}
+
+/// `test_cancel`: a cancelled timeout does not fire, and is not pending.
+#[test]
+fn a_cancelled_timeout_never_fires() {
+    let timeout = TimeoutTimer::new(TICK);
+    timeout.start();
+    timeout.cancel();
+    assert_eq!(timeout.catch(|| sleep(Duration::from_millis(5))), Ok(()));
+    assert!(!timeout.pending());
+}
+
+/// The scope-guard form: `let _t = TimeoutTimer::start_new(d)` bounds the rest of the
+/// block for an outer `catch`, and cancels the countdown when dropped.
+#[test]
+fn a_timeout_guard_cancels_on_drop() {
+    let timeout = TimeoutTimer::new(TICK);
+    let caught = timeout.catch(|| {
+        timeout.start(); // `Timeout.start_new()` inside the try block
+        sleep(LONG);
+    });
+    assert_eq!(caught, Err(Timeout { after: TICK }));
+    {
+        let guard = TimeoutTimer::start_new(TICK);
+        assert!(guard.pending());
+    } // dropped: cancelled, so nothing fires into the sleep below
+    sleep(Duration::from_millis(5));
+    // Nested: an inner scope lets the outer timer's expiry pass through.
+    let outer = TimeoutTimer::new(TICK);
+    let inner = TimeoutTimer::new(LONG);
+    let result = outer.scope(|| inner.scope(|| sleep(LONG)));
+    assert_eq!(result, Err(Timeout { after: TICK }));
+    assert!(!inner.pending(), "the inner scope's end cancelled it");
+}
+
+/// `test_with_timeout`: `with_timeout` stays: it raises on expiry, returns the value
+/// otherwise.
+#[test]
+fn with_timeout_stays() {
+    assert_eq!(with_timeout(TICK, || sleep(LONG)), Err(Timeout { after: TICK }));
+    assert_eq!(with_timeout(TICK, || sleep(LONG)).unwrap_or(()), ());
+    assert_eq!(with_timeout(LONG, || sleep(TICK)), Ok(()));
 }

@@ -48,7 +48,9 @@ impl GreenletError {
         if payload.is::<KillUnwind>() {
             GreenletError::Killed
         } else if payload.is::<TimeoutUnwind>() {
-            GreenletError::Panicked(Panic::from("a with_timeout expiry escaped its scope"))
+            GreenletError::Panicked(Panic::from(
+                "a timeout expired outside the scope that catches it (with_timeout, TimeoutTimer::catch)",
+            ))
         } else {
             GreenletError::Panicked(Panic::new(payload))
         }

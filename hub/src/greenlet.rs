@@ -317,7 +317,9 @@ impl<T: 'static> Greenlet<T> {
             return;
         }
         let at = Instant::now() + delay;
-        with_hub(|hub| hub.add_timer(at, TimerAction::Start(self.greenlet.task.clone())));
+        let timer =
+            with_hub(|hub| hub.add_timer(at, TimerAction::Start(self.greenlet.task.clone())));
+        core.set_start_timer(timer);
     }
 
     /// Waits until the greenlet is dead, then returns a clone of its value (gevent's
@@ -838,6 +840,9 @@ fn kill_task(task: &Rc<dyn Task>) {
             core.set_state(State::Done);
             if let Some(stack) = core.take_reserved_stack() {
                 with_hub(|hub| hub.stacks().give_back(stack));
+            }
+            if let Some(timer) = core.take_start_timer() {
+                with_hub(|hub| hub.cancel_timer(timer));
             }
             task.abort(GreenletError::Killed);
         }

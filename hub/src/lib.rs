@@ -92,7 +92,7 @@ pub use greenlet::{
     AsGreenlet, Builder, Greenlet, GreenletRef, LinkId, current, joinall, joinall_raising, killall,
     killall_nowait, killall_timeout, spawn, spawn_later,
 };
-pub use hub::{config, configure, has_hub, in_greenlet, stats};
+pub use hub::{config, configure, has_hub, in_greenlet, join_hub, join_hub_timeout, stats};
 pub use remote::{HubGone, RemoteHandle, RemoteWaker, WorkGuard, remote_handle};
 pub use stack::{
     DEFAULT_STACK_SIZE, MAX_STACK_SIZE, MIN_STACK_SIZE, guarded_stacks_mapped, max_map_count,
@@ -100,6 +100,6 @@ pub use stack::{
 };
 pub use stats::HubStats;
 pub use task::LinkHook;
-pub use time::{sleep, sleep_until, yield_now};
-pub use timeout::{Timeout, with_timeout};
+pub use time::{sleep, sleep_unref, sleep_until, yield_now};
+pub use timeout::{Timeout, TimeoutTimer, with_timeout};
 pub use wait_for::WaitFor;

@@ -21,6 +21,7 @@ use corosensei::{Coroutine, Yielder};
 
 use crate::error::GreenletError;
 use crate::stack::{GuardedStack, Stack};
+use crate::timer::TimerKey;
 
 pub(crate) mod run_queue;
 mod state;
@@ -165,6 +166,9 @@ struct Cold {
     links: VecDeque<(u64, LinkCallback)>,
     /// A stack reserved at spawn time by [`Builder::spawn`](crate::Builder::spawn).
     reserved_stack: Option<GuardedStack>,
+    /// The timer that starts a `spawn_later` greenlet: a kill before it fires cancels it,
+    /// so that the hub does not stay busy for a greenlet that will never run.
+    start_timer: Option<TimerKey>,
 }
 
 impl Core {
@@ -322,6 +326,14 @@ impl Core {
 
     pub(crate) fn reserve_stack(&self, stack: GuardedStack) {
         self.cold().reserved_stack = Some(stack);
+    }
+
+    pub(crate) fn set_start_timer(&self, timer: TimerKey) {
+        self.cold().start_timer = Some(timer);
+    }
+
+    pub(crate) fn take_start_timer(&self) -> Option<TimerKey> {
+        self.cold.borrow_mut().as_mut().and_then(|cold| cold.start_timer.take())
     }
 
     pub(crate) fn take_reserved_stack(&self) -> Option<GuardedStack> {
