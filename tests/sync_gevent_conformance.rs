@@ -8,7 +8,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use verdant::sync::{AsyncResult, Event, WaitFor, Waitable, wait};
+use verdant::sync::{AsyncResult, Event, WaitFor, Waitable, eventlet, wait};
 use verdant::{spawn, yield_now};
 
 /// `TestEventBasics.test_wait_while_notifying`: two greenlets wait; main sets the event and
@@ -106,4 +106,67 @@ fn waiting_twice_on_a_set_event_returns_it_twice() {
     event.set();
     assert_eq!(wait(&[&event as &dyn Waitable], WaitFor::all()), [0]);
     assert_eq!(wait(&[&event as &dyn Waitable], WaitFor::all()), [0]);
+}
+
+/// eventlet `test_waiting_for_event`: a value sent by another greenlet reaches `wait`.
+#[test]
+fn eventlet_event_delivers_what_is_sent() {
+    let evt: eventlet::Event<&str> = eventlet::Event::new();
+    let e = evt.clone();
+    spawn(move || e.send("some stuff").unwrap());
+    assert_eq!(evt.wait(), Ok("some stuff"));
+}
+
+/// eventlet `test_multiple_waiters` / `_with_exception`: every waiter wakes.
+#[test]
+fn eventlet_event_wakes_every_waiter() {
+    for exception in [false, true] {
+        let evt: eventlet::Event<()> = eventlet::Event::new();
+        let results = Rc::new(RefCell::new(Vec::new()));
+        let waiters: Vec<eventlet::Event<()>> = (0..5).map(|_| eventlet::Event::new()).collect();
+        for i_am_done in &waiters {
+            let (evt, results, i_am_done) = (evt.clone(), results.clone(), i_am_done.clone());
+            spawn(move || {
+                evt.wait().unwrap();
+                results.borrow_mut().push(true);
+                i_am_done.send(()).unwrap();
+                assert!(!exception, "a waiter that fails after waking");
+            });
+        }
+        yield_now(); // let the spawns start waiting
+        evt.send(()).unwrap();
+        for w in &waiters {
+            w.wait().unwrap();
+        }
+        assert_eq!(results.borrow().len(), 5);
+    }
+}
+
+/// eventlet `test_reset`: reset before a send is an error; a second send without a reset
+/// is an error and the first value stays; after a reset a new value can be sent.
+#[test]
+fn eventlet_event_sends_once_until_reset() {
+    let evt: eventlet::Event<&str> = eventlet::Event::new();
+    assert_eq!(evt.reset(), Err(eventlet::NotSent));
+    let e = evt.clone();
+    spawn(move || e.send("some stuff").unwrap());
+    assert_eq!(evt.wait(), Ok("some stuff"));
+    assert_eq!(evt.send("second stuff"), Err(eventlet::AlreadySent("second stuff")));
+    assert_eq!(evt.wait(), Ok("some stuff"));
+    evt.reset().unwrap();
+    let e = evt.clone();
+    spawn(move || e.send("second stuff").unwrap());
+    assert_eq!(evt.wait(), Ok("second stuff"));
+}
+
+/// eventlet `test_double_exception`: an exception sent is raised by `wait`; after a reset
+/// it is not seen again (the wait times out).
+#[test]
+fn eventlet_event_forgets_an_exception_on_reset() {
+    let evt: eventlet::Event<(), String> = eventlet::Event::new();
+    evt.send_exception("from test_double_exception".to_string()).unwrap();
+    assert!(evt.has_exception());
+    assert_eq!(evt.wait(), Err("from test_double_exception".to_string()));
+    evt.reset().unwrap();
+    assert_eq!(evt.wait_timeout(Duration::from_millis(1)), None);
 }
