@@ -8,7 +8,10 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use verdant::sync::{AsyncResult, Event, WaitFor, Waitable, eventlet, wait};
+use verdant::sync::{
+    AsyncResult, Event, GetError, JoinableQueue, PutError, Queue, Semaphore, WaitFor, Waitable,
+    eventlet, iwait, wait,
+};
 use verdant::{spawn, yield_now};
 
 /// `TestEventBasics.test_wait_while_notifying`: two greenlets wait; main sets the event and
@@ -169,4 +172,95 @@ fn eventlet_event_forgets_an_exception_on_reset() {
     assert_eq!(evt.wait(), Err("from test_double_exception".to_string()));
     evt.reset().unwrap();
     assert_eq!(evt.wait_timeout(Duration::from_millis(1)), None);
+}
+
+/// CPython 3.13 `test_queue` `_shutdown_all_methods_in_one_thread(immediate=False)`:
+/// puts fail at once, gets drain the items, then fail; join returns once they are done.
+#[test]
+fn a_shutdown_queue_lets_getters_drain_first() {
+    let q = JoinableQueue::bounded(2);
+    q.put("L").unwrap();
+    q.put_nowait("O").unwrap();
+    q.close(); // shutdown(immediate=False)
+    assert_eq!(q.put("E"), Err(PutError::Closed("E")));
+    assert_eq!(q.put_nowait("W"), Err(PutError::Closed("W")));
+    assert!("LO".contains(q.get().unwrap()));
+    q.task_done().unwrap();
+    assert!("LO".contains(q.get().unwrap()));
+    q.task_done().unwrap();
+    q.join();
+    assert_eq!(q.get(), Err(GetError::Closed));
+    assert_eq!(q.get_nowait(), Err(GetError::Closed));
+    assert_eq!(q.get_timeout(Duration::from_secs(1)), Err(GetError::Closed));
+}
+
+/// The same with `immediate=True`: the items are discarded, gets fail at once, there is no
+/// task left to mark done, and join returns.
+#[test]
+fn an_immediate_shutdown_discards_the_items() {
+    let q = JoinableQueue::bounded(2);
+    q.put("L").unwrap();
+    q.put_nowait("O").unwrap();
+    q.shutdown_immediate();
+    assert_eq!(q.put("E"), Err(PutError::Closed("E")));
+    assert_eq!(q.put_nowait("W"), Err(PutError::Closed("W")));
+    assert_eq!(q.get(), Err(GetError::Closed));
+    assert_eq!(q.get_nowait(), Err(GetError::Closed));
+    assert!(q.task_done().is_err());
+    q.join();
+}
+
+/// `test_shutdown_immediate_...` with blocked greenlets: every getter of an empty queue
+/// and every putter of a full one wakes up with the error; a joiner is released.
+#[test]
+fn an_immediate_shutdown_wakes_every_waiter() {
+    let empty: Queue<u8> = Queue::new();
+    let getters: Vec<_> = (0..3)
+        .map(|_| {
+            let q = empty.clone();
+            spawn(move || q.get())
+        })
+        .collect();
+    let full = JoinableQueue::bounded(1);
+    full.put(0).unwrap();
+    let putters: Vec<_> = (1..4)
+        .map(|i| {
+            let q = full.clone();
+            spawn(move || q.put(i))
+        })
+        .collect();
+    let joiner = {
+        let q = full.clone();
+        spawn(move || q.join())
+    };
+    yield_now(); // everyone waits now
+    empty.shutdown_immediate();
+    full.shutdown_immediate();
+    for g in getters {
+        assert_eq!(g.get(), Ok(Err(GetError::Closed)));
+    }
+    for (i, g) in (1..).zip(putters) {
+        assert_eq!(g.get(), Ok(Err(PutError::Closed(i))));
+    }
+    joiner.join();
+    assert_eq!(full.unfinished_tasks(), 0);
+}
+
+/// `test__iwait.py` `test_noiter`: a semaphore is ready for `iwait` once a permit is free;
+/// waiting takes no permit.
+#[test]
+fn a_semaphore_is_ready_when_a_permit_is_free() {
+    let (sem1, sem2) = (Semaphore::new(0), Semaphore::new(0));
+    let s = sem1.clone();
+    spawn(move || s.release());
+    let objects: [&dyn Waitable; 2] = [&sem1, &sem2];
+    assert_eq!(iwait(&objects, WaitFor::all()).next(), Some(0));
+    assert_eq!(sem1.available(), 1, "waiting took no permit");
+    // A permit handed straight to an acquirer does not make it ready.
+    let holder = sem2.clone();
+    let acquirer = spawn(move || std::mem::forget(holder.acquire()));
+    yield_now();
+    sem2.release(); // goes to the acquirer
+    acquirer.join();
+    assert_eq!(wait(&[&sem2 as &dyn Waitable], WaitFor::all().timeout(Duration::ZERO)), []);
 }
