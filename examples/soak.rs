@@ -33,6 +33,7 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use verdant::WaitFor;
 use verdant::processpool::ProcessPool;
 use verdant::server::StreamServer;
 
@@ -225,7 +226,8 @@ fn stop_load(running: &mut Running, options: &Options, broken: &mut Vec<String>)
     if !join_client_threads(std::mem::take(&mut running.client_threads), patience) {
         broken.push(format!("the client threads did not finish within {patience:?}"));
     }
-    if !verdant::joinall(&running.pool_callers, Some(patience)) {
+    let callers = &running.pool_callers;
+    if verdant::joinall(callers, WaitFor::all().timeout(patience)).len() < callers.len() {
         broken.push("the process-pool callers did not finish".to_string());
     }
 }

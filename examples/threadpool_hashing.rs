@@ -77,5 +77,5 @@ fn main() {
         during_pool as f64 / pooled_time.as_secs_f64() / 1000.0
     );
     println!("digest {pooled:016x}");
-    verdant::killall(&handlers, true, None);
+    verdant::killall(&handlers);
 }

@@ -227,6 +227,6 @@ fn w8_idle_memory(count: usize) {
     );
     result("W8", (during - before) as f64 / count as f64, "KiB/greenlet");
     for g in &greenlets {
-        g.kill_with(false, None);
+        g.kill_nowait();
     }
 }

@@ -9,7 +9,10 @@ use std::time::Duration;
 use util::{DropCounter, Log};
 use verdant::hub::park::{self, WaitList};
 use verdant::sync::Event;
-use verdant::{GreenletError, current, killall, sleep, spawn, with_timeout, yield_now};
+use verdant::{
+    GreenletError, WaitFor, current, killall, killall_timeout, sleep, spawn, with_timeout,
+    yield_now,
+};
 
 /// Holds a "lock" flag while alive; releasing it is what a guard's destructor does.
 struct Guard(Rc<Cell<bool>>);
@@ -56,7 +59,8 @@ fn a_greenlet_killed_before_it_starts_never_runs() {
         let _t = token;
         r.set(true);
     });
-    assert!(g.kill_with(false, None), "dead at once");
+    g.kill_nowait();
+    assert!(g.ready(), "dead at once");
     sleep(Duration::from_millis(2));
     assert!(!ran.get());
     assert_eq!(drops.dropped(), 1, "its closure was dropped");
@@ -137,8 +141,9 @@ fn non_blocking_kill_and_kill_with_a_timeout() {
         }
     });
     yield_now();
-    assert!(!g.kill_with(false, None), "not dead yet: the kill travels at the next turn");
-    assert!(!g.kill_with(true, Some(Duration::from_millis(5))), "the cleanup waits for the gate");
+    g.kill_nowait();
+    assert!(!g.ready(), "not dead yet: the kill travels at the next turn");
+    assert!(!g.kill_timeout(Duration::from_millis(5)), "the cleanup waits for the gate");
     assert_eq!(log.take(), ["cleanup started"]);
     assert!(!g.ready());
     gate.set();
@@ -159,7 +164,7 @@ fn a_second_kill_during_cleanup_does_not_cut_it_short() {
         }
     });
     yield_now();
-    target.kill_with(false, None);
+    target.kill_nowait();
     yield_now(); // the target unwinds and blocks inside its destructor
     assert_eq!(log.take(), ["cleanup started"]);
     let t = target.clone();
@@ -232,7 +237,7 @@ fn kill_reaches_a_greenlet_that_is_ready_or_joining() {
     let b = blocker.clone();
     let joiner = spawn(move || b.join());
     yield_now();
-    assert!(killall(&[yielder.as_ref(), joiner.as_ref()], true, None));
+    killall(&[yielder.as_ref(), joiner.as_ref()]);
     assert_eq!(yielder.error(), Some(GreenletError::Killed));
     assert_eq!(joiner.error(), Some(GreenletError::Killed));
     assert!(!blocker.ready(), "killing the joiner leaves its target alone");
@@ -262,11 +267,11 @@ fn killall_with_a_timeout_reports_stragglers() {
     });
     yield_now();
     let both = [quick.as_ref(), straggler.as_ref()];
-    assert!(!killall(&both, true, Some(Duration::from_millis(50))));
+    assert!(!killall_timeout(&both, Duration::from_millis(50)));
     assert!(quick.ready() && !straggler.ready());
     release.0.set(true);
     release.1.notify_all();
-    assert!(verdant::joinall(&both, None));
+    assert_eq!(verdant::joinall(&both, WaitFor::all()), [0, 1]);
     assert_eq!(straggler.error(), Some(GreenletError::Killed));
 }
 
@@ -277,6 +282,6 @@ fn a_kill_beats_a_pending_timeout() {
     // Spin past the deadline without blocking: the hub cannot fire the timer meanwhile.
     let until = std::time::Instant::now() + Duration::from_millis(5);
     while std::time::Instant::now() < until {}
-    g.kill_with(false, None); // Kill posted first; the timeout fires at the next turn
+    g.kill_nowait(); // Kill posted first; the timeout fires at the next turn
     assert_eq!(g.get(), Err(GreenletError::Killed));
 }

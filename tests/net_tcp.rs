@@ -8,6 +8,7 @@ use std::net::{Ipv4Addr, Shutdown, SocketAddr};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use verdant::WaitFor;
 use verdant::net::{TcpListener, TcpStream, lookup_host};
 use verdant::{GreenletError, sleep, spawn, with_timeout, yield_now};
 
@@ -78,7 +79,7 @@ fn incoming_yields_each_connection() {
         .collect();
     seen.sort();
     assert_eq!(seen, [0, 1, 2]);
-    assert!(verdant::joinall(&clients, None));
+    assert_eq!(verdant::joinall(&clients, WaitFor::all()).len(), clients.len());
     assert!(clients.iter().all(|c| c.successful()));
 }
 

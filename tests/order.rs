@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use util::Log;
+use verdant::WaitFor;
 use verdant::{hub, sleep, spawn, spawn_later, yield_now};
 
 #[test]
@@ -24,7 +25,7 @@ fn spawned_greenlets_wait_for_the_spawner_to_block_then_run_fifo() {
         .collect();
     log.push("spawner still running");
     assert_eq!(log.len(), 1, "nothing ran before the spawner blocked");
-    verdant::joinall(&gs, None);
+    verdant::joinall(&gs, WaitFor::all());
     assert_eq!(log.take(), ["spawner still running", "g0", "g1", "g2", "g3", "g4"]);
 }
 
@@ -42,7 +43,7 @@ fn yield_now_lets_every_ready_greenlet_run_once_before_returning() {
     let a = spin("a", 3, log.clone());
     let b = spin("b", 3, log.clone());
     let c = spin("c", 3, log.clone());
-    verdant::joinall(&[a, b, c], None);
+    verdant::joinall(&[a, b, c], WaitFor::all());
     assert_eq!(log.take(), ["a0", "b0", "c0", "a1", "b1", "c1", "a2", "b2", "c2"]);
 }
 
@@ -78,7 +79,7 @@ fn greenlets_spawned_during_a_turn_run_after_those_already_ready() {
     let l = log.clone();
     let sibling = spawn(move || l.push("sibling"));
     let child = parent.get().unwrap();
-    verdant::joinall(&[child.as_ref(), sibling.as_ref()], None);
+    verdant::joinall(&[child.as_ref(), sibling.as_ref()], WaitFor::all());
     assert_eq!(log.take(), ["parent after spawn", "sibling", "child"]);
 }
 
@@ -104,7 +105,7 @@ fn timers_fire_in_deadline_order_fifo_on_ties() {
                 })
             })
             .collect();
-        verdant::joinall(&gs, None);
+        verdant::joinall(&gs, WaitFor::all());
         if hub::stats().timers_fired - fired_before < plan.len() as u64 {
             continue; // some deadline passed before its timer existed: inconclusive
         }

@@ -7,6 +7,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use util::{DropCounter, Log};
+use verdant::WaitFor;
 use verdant::sync::Event;
 use verdant::{GreenletError, sleep, spawn};
 
@@ -85,7 +86,7 @@ fn links_fire_exactly_once_for_success_panic_and_kill() {
     });
     verdant::sleep(Duration::from_millis(1));
     killed.kill();
-    verdant::joinall(&[ok.as_ref(), bad.as_ref(), killed.as_ref()], None);
+    verdant::joinall(&[ok.as_ref(), bad.as_ref(), killed.as_ref()], WaitFor::all());
     assert_eq!(fired.get(), 111);
     sleep(Duration::from_millis(2));
     assert_eq!(fired.get(), 111, "no link fired twice");

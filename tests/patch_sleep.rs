@@ -8,6 +8,7 @@ mod patch_support;
 use std::time::Duration;
 
 use patch_support::{HangGuard, InFlight};
+use verdant::WaitFor;
 use verdant::{GreenletError, spawn, with_timeout, yield_now};
 
 const SLEEPERS: usize = 10_000;
@@ -31,7 +32,7 @@ fn ten_thousand_std_sleeps_of_100_ms_are_all_asleep_at_once() {
             })
         })
         .collect();
-    verdant::joinall(&sleepers, None);
+    verdant::joinall(&sleepers, WaitFor::all());
     assert_eq!(
         asleep.max(),
         SLEEPERS,
@@ -56,7 +57,7 @@ fn all_asleep_together(what: &'static str, sleep: fn()) {
             })
         })
         .collect();
-    verdant::joinall(&sleepers, None);
+    verdant::joinall(&sleepers, WaitFor::all());
     assert_eq!(asleep.max(), N, "{what}: at most {} asleep at once", asleep.max());
 }
 

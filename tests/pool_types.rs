@@ -5,6 +5,7 @@ mod util;
 use std::time::Duration;
 
 use util::Log;
+use verdant::WaitFor;
 use verdant::pool::{GreenPile, GreenPool, Group, Pool, PoolFull, WaitallFromMember};
 use verdant::{Greenlet, GreenletError, sleep, spawn, yield_now};
 
@@ -29,7 +30,7 @@ fn spawn_takes_a_place_at_once_and_apply_async_never_waits() {
     assert_eq!(pool.free_count(), 0);
     let c = async_push("4"); // the pool is full: returns at once anyway
     assert_eq!(log.take(), ["1"], "nothing ran yet");
-    verdant::joinall(&[a, b, c], None);
+    verdant::joinall(&[a, b, c], WaitFor::all());
     let mut ran = log.take();
     ran.sort();
     assert_eq!(ran, ["2", "3", "4"]);
@@ -66,7 +67,7 @@ fn add_and_start_fail_with_pool_full_without_waiting_or_after_the_timeout() {
     assert_eq!(pool.start_timeout(&unstarted, Duration::from_millis(5)), Err(PoolFull));
     assert!(!unstarted.started());
     assert_eq!((pool.free_count(), pool.len()), (0, 1));
-    verdant::killall(&[first.as_ref(), second.as_ref()], true, None);
+    verdant::killall(&[first.as_ref(), second.as_ref()]);
     assert_eq!(pool.free_count(), 1, "the dead member left by itself");
 }
 

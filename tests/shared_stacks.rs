@@ -105,7 +105,7 @@ fn kills_and_panics_unwind_across_swaps() {
     });
     yield_now();
     assert_eq!(log.len(), 5);
-    verdant::killall(&sleepers, true, None);
+    verdant::killall(&sleepers);
     assert_eq!(panicker.get(), Err(GreenletError::Panicked("on a shared stack".into())));
     assert_eq!(drops.dropped(), 6, "every destructor ran");
     assert!(sleepers.iter().all(|g| g.error() == Some(GreenletError::Killed)));

@@ -7,6 +7,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use util::panic_message_of;
+use verdant::WaitFor;
 use verdant::sync::{AsyncResult, Event};
 use verdant::{sleep, spawn, yield_now};
 
@@ -34,7 +35,7 @@ fn set_wakes_all_thousand_waiters_even_if_clear_follows_at_once() {
     assert_eq!(first.get(), 1000, "every waiter of that moment woke");
     assert_eq!(second.get(), 0, "re-waiting during the pass is not woken by it");
     event.set();
-    verdant::joinall(&gs, None);
+    verdant::joinall(&gs, WaitFor::all());
     assert_eq!(second.get(), 1000);
 }
 

@@ -7,6 +7,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use util::Log;
+use verdant::WaitFor;
 use verdant::sync::{BoundedSemaphore, Lock, RLock, Semaphore};
 use verdant::{GreenletError, sleep, spawn, yield_now};
 
@@ -27,7 +28,7 @@ fn a_semaphore_admits_at_most_n_holders() {
             })
         })
         .collect();
-    verdant::joinall(&gs, None);
+    verdant::joinall(&gs, WaitFor::all());
     assert_eq!(most.get(), 2);
     assert_eq!(sem.available(), 2);
 }
@@ -50,7 +51,7 @@ fn waiters_are_served_first_in_first_out() {
     yield_now(); // all five queue up in spawn order
     assert_eq!(lock.waiting(), 5);
     drop(held);
-    verdant::joinall(&gs, None);
+    verdant::joinall(&gs, WaitFor::all());
     assert_eq!(log.take(), ["w0", "w1", "w2", "w3", "w4"]);
 }
 
@@ -122,7 +123,7 @@ fn a_waiter_killed_after_being_handed_the_lock_passes_it_on() {
     let c = waiter("c");
     yield_now(); // b and c wait, in that order
     drop(held); // handed to b, which has not run yet
-    b.kill_with(false, None); // b dies before taking it
+    b.kill_nowait(); // b dies before taking it
     c.join();
     b.join();
     assert_eq!(log.take(), ["c"]);

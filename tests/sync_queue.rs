@@ -8,6 +8,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use util::{Log, panic_message_of};
+use verdant::WaitFor;
 use verdant::sync::{Channel, GetError, JoinableQueue, LifoQueue, PriorityQueue, PutError, Queue};
 use verdant::{GreenletError, sleep, spawn, yield_now};
 
@@ -135,7 +136,7 @@ fn a_getter_killed_after_being_woken_passes_the_item_on() {
     let second = getter("second");
     yield_now(); // both wait, first in front
     q.put(42).unwrap(); // wakes `first`, which has not run yet
-    first.kill_with(false, None);
+    first.kill_nowait();
     second.join();
     first.join();
     assert_eq!(*got.borrow(), [("second", 42)]);
@@ -189,12 +190,12 @@ fn nothing_is_lost_under_kills_and_timeouts() {
         sleep(Duration::from_micros(300));
         let victim = &everyone[rand(everyone.len() as u64) as usize];
         if round % 2 == 0 {
-            victim.kill_with(false, None);
+            victim.kill_nowait();
         }
     }
-    verdant::joinall(&everyone[..8], None); // producers finish (or were killed)
+    verdant::joinall(&everyone[..8], WaitFor::all()); // producers finish (or were killed)
     q.close();
-    verdant::joinall(&everyone, None);
+    verdant::joinall(&everyone, WaitFor::all());
     received.borrow_mut().extend(q.try_iter());
     let count = |items: &[u32]| {
         let mut m = BTreeMap::new();
@@ -225,7 +226,7 @@ fn a_single_consumer_sees_fifo_order_despite_killed_rivals() {
     for i in 0..100 {
         q.put(i).unwrap();
         if i == 0 {
-            rival.kill_with(false, None); // woken for item 0, killed before taking it
+            rival.kill_nowait(); // woken for item 0, killed before taking it
         }
     }
     assert_eq!(consumer.get().unwrap(), (0..100).collect::<Vec<_>>());

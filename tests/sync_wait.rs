@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use verdant::sync::{AsyncResult, Event, Waitable, iwait, wait};
+use verdant::sync::{AsyncResult, Event, WaitFor, Waitable, iwait, wait};
 use verdant::{spawn, yield_now};
 
 #[test]
@@ -22,9 +22,11 @@ fn wait_for_all_or_for_a_count() {
         e.set();
     });
     let objects: [&dyn Waitable; 3] = [&g, &event, &result];
-    assert_eq!(wait(&objects, None, Some(1)), [2], "the async result came first");
+    assert_eq!(wait(&objects, WaitFor::any()), [2], "the async result came first");
     release.set();
-    assert_eq!(wait(&objects, None, None), [0, 1, 2]);
+    // In the order they became ready: the async result first; the other two both while
+    // main was parked, so in index order.
+    assert_eq!(wait(&objects, WaitFor::all()), [2, 0, 1]);
 }
 
 #[test]
@@ -32,7 +34,7 @@ fn wait_returns_what_is_ready_when_the_timeout_passes() {
     let never = Event::new();
     let done = spawn(|| ());
     let objects: [&dyn Waitable; 2] = [&never, &done];
-    assert_eq!(wait(&objects, Some(Duration::from_millis(5)), None), [1]);
+    assert_eq!(wait(&objects, WaitFor::all().timeout(Duration::from_millis(5))), [1]);
 }
 
 #[test]
@@ -51,7 +53,7 @@ fn iwait_yields_in_completion_order_and_stops_at_the_timeout() {
     let next_gate = |i: usize| [None, Some(2), Some(0)][i];
     gates[1].set();
     let mut order = Vec::new();
-    for i in iwait(&objects, None) {
+    for i in iwait(&objects, WaitFor::all()) {
         order.push(i);
         if let Some(next) = next_gate(i) {
             gates[next].set();
@@ -65,7 +67,10 @@ fn iwait_yields_in_completion_order_and_stops_at_the_timeout() {
     spawn(move || s.set());
     yield_now();
     let objects: [&dyn Waitable; 2] = [&never, &soon];
-    assert_eq!(iwait(&objects, Some(Duration::from_millis(5))).collect::<Vec<_>>(), [1]);
+    assert_eq!(
+        iwait(&objects, WaitFor::all().timeout(Duration::from_millis(5))).collect::<Vec<_>>(),
+        [1]
+    );
 }
 
 /// An object that becomes ready right after its first check and never notifies anyone:
@@ -86,7 +91,7 @@ impl Waitable for ReadyAfterFirstLook {
 #[test]
 fn a_completion_between_the_check_and_the_registration_is_not_missed() {
     let racy = ReadyAfterFirstLook(std::cell::Cell::new(0));
-    assert_eq!(wait(&[&racy as &dyn Waitable], None, None), [0]);
+    assert_eq!(wait(&[&racy as &dyn Waitable], WaitFor::all()), [0]);
     let racy = ReadyAfterFirstLook(std::cell::Cell::new(0));
-    assert_eq!(iwait(&[&racy as &dyn Waitable], None).collect::<Vec<_>>(), [0]);
+    assert_eq!(iwait(&[&racy as &dyn Waitable], WaitFor::all()).collect::<Vec<_>>(), [0]);
 }

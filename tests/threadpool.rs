@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use util::panic_message_of;
 use verdant::hub::{self, has_hub};
 use verdant::pool::MapError;
-use verdant::sync::{Waitable, iwait, wait};
+use verdant::sync::{WaitFor, Waitable, iwait, wait};
 use verdant::threadpool::{ThreadPool, ThreadPoolExecutor};
 use verdant::{GreenletError, sleep, spawn, with_timeout, yield_now};
 
@@ -326,12 +326,12 @@ fn thread_results_are_waitable() {
     let fast = pool.spawn(|| ());
     let objects: [&dyn Waitable; 2] = [&slow, &fast];
     let mut order = Vec::new();
-    for i in iwait(&objects, None) {
+    for i in iwait(&objects, WaitFor::all()) {
         order.push(i);
         let _ = release.send(()); // after the first: let `slow` finish
     }
     assert_eq!(order, [1, 0]);
-    assert_eq!(wait(&objects, None, None), [0, 1]);
+    assert_eq!(wait(&objects, WaitFor::all()), [0, 1]);
 }
 
 #[test]
@@ -477,7 +477,7 @@ fn an_executor_submits_maps_and_shuts_down() {
     let executor = ThreadPoolExecutor::new(2);
     let futures: Vec<_> = (0..5u32).map(|i| executor.submit(move || i * 3).unwrap()).collect();
     let objects: Vec<&dyn Waitable> = futures.iter().map(|f| f as &dyn Waitable).collect();
-    assert_eq!(wait(&objects, Some(Duration::from_secs(30)), None).len(), 5);
+    assert_eq!(wait(&objects, WaitFor::all().timeout(Duration::from_secs(30))).len(), 5);
     assert_eq!(futures.iter().map(|f| f.get().unwrap()).collect::<Vec<_>>(), [0, 3, 6, 9, 12]);
     assert_eq!(executor.map(|x: u8| x + 1, [1, 2]).map(Result::unwrap).collect::<Vec<_>>(), [2, 3]);
     executor.shutdown(true);
@@ -529,7 +529,7 @@ fn a_million_tasks_from_greenlets_and_threads_nothing_lost_or_duplicated() {
             })
         })
         .collect();
-    verdant::joinall(&gs, None);
+    verdant::joinall(&gs, WaitFor::all());
     for t in threads {
         t.join().unwrap();
     }

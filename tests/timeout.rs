@@ -147,7 +147,7 @@ fn a_timeout_inside_a_destructor_during_a_kill_still_works() {
         sleep(Duration::from_secs(60));
     });
     yield_now();
-    assert!(g.kill_with(true, Some(Duration::from_secs(20))), "cleanup did not hang");
+    assert!(g.kill_timeout(Duration::from_secs(20)), "cleanup did not hang");
     assert_eq!(log.take(), ["flush timed out: true"]);
 }
 

@@ -48,10 +48,20 @@ impl GreenletError {
         if payload.is::<KillUnwind>() {
             GreenletError::Killed
         } else if payload.is::<TimeoutUnwind>() {
-            GreenletError::Panicked(Panic::from("a with_timeout expiry escaped its scope"))
+            GreenletError::Panicked(Panic::from(
+                "a timeout expired outside the scope that catches it (with_timeout, TimeoutTimer::catch)",
+            ))
         } else {
             GreenletError::Panicked(Panic::new(payload))
         }
+    }
+}
+
+impl From<GreenletError> for String {
+    /// For results whose errors are plain messages (`verdant_sync::AsyncResult<T>`'s
+    /// default), such as one a greenlet's outcome is copied into by a link.
+    fn from(error: GreenletError) -> String {
+        error.to_string()
     }
 }
 

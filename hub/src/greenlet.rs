@@ -25,6 +25,7 @@ use crate::park;
 use crate::stack::checked_stack_size;
 use crate::stats::Stats;
 use crate::task::{Core, Interrupt, Kind, LinkCallback, LinkHook, State, Task};
+use crate::wait_for::WaitFor;
 
 /// The typed half of a greenlet: its body before it runs, its value after.
 #[repr(C)]
@@ -92,8 +93,8 @@ fn finish(core: &Core, outcome: Result<(), GreenletError>) {
     with_hub(|hub| Stats::bump(&hub.stats().finished));
     core.interrupt.set(None);
     core.notify_joiners();
-    let links = core.take_links();
-    for (_, link) in links {
+    // One at a time: a callback may unlink a later one, which then never runs.
+    while let Some((_, link)) = core.pop_link() {
         let run = || match link {
             LinkCallback::Call(callback) => callback(),
             LinkCallback::Hook(hook, token) => {
@@ -316,7 +317,9 @@ impl<T: 'static> Greenlet<T> {
             return;
         }
         let at = Instant::now() + delay;
-        with_hub(|hub| hub.add_timer(at, TimerAction::Start(self.greenlet.task.clone())));
+        let timer =
+            with_hub(|hub| hub.add_timer(at, TimerAction::Start(self.greenlet.task.clone())));
+        core.set_start_timer(timer);
     }
 
     /// Waits until the greenlet is dead, then returns a clone of its value (gevent's
@@ -391,7 +394,11 @@ impl<T: 'static> Greenlet<T> {
     /// callback runs now. A panic in a callback is printed and does not affect others.
     ///
     /// The callback gets the handle: it reads the value like anyone else (`get` leaves it
-    /// for the next reader).
+    /// for the next reader). To copy the outcome into a `verdant_sync::AsyncResult`
+    /// (gevent's `greenlet.link(async_result)`), link its `link_target()`.
+    ///
+    /// Links run one at a time, in the order they were added; one that is running may
+    /// [`unlink`](GreenletRef::unlink) a later one, which then does not run (as in gevent).
     ///
     /// ```
     /// use std::cell::Cell;
@@ -407,6 +414,41 @@ impl<T: 'static> Greenlet<T> {
     pub fn link(&self, callback: impl FnOnce(&Greenlet<T>) + 'static) -> LinkId {
         let me = self.clone();
         self.greenlet.add_link(Box::new(move || callback(&me)))
+    }
+
+    /// Like [`link`](Greenlet::link), but the callback runs only if the greenlet succeeded
+    /// (gevent's `link_value`). Unlinked like any link, with the id it returns.
+    ///
+    /// ```
+    /// use std::cell::Cell;
+    /// use std::rc::Rc;
+    ///
+    /// let called = Rc::new(Cell::new(0));
+    /// let ok = verdant_hub::spawn(|| 1);
+    /// let bad = verdant_hub::spawn(|| -> i32 { panic!("no value") });
+    /// for g in [&ok, &bad] {
+    ///     let called = called.clone();
+    ///     g.link_value(move |g| called.set(called.get() + g.get().unwrap()));
+    /// }
+    /// verdant_hub::joinall(&[&ok, &bad], verdant_hub::WaitFor::all());
+    /// assert_eq!(called.get(), 1); // only `ok`'s ran
+    /// ```
+    pub fn link_value(&self, callback: impl FnOnce(&Greenlet<T>) + 'static) -> LinkId {
+        self.link(move |g| {
+            if g.successful() {
+                callback(g);
+            }
+        })
+    }
+
+    /// Like [`link`](Greenlet::link), but the callback runs only if the greenlet failed:
+    /// panicked, was killed or could not start (gevent's `link_exception`).
+    pub fn link_exception(&self, callback: impl FnOnce(&Greenlet<T>) + 'static) -> LinkId {
+        self.link(move |g| {
+            if !g.successful() {
+                callback(g);
+            }
+        })
     }
 
     /// An untyped handle to the same greenlet.
@@ -495,20 +537,21 @@ impl GreenletRef {
         join_until(&self.task, Instant::now().checked_add(timeout))
     }
 
-    /// Kills the greenlet and waits until it is dead (gevent's `kill(block=True)`).
-    pub fn kill(&self) {
-        self.kill_with(true, None);
-    }
-
-    /// Kills the greenlet: it unwinds from its current blocking point, running its
-    /// destructors, and ends as [`GreenletError::Killed`]. A greenlet that has not
-    /// started never runs; killing a dead greenlet does nothing.
+    /// Kills the greenlet and waits until it is dead, i.e. its cleanup has run (gevent's
+    /// `kill()`, `block=True`). From the greenlet itself, it unwinds at once.
     ///
-    /// With `block`, waits (at most `timeout`) until the target is dead, i.e. its
-    /// cleanup has run. Returns whether it is dead.
+    /// The greenlet unwinds from its current blocking point, running its destructors, and
+    /// ends as [`GreenletError::Killed`]. A greenlet that has not started never runs;
+    /// killing a dead greenlet does nothing. A kill that arrives while the target is
+    /// already unwinding (it blocks inside a destructor) waits until that unwinding is
+    /// over: cleanup is never cut short.
     ///
-    /// A kill that arrives while the target is already unwinding (it blocks inside a
-    /// destructor) waits until that unwinding is over: cleanup is never cut short.
+    /// ```
+    /// let g = verdant_hub::spawn(|| verdant_hub::sleep(std::time::Duration::from_secs(3600)));
+    /// verdant_hub::yield_now(); // it sleeps now
+    /// g.kill();
+    /// assert_eq!(g.error(), Some(verdant_hub::GreenletError::Killed));
+    /// ```
     ///
     /// # Limits
     ///
@@ -520,11 +563,26 @@ impl GreenletRef {
     ///   expiry aborts the process.
     /// * A greenlet that computes without ever blocking is not interrupted: the kill waits
     ///   for its next blocking point.
-    pub fn kill_with(&self, block: bool, timeout: Option<Duration>) -> bool {
+    pub fn kill(&self) {
+        self.kill_until(None);
+    }
+
+    /// Kills the greenlet without waiting for it to die (gevent's `kill(block=False)`):
+    /// it unwinds when it next runs. A greenlet that had not started is dead at once.
+    pub fn kill_nowait(&self) {
         kill_task(&self.task);
-        let is_self = with_hub(|hub| hub.is_current(self.task.core()));
-        if block && !is_self {
-            join_until(&self.task, timeout.and_then(|t| Instant::now().checked_add(t)));
+    }
+
+    /// Kills the greenlet and waits at most `timeout` for it to die (gevent's
+    /// `kill(timeout=t)`). Returns whether it is dead.
+    pub fn kill_timeout(&self, timeout: Duration) -> bool {
+        self.kill_until(Instant::now().checked_add(timeout))
+    }
+
+    fn kill_until(&self, deadline: Option<Instant>) -> bool {
+        kill_task(&self.task);
+        if !with_hub(|hub| hub.is_current(self.task.core())) {
+            join_until(&self.task, deadline);
         }
         self.task.core().is_dead()
     }
@@ -628,48 +686,135 @@ impl AsGreenlet for GreenletRef {
     }
 }
 
-/// Waits until every greenlet is dead, or `timeout` passes. Returns whether all are dead.
-///
-/// ```
-/// use verdant_hub::{joinall, spawn};
-/// let gs: Vec<_> = (0..3).map(|i| spawn(move || i)).collect();
-/// assert!(joinall(&gs, None));
-/// assert!(gs.iter().all(|g| g.successful()));
-/// ```
-pub fn joinall<'a, G: AsGreenlet + 'a>(
-    greenlets: impl IntoIterator<Item = &'a G>,
-    timeout: Option<Duration>,
-) -> bool {
-    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-    greenlets.into_iter().all(|g| join_until(&g.as_greenlet().task, deadline))
+/// So that a list of borrowed handles (`&[&a, &b]`) can be joined or killed.
+impl<G: AsGreenlet + ?Sized> AsGreenlet for &G {
+    fn as_greenlet(&self) -> GreenletRef {
+        (**self).as_greenlet()
+    }
 }
 
-/// Kills every greenlet; with `block`, then waits (at most `timeout`) until all are dead.
-/// Returns whether all are dead.
-pub fn killall<'a, G: AsGreenlet + 'a>(
+/// Waits for the greenlets to die (gevent's `joinall(greenlets, timeout, count)`): all of
+/// them, or the first [`WaitFor::count`], giving up after [`WaitFor::timeout`]. Returns the
+/// indices of the greenlets that are dead, in the order they died (those found dead at
+/// the same look in index order). Failures are not raised: see [`joinall_raising`].
+///
+/// ```
+/// use verdant_hub::{WaitFor, joinall, spawn};
+/// let gs: Vec<_> = (0..3).map(|i| spawn(move || i)).collect();
+/// assert_eq!(joinall(&gs, WaitFor::all()), [0, 1, 2]);
+/// assert!(gs.iter().all(|g| g.successful()));
+/// ```
+///
+/// # Panics
+///
+/// When a greenlet waits for itself, and (from the main code) on deadlock.
+pub fn joinall<'a, G: AsGreenlet + 'a>(
     greenlets: impl IntoIterator<Item = &'a G>,
-    block: bool,
-    timeout: Option<Duration>,
+    wait: WaitFor,
+) -> Vec<usize> {
+    let tasks = tasks_of(greenlets);
+    join_in_order(&tasks, wait, |_| Ok(())).unwrap_or_else(|never: Infallible| match never {})
+}
+
+/// Like [`joinall`], but stops at the first greenlet that died of a failure, in the order
+/// they died, and returns its error (gevent's `joinall(..., raise_error=True)`).
+///
+/// ```
+/// use verdant_hub::{GreenletError, WaitFor, joinall_raising, spawn};
+/// let ok = spawn(|| 1);
+/// let bad = spawn(|| -> i32 { panic!("second") });
+/// let error = joinall_raising(&[ok, bad], WaitFor::all()).unwrap_err();
+/// assert!(matches!(error, GreenletError::Panicked(p) if p.message() == "second"));
+/// ```
+pub fn joinall_raising<'a, G: AsGreenlet + 'a>(
+    greenlets: impl IntoIterator<Item = &'a G>,
+    wait: WaitFor,
+) -> Result<Vec<usize>, GreenletError> {
+    let tasks = tasks_of(greenlets);
+    join_in_order(&tasks, wait, |task| task.core().outcome().unwrap_or(Ok(())))
+}
+
+/// Kills every greenlet, then waits until all are dead (gevent's `killall`, `block=True`).
+/// A greenlet killing a group it belongs to does not wait for itself.
+pub fn killall<'a, G: AsGreenlet + 'a>(greenlets: impl IntoIterator<Item = &'a G>) {
+    killall_until(tasks_of(greenlets), None);
+}
+
+/// Kills every greenlet without waiting for them to die (`killall(block=False)`).
+pub fn killall_nowait<'a, G: AsGreenlet + 'a>(greenlets: impl IntoIterator<Item = &'a G>) {
+    tasks_of(greenlets).iter().for_each(kill_task);
+}
+
+/// Kills every greenlet and waits at most `timeout` for all of them to die
+/// (`killall(timeout=t)`). Returns whether all are dead.
+pub fn killall_timeout<'a, G: AsGreenlet + 'a>(
+    greenlets: impl IntoIterator<Item = &'a G>,
+    timeout: Duration,
 ) -> bool {
-    let tasks: Vec<Rc<dyn Task>> = greenlets.into_iter().map(|g| g.as_greenlet().task).collect();
-    for task in &tasks {
-        kill_task(task);
-    }
-    if !block {
-        return tasks.iter().all(|task| task.core().is_dead());
-    }
-    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+    killall_until(tasks_of(greenlets), Instant::now().checked_add(timeout))
+}
+
+fn killall_until(tasks: Vec<Rc<dyn Task>>, deadline: Option<Instant>) -> bool {
+    tasks.iter().for_each(kill_task);
     let me = with_hub(|hub| hub.current_task());
-    tasks.iter().filter(|task| !Rc::ptr_eq(task, &me)).all(|task| join_until(task, deadline))
+    let mut others = tasks.iter().filter(|task| !Rc::ptr_eq(task, &me));
+    others.all(|task| join_until(task, deadline))
+}
+
+fn tasks_of<'a, G: AsGreenlet + 'a>(
+    greenlets: impl IntoIterator<Item = &'a G>,
+) -> Vec<Rc<dyn Task>> {
+    greenlets.into_iter().map(|g| g.as_greenlet().task).collect()
+}
+
+/// Waits for `wait.count` of `tasks` to die, recording each in the order it died, and
+/// stops early with the error `check` returns for one of them.
+fn join_in_order<E>(
+    tasks: &[Rc<dyn Task>],
+    wait: WaitFor,
+    mut check: impl FnMut(&Rc<dyn Task>) -> Result<(), E>,
+) -> Result<Vec<usize>, E> {
+    let (wanted, deadline) = (wait.wanted(tasks.len()), wait.deadline());
+    let mut done = Vec::with_capacity(wanted);
+    let mut seen = vec![false; tasks.len()];
+    loop {
+        for (i, task) in tasks.iter().enumerate() {
+            if done.len() < wanted && !seen[i] && task.core().is_dead() {
+                seen[i] = true;
+                check(task)?;
+                done.push(i);
+            }
+        }
+        if done.len() >= wanted {
+            return Ok(done);
+        }
+        let pending = || tasks.iter().zip(&seen).filter(|(_, seen)| !**seen);
+        let register = |waker: park::Waker| {
+            for (task, _) in pending() {
+                refuse_self_join(task.core());
+                task.core().add_joiner(waker.clone());
+            }
+        };
+        let reason = &"the end of some of several greenlets (joinall)";
+        if !park::wait_until(reason, deadline, register, || {
+            pending().any(|(t, _)| t.core().is_dead())
+        }) {
+            return Ok(done);
+        }
+    }
+}
+
+fn refuse_self_join(core: &Core) {
+    if with_hub(|hub| hub.is_current(core)) {
+        panic!("verdant: {} tried to join itself, which would never return", core.describe());
+    }
 }
 
 /// Waits until `task` is dead or `deadline` passes; returns whether it is dead.
 fn join_until(task: &Rc<dyn Task>, deadline: Option<Instant>) -> bool {
     let core = task.core();
     let register = |waker| {
-        if with_hub(|hub| hub.is_current(core)) {
-            panic!("verdant: {} tried to join itself, which would never return", core.describe());
-        }
+        refuse_self_join(core);
         core.add_joiner(waker);
     };
     park::wait_until(&JoinReason(core), deadline, register, || core.is_dead())
@@ -684,7 +829,7 @@ impl fmt::Display for JoinReason<'_> {
     }
 }
 
-/// Delivers a kill to `task`, as described on [`GreenletRef::kill_with`].
+/// Delivers a kill to `task`, as described on [`GreenletRef::kill`].
 fn kill_task(task: &Rc<dyn Task>) {
     let core = task.core();
     if core.is_dead() || core.is_main() {
@@ -695,6 +840,9 @@ fn kill_task(task: &Rc<dyn Task>) {
             core.set_state(State::Done);
             if let Some(stack) = core.take_reserved_stack() {
                 with_hub(|hub| hub.stacks().give_back(stack));
+            }
+            if let Some(timer) = core.take_start_timer() {
+                with_hub(|hub| hub.cancel_timer(timer));
             }
             task.abort(GreenletError::Killed);
         }

@@ -189,6 +189,9 @@ pub(crate) struct Hub {
     stats: Stats,
     /// The next greenlet (or link) id.
     next_id: Cell<u64>,
+    /// How many of the live timers are *unref'd*: they do not keep the hub busy, so
+    /// neither [`join_hub`] nor the deadlock check waits for them (gevent's `ref=False`).
+    unref_timers: Cell<usize>,
 }
 
 impl Hub {
@@ -217,6 +220,7 @@ impl Hub {
             config: RefCell::new(config),
             stats: Stats::default(),
             next_id: Cell::new(1),
+            unref_timers: Cell::new(0),
         }
     }
 
@@ -263,6 +267,23 @@ impl Hub {
     /// Calls `action` at `deadline` (never earlier).
     pub(crate) fn add_timer(&self, deadline: Instant, action: TimerAction) -> TimerKey {
         self.timers.insert(deadline, action)
+    }
+
+    /// Counts one more unref'd timer until the guard is dropped. The caller keeps a timer
+    /// live for as long as it holds the guard (or is itself ready to run).
+    pub(crate) fn unref_timer(&self) -> UnrefTimer {
+        self.unref_timers.set(self.unref_timers.get() + 1);
+        UnrefTimer(())
+    }
+
+    /// Whether some timer that keeps the hub busy is pending.
+    fn has_ref_timers(&self) -> bool {
+        self.timers.len() > self.unref_timers.get()
+    }
+
+    /// Whether a timer has neither fired nor been cancelled.
+    pub(crate) fn timer_pending(&self, key: TimerKey) -> bool {
+        self.timers.is_pending(key)
     }
 
     /// Cancels a timer; returns whether it had not fired yet.
@@ -445,6 +466,33 @@ impl Hub {
         }
     }
 
+    /// The main code runs the loop until the hub has nothing left to do (no greenlet
+    /// ready, no timer but unref'd ones, no I/O wait, no cross-thread work): returns
+    /// `true`; or until `deadline`: returns `false`.
+    fn join(&self, deadline: Option<Instant>) -> bool {
+        let core = self.current_core();
+        assert!(
+            core.is_main() && !self.in_loop.get(),
+            "verdant: join_hub() waits for every greenlet, so only the thread's main code \
+             can call it (gevent's hub.join())"
+        );
+        let _unref = deadline.map(|_| self.unref_timer());
+        let timer = deadline.map(|at| {
+            core.wake_timer_fired.set(false);
+            let timer = self.add_timer(at, TimerAction::Wake(Waker::new(self.main.clone())));
+            CancelOnDrop(timer)
+        });
+        core.set_state(State::Parked);
+        let ran = self.run_until_main_runs();
+        core.end_epoch();
+        if ran.is_err() {
+            core.set_state(State::Running);
+        }
+        drop(timer); // keys name one timer: cancelling one that fired does nothing
+        self.raise_pending_interrupt(); // woken by a with_timeout expiry
+        ran.is_err()
+    }
+
     // ----- the loop --------------------------------------------------------------------
 
     /// Runs greenlets until the main code is popped from the ready queue. Called only by
@@ -516,7 +564,7 @@ impl Hub {
                 return Ok(());
             }
             let next_timer = self.timers.next_deadline();
-            if next_timer.is_none() && self.io.waiters() == 0 && !self.remote.may_receive() {
+            if !self.has_ref_timers() && self.io.waiters() == 0 && !self.remote.may_receive() {
                 return Err(Deadlock);
             }
             if self.remote.outstanding() > 0
@@ -529,7 +577,7 @@ impl Hub {
                 continue;
             }
             // Asleep now: re-check what may have ended between the check above and here.
-            if next_timer.is_none() && self.io.waiters() == 0 && !self.remote.may_receive() {
+            if !self.has_ref_timers() && self.io.waiters() == 0 && !self.remote.may_receive() {
                 self.remote.wake_up();
                 return Err(Deadlock);
             }
@@ -653,6 +701,24 @@ impl Hub {
     }
 }
 
+/// One unref'd timer, counted until dropped (see [`Hub::unref_timer`]).
+pub(crate) struct UnrefTimer(());
+
+impl Drop for UnrefTimer {
+    fn drop(&mut self) {
+        try_with_hub(|hub| hub.unref_timers.set(hub.unref_timers.get() - 1));
+    }
+}
+
+/// Cancels a timer when dropped.
+struct CancelOnDrop(TimerKey);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        try_with_hub(|hub| hub.cancel_timer(self.0));
+    }
+}
+
 /// Clears `in_loop` when the loop returns or unwinds.
 struct LeaveLoop<'a>(&'a Cell<bool>);
 
@@ -677,6 +743,32 @@ impl Drop for Hub {
         self.io.abandon_waiters();
         self.stacks.abandon();
     }
+}
+
+/// Waits until the hub has nothing left to do: every greenlet finished or blocked on
+/// something only another greenlet could end, no timer pending (a `spawn_later` greenlet
+/// or a sleep counts; one made with [`sleep_unref`](crate::sleep_unref) does not), no
+/// greenlet waiting for I/O, no cross-thread work outstanding (gevent's `gevent.wait()`
+/// with no objects, `get_hub().join()`). Returns `true`; it can be called again, and the
+/// hub stays usable.
+///
+/// ```
+/// let g = verdant_hub::spawn_later(std::time::Duration::from_millis(1), || 5);
+/// assert!(verdant_hub::join_hub()); // waited for the timer, then for the greenlet
+/// assert_eq!(g.value(), Some(5));
+/// ```
+///
+/// # Panics
+///
+/// From a greenlet: it would wait for itself. Only the thread's main code can call it.
+pub fn join_hub() -> bool {
+    with_hub(|hub| hub.join(None))
+}
+
+/// Like [`join_hub`], giving up after `timeout`: returns whether the hub ran out of work
+/// by then (gevent's `gevent.wait(timeout=t)`).
+pub fn join_hub_timeout(timeout: Duration) -> bool {
+    with_hub(|hub| hub.join(Instant::now().checked_add(timeout)))
 }
 
 /// This thread's hub settings.

@@ -83,15 +83,16 @@ mod task;
 mod time;
 mod timeout;
 mod timer;
+mod wait_for;
 
 pub use block_on::block_on;
 pub use config::{HubConfig, StackMode};
 pub use error::{GreenletError, Panic, catch_panic, panic_message};
 pub use greenlet::{
-    AsGreenlet, Builder, Greenlet, GreenletRef, LinkId, current, joinall, killall, spawn,
-    spawn_later,
+    AsGreenlet, Builder, Greenlet, GreenletRef, LinkId, current, joinall, joinall_raising, killall,
+    killall_nowait, killall_timeout, spawn, spawn_later,
 };
-pub use hub::{config, configure, has_hub, in_greenlet, stats};
+pub use hub::{config, configure, has_hub, in_greenlet, join_hub, join_hub_timeout, stats};
 pub use remote::{HubGone, RemoteHandle, RemoteWaker, WorkGuard, remote_handle};
 pub use stack::{
     DEFAULT_STACK_SIZE, MAX_STACK_SIZE, MIN_STACK_SIZE, guarded_stacks_mapped, max_map_count,
@@ -99,5 +100,6 @@ pub use stack::{
 };
 pub use stats::HubStats;
 pub use task::LinkHook;
-pub use time::{sleep, sleep_until, yield_now};
-pub use timeout::{Timeout, with_timeout};
+pub use time::{sleep, sleep_unref, sleep_until, yield_now};
+pub use timeout::{Timeout, TimeoutTimer, with_timeout};
+pub use wait_for::WaitFor;

@@ -52,6 +52,35 @@ pub fn sleep(duration: Duration) {
     }
 }
 
+/// Like [`sleep`], but the sleep does not keep the hub busy (gevent's
+/// `sleep(seconds, ref=False)`): [`join_hub`](crate::join_hub) returns without waiting for
+/// it, and a main code waiting only on this greenlet is reported as deadlocked. For
+/// background greenlets (a periodic reporter) that should not keep a program alive.
+///
+/// From the thread's main code it is a plain `sleep`: the main code's own wait always
+/// counts.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let reporter = verdant_hub::spawn(|| loop {
+///     verdant_hub::sleep_unref(Duration::from_secs(3600));
+/// });
+/// let worker = verdant_hub::spawn(|| 7);
+/// assert!(verdant_hub::join_hub()); // the reporter's sleep does not count
+/// assert_eq!(worker.value(), Some(7));
+/// assert!(!reporter.ready());
+/// ```
+pub fn sleep_unref(duration: Duration) {
+    let deadline = Instant::now().checked_add(duration);
+    let Some(deadline) = deadline.filter(|_| !duration.is_zero() && crate::in_greenlet()) else {
+        return sleep(duration); // no timer to unref (or the main code's own wait)
+    };
+    // Counted while `sleep_until` waits: its timer is live whenever it parks.
+    let _unref = with_hub(|hub| hub.unref_timer());
+    sleep_until(deadline);
+}
+
 /// Blocks the calling greenlet until `deadline`.
 pub fn sleep_until(deadline: Instant) {
     while !park::park_until(&"sleep", Some(deadline)) {}

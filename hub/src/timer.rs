@@ -72,6 +72,11 @@ impl<A> Timers<A> {
         cancelled
     }
 
+    /// Whether a timer has neither fired nor been cancelled.
+    pub(crate) fn is_pending(&self, key: TimerKey) -> bool {
+        self.wheel.borrow().is_live(key.seq, key.slot)
+    }
+
     /// The earliest live deadline.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         self.wheel.borrow_mut().next_deadline()

@@ -276,11 +276,11 @@ impl<L: Limit> Roster<L> {
     /// whether the group is empty (or, called from a member, holds only the caller).
     fn kill(&self, block: bool, deadline: Option<Instant>) -> bool {
         for feeder in self.feeders.take() {
-            feeder.kill_with(false, None);
+            feeder.kill_nowait();
         }
         loop {
             for target in self.take_the_living() {
-                target.kill_with(false, None);
+                target.kill_nowait();
             }
             let me = verdant_hub::current();
             let others: Vec<GreenletRef> =
@@ -288,7 +288,7 @@ impl<L: Limit> Roster<L> {
             if others.is_empty() || !block {
                 return others.is_empty();
             }
-            if !verdant_hub::joinall(&others, remaining(deadline)) {
+            if !join_all_until(&others, deadline) {
                 return false;
             }
         }
@@ -300,9 +300,9 @@ impl<L: Limit> Roster<L> {
     /// Returns whether the greenlet is dead.
     fn killone(&self, greenlet: &GreenletRef, block: bool, deadline: Option<Instant>) -> bool {
         if self.mark_dying(greenlet) {
-            greenlet.kill_with(false, None);
+            greenlet.kill_nowait();
             if block && *greenlet != verdant_hub::current() {
-                return verdant_hub::joinall(std::slice::from_ref(greenlet), remaining(deadline));
+                return join_all_until(std::slice::from_ref(greenlet), deadline);
             }
         }
         greenlet.ready()
@@ -785,6 +785,15 @@ fn deadline_after(timeout: Duration) -> Option<Instant> {
 }
 
 /// The time left until `deadline` (`None`: no deadline).
+/// Joins every one of `greenlets`, giving up at `deadline`: whether all of them died.
+fn join_all_until(greenlets: &[GreenletRef], deadline: Option<Instant>) -> bool {
+    let mut wait = verdant_hub::WaitFor::all();
+    if let Some(left) = remaining(deadline) {
+        wait = wait.timeout(left);
+    }
+    verdant_hub::joinall(greenlets, wait).len() == greenlets.len()
+}
+
 fn remaining(deadline: Option<Instant>) -> Option<Duration> {
     deadline.map(|d| d.saturating_duration_since(Instant::now()))
 }

@@ -352,7 +352,7 @@ impl<T> Iterator for MapIter<T> {
 impl<T> Drop for MapIter<T> {
     /// Dropping the iterator stops the feeder: no new tasks start (those running go on).
     fn drop(&mut self) {
-        self.feeder.kill_with(false, None);
+        self.feeder.kill_nowait();
     }
 }
 

@@ -559,7 +559,7 @@ impl ProcessPool {
             let feeder = worker.as_ref().and_then(|w| w.feeder.borrow().clone());
             for greenlet in [supervisor, feeder].into_iter().flatten() {
                 if greenlet != me {
-                    greenlet.kill_with(false, None); // they unwind when they next run
+                    greenlet.kill_nowait(); // they unwind when they next run
                 }
             }
             if let Some(worker) = worker {
@@ -957,7 +957,7 @@ fn supervise(shared: &Rc<Shared>, slot: usize, mut launched: Option<Rc<Worker>>)
         });
         *worker.feeder.borrow_mut() = Some(feeder.as_ref());
         let ended = collect(shared, &worker, &mut reader);
-        feeder.kill_with(false, None);
+        feeder.kill_nowait();
         let how = worker.end(ended);
         shared.slots.borrow_mut()[slot].worker = None;
         shared.retire(&worker, how);

@@ -37,9 +37,10 @@
 #![doc(test(attr(deny(warnings))))]
 
 pub use verdant_hub::{
-    AsGreenlet, Builder, Greenlet, GreenletError, GreenletRef, LinkId, Panic, Timeout, block_on,
-    catch_panic, current, in_greenlet, joinall, killall, panic_message, sleep, sleep_until, spawn,
-    spawn_later, with_timeout, yield_now,
+    AsGreenlet, Builder, Greenlet, GreenletError, GreenletRef, LinkId, Panic, Timeout,
+    TimeoutTimer, WaitFor, block_on, catch_panic, current, in_greenlet, join_hub, join_hub_timeout,
+    joinall, joinall_raising, killall, killall_nowait, killall_timeout, panic_message, sleep,
+    sleep_unref, sleep_until, spawn, spawn_later, with_timeout, yield_now,
 };
 
 #[cfg(feature = "patch")]

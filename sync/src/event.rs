@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use verdant_hub::cell::{ResultCell, Taken};
 use verdant_hub::park::{WaitList, Waker};
+use verdant_hub::{Greenlet, GreenletError};
 
 use super::Waitable;
 
@@ -36,6 +37,11 @@ struct EventInner {
     /// Counts calls to `set`. A waiter that sees it change was woken by a `set`, even if a
     /// `clear` came right after.
     generation: Cell<u64>,
+    /// Greenlets the last `set` woke that have not returned from `wait` yet. While there
+    /// are some, a greenlet that finds the flag set waits its turn behind them (gevent's
+    /// notification order). Best effort: one killed after being woken is never counted
+    /// down, which only costs later waiters on the set event a yield, until the next `set`.
+    woken_unrun: Cell<usize>,
     waiters: WaitList,
 }
 
@@ -48,10 +54,31 @@ impl Event {
     /// Sets the flag and wakes every greenlet waiting now. They all return from `wait`,
     /// even if [`clear`](Event::clear) is called before they run; a greenlet that starts
     /// waiting after this call is not woken by it.
+    ///
+    /// As in gevent, the greenlets this call woke return from `wait` first: a greenlet
+    /// that calls `wait` on the set event before they ran (the setter itself, say) yields
+    /// once, to queue up behind them.
+    ///
+    /// ```
+    /// use std::cell::RefCell;
+    /// use std::rc::Rc;
+    /// use verdant_sync::Event;
+    ///
+    /// let (event, log) = (Event::new(), Rc::new(RefCell::new(Vec::new())));
+    /// for n in [1, 2] {
+    ///     let (event, log) = (event.clone(), log.clone());
+    ///     verdant_hub::spawn(move || { event.wait(); log.borrow_mut().push(n) });
+    /// }
+    /// verdant_hub::yield_now(); // both wait now
+    /// event.set();
+    /// event.wait(); // set already, but 1 and 2 were woken first: they go first
+    /// log.borrow_mut().push(3);
+    /// assert_eq!(*log.borrow(), [1, 2, 3]);
+    /// ```
     pub fn set(&self) {
         self.inner.flag.set(true);
         self.inner.generation.set(self.inner.generation.get() + 1);
-        self.inner.waiters.notify_all();
+        self.inner.woken_unrun.set(self.inner.waiters.notify_all());
     }
 
     /// Resets the flag; later waits block until the next `set`.
@@ -75,9 +102,20 @@ impl Event {
     }
 
     fn wait_until(&self, deadline: Option<Instant>) -> bool {
-        let start = self.inner.generation.get();
-        let set = || self.inner.flag.get() || self.inner.generation.get() != start;
-        self.inner.waiters.wait_until(&"Event::wait()", deadline, set)
+        let inner = &self.inner;
+        if inner.flag.get() {
+            if inner.woken_unrun.get() > 0 {
+                verdant_hub::yield_now(); // behind the greenlets `set` woke
+            }
+            return true;
+        }
+        let start = inner.generation.get();
+        let set = || inner.flag.get() || inner.generation.get() != start;
+        let woken = inner.waiters.wait_until(&"Event::wait()", deadline, set);
+        if woken {
+            inner.woken_unrun.set(inner.woken_unrun.get().saturating_sub(1));
+        }
+        woken
     }
 }
 
@@ -232,6 +270,29 @@ impl<T: Clone, E: Clone> AsyncResult<T, E> {
     /// The stored error, if an error is stored.
     pub fn error(&self) -> Option<E> {
         self.cell.with(|outcome| outcome.error().cloned())
+    }
+}
+
+impl<T: Clone + 'static, E: From<GreenletError> + 'static> AsyncResult<T, E> {
+    /// A link callback that copies a greenlet's outcome into this result: its value, or
+    /// its error converted into `E` (gevent's `greenlet.link(async_result)`; also with
+    /// [`link_value`](verdant_hub::Greenlet::link_value) and
+    /// [`link_exception`](verdant_hub::Greenlet::link_exception)).
+    ///
+    /// ```
+    /// use verdant_sync::AsyncResult;
+    ///
+    /// let g = verdant_hub::spawn(|| 100);
+    /// let result: AsyncResult<i32> = AsyncResult::new();
+    /// g.link(result.link_target());
+    /// assert_eq!(result.get(), Ok(100));
+    /// ```
+    pub fn link_target(&self) -> impl FnOnce(&Greenlet<T>) + 'static {
+        let target = self.clone();
+        move |greenlet| match greenlet.get() {
+            Ok(value) => target.set(value),
+            Err(error) => target.set_error(error.into()),
+        }
     }
 }
 

@@ -25,6 +25,7 @@
 //! | [`Lock`], [`RLock`] | same | mutual exclusion around blocking code |
 //! | [`Queue`], [`LifoQueue`], [`PriorityQueue`], [`JoinableQueue`] | same | items between greenlets |
 //! | [`Channel`] | `Channel` | a put waits until a getter takes the item |
+//! | [`eventlet::Event`] | eventlet's `Event` | a value sent once; `reset` to send again |
 //! | [`wait`], [`iwait`] | `gevent.wait`, `gevent.iwait` | wait on several [`Waitable`]s |
 
 //!
@@ -46,6 +47,7 @@
 
 mod channel;
 mod event;
+pub mod eventlet;
 pub mod queue;
 pub mod semaphore;
 mod wait;
@@ -56,6 +58,7 @@ pub use event::{AsyncResult, Event};
 pub use queue::{GetError, PutError, TaskDoneError};
 #[doc(inline)]
 pub use semaphore::{Lock, LockGuard, RLock, RLockGuard, ReleaseError};
+pub use verdant_hub::WaitFor;
 pub use wait::{IWait, Waitable, iwait, wait};
 
 /// A first-in first-out queue between greenlets (gevent's `Queue`).

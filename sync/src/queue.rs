@@ -250,6 +250,10 @@ impl<T: Ord> Kind<T> for Priority {}
 impl<T> Kind<T> for Joinable {}
 
 /// The state every queue kind shares.
+///
+/// Closing is Python 3.13's `shutdown`: [`Queue::close`] is `shutdown()`,
+/// [`Queue::shutdown_immediate`] is `shutdown(immediate=True)`, and the `Closed` errors are
+/// its `ShutDown`.
 struct Shared<T, K: Kind<T>> {
     items: RefCell<K::Store>,
     capacity: Option<usize>,
@@ -403,6 +407,19 @@ impl<T, K: Kind<T>> Shared<T, K> {
         self.getters.notify_all();
         self.putters.notify_all();
     }
+
+    /// Closes, and discards the items: each counts as done (Python 3.13's
+    /// `shutdown(immediate=True)`). The items are dropped after the queue is let go of.
+    fn close_immediately(&self) {
+        let discarded = std::mem::take(&mut *self.items.borrow_mut());
+        let done = discarded.len().min(self.unfinished.get());
+        self.unfinished.set(self.unfinished.get() - done);
+        self.close();
+        if done > 0 && self.unfinished.get() == 0 {
+            self.all_done.notify_all();
+        }
+        drop(discarded);
+    }
 }
 
 /// A queue between greenlets, unbounded or bounded; its kind `K` says in which order items
@@ -529,10 +546,28 @@ impl<T, K: Kind<T>> Queue<T, K> {
         self.inner.capacity
     }
 
-    /// Closes the queue: puts fail from now on, gets drain what is left and then
-    /// fail with [`GetError::Closed`]; every waiting greenlet wakes up.
+    /// Closes the queue (Python 3.13's `shutdown()`): puts fail from now on with
+    /// [`PutError::Closed`] (Python's `ShutDown`), gets drain what is left and then fail
+    /// with [`GetError::Closed`]; every waiting greenlet wakes up.
     pub fn close(&self) {
         self.inner.close();
+    }
+
+    /// Closes the queue and discards its items (Python 3.13's `shutdown(immediate=True)`):
+    /// every waiting getter and putter wakes up with a `Closed` error at once, and each
+    /// discarded item counts as done for [`join`](Queue::join).
+    ///
+    /// ```
+    /// use verdant_sync::{GetError, Queue};
+    ///
+    /// let q = Queue::new();
+    /// q.put("left behind").unwrap();
+    /// let getter = { let q = q.clone(); verdant_hub::spawn(move || (q.get(), q.get())) };
+    /// q.shutdown_immediate();
+    /// assert_eq!(getter.get(), Ok((Err(GetError::Closed), Err(GetError::Closed))));
+    /// ```
+    pub fn shutdown_immediate(&self) {
+        self.inner.close_immediately();
     }
 
     /// Whether [`close`](Self::close) was called.

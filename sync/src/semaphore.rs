@@ -29,11 +29,18 @@ struct Permits {
     /// The permits it was made with: what a [`Bounded`] semaphore's release may not exceed.
     initial: usize,
     waiters: WaitList,
+    /// `wait`/`iwait` callers, woken when a permit becomes free (they take none).
+    watchers: WaitList,
 }
 
 impl Permits {
     fn new(count: usize) -> Permits {
-        Permits { available: Cell::new(count), initial: count, waiters: WaitList::new() }
+        Permits {
+            available: Cell::new(count),
+            initial: count,
+            waiters: WaitList::new(),
+            watchers: WaitList::new(),
+        }
     }
 
     fn try_acquire(&self) -> bool {
@@ -63,7 +70,13 @@ impl Permits {
     /// the pool.
     fn release(&self) {
         if !self.waiters.grant_one() {
-            self.available.set(self.available.get() + 1);
+            let available = self.available.get();
+            self.available.set(available + 1);
+            if available == 0 {
+                // It just became ready: tell `wait`/`iwait` (only they watch a semaphore
+                // without a permit, and they register only while none is free).
+                self.watchers.notify_all();
+            }
         }
     }
 }
@@ -217,6 +230,29 @@ impl Semaphore<Bounded> {
         }
         self.permits.release();
         Ok(())
+    }
+}
+
+/// A semaphore is ready when a permit is free (gevent's `wait`/`iwait` on a `Semaphore`):
+/// waiting for it takes no permit.
+///
+/// ```
+/// use verdant_sync::{Semaphore, WaitFor, Waitable, iwait};
+///
+/// let (sem1, sem2) = (Semaphore::new(0), Semaphore::new(0));
+/// let s = sem1.clone();
+/// verdant_hub::spawn(move || s.release());
+/// let objects: [&dyn Waitable; 2] = [&sem1, &sem2];
+/// assert_eq!(iwait(&objects, WaitFor::all()).next(), Some(0));
+/// assert_eq!(sem1.available(), 1); // still there to take
+/// ```
+impl<K> crate::Waitable for Semaphore<K> {
+    fn is_ready(&self) -> bool {
+        self.permits.available.get() > 0
+    }
+
+    fn add_waiter(&self, waker: verdant_hub::park::Waker) {
+        self.permits.watchers.push(waker);
     }
 }
 

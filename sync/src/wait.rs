@@ -1,8 +1,10 @@
 //! `wait` and `iwait`: block until some of several things are ready (gevent's
 //! `gevent.wait` / `gevent.iwait`).
 
-use std::time::{Duration, Instant};
+use std::collections::VecDeque;
+use std::time::Instant;
 
+use verdant_hub::WaitFor;
 use verdant_hub::park::{self, Waker};
 
 /// Something a greenlet can wait for: a greenlet (until it dies), an [`Event`] (until set),
@@ -44,48 +46,36 @@ impl Waitable for verdant_hub::GreenletRef {
     }
 }
 
-/// Waits until `count` of `objects` (all of them if `None`) are ready, or `timeout` passes.
-/// Returns the indices of the ready objects, in index order.
+/// Waits until [`WaitFor::count`] of `objects` (all of them by default) are ready, or
+/// [`WaitFor::timeout`] passes (gevent's `wait(objects, timeout, count)`). Returns the
+/// indices of at most `count` ready objects, in the order they became ready: it is
+/// [`iwait`] collected.
+///
+/// "The order they became ready" is the order this greenlet saw them become ready:
+/// objects that became ready while it was not running (two events set one after the
+/// other by a greenlet that did not block in between) come out in index order.
 ///
 /// ```
 /// use std::time::Duration;
-/// use verdant_sync::{Event, Waitable, wait};
+/// use verdant_sync::{Event, WaitFor, Waitable, wait};
 ///
 /// let (a, b) = (Event::new(), Event::new());
 /// let b2 = b.clone();
 /// verdant_hub::spawn(move || b2.set());
-/// let ready = wait(&[&a as &dyn Waitable, &b], Some(Duration::from_secs(30)), Some(1));
-/// assert_eq!(ready, [1]);
+/// let first = WaitFor::any().timeout(Duration::from_secs(30));
+/// assert_eq!(wait(&[&a as &dyn Waitable, &b], first), [1]);
 /// ```
-pub fn wait(
-    objects: &[&dyn Waitable],
-    timeout: Option<Duration>,
-    count: Option<usize>,
-) -> Vec<usize> {
-    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-    let wanted = count.unwrap_or(objects.len()).min(objects.len());
-    let ready = |i: &usize| objects[*i].is_ready();
-    // Objects made ready on other threads (thread-pool results) are why `park::wait_until`
-    // looks again after registering.
-    park::wait_until(
-        &"wait() on several objects",
-        deadline,
-        |waker| {
-            for object in objects.iter().filter(|o| !o.is_ready()) {
-                object.add_waiter(waker.clone());
-            }
-        },
-        || (0..objects.len()).filter(ready).count() >= wanted,
-    );
-    (0..objects.len()).filter(ready).collect()
+pub fn wait(objects: &[&dyn Waitable], wait: WaitFor) -> Vec<usize> {
+    iwait(objects, wait).collect()
 }
 
-/// Yields the index of each object as it becomes ready, until all have been yielded or
-/// `timeout` (for the whole iteration) passes. Objects that become ready at the same time
-/// come out in index order.
+/// Yields the index of each object as it becomes ready, until [`WaitFor::count`] of them
+/// (all by default) have been yielded or [`WaitFor::timeout`] (for the whole iteration)
+/// passes (gevent's `iwait(objects, timeout, count)`). Objects seen ready at the same look
+/// come out in index order (see [`wait`]).
 ///
 /// ```
-/// use verdant_sync::{Event, Waitable, iwait};
+/// use verdant_sync::{Event, WaitFor, Waitable, iwait};
 ///
 /// let go = Event::new();
 /// let slow = verdant_hub::spawn({
@@ -94,17 +84,19 @@ pub fn wait(
 /// });
 /// let fast = verdant_hub::spawn(|| ());
 /// let mut order = Vec::new();
-/// for i in iwait(&[&slow as &dyn Waitable, &fast], None) {
+/// for i in iwait(&[&slow as &dyn Waitable, &fast], WaitFor::all()) {
 ///     order.push(i);
 ///     go.set(); // `fast` came first; now let `slow` finish
 /// }
 /// assert_eq!(order, [1, 0]);
 /// ```
-pub fn iwait<'a>(objects: &'a [&'a dyn Waitable], timeout: Option<Duration>) -> IWait<'a> {
+pub fn iwait<'a>(objects: &'a [&'a dyn Waitable], wait: WaitFor) -> IWait<'a> {
     IWait {
         objects,
-        yielded: vec![false; objects.len()],
-        deadline: timeout.and_then(|t| Instant::now().checked_add(t)),
+        seen: vec![false; objects.len()],
+        arrived: VecDeque::new(),
+        left: wait.wanted(objects.len()),
+        deadline: wait.deadline(),
     }
 }
 
@@ -112,7 +104,12 @@ pub fn iwait<'a>(objects: &'a [&'a dyn Waitable], timeout: Option<Duration>) -> 
 #[derive(Debug)]
 pub struct IWait<'a> {
     objects: &'a [&'a dyn Waitable],
-    yielded: Vec<bool>,
+    /// Objects already seen ready (queued in `arrived` or yielded).
+    seen: Vec<bool>,
+    /// Seen ready, not yielded yet, in the order they were seen.
+    arrived: VecDeque<usize>,
+    /// How many more to yield.
+    left: usize,
     deadline: Option<Instant>,
 }
 
@@ -122,28 +119,46 @@ impl std::fmt::Debug for dyn Waitable + '_ {
     }
 }
 
+impl IWait<'_> {
+    /// Queues every object newly seen ready, in index order. Returns whether there was one.
+    fn look(&mut self) -> bool {
+        let before = self.arrived.len();
+        for (i, object) in self.objects.iter().enumerate() {
+            if !self.seen[i] && object.is_ready() {
+                self.seen[i] = true;
+                self.arrived.push_back(i);
+            }
+        }
+        self.arrived.len() > before
+    }
+}
+
 impl Iterator for IWait<'_> {
     type Item = usize;
 
     fn next(&mut self) -> Option<usize> {
-        let pending: Vec<usize> = (0..self.objects.len()).filter(|&i| !self.yielded[i]).collect();
-        if pending.is_empty() {
+        if self.left == 0 {
             return None;
         }
-        let objects = self.objects;
-        let mut found = None;
-        // As in `wait`: `park::wait_until` looks again after registering, before parking.
-        park::wait_until(
-            &"iwait() on several objects",
-            self.deadline,
-            |waker| pending.iter().for_each(|&i| objects[i].add_waiter(waker.clone())),
-            || {
-                found = pending.iter().copied().find(|&i| objects[i].is_ready());
-                found.is_some()
-            },
-        );
-        let ready = found?;
-        self.yielded[ready] = true;
-        Some(ready)
+        self.look();
+        if self.arrived.is_empty() {
+            let (objects, seen) = (self.objects, &self.seen);
+            let pending = || (0..objects.len()).filter(|&i| !seen[i]);
+            // As in `park::wait_until`'s doc: it looks again after registering, before
+            // parking, for objects made ready on other threads.
+            park::wait_until(
+                &"wait() or iwait() on several objects",
+                self.deadline,
+                |waker| pending().for_each(|i| objects[i].add_waiter(waker.clone())),
+                || pending().any(|i| objects[i].is_ready()),
+            );
+            self.look();
+        }
+        let Some(next) = self.arrived.pop_front() else {
+            self.left = 0; // timed out: the iteration is over
+            return None;
+        };
+        self.left -= 1;
+        Some(next)
     }
 }

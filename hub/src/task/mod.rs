@@ -14,12 +14,14 @@
 //! coroutine may still be running its link callbacks, and only then becomes `Done`.
 
 use std::cell::{Cell, OnceCell, RefCell};
+use std::collections::VecDeque;
 use std::fmt;
 
 use corosensei::{Coroutine, Yielder};
 
 use crate::error::GreenletError;
 use crate::stack::{GuardedStack, Stack};
+use crate::timer::TimerKey;
 
 pub(crate) mod run_queue;
 mod state;
@@ -159,9 +161,14 @@ pub(crate) struct Core {
 struct Cold {
     /// Who waits in `join` while it is alive: woken all at once when the outcome is set.
     joiners: WaitList,
-    links: Vec<(u64, LinkCallback)>,
+    /// Links after the first, in the order they were added; popped one at a time as they
+    /// run, so a running callback can still unlink a later one.
+    links: VecDeque<(u64, LinkCallback)>,
     /// A stack reserved at spawn time by [`Builder::spawn`](crate::Builder::spawn).
     reserved_stack: Option<GuardedStack>,
+    /// The timer that starts a `spawn_later` greenlet: a kill before it fires cancels it,
+    /// so that the hub does not stay busy for a greenlet that will never run.
+    start_timer: Option<TimerKey>,
 }
 
 impl Core {
@@ -279,35 +286,54 @@ impl Core {
             None => self.first_link.set(Some((id, callback))),
             Some(first) => {
                 self.first_link.set(Some(first));
-                self.cold().links.push((id, callback));
+                self.cold().links.push_back((id, callback));
             }
         }
     }
 
-    /// Removes a link that has not run; returns whether it was there.
+    /// Removes a link that has not run; returns whether it was there. The callback is
+    /// dropped after the links are let go of (its drop may run any code).
     pub(crate) fn remove_link(&self, id: u64) -> bool {
-        match self.first_link.take() {
-            Some((first, _)) if first == id => return true,
-            other => self.first_link.set(other),
-        }
-        let Some(cold) = &mut *self.cold.borrow_mut() else { return false };
-        let before = cold.links.len();
-        cold.links.retain(|(link, _)| *link != id);
-        cold.links.len() != before
+        let removed = match self.first_link.take() {
+            Some(first) if first.0 == id => {
+                // Keep "no first link, no further links": the next one moves up.
+                let next = self.cold.borrow_mut().as_mut().and_then(|cold| cold.links.pop_front());
+                self.first_link.set(next);
+                Some(first)
+            }
+            other => {
+                self.first_link.set(other);
+                let mut cold = self.cold.borrow_mut();
+                let links = cold.as_mut().map(|cold| &mut cold.links);
+                links.and_then(|links| {
+                    let at = links.iter().position(|(link, _)| *link == id)?;
+                    links.remove(at)
+                })
+            }
+        };
+        removed.is_some()
     }
 
-    /// Takes the link callbacks out, in the order they were added, to run them (without
-    /// allocating when there is only the inline one).
-    pub(crate) fn take_links(&self) -> impl Iterator<Item = (u64, LinkCallback)> + use<> {
-        let more = match &mut *self.cold.borrow_mut() {
-            Some(cold) => std::mem::take(&mut cold.links),
-            None => Vec::new(),
-        };
-        self.first_link.take().into_iter().chain(more)
+    /// Takes out the oldest link callback that has not run, to run it. One at a time, so
+    /// that a callback that is running can still [`remove_link`](Core::remove_link) a later
+    /// one (gevent: a listener unlinked during notification is not called).
+    pub(crate) fn pop_link(&self) -> Option<(u64, LinkCallback)> {
+        if let Some(first) = self.first_link.take() {
+            return Some(first);
+        }
+        self.cold.borrow_mut().as_mut()?.links.pop_front()
     }
 
     pub(crate) fn reserve_stack(&self, stack: GuardedStack) {
         self.cold().reserved_stack = Some(stack);
+    }
+
+    pub(crate) fn set_start_timer(&self, timer: TimerKey) {
+        self.cold().start_timer = Some(timer);
+    }
+
+    pub(crate) fn take_start_timer(&self) -> Option<TimerKey> {
+        self.cold.borrow_mut().as_mut().and_then(|cold| cold.start_timer.take())
     }
 
     pub(crate) fn take_reserved_stack(&self) -> Option<GuardedStack> {

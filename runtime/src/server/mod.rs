@@ -446,7 +446,7 @@ impl StreamServer {
     pub fn close(&self) {
         let accept_loop = self.state.accept_loop.borrow_mut().take();
         if let Some(accept_loop) = accept_loop {
-            accept_loop.kill_with(true, None);
+            accept_loop.kill();
         }
         self.state.listener.borrow_mut().take();
     }
