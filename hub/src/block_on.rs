@@ -229,6 +229,7 @@ enum Waiter {
 // also on unwind); a call that never ends because its thread exited with its greenlet
 // suspended never lets go at all (`Hub::drop` leaks abandoned greenlets' stacks), so the
 // signal is then never dropped.
+// SAFETY: so `parked` is only ever touched on its hub's thread, as argued above.
 unsafe impl Send for Signal {}
 // SAFETY: as for `Send`: the only field that is not `Sync` is never shared across threads.
 unsafe impl Sync for Signal {}

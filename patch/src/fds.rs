@@ -253,10 +253,10 @@ pub(crate) fn slot(fd: c_int, generation: u32) -> Result<Rc<Slot>, c_int> {
         stale.closed.set(true);
         stale.waiters.notify_all();
     }
+    // See the module doc for closes that bypass the hooks.
     // SAFETY: the registration is dropped before `fd` is closed: the hooked `close` (and
     // `dup2`/`dup3` onto it) drop this thread's slot first; a close on another thread
-    // makes it stale and leaked, never deregistered (see the module doc for closes that
-    // bypass the hooks).
+    // makes it stale and leaked, never deregistered.
     let registration = unsafe { Registration::new(fd) }
         .map_err(|err| err.raw_os_error().unwrap_or(libc::EINVAL))?;
     let slot = Rc::new(Slot {
