@@ -1,8 +1,6 @@
 //! `verdant::compat::tokio`: futures tied to tokio's reactor, run on the shared tokio
 //! runtime while the calling greenlet parks.
 
-mod util;
-
 use std::io::{Read, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -6,7 +6,7 @@
 
 #[path = "../examples/support/chat_room.rs"]
 mod chat_room;
-mod util;
+use verdant_testutil as util;
 
 #[path = "../examples/support/echo.rs"]
 mod echo;

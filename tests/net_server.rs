@@ -1,7 +1,7 @@
 //! `StreamServer`: serving, pool limits, graceful and forced stop, error reporting,
 //! misbehaving peers, and backing off when out of fds.
 
-mod util;
+use verdant_testutil as util;
 
 use std::cell::{Cell, RefCell};
 use std::io::{self, Read, Write};

@@ -1,7 +1,7 @@
 //! Green TCP: every `TcpListener`/`TcpStream` method, timeouts, interruption, and peers
 //! that reset, half-close or stall. Loopback only.
 
-mod util;
+use verdant_testutil as util;
 
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr};

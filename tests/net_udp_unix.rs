@@ -1,7 +1,7 @@
 //! Green UDP and Unix-domain sockets, and `wait_readable`/`wait_writable` re-exported
 //! from `verdant::net`.
 
-mod util;
+use verdant_testutil as util;
 
 use std::io::{self, Read, Write};
 use std::net::Shutdown;

@@ -1,6 +1,6 @@
 //! ThreadPool: work on native threads, results waking the submitting greenlet's hub.
 
-mod util;
+use verdant_testutil as util;
 
 #[path = "../examples/support/cpu.rs"]
 #[allow(dead_code)] // only own_cpu is needed here

@@ -7,11 +7,11 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use verdant::sync::{AsyncResult, Event, Waitable, wait};
-use verdant::{
+use verdant_hub::{
     GreenletError, LinkId, Timeout, TimeoutTimer, WaitFor, join_hub, join_hub_timeout, joinall,
     joinall_raising, killall, sleep, sleep_unref, spawn, spawn_later, with_timeout, yield_now,
 };
+use verdant_sync::{AsyncResult, Event, Waitable, wait};
 
 /// `test_multiple_listeners_error_unlink`: two listeners each unlink the other; whichever
 /// runs first removes the second before it is called, so exactly one of them runs.
@@ -216,7 +216,7 @@ fn every_kind_of_link_can_be_unlinked() {
     let ran = Rc::new(RefCell::new(Vec::new()));
     let log = |name: &'static str| {
         let ran = ran.clone();
-        move |_: &verdant::Greenlet<()>| ran.borrow_mut().push(name)
+        move |_: &verdant_hub::Greenlet<()>| ran.borrow_mut().push(name)
     };
     let ids = [p.link(log("link")), p.link_value(log("value")), p.link_exception(log("error"))];
     for id in ids {

@@ -1,14 +1,14 @@
 //! Stacks: sizes, limits reported by name, lazy allocation, recycling, overflow reports.
 
-mod util;
+use verdant_testutil as util;
 
 use std::io;
 use std::time::Duration;
 
 use util::panic_message_of;
-use verdant::WaitFor;
-use verdant::hub::{self, configure};
-use verdant::{Builder, GreenletError, sleep, spawn, yield_now};
+use verdant_hub::WaitFor;
+use verdant_hub::{self as hub, configure};
+use verdant_hub::{Builder, GreenletError, sleep, spawn, yield_now};
 
 #[test]
 fn stack_sizes_out_of_range_are_rejected() {
@@ -58,7 +58,7 @@ fn exhausting_the_hub_limit_is_an_error_that_names_it() {
     assert!(msg.starts_with("verdant::spawn: cannot allocate a greenlet stack"), "{msg}");
     assert!(msg.contains("vm.max_map_count"), "{msg}");
 
-    verdant::joinall(&sleepers, WaitFor::all());
+    verdant_hub::joinall(&sleepers, WaitFor::all());
     assert_eq!(spawn(|| 1).get(), Ok(1), "stacks came back to the free list");
 }
 
@@ -68,7 +68,7 @@ fn stacks_are_allocated_when_a_greenlet_first_runs_and_a_start_failure_is_report
     // Spawning needs no stack yet: all three are accepted...
     let gs: Vec<_> = (0..3).map(|_| spawn(|| sleep(Duration::from_millis(10)))).collect();
     // ...but only two can run at once; the third cannot start.
-    verdant::joinall(&gs, WaitFor::all());
+    verdant_hub::joinall(&gs, WaitFor::all());
     assert!(gs[0].successful() && gs[1].successful());
     match gs[2].get() {
         Err(GreenletError::NoStack(msg)) => assert!(msg.contains("vm.max_map_count"), "{msg}"),
@@ -107,7 +107,7 @@ fn stacks_are_recycled_through_the_free_list() {
 fn the_free_list_is_bounded() {
     configure(|c| c.max_free_stacks = 5).unwrap();
     let gs: Vec<_> = (0..20).map(|_| spawn(|| sleep(Duration::from_millis(1)))).collect();
-    verdant::joinall(&gs, WaitFor::all());
+    verdant_hub::joinall(&gs, WaitFor::all());
     assert_eq!(hub::stats().stacks_free, 5);
 }
 

@@ -5,8 +5,8 @@ use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use verdant::hub::io::{Interest, Registration, wait_readable, wait_writable};
-use verdant::{spawn, with_timeout, yield_now};
+use verdant_hub::io::{Interest, Registration, wait_readable, wait_writable};
+use verdant_hub::{spawn, with_timeout, yield_now};
 
 #[test]
 fn wait_readable_times_out_with_timed_out() {

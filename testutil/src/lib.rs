@@ -1,50 +1,64 @@
-//! Helpers shared by the integration tests: an ordering log and a drop counter.
-
-#![allow(dead_code)]
+//! Helpers shared by verdant's integration tests (in every crate's `tests/` and the
+//! top-level `tests/`): an ordering log, a drop counter, panic messages, tests that run in a
+//! child process, and socket options the tests need. Not published.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 /// An ordered record of events, shared by the greenlets of one test.
-#[derive(Clone, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Log(Rc<RefCell<Vec<String>>>);
 
 impl Log {
+    /// An empty log.
     pub fn new() -> Log {
         Log::default()
     }
 
+    /// Appends one event.
     pub fn push(&self, event: impl Into<String>) {
         self.0.borrow_mut().push(event.into());
     }
 
+    /// Returns the events so far and empties the log.
     pub fn take(&self) -> Vec<String> {
         std::mem::take(&mut *self.0.borrow_mut())
     }
 
+    /// How many events are recorded.
     pub fn len(&self) -> usize {
         self.0.borrow().len()
+    }
+
+    /// Whether nothing is recorded yet.
+    pub fn is_empty(&self) -> bool {
+        self.0.borrow().is_empty()
     }
 }
 
 /// Counts how many of its tokens were dropped: proves destructors ran (exactly once).
-#[derive(Clone, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct DropCounter(Rc<Cell<usize>>);
 
 impl DropCounter {
+    /// A counter at zero.
     pub fn new() -> DropCounter {
         DropCounter::default()
     }
 
+    /// A token that adds one to the counter when dropped.
     pub fn token(&self) -> DropToken {
         DropToken(self.0.clone())
     }
 
+    /// How many tokens were dropped so far.
     pub fn dropped(&self) -> usize {
         self.0.get()
     }
 }
 
+/// Adds one to its [`DropCounter`] when dropped.
+#[derive(Debug)]
 pub struct DropToken(Rc<Cell<usize>>);
 
 impl Drop for DropToken {
@@ -109,18 +123,19 @@ pub fn recurse_forever(n: u64) -> u64 {
 }
 
 /// Makes closing `socket` send a reset instead of a FIN (`SO_LINGER` with a zero timeout).
-pub fn set_linger_zero(socket: &impl std::os::fd::AsRawFd) {
+pub fn set_linger_zero(socket: &impl std::os::fd::AsFd) {
     let linger = libc::linger { l_onoff: 1, l_linger: 0 };
     set_socket_option(socket, libc::SO_LINGER, &linger);
 }
 
 /// Sets the `SOL_SOCKET`-level option `name` of `socket` to `value`, asserting success.
-pub fn set_socket_option<T>(socket: &impl std::os::fd::AsRawFd, name: libc::c_int, value: &T) {
+pub fn set_socket_option<T>(socket: &impl std::os::fd::AsFd, name: libc::c_int, value: &T) {
+    use std::os::fd::AsRawFd;
     // SAFETY: setsockopt reads `size_of::<T>()` bytes from a valid reference to a `T`, and
-    // the fd is open for as long as `socket` is borrowed.
+    // the fd is open for as long as `socket` is borrowed (an `AsFd` borrow).
     let rc = unsafe {
         libc::setsockopt(
-            socket.as_raw_fd(),
+            socket.as_fd().as_raw_fd(),
             libc::SOL_SOCKET,
             name,
             (value as *const T).cast(),

@@ -5,16 +5,16 @@
 //! failures are named: empty input, first item panics, nested spawn into a full pool, kill
 //! during map, imap over a blocking input.
 
-mod util;
+use verdant_testutil as util;
 
 use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 
 use util::panic_message_of;
-use verdant::pool::{GreenPool, Group, MapError, Pool};
-use verdant::sync::Queue;
-use verdant::{GreenletError, sleep, yield_now};
+use verdant_hub::{GreenletError, sleep, yield_now};
+use verdant_pool::{GreenPool, Group, MapError, Pool};
+use verdant_sync::Queue;
 
 fn sqr(x: u64) -> u64 {
     yield_now();
@@ -42,7 +42,7 @@ macro_rules! suite {
             use super::*;
 
             #[allow(unused_imports)]
-            use verdant::pool::*;
+            use verdant_pool::*;
 
             fn size() -> Option<usize> {
                 $size
@@ -193,7 +193,7 @@ macro_rules! suite {
                 let q = Queue::new();
                 q.put(123u64).unwrap();
                 let closer = q.clone();
-                verdant::spawn_later(Duration::from_millis(20), move || closer.close());
+                verdant_hub::spawn_later(Duration::from_millis(20), move || closer.close());
                 let input = q.clone();
                 let got: Vec<u64> = pool
                     .imap(|x| x, std::iter::from_fn(move || input.get().ok()))
@@ -203,7 +203,7 @@ macro_rules! suite {
                 let q = Queue::new();
                 q.put(1234u64).unwrap();
                 let closer = q.clone();
-                verdant::spawn_later(Duration::from_millis(20), move || closer.close());
+                verdant_hub::spawn_later(Duration::from_millis(20), move || closer.close());
                 let got: Vec<u64> = pool
                     .imap_unordered(|x| x, std::iter::from_fn(move || q.get().ok()))
                     .map(Result::unwrap)
@@ -315,7 +315,7 @@ macro_rules! suite {
                 let n = size().unwrap_or(10) * 2;
                 // As many tasks as the pool admits start, then wait for a kill: none of them
                 // can end by itself, so a `true` from kill means it interrupted them.
-                let all_in = verdant::sync::Event::new();
+                let all_in = verdant_sync::Event::new();
                 let (s, a) = (started.clone(), all_in.clone());
                 let result = pool.map_async(
                     move |_: usize| {
@@ -396,9 +396,9 @@ mod pool_0 {
         assert_eq!(pool.free_count(), 0);
         assert!(pool.is_full());
         assert_eq!(pool.wait_available_timeout(Duration::from_millis(5)), 0);
-        let g = verdant::Greenlet::new(|| ());
-        assert_eq!(pool.start_timeout(&g, Duration::from_millis(5)), Err(verdant::pool::PoolFull));
-        assert_eq!(pool.try_add(&g), Err(verdant::pool::PoolFull));
+        let g = verdant_hub::Greenlet::new(|| ());
+        assert_eq!(pool.start_timeout(&g, Duration::from_millis(5)), Err(verdant_pool::PoolFull));
+        assert_eq!(pool.try_add(&g), Err(verdant_pool::PoolFull));
         assert!(!g.started() && pool.is_empty());
     }
 

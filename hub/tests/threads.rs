@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use verdant::hub::{HubGone, RemoteWaker, park, remote_handle};
-use verdant::{sleep, spawn, yield_now};
+use verdant_hub::{HubGone, RemoteWaker, park, remote_handle};
+use verdant_hub::{sleep, spawn, yield_now};
 
 #[test]
 fn several_threads_each_run_their_own_hub_side_by_side() {
@@ -24,7 +24,7 @@ fn several_threads_each_run_their_own_hub_side_by_side() {
                     .collect();
                 let ids: Vec<u64> = gs.iter().map(|g| g.id()).collect();
                 let sum: u64 = gs.iter().map(|g| g.get().unwrap()).sum();
-                (ids[0], sum, verdant::hub::stats().spawned)
+                (ids[0], sum, verdant_hub::stats().spawned)
             })
         })
         .collect();
@@ -53,7 +53,7 @@ fn a_million_cross_thread_completions_arrive_exactly_once_with_coalesced_wakes()
     // default 50 µs spin depends on how long the OS leaves the posters unscheduled, so
     // the spin is made far longer than any gap between two posts: the hub never sleeps
     // here, and a million completions, taken while it runs or spins, cost no write.
-    verdant::hub::configure(|c| c.spin = Duration::from_secs(10)).unwrap();
+    verdant_hub::configure(|c| c.spin = Duration::from_secs(10)).unwrap();
     SEEN.with(|s| *s.borrow_mut() = vec![0; TOTAL]);
     let hub = remote_handle();
     let writes_before = hub.wake_writes();
@@ -174,6 +174,6 @@ fn posting_to_a_hub_whose_thread_ended_fails() {
 #[test]
 fn remote_handles_are_send_and_sync() {
     fn assert_send_sync<T: Send + Sync>() {}
-    assert_send_sync::<verdant::hub::RemoteHandle>();
+    assert_send_sync::<verdant_hub::RemoteHandle>();
     assert_send_sync::<RemoteWaker>();
 }

@@ -1,13 +1,13 @@
 //! What is particular to Group, Pool, GreenPool and GreenPile.
 
-mod util;
+use verdant_testutil as util;
 
 use std::time::Duration;
 
 use util::Log;
-use verdant::WaitFor;
-use verdant::pool::{GreenPile, GreenPool, Group, Pool, PoolFull, WaitallFromMember};
-use verdant::{Greenlet, GreenletError, sleep, spawn, yield_now};
+use verdant_hub::WaitFor;
+use verdant_hub::{Greenlet, GreenletError, sleep, spawn, yield_now};
+use verdant_pool::{GreenPile, GreenPool, Group, Pool, PoolFull, WaitallFromMember};
 
 #[test]
 fn spawn_takes_a_place_at_once_and_apply_async_never_waits() {
@@ -30,7 +30,7 @@ fn spawn_takes_a_place_at_once_and_apply_async_never_waits() {
     assert_eq!(pool.free_count(), 0);
     let c = async_push("4"); // the pool is full: returns at once anyway
     assert_eq!(log.take(), ["1"], "nothing ran yet");
-    verdant::joinall(&[a, b, c], WaitFor::all());
+    verdant_hub::joinall(&[a, b, c], WaitFor::all());
     let mut ran = log.take();
     ran.sort();
     assert_eq!(ran, ["2", "3", "4"]);
@@ -67,7 +67,7 @@ fn add_and_start_fail_with_pool_full_without_waiting_or_after_the_timeout() {
     assert_eq!(pool.start_timeout(&unstarted, Duration::from_millis(5)), Err(PoolFull));
     assert!(!unstarted.started());
     assert_eq!((pool.free_count(), pool.len()), (0, 1));
-    verdant::killall(&[first.as_ref(), second.as_ref()]);
+    verdant_hub::killall(&[first.as_ref(), second.as_ref()]);
     assert_eq!(pool.free_count(), 1, "the dead member left by itself");
 }
 
@@ -132,7 +132,7 @@ fn a_group_tracks_without_limiting() {
 #[test]
 fn greenpool_counts_running_waiting_and_free() {
     let pool = GreenPool::new(2);
-    let gate = verdant::sync::Event::new();
+    let gate = verdant_sync::Event::new();
     for _ in 0..2 {
         let g = gate.clone();
         pool.spawn_n(move || g.wait());
@@ -150,7 +150,7 @@ fn greenpool_counts_running_waiting_and_free() {
 #[test]
 fn greenpool_resize_lets_running_greenlets_finish() {
     let pool = GreenPool::new(3);
-    let gate = verdant::sync::Event::new();
+    let gate = verdant_sync::Event::new();
     for _ in 0..3 {
         let g = gate.clone();
         pool.spawn_n(move || g.wait());

@@ -1,6 +1,6 @@
 //! Queues and channels: order, limits, timeouts, closing, and nothing lost.
 
-mod util;
+use verdant_testutil as util;
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -8,9 +8,9 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use util::{Log, panic_message_of};
-use verdant::WaitFor;
-use verdant::sync::{Channel, GetError, JoinableQueue, LifoQueue, PriorityQueue, PutError, Queue};
-use verdant::{GreenletError, sleep, spawn, yield_now};
+use verdant_hub::WaitFor;
+use verdant_hub::{GreenletError, sleep, spawn, yield_now};
+use verdant_sync::{Channel, GetError, JoinableQueue, LifoQueue, PriorityQueue, PutError, Queue};
 
 #[test]
 fn a_bounded_queue_blocks_the_producer_while_full() {
@@ -193,9 +193,9 @@ fn nothing_is_lost_under_kills_and_timeouts() {
             victim.kill_nowait();
         }
     }
-    verdant::joinall(&everyone[..8], WaitFor::all()); // producers finish (or were killed)
+    verdant_hub::joinall(&everyone[..8], WaitFor::all()); // producers finish (or were killed)
     q.close();
-    verdant::joinall(&everyone, WaitFor::all());
+    verdant_hub::joinall(&everyone, WaitFor::all());
     received.borrow_mut().extend(q.try_iter());
     let count = |items: &[u32]| {
         let mut m = BTreeMap::new();

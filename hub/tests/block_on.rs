@@ -2,7 +2,7 @@
 //! itself, by other threads and by `async-io`'s timers; what a panic, a kill, a timeout
 //! and a dropped waker do; and the same call on a thread without a hub.
 
-mod util;
+use verdant_testutil as util;
 
 use std::cell::Cell;
 use std::future::{Future, poll_fn};
@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use futures::task::AtomicWaker;
 use util::{DropCounter, Log, panic_message_of};
-use verdant::hub::{has_hub, stats};
-use verdant::{GreenletError, block_on, spawn, with_timeout, yield_now};
+use verdant_hub::{GreenletError, block_on, spawn, with_timeout, yield_now};
+use verdant_hub::{has_hub, stats};
 
 /// Generous: only a lost wake-up would take this long.
 const HANG_GUARD: Duration = Duration::from_secs(60);
@@ -280,7 +280,7 @@ fn a_kill_while_parked_in_block_on_drops_the_future() {
 
 #[test]
 fn a_future_whose_wakers_were_all_dropped_is_a_deadlock_for_the_main_code() {
-    let _ = verdant::hub::stats(); // this thread has a hub
+    let _ = verdant_hub::stats(); // this thread has a hub
     // Dropped on another thread.
     let msg = panic_message_of(|| {
         block_on(poll_fn(|cx| {
@@ -357,7 +357,7 @@ fn a_waker_kept_past_its_call_is_no_outstanding_work_and_its_wakes_are_ignored()
     assert_eq!(got, Ok(7));
     let kept = kept.unwrap();
     // Nothing else can wake the main code: the kept waker must not make the hub wait.
-    let msg = panic_message_of(|| verdant::hub::park::park(&"nothing at all"));
+    let msg = panic_message_of(|| verdant_hub::park::park(&"nothing at all"));
     assert!(msg.contains("deadlock"), "{msg}");
     // A wake of it from another thread is dropped before it reaches the inbox.
     let before = stats().inbox_messages;

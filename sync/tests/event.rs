@@ -1,15 +1,15 @@
 //! Event and AsyncResult: who is woken, and exactly once.
 
-mod util;
+use verdant_testutil as util;
 
 use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 
 use util::panic_message_of;
-use verdant::WaitFor;
-use verdant::sync::{AsyncResult, Event};
-use verdant::{sleep, spawn, yield_now};
+use verdant_hub::WaitFor;
+use verdant_hub::{sleep, spawn, yield_now};
+use verdant_sync::{AsyncResult, Event};
 
 #[test]
 fn set_wakes_all_thousand_waiters_even_if_clear_follows_at_once() {
@@ -35,7 +35,7 @@ fn set_wakes_all_thousand_waiters_even_if_clear_follows_at_once() {
     assert_eq!(first.get(), 1000, "every waiter of that moment woke");
     assert_eq!(second.get(), 0, "re-waiting during the pass is not woken by it");
     event.set();
-    verdant::joinall(&gs, WaitFor::all());
+    verdant_hub::joinall(&gs, WaitFor::all());
     assert_eq!(second.get(), 1000);
 }
 

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use verdant::sync::{AsyncResult, Event, WaitFor, Waitable, iwait, wait};
-use verdant::{spawn, yield_now};
+use verdant_hub::{spawn, yield_now};
+use verdant_sync::{AsyncResult, Event, WaitFor, Waitable, iwait, wait};
 
 #[test]
 fn wait_for_all_or_for_a_count() {
@@ -85,7 +85,7 @@ impl Waitable for ReadyAfterFirstLook {
         looks > 0
     }
 
-    fn add_waiter(&self, _waker: verdant::hub::park::Waker) {}
+    fn add_waiter(&self, _waker: verdant_hub::park::Waker) {}
 }
 
 #[test]

@@ -1,14 +1,14 @@
 //! Deadlock is reported, not hung: the main code's wait fails when nothing can wake it.
 
-mod util;
+use verdant_testutil as util;
 
 use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use util::panic_message_of;
-use verdant::hub::{park, remote_handle};
-use verdant::{Builder, sleep, spawn};
+use verdant_hub::{Builder, sleep, spawn};
+use verdant_hub::{park, remote_handle};
 
 #[test]
 fn joining_a_greenlet_that_waits_forever_reports_a_deadlock_naming_it() {
@@ -48,7 +48,7 @@ fn a_pending_timer_is_not_a_deadlock() {
 fn outstanding_cross_thread_work_is_not_a_deadlock() {
     let hub = remote_handle();
     let work = hub.begin_work();
-    let waker = verdant::hub::RemoteWaker::new(park::waker());
+    let waker = verdant_hub::RemoteWaker::new(park::waker());
     let t = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(20));
         waker.wake().unwrap();
@@ -61,7 +61,7 @@ fn outstanding_cross_thread_work_is_not_a_deadlock() {
 #[test]
 fn a_greenlet_waiting_for_io_is_not_a_deadlock() {
     let (mut writer, reader) = UnixStream::pair().unwrap();
-    let g = spawn(move || verdant::hub::io::wait_readable(&reader, None).is_ok());
+    let g = spawn(move || verdant_hub::io::wait_readable(&reader, None).is_ok());
     let t = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(20));
         writer.write_all(b"x").unwrap();

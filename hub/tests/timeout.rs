@@ -1,11 +1,12 @@
 //! with_timeout: expiry at a blocking point, nesting, and what it cannot interrupt.
 
-mod util;
+use verdant_testutil as util;
 
 use std::time::{Duration, Instant};
 
 use util::{DropCounter, Log};
-use verdant::{Timeout, hub, sleep, spawn, with_timeout, yield_now};
+use verdant_hub as hub;
+use verdant_hub::{Timeout, sleep, spawn, with_timeout, yield_now};
 
 #[test]
 fn expires_at_a_blocking_point_and_runs_destructors() {

@@ -8,11 +8,11 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use verdant::sync::{
+use verdant_hub::{spawn, yield_now};
+use verdant_sync::{
     AsyncResult, Event, GetError, JoinableQueue, PutError, Queue, Semaphore, WaitFor, Waitable,
     eventlet, iwait, wait,
 };
-use verdant::{spawn, yield_now};
 
 /// `TestEventBasics.test_wait_while_notifying`: two greenlets wait; main sets the event and
 /// waits on it itself. The two woken by `set` return from `wait` first.

@@ -1,18 +1,18 @@
 //! Killing greenlets: delivered at the blocking point by unwinding; cleanup always runs.
 
-mod util;
+use verdant_testutil as util;
 
 use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 
 use util::{DropCounter, Log};
-use verdant::hub::park::{self, WaitList};
-use verdant::sync::Event;
-use verdant::{
+use verdant_hub::park::{self, WaitList};
+use verdant_hub::{
     GreenletError, WaitFor, current, killall, killall_timeout, sleep, spawn, with_timeout,
     yield_now,
 };
+use verdant_sync::Event;
 
 /// Holds a "lock" flag while alive; releasing it is what a guard's destructor does.
 struct Guard(Rc<Cell<bool>>);
@@ -71,7 +71,7 @@ fn a_greenlet_killed_before_it_starts_never_runs() {
 fn a_spawn_later_greenlet_killed_before_its_delay_never_runs() {
     let ran = Rc::new(Cell::new(false));
     let r = ran.clone();
-    let g = verdant::spawn_later(Duration::from_millis(5), move || r.set(true));
+    let g = verdant_hub::spawn_later(Duration::from_millis(5), move || r.set(true));
     g.kill();
     sleep(Duration::from_millis(20));
     assert!(!ran.get());
@@ -271,7 +271,7 @@ fn killall_with_a_timeout_reports_stragglers() {
     assert!(quick.ready() && !straggler.ready());
     release.0.set(true);
     release.1.notify_all();
-    assert_eq!(verdant::joinall(&both, WaitFor::all()), [0, 1]);
+    assert_eq!(verdant_hub::joinall(&both, WaitFor::all()), [0, 1]);
     assert_eq!(straggler.error(), Some(GreenletError::Killed));
 }
 

@@ -4,8 +4,8 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use verdant::sync::Event;
-use verdant::{Builder, Greenlet, GreenletError, current, sleep, spawn, yield_now};
+use verdant_hub::{Builder, Greenlet, GreenletError, current, sleep, spawn, yield_now};
+use verdant_sync::Event;
 
 #[test]
 fn ids_are_unique_and_current_names_the_running_greenlet() {
@@ -133,8 +133,8 @@ fn untyped_handles_compare_and_join() {
 
 #[test]
 fn the_hub_counts_greenlets_spawned_and_finished_whatever_their_end() {
-    let before = verdant::hub::stats();
-    let gate = verdant::sync::Event::new();
+    let before = verdant_hub::stats();
+    let gate = verdant_sync::Event::new();
     let returns = spawn(|| 1);
     let panics = spawn(|| panic!("on purpose"));
     let killed_before_start = spawn(|| ());
@@ -143,10 +143,10 @@ fn the_hub_counts_greenlets_spawned_and_finished_whatever_their_end() {
     let waiting = spawn(move || g.wait());
     yield_now();
     let _ = (returns.get(), panics.get());
-    let now = verdant::hub::stats();
+    let now = verdant_hub::stats();
     assert_eq!(now.spawned - before.spawned, 4);
     assert_eq!(now.finished - before.finished, 3, "one is still alive");
     gate.set();
     waiting.join();
-    assert_eq!(verdant::hub::stats().finished - before.finished, 4);
+    assert_eq!(verdant_hub::stats().finished - before.finished, 4);
 }

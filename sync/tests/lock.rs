@@ -1,15 +1,15 @@
 //! Semaphores and locks: limits, FIFO hand-off, fairness, ownership, nothing lost.
 
-mod util;
+use verdant_testutil as util;
 
 use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 
 use util::Log;
-use verdant::WaitFor;
-use verdant::sync::{BoundedSemaphore, Lock, RLock, Semaphore};
-use verdant::{GreenletError, sleep, spawn, yield_now};
+use verdant_hub::WaitFor;
+use verdant_hub::{GreenletError, sleep, spawn, yield_now};
+use verdant_sync::{BoundedSemaphore, Lock, RLock, Semaphore};
 
 #[test]
 fn a_semaphore_admits_at_most_n_holders() {
@@ -28,7 +28,7 @@ fn a_semaphore_admits_at_most_n_holders() {
             })
         })
         .collect();
-    verdant::joinall(&gs, WaitFor::all());
+    verdant_hub::joinall(&gs, WaitFor::all());
     assert_eq!(most.get(), 2);
     assert_eq!(sem.available(), 2);
 }
@@ -51,7 +51,7 @@ fn waiters_are_served_first_in_first_out() {
     yield_now(); // all five queue up in spawn order
     assert_eq!(lock.waiting(), 5);
     drop(held);
-    verdant::joinall(&gs, WaitFor::all());
+    verdant_hub::joinall(&gs, WaitFor::all());
     assert_eq!(log.take(), ["w0", "w1", "w2", "w3", "w4"]);
 }
 
@@ -177,7 +177,7 @@ fn an_rlock_is_reentrant_and_owned() {
 #[test]
 fn a_release_skips_a_waiter_whose_wait_timed_out_and_now_waits_elsewhere() {
     let sem = Rc::new(Semaphore::new(0));
-    let elsewhere = verdant::sync::Event::new();
+    let elsewhere = verdant_sync::Event::new();
     let moved_on = Rc::new(Cell::new(false));
     let stale = spawn({
         let (sem, elsewhere, moved_on) = (sem.clone(), elsewhere.clone(), moved_on.clone());

@@ -1,12 +1,12 @@
 //! StackMode::Shared: greenlets take turns on a few stacks; their frames survive swaps.
 
-mod util;
+use verdant_testutil as util;
 
 use std::time::Duration;
 
 use util::{DropCounter, Log};
-use verdant::hub::{self, StackMode, configure, park};
-use verdant::{Builder, GreenletError, sleep, spawn, yield_now};
+use verdant_hub::{self as hub, StackMode, configure, park};
+use verdant_hub::{Builder, GreenletError, sleep, spawn, yield_now};
 
 fn shared(stacks: usize) {
     configure(|c| {
@@ -105,7 +105,7 @@ fn kills_and_panics_unwind_across_swaps() {
     });
     yield_now();
     assert_eq!(log.len(), 5);
-    verdant::killall(&sleepers);
+    verdant_hub::killall(&sleepers);
     assert_eq!(panicker.get(), Err(GreenletError::Panicked("on a shared stack".into())));
     assert_eq!(drops.dropped(), 6, "every destructor ran");
     assert!(sleepers.iter().all(|g| g.error() == Some(GreenletError::Killed)));

@@ -1,15 +1,15 @@
 //! A panic in a greenlet is captured: the hub and the other greenlets keep running.
 
-mod util;
+use verdant_testutil as util;
 
 use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 
 use util::{DropCounter, Log};
-use verdant::WaitFor;
-use verdant::sync::Event;
-use verdant::{GreenletError, sleep, spawn};
+use verdant_hub::WaitFor;
+use verdant_hub::{GreenletError, sleep, spawn};
+use verdant_sync::Event;
 
 #[test]
 fn a_panic_is_reported_by_get_and_others_keep_running() {
@@ -84,9 +84,9 @@ fn links_fire_exactly_once_for_success_panic_and_kill() {
         assert_eq!(g.error(), Some(GreenletError::Killed));
         f.set(f.get() + 100)
     });
-    verdant::sleep(Duration::from_millis(1));
+    verdant_hub::sleep(Duration::from_millis(1));
     killed.kill();
-    verdant::joinall(&[ok.as_ref(), bad.as_ref(), killed.as_ref()], WaitFor::all());
+    verdant_hub::joinall(&[ok.as_ref(), bad.as_ref(), killed.as_ref()], WaitFor::all());
     assert_eq!(fired.get(), 111);
     sleep(Duration::from_millis(2));
     assert_eq!(fired.get(), 111, "no link fired twice");
@@ -147,7 +147,7 @@ fn a_greenlet_joining_itself_gets_a_clear_panic() {
     let me = Rc::new(Cell::new(None));
     let slot = me.clone();
     let g = spawn(move || {
-        let this: verdant::GreenletRef = verdant::current();
+        let this: verdant_hub::GreenletRef = verdant_hub::current();
         slot.set(Some(this.id()));
         this.join();
     });
@@ -166,30 +166,30 @@ fn a_panic_keeps_its_payload_through_get_and_a_thread_pool_reraise() {
     assert_eq!(panic.take_payload().unwrap().downcast_ref::<Payload>(), Some(&Payload(7)));
     assert!(panic.take_payload().is_none(), "taken once");
 
-    let pool = verdant::threadpool::ThreadPool::new(1);
-    let reraised = verdant::catch_panic(|| pool.apply(|| std::panic::panic_any(Payload(3))))
+    let pool = verdant_threadpool::ThreadPool::new(1);
+    let reraised = verdant_hub::catch_panic(|| pool.apply(|| std::panic::panic_any(Payload(3))))
         .expect_err("apply re-raises the task's panic");
     assert_eq!(reraised.downcast_ref::<Payload>(), Some(&Payload(3)), "the original payload");
 }
 
 #[test]
 fn catch_panic_catches_panics_but_never_a_kill_or_a_timeout() {
-    let caught = verdant::catch_panic(|| panic!("real")).unwrap_err();
-    assert_eq!(verdant::panic_message(&*caught), "real");
+    let caught = verdant_hub::catch_panic(|| panic!("real")).unwrap_err();
+    assert_eq!(verdant_hub::panic_message(&*caught), "real");
 
     let drops = DropCounter::new();
     let token = drops.token();
     let g = spawn(move || {
         let _held = token;
-        let _ = verdant::catch_panic(|| sleep(Duration::from_secs(3600)));
+        let _ = verdant_hub::catch_panic(|| sleep(Duration::from_secs(3600)));
     });
-    verdant::yield_now();
+    verdant_hub::yield_now();
     g.kill();
     assert_eq!(g.get(), Err(GreenletError::Killed), "the kill went through catch_panic");
     assert_eq!(drops.dropped(), 1);
 
-    let timed = verdant::with_timeout(Duration::from_millis(1), || {
-        verdant::catch_panic(|| sleep(Duration::from_secs(3600)))
+    let timed = verdant_hub::with_timeout(Duration::from_millis(1), || {
+        verdant_hub::catch_panic(|| sleep(Duration::from_secs(3600)))
     });
     assert!(timed.is_err(), "the expiry reached its own scope");
 }

@@ -8,7 +8,7 @@
 //! Order and counts come from events, counters and yields, never from how long a sleep
 //! took: the one timeout here (`kill_timeout` on greenlets that never die) can only expire.
 
-mod util;
+use verdant_testutil as util;
 
 use std::cell::{Cell, RefCell};
 use std::panic::AssertUnwindSafe;
@@ -17,9 +17,9 @@ use std::sync::Once;
 use std::time::Duration;
 
 use util::panic_message_of;
-use verdant::pool::{GreenPile, GreenPool, Group, MapError, Pool};
-use verdant::sync::{Event, Queue};
-use verdant::{GreenletError, GreenletRef, sleep, spawn, yield_now};
+use verdant_hub::{GreenletError, GreenletRef, sleep, spawn, yield_now};
+use verdant_pool::{GreenPile, GreenPool, Group, MapError, Pool};
+use verdant_sync::{Event, Queue};
 
 // ----- gevent test__greenletset.py: Group.kill / killone --------------------------------
 

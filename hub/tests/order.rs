@@ -1,6 +1,6 @@
 //! Scheduling order: spawn, FIFO, yield_now, timers, and I/O versus busy greenlets.
 
-mod util;
+use verdant_testutil as util;
 
 use std::cell::Cell;
 use std::io::Write;
@@ -11,8 +11,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use util::Log;
-use verdant::WaitFor;
-use verdant::{hub, sleep, spawn, spawn_later, yield_now};
+use verdant_hub as hub;
+use verdant_hub::WaitFor;
+use verdant_hub::{sleep, spawn, spawn_later, yield_now};
 
 #[test]
 fn spawned_greenlets_wait_for_the_spawner_to_block_then_run_fifo() {
@@ -25,7 +26,7 @@ fn spawned_greenlets_wait_for_the_spawner_to_block_then_run_fifo() {
         .collect();
     log.push("spawner still running");
     assert_eq!(log.len(), 1, "nothing ran before the spawner blocked");
-    verdant::joinall(&gs, WaitFor::all());
+    verdant_hub::joinall(&gs, WaitFor::all());
     assert_eq!(log.take(), ["spawner still running", "g0", "g1", "g2", "g3", "g4"]);
 }
 
@@ -43,7 +44,7 @@ fn yield_now_lets_every_ready_greenlet_run_once_before_returning() {
     let a = spin("a", 3, log.clone());
     let b = spin("b", 3, log.clone());
     let c = spin("c", 3, log.clone());
-    verdant::joinall(&[a, b, c], WaitFor::all());
+    verdant_hub::joinall(&[a, b, c], WaitFor::all());
     assert_eq!(log.take(), ["a0", "b0", "c0", "a1", "b1", "c1", "a2", "b2", "c2"]);
 }
 
@@ -79,7 +80,7 @@ fn greenlets_spawned_during_a_turn_run_after_those_already_ready() {
     let l = log.clone();
     let sibling = spawn(move || l.push("sibling"));
     let child = parent.get().unwrap();
-    verdant::joinall(&[child.as_ref(), sibling.as_ref()], WaitFor::all());
+    verdant_hub::joinall(&[child.as_ref(), sibling.as_ref()], WaitFor::all());
     assert_eq!(log.take(), ["parent after spawn", "sibling", "child"]);
 }
 
@@ -100,12 +101,12 @@ fn timers_fire_in_deadline_order_fifo_on_ties() {
             .map(|&(offset, name)| {
                 let log = log.clone();
                 spawn(move || {
-                    verdant::sleep_until(base + Duration::from_millis(offset));
+                    verdant_hub::sleep_until(base + Duration::from_millis(offset));
                     log.push(name);
                 })
             })
             .collect();
-        verdant::joinall(&gs, WaitFor::all());
+        verdant_hub::joinall(&gs, WaitFor::all());
         if hub::stats().timers_fired - fired_before < plan.len() as u64 {
             continue; // some deadline passed before its timer existed: inconclusive
         }
@@ -139,7 +140,7 @@ fn the_loop_never_blocks_in_poll_while_a_greenlet_is_ready() {
     let (_keep, quiet) = UnixStream::pair().unwrap();
     quiet.set_nonblocking(true).unwrap();
     let waiter =
-        spawn(move || verdant::hub::io::wait_readable(&quiet, Some(Duration::from_secs(30))));
+        spawn(move || verdant_hub::io::wait_readable(&quiet, Some(Duration::from_secs(30))));
     let far = spawn(|| sleep(Duration::from_secs(30)));
     yield_now(); // let both park
     let before = hub::stats();
@@ -167,7 +168,7 @@ fn a_busy_greenlet_does_not_starve_io_and_io_does_not_starve_it() {
     let got_io = Rc::new(Cell::new(false));
     let flag = got_io.clone();
     let io_waiter = spawn(move || {
-        verdant::hub::io::wait_readable(&reader, Some(Duration::from_secs(30))).unwrap();
+        verdant_hub::io::wait_readable(&reader, Some(Duration::from_secs(30))).unwrap();
         flag.set(true);
     });
     // The writer thread says when its data is in the socket. From then on, the turns the
