@@ -33,6 +33,19 @@ pub struct HubConfig {
     /// for at most this long per wait, and nothing when no cross-thread work is
     /// outstanding. Default 50 µs; zero disables it.
     pub spin: std::time::Duration,
+    /// Turns the blocked-hub monitor on for this hub (gevent's `max_blocking_time`):
+    /// when one greenlet (or the loop's own code) holds the hub this long without
+    /// switching, the monitor thread reports it once, naming the greenlet and where it
+    /// was spawned (see [`set_blocking_reporter`](crate::set_blocking_reporter)). Default
+    /// `None` (off), or the `VERDANT_MAX_BLOCKING_TIME` environment variable in seconds
+    /// (`0.1`). Costs the switch path nothing.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// verdant_hub::configure(|c| c.max_blocking_time = Some(Duration::from_millis(100)))
+    ///     .unwrap();
+    /// ```
+    pub max_blocking_time: Option<std::time::Duration>,
 }
 
 /// Which stacks a hub gives its greenlets.
@@ -67,6 +80,7 @@ impl Default for HubConfig {
             stack_mode: StackMode::Guarded,
             shared_stacks: 16,
             spin: std::time::Duration::from_micros(50),
+            max_blocking_time: None,
         }
     }
 }

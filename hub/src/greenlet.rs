@@ -158,6 +158,7 @@ impl Builder {
     /// `InvalidInput` if the stack size is out of range; `OutOfMemory` if no stack can be
     /// allocated (the message names the limit: the hub's `max_stacks`, or
     /// `vm.max_map_count`).
+    #[track_caller]
     pub fn spawn<F, T>(self, f: F) -> io::Result<Greenlet<T>>
     where
         F: FnOnce() -> T + 'static,
@@ -189,6 +190,7 @@ impl Builder {
 /// let g = verdant_hub::spawn(|| "hello from a greenlet".len());
 /// assert_eq!(g.get(), Ok(21));
 /// ```
+#[track_caller]
 pub fn spawn<F, T>(f: F) -> Greenlet<T>
 where
     F: FnOnce() -> T + 'static,
@@ -206,6 +208,7 @@ where
 }
 
 /// Spawns a greenlet that starts after `delay` (gevent's `spawn_later`).
+#[track_caller]
 pub fn spawn_later<F, T>(delay: Duration, f: F) -> Greenlet<T>
 where
     F: FnOnce() -> T + 'static,
@@ -256,6 +259,7 @@ pub struct Greenlet<T> {
 impl<T: 'static> Greenlet<T> {
     /// Creates a greenlet that does not run until [`start`](Greenlet::start) is called
     /// (gevent's `Greenlet(run)`).
+    #[track_caller]
     pub fn new<F>(f: F) -> Greenlet<T>
     where
         F: FnOnce() -> T + 'static,
@@ -265,10 +269,12 @@ impl<T: 'static> Greenlet<T> {
 
     /// Creates the greenlet. `stack_size` is an explicit size (which always means a guarded
     /// stack of its own), or `None` for the hub's configured size and stack mode.
+    #[track_caller]
     fn create<F>(name: Option<Box<str>>, stack_size: Option<usize>, f: F) -> Greenlet<T>
     where
         F: FnOnce() -> T + 'static,
     {
+        let spawned_at = std::panic::Location::caller();
         let (id, stack_size, shared) = with_hub(|hub| {
             Stats::bump(&hub.stats().spawned);
             let config = hub.config();
@@ -292,6 +298,7 @@ impl<T: 'static> Greenlet<T> {
                 Kind::Greenlet,
                 stack_size,
                 shared,
+                spawned_at,
             ));
             std::ptr::addr_of_mut!((*slot).body).write(Cell::new(Some(f)));
             std::ptr::addr_of_mut!((*slot).value).write(RefCell::new(Outcome::Pending));

@@ -46,6 +46,7 @@ use crate::config::HubConfig;
 use crate::error::{GreenletError, KillUnwind, TimeoutUnwind};
 use crate::inbox::Remote;
 use crate::io::IoDriver;
+use crate::monitor::{self, Watch};
 use crate::overflow;
 use crate::shared_stack;
 use crate::stack::checked_stack_size;
@@ -110,6 +111,9 @@ fn with_new_hub<R>(f: impl FnOnce(&Hub) -> R) -> R {
         // The hub is in its final place now: publish it (and its run queue, for wakers).
         HUB_ADDRESS.with(|address| address.set(hub));
         hub.run_queue.publish();
+        if let Some(threshold) = hub.config.borrow().max_blocking_time {
+            hub.watch.set_threshold(Some(threshold));
+        }
         f(hub)
     })
 }
@@ -187,6 +191,9 @@ pub(crate) struct Hub {
     config: RefCell<HubConfig>,
     /// The loop's counters.
     stats: Stats,
+    /// The switch counter and the loop's phase, as the blocked-hub monitor sees them
+    /// (`monitor.rs`).
+    watch: Watch,
     /// The next greenlet (or link) id.
     next_id: Cell<u64>,
     /// How many of the live timers are *unref'd*: they do not keep the hub busy, so
@@ -203,9 +210,11 @@ impl Hub {
         let remote = Remote::new(&io).unwrap_or_else(|err| {
             panic!("verdant: cannot create this thread's hub: its wake eventfd failed: {err}")
         });
-        let config = HubConfig::default();
-        let main: Rc<dyn Task> =
-            Rc::new(MainTask { core: Core::new(0, None, Kind::Main, 0, false) });
+        let config =
+            HubConfig { max_blocking_time: monitor::threshold_from_env(), ..HubConfig::default() };
+        let main: Rc<dyn Task> = Rc::new(MainTask {
+            core: Core::new(0, None, Kind::Main, 0, false, std::panic::Location::caller()),
+        });
         Hub {
             run_queue: RunQueue::new(),
             current: Cell::new(None),
@@ -219,6 +228,7 @@ impl Hub {
             stacks: Stacks::new(&config),
             config: RefCell::new(config),
             stats: Stats::default(),
+            watch: Watch::default(),
             next_id: Cell::new(1),
             unref_timers: Cell::new(0),
         }
@@ -261,6 +271,9 @@ impl Hub {
     /// Replaces the settings (already validated).
     fn set_config(&self, config: HubConfig) {
         self.stacks.set_limits(&config);
+        if config.max_blocking_time != self.config.borrow().max_blocking_time {
+            self.watch.set_threshold(config.max_blocking_time);
+        }
         *self.config.borrow_mut() = config;
     }
 
@@ -499,7 +512,9 @@ impl Hub {
     /// the main code, from a blocking call, after it marked itself `Parked` or `Ready`.
     fn run_until_main_runs(&self) -> Result<(), Deadlock> {
         self.in_loop.set(true);
-        let _leave = LeaveLoop(&self.in_loop);
+        let entry = 0u8;
+        self.watch.enter_loop(std::ptr::addr_of!(entry) as usize);
+        let _leave = LeaveLoop(self);
         loop {
             let Some(task) = self.next_ready() else {
                 self.wait_for_work()?;
@@ -582,7 +597,9 @@ impl Hub {
                 return Err(Deadlock);
             }
             let timeout = next_timer.map(|at| at.saturating_duration_since(Instant::now()));
+            self.watch.set_idle(true);
             self.poll_io(timeout);
+            self.watch.set_idle(false);
             self.remote.wake_up();
         }
     }
@@ -629,7 +646,7 @@ impl Hub {
         core.set_state(State::Running);
         self.current.set(Some(NonNull::from(&*task)));
         self.in_loop.set(false);
-        Stats::bump(&self.stats.switches);
+        self.watch.count_switch();
         overflow::publish_running(core);
         let result = {
             let mut coroutine = core.coroutine.borrow_mut();
@@ -719,12 +736,13 @@ impl Drop for CancelOnDrop {
     }
 }
 
-/// Clears `in_loop` when the loop returns or unwinds.
-struct LeaveLoop<'a>(&'a Cell<bool>);
+/// Clears `in_loop` (and tells the monitor) when the loop returns or unwinds.
+struct LeaveLoop<'a>(&'a Hub);
 
 impl Drop for LeaveLoop<'_> {
     fn drop(&mut self) {
-        self.0.set(false);
+        self.0.in_loop.set(false);
+        self.0.watch.leave_loop();
     }
 }
 
@@ -734,6 +752,7 @@ impl Drop for Hub {
     /// at process exit). Running their code now would be unsound: it could touch
     /// thread-locals that are already gone.
     fn drop(&mut self) {
+        self.watch.unwatch();
         let _ = HUB_ADDRESS.try_with(|address| address.set(std::ptr::null()));
         self.run_queue.withdraw();
         self.remote.abandon();
@@ -794,7 +813,8 @@ pub fn stats() -> HubStats {
         HubStats {
             spawned: s.spawned.get(),
             finished: s.finished.get(),
-            switches: s.switches.get(),
+            switches: hub.watch.switches(),
+            blocking_reports: hub.watch.reports(),
             turns: s.turns.get(),
             polls_nonblocking: s.polls_nonblocking.get(),
             polls_blocking: s.polls_blocking.get(),

@@ -44,6 +44,7 @@
 //! | | `io/driver.rs` | the mio poll and the readiness of every registered fd |
 //! | | `inbox.rs` (`door.rs`) | the cross-thread door: the inbox, the wakers lent to other threads, and the sleeping/queued handshake (loom-checked) |
 //! | | `overflow.rs`, `stats.rs`, [`report`] | overflow reports, counters, error lines that never block |
+//! | | `monitor.rs` | the blocked-hub monitor: a thread that notices a greenlet holding its hub too long |
 //! | vocabulary | `task/` | a greenlet's scheduler state, its life cycle, wakers, the run queue |
 //! | | `error.rs`, `config.rs` | [`GreenletError`], [`HubConfig`] |
 //!
@@ -71,6 +72,7 @@ mod greenlet;
 mod hub;
 mod inbox;
 pub mod io;
+mod monitor;
 mod overflow;
 pub mod park;
 mod remote;
@@ -93,6 +95,7 @@ pub use greenlet::{
     killall_nowait, killall_timeout, spawn, spawn_later,
 };
 pub use hub::{config, configure, has_hub, in_greenlet, join_hub, join_hub_timeout, stats};
+pub use monitor::{BlockedGreenlet, BlockingReport, MAX_BLOCKING_TIME_ENV, set_blocking_reporter};
 pub use remote::{HubGone, RemoteHandle, RemoteWaker, WorkGuard, remote_handle};
 pub use stack::{
     DEFAULT_STACK_SIZE, MAX_STACK_SIZE, MIN_STACK_SIZE, guarded_stacks_mapped, max_map_count,

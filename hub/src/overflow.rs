@@ -51,6 +51,13 @@ pub(crate) fn publish_running(core: &Core) {
     ACTIVE.with(|a| a.set(active));
 }
 
+/// The `Core` of the greenlet the loop resumed last on this thread (null if none yet).
+/// Stale once that greenlet suspended: dereference it only from code that knows the
+/// greenlet runs (see the monitor's probe handler). Async-signal-safe.
+pub(crate) fn running_core() -> *const Core {
+    ACTIVE.try_with(|a| a.get().core).unwrap_or(std::ptr::null())
+}
+
 struct PreviousActions {
     segv: libc::sigaction,
     bus: libc::sigaction,

@@ -8,7 +8,6 @@ use std::cell::Cell;
 pub(crate) struct Stats {
     pub(crate) spawned: Cell<u64>,
     pub(crate) finished: Cell<u64>,
-    pub(crate) switches: Cell<u64>,
     pub(crate) turns: Cell<u64>,
     pub(crate) polls_nonblocking: Cell<u64>,
     pub(crate) polls_blocking: Cell<u64>,
@@ -28,6 +27,9 @@ pub struct HubStats {
     pub finished: u64,
     /// Times the loop resumed a greenlet.
     pub switches: u64,
+    /// Times the blocked-hub monitor reported this hub blocked (one per episode; see
+    /// [`HubConfig::max_blocking_time`](crate::HubConfig::max_blocking_time)).
+    pub blocking_reports: u64,
     /// Loop turns (each starts with a turn boundary: inbox, I/O, timers).
     pub turns: u64,
     /// `poll` calls with a zero timeout (something was ready to run).

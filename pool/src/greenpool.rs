@@ -67,6 +67,7 @@ impl GreenPool {
     /// wait for) and returns a greenlet that is already dead with `f`'s value; a panic in
     /// `f` then goes on in the caller. (gevent's `Pool::spawn`, which this shadows, waits
     /// instead.)
+    #[track_caller]
     pub fn spawn<F, T>(&self, f: F) -> Greenlet<T>
     where
         F: FnOnce() -> T + 'static,
@@ -84,6 +85,7 @@ impl GreenPool {
     /// Like [`spawn`](Self::spawn), without a handle to the result (eventlet's
     /// `spawn_n`). Run inline (reentering a full pool), a panic in `f` is reported by the
     /// panic hook and goes no further, as eventlet prints and drops the exception.
+    #[track_caller]
     pub fn spawn_n<F, T>(&self, f: F)
     where
         F: FnOnce() -> T + 'static,
@@ -245,6 +247,7 @@ impl<T: 'static> GreenPile<T> {
 
     /// Starts `f` in the pool (waiting while it is full); its result comes out of the
     /// iterator after those spawned before it.
+    #[track_caller]
     pub fn spawn<F>(&self, f: F)
     where
         F: FnOnce() -> T + 'static,

@@ -237,6 +237,7 @@ impl<L: Limit> Roster<L> {
     }
 
     /// Spawns `f` as a member, waiting for a place while the pool is full.
+    #[track_caller]
     pub(crate) fn spawn<F, T>(self: &Rc<Self>, f: F) -> Greenlet<T>
     where
         F: FnOnce() -> T + 'static,
@@ -247,6 +248,7 @@ impl<L: Limit> Roster<L> {
     }
 
     /// Spawns `f` as a member in a place already reserved.
+    #[track_caller]
     fn spawn_reserved<F, T>(self: &Rc<Self>, f: F) -> Greenlet<T>
     where
         F: FnOnce() -> T + 'static,
@@ -483,6 +485,7 @@ impl<L: Limit> Group<L> {
     }
 
     /// Spawns `f` as a member (in a pool, waits for a free place first).
+    #[track_caller]
     pub fn spawn<F, T>(&self, f: F) -> Greenlet<T>
     where
         F: FnOnce() -> T + 'static,

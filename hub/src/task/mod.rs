@@ -113,6 +113,9 @@ pub(crate) struct Core {
     /// Set once, when the body has produced its outcome (the greenlet is dead).
     outcome: OnceCell<Result<(), Box<GreenletError>>>,
     pub(crate) name: Option<Box<str>>,
+    /// Where it was created (`spawn`, `Builder::spawn`, `Greenlet::new`): for the
+    /// blocked-hub monitor and run information.
+    pub(crate) spawned_at: &'static std::panic::Location<'static>,
     /// The first link callback, kept inline: most linked greenlets have exactly one (their
     /// group's), and it should not cost the allocations of the cold box and a `Vec`.
     first_link: Cell<Option<(u64, LinkCallback)>>,
@@ -179,9 +182,11 @@ impl Core {
         kind: Kind,
         stack_size: usize,
         shared: bool,
+        spawned_at: &'static std::panic::Location<'static>,
     ) -> Core {
         Core {
             id,
+            spawned_at,
             epoch: Cell::new(0),
             interrupt: Cell::new(None),
             outcome: OnceCell::new(),
