@@ -93,6 +93,28 @@ fn finish(core: &Core, outcome: Result<(), GreenletError>) {
     with_hub(|hub| Stats::bump(&hub.stats().finished));
     core.interrupt.set(None);
     core.notify_joiners();
+    run_links(core);
+}
+
+/// Ends a greenlet whose frames the overflow handler discarded: runs on its coroutine's
+/// reset stack, in its own context, as its body's end would have. If it was dead already
+/// (a link callback overflowed), its outcome stands and the remaining links still run.
+pub(crate) fn finish_overflowed(core: &Core) {
+    let error = GreenletError::StackOverflow {
+        name: core.name.as_deref().map(str::to_string),
+        id: core.id,
+        stack_size: core.stack_size(),
+    };
+    if core.is_dead() {
+        crate::report::report(format!("verdant: a link callback of {}: {error}", core.describe()));
+        run_links(core);
+    } else {
+        finish(core, Err(error));
+    }
+}
+
+/// Runs a dead greenlet's link callbacks that have not run yet.
+fn run_links(core: &Core) {
     // One at a time: a callback may unlink a later one, which then never runs.
     while let Some((_, link)) = core.pop_link() {
         let run = || match link {
