@@ -300,3 +300,62 @@ fn an_overflow_of_a_threads_own_stack_still_aborts() {
     assert!(stderr.contains("has overflowed its stack"), "the runtime's report: {stderr}");
     assert!(!stderr.contains("verdant: greenlet"), "not taken for a greenlet's: {stderr}");
 }
+
+/// The lowest usable address of the stack mapping that holds `address` (just above its
+/// guard page), from `/proc/self/maps`.
+fn mapping_low(address: usize) -> usize {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    maps.lines()
+        .filter_map(|line| {
+            let (low, high) = line.split_whitespace().next()?.split_once('-')?;
+            Some((usize::from_str_radix(low, 16).ok()?, usize::from_str_radix(high, 16).ok()?))
+        })
+        .find(|&(low, high)| (low..high).contains(&address))
+        .expect("the stack is mapped")
+        .0
+}
+
+/// Recurses until fewer than 512 bytes of stack are left above `low`, then calls into the
+/// C library, whose frames overflow there.
+#[inline(never)]
+fn descend_into_c(low: usize) -> usize {
+    let here = std::hint::black_box(0u8);
+    let sp = &here as *const u8 as usize;
+    if sp > low + 512 {
+        return descend_into_c(low) + std::hint::black_box(here) as usize;
+    }
+    let mut buffer = [0u8; 64];
+    // SAFETY: the format takes one `c_double`, and `buffer` holds the 64 bytes it may write.
+    let written =
+        unsafe { libc::snprintf(buffer.as_mut_ptr().cast(), buffer.len(), c"%f".as_ptr(), 1.5f64) };
+    written as usize
+}
+
+/// Run in a child process by `an_overflow_inside_c_code_still_aborts`.
+#[test]
+fn c_overflow_child() {
+    if !util::is_child_for("c_overflow_child") {
+        return;
+    }
+    let g = Builder::new()
+        .name("in C")
+        .stack_size(STACK)
+        .spawn(|| {
+            let top = std::hint::black_box(0u8);
+            descend_into_c(mapping_low(&top as *const u8 as usize))
+        })
+        .unwrap();
+    let _ = g.get();
+    unreachable!("an overflow inside C code aborts");
+}
+
+#[test]
+fn an_overflow_inside_c_code_still_aborts() {
+    let (stderr, signal) = util::run_test_in_child("c_overflow_child");
+    assert!(
+        stderr.contains("verdant: greenlet 'in C' (id ")
+            && stderr.contains("came from code outside this program's own"),
+        "{stderr}"
+    );
+    assert_eq!(signal, Some(libc::SIGABRT));
+}
