@@ -168,6 +168,15 @@ impl Builder {
     }
 
     /// Usable stack size in bytes, between 16 KiB and 1 GiB, rounded up to whole pages.
+    ///
+    /// A greenlet that goes deeper than its stack ends with
+    /// [`GreenletError::StackOverflow`] (naming it, its size and this setting), and the
+    /// rest of the process goes on. Its frames are discarded **without running their
+    /// destructors**: what they held is leaked (memory, fds, a held `RefCell` borrow or
+    /// mutex guard); a `verdant_sync::Lock` or `RLock` it held is released for its waiters
+    /// and marked poisoned. An overflow inside C code, during an unwind or under
+    /// [`block_on`](crate::block_on) still aborts the process. See "Stack overflow" in
+    /// `docs/hub.md`.
     pub fn stack_size(mut self, bytes: usize) -> Builder {
         self.stack_size = Some(bytes);
         self

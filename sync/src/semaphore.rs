@@ -18,7 +18,7 @@
 //!
 //! A greenlet that overflows its stack is ended without running its frames' destructors
 //! (see `GreenletError::StackOverflow`), so a guard it holds never unlocks. [`Lock`] and
-//! [`RLock`] therefore know their holder (a [`Holder`]: a handle to the greenlet, taken on
+//! [`RLock`] therefore know their holder (a `Holder`: a handle to the greenlet, taken on
 //! every acquire; no allocation). While some greenlet waits for the lock, the holder is
 //! also linked to the lock with a shared [`LinkHook`] (no allocation either): when it dies
 //! of a stack overflow still holding the lock, the hook releases the lock on its behalf,
@@ -389,6 +389,10 @@ impl<K: Kind> fmt::Debug for SemaphoreGuard<'_, K> {
 /// time); it orders greenlets around a section of code that *blocks*, such as a protocol
 /// exchange on a shared connection.
 ///
+/// A holder that overflows its stack never drops its guard; the lock is then released on
+/// its behalf and marked [`poisoned`](Lock::poisoned), so waiters are not deadlocked (see
+/// the module docs).
+///
 /// ```
 /// use verdant_sync::Lock;
 ///
@@ -446,7 +450,8 @@ impl Lock {
     /// Takes the lock if it is free.
     pub fn try_acquire(&self) -> Option<LockGuard<'_>> {
         let inner = &self.inner;
-        if !inner.permits.try_acquire() && !(self.reclaim() && inner.permits.try_acquire()) {
+        let free = inner.permits.try_acquire() || (self.reclaim() && inner.permits.try_acquire());
+        if !free {
             return None;
         }
         inner.holder.took(&|| self.hook(), false);
@@ -665,8 +670,9 @@ impl RLock {
     pub fn try_acquire(&self) -> Option<RLockGuard<'_>> {
         let (me, inner) = (current_id(), &self.inner);
         if inner.owner.get() != Some(me) {
-            if !inner.permits.try_acquire() && !(inner.reclaim(None) && inner.permits.try_acquire())
-            {
+            let free =
+                inner.permits.try_acquire() || (inner.reclaim(None) && inner.permits.try_acquire());
+            if !free {
                 return None;
             }
             inner.holder.took(&|| self.hook(), false);
