@@ -1,4 +1,5 @@
-//! Stacks: sizes, limits reported by name, lazy allocation, recycling, overflow reports.
+//! Stacks: sizes, limits reported by name, lazy allocation, recycling, an overflow that
+//! ends only its greenlet.
 
 use verdant_testutil as util;
 
