@@ -106,7 +106,8 @@ pub(crate) fn finish_overflowed(core: &Core) {
         stack_size: core.stack_size(),
     };
     if core.is_dead() {
-        crate::report::report(format!("verdant: a link callback of {}: {error}", core.describe()));
+        let who = core.describe();
+        crate::report::report(format!("verdant: a link callback of {who} was cut short: {error}"));
         run_links(core);
     } else {
         finish(core, Err(error));

@@ -20,10 +20,11 @@
 //! (see `GreenletError::StackOverflow`), so a guard it holds never unlocks. [`Lock`] and
 //! [`RLock`] therefore know their holder (a `Holder`: a handle to the greenlet, taken on
 //! every acquire; no allocation). While some greenlet waits for the lock, the holder is
-//! also linked to the lock with a shared [`LinkHook`] (no allocation either): when it dies
-//! of a stack overflow still holding the lock, the hook releases the lock on its behalf,
-//! marks it *poisoned* and reports one line. A holder that overflowed while nobody waited
-//! is found out by the next `acquire`, `try_acquire` or `locked`, which does the same.
+//! also linked to the lock with a [`LinkHook`] the lock itself implements (no callback
+//! allocated per acquire), and unlinked when it releases the lock: when it dies of a stack
+//! overflow still holding the lock, the hook releases the lock on its behalf, marks it
+//! *poisoned* and reports one line. A holder that overflowed while nobody waited is found
+//! out by the next `acquire`, `try_acquire` or `locked`, which does the same.
 //! Nothing else counts as abandoning a lock: a holder that panics or is killed unwinds and
 //! drops its guard, and one that forgot its guard and ended may legitimately be released
 //! by another greenlet later (gevent's `Lock.release` from any greenlet).
