@@ -121,8 +121,39 @@ use crate::park;
 /// assert_eq!(answer, 42);
 /// ```
 pub fn block_on<F: Future>(future: F) -> F::Output {
+    // Declared before the future, so dropped after it: covers every poll and the drop.
+    let _pinned = PinnedOnStack::enter();
     let future = pin!(future);
     if has_hub() { on_hub(future) } else { on_thread(future) }
+}
+
+/// Counts a `block_on` of the running greenlet while it lives (see `Core::pinned`): a
+/// pinned future on a greenlet's stack must be dropped before its memory is reused, so an
+/// overflow under it aborts instead of ending just the greenlet (`overflow.rs`).
+struct PinnedOnStack(bool);
+
+impl PinnedOnStack {
+    fn enter() -> PinnedOnStack {
+        let counted = with_existing_hub(|hub| {
+            let core = hub.current_core();
+            core.pinned.set(core.pinned.get().saturating_add(1));
+        });
+        PinnedOnStack(counted.is_some())
+    }
+}
+
+impl Drop for PinnedOnStack {
+    fn drop(&mut self) {
+        if self.0 {
+            // The same task runs now as at `enter`: `block_on` never moves between them.
+            with_existing_hub(|hub| {
+                let core = hub.current_core();
+                if core.pinned.get() < u8::MAX {
+                    core.pinned.set(core.pinned.get() - 1);
+                }
+            });
+        }
+    }
 }
 
 /// `block_on` for the main code or a greenlet of this thread's hub.

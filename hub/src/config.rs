@@ -14,7 +14,9 @@ use crate::stack::DEFAULT_STACK_SIZE;
 pub struct HubConfig {
     /// Usable stack size of greenlets that do not choose one with
     /// [`Builder::stack_size`](crate::Builder::stack_size). Default 256 KiB
-    /// ([`DEFAULT_STACK_SIZE`]); only touched pages cost memory.
+    /// ([`DEFAULT_STACK_SIZE`]); only touched pages cost memory. A greenlet that overflows
+    /// it ends with [`GreenletError::StackOverflow`](crate::GreenletError::StackOverflow)
+    /// (its frames' destructors do not run).
     pub stack_size: usize,
     /// The most guarded stacks this hub may hold at once (in use plus free-listed), on top
     /// of the process-wide cap derived from `vm.max_map_count`. `None` (the default): only

@@ -25,6 +25,44 @@ pub enum GreenletError {
     NoStack(String),
     /// The value was already moved out by an earlier [`take`](crate::Greenlet::take).
     Taken,
+    /// The greenlet overflowed its stack: it ran into the guard page below it, and the hub
+    /// ended it there. The rest of the process goes on: its joiners, `get`, links and pools
+    /// see this outcome as they would see a panic.
+    ///
+    /// Its frames were discarded **without running their destructors**: whatever they
+    /// held is leaked, as with [`std::mem::forget`] (memory, file descriptors, a held
+    /// `RefCell` borrow or `std::sync::Mutex` guard stays held). A `verdant_sync::Lock` or
+    /// `RLock` it held is released and marked poisoned, so its waiters are not deadlocked.
+    /// An overflow that cannot be ended this way (in C code, during an unwind, under a
+    /// `block_on`) still aborts the process with a message; see "Stack overflow" in
+    /// `docs/hub.md`.
+    ///
+    /// Give the greenlet a bigger stack with
+    /// [`Builder::stack_size`](crate::Builder::stack_size), or raise
+    /// [`HubConfig::stack_size`](crate::HubConfig::stack_size) for every greenlet.
+    ///
+    /// ```
+    /// use verdant_hub::{Builder, GreenletError};
+    ///
+    /// fn deep(n: u64) -> u64 {
+    ///     let pad = std::hint::black_box([n; 64]);
+    ///     if n == 0 { pad[1] } else { deep(n - 1) + pad[0] }
+    /// }
+    ///
+    /// let g = Builder::new().name("deep").stack_size(16 * 1024).spawn(|| deep(1 << 20)).unwrap();
+    /// let Err(GreenletError::StackOverflow { name, id, stack_size }) = g.get() else {
+    ///     unreachable!()
+    /// };
+    /// assert_eq!((name.as_deref(), id, stack_size), (Some("deep"), g.id(), 16 * 1024));
+    /// ```
+    StackOverflow {
+        /// Its name, if it was given one with [`Builder::name`](crate::Builder::name).
+        name: Option<String>,
+        /// Its id ([`GreenletRef::id`](crate::GreenletRef::id)).
+        id: u64,
+        /// Its usable stack size in bytes: the size that was too small.
+        stack_size: usize,
+    },
 }
 
 impl fmt::Display for GreenletError {
@@ -34,6 +72,19 @@ impl fmt::Display for GreenletError {
             GreenletError::Killed => f.write_str("killed"),
             GreenletError::NoStack(msg) => write!(f, "could not start: {msg}"),
             GreenletError::Taken => f.write_str("the value was already taken by an earlier take()"),
+            GreenletError::StackOverflow { name, id, stack_size } => {
+                match name {
+                    Some(name) => write!(f, "greenlet '{name}' (id {id})")?,
+                    None => write!(f, "greenlet {id}")?,
+                }
+                write!(
+                    f,
+                    " overflowed its stack of {} KiB (stack overflow: it hit its guard page) \
+                     and was ended there; destructors of its frames did not run. Give it a \
+                     bigger stack with Builder::stack_size, or raise HubConfig::stack_size",
+                    stack_size / 1024
+                )
+            }
         }
     }
 }

@@ -93,6 +93,29 @@ fn finish(core: &Core, outcome: Result<(), GreenletError>) {
     with_hub(|hub| Stats::bump(&hub.stats().finished));
     core.interrupt.set(None);
     core.notify_joiners();
+    run_links(core);
+}
+
+/// Ends a greenlet whose frames the overflow handler discarded: runs on its coroutine's
+/// reset stack, in its own context, as its body's end would have. If it was dead already
+/// (a link callback overflowed), its outcome stands and the remaining links still run.
+pub(crate) fn finish_overflowed(core: &Core) {
+    let error = GreenletError::StackOverflow {
+        name: core.name.as_deref().map(str::to_string),
+        id: core.id,
+        stack_size: core.stack_size(),
+    };
+    if core.is_dead() {
+        let who = core.describe();
+        crate::report::report(format!("verdant: a link callback of {who} was cut short: {error}"));
+        run_links(core);
+    } else {
+        finish(core, Err(error));
+    }
+}
+
+/// Runs a dead greenlet's link callbacks that have not run yet.
+fn run_links(core: &Core) {
     // One at a time: a callback may unlink a later one, which then never runs.
     while let Some((_, link)) = core.pop_link() {
         let run = || match link {
@@ -146,6 +169,15 @@ impl Builder {
     }
 
     /// Usable stack size in bytes, between 16 KiB and 1 GiB, rounded up to whole pages.
+    ///
+    /// A greenlet that goes deeper than its stack ends with
+    /// [`GreenletError::StackOverflow`] (naming it, its size and this setting), and the
+    /// rest of the process goes on. Its frames are discarded **without running their
+    /// destructors**: what they held is leaked (memory, fds, a held `RefCell` borrow or
+    /// mutex guard); a `verdant_sync::Lock` or `RLock` it held is released for its waiters
+    /// and marked poisoned. An overflow inside C code, during an unwind or under
+    /// [`block_on`](crate::block_on) still aborts the process. See "Stack overflow" in
+    /// `docs/hub.md`.
     pub fn stack_size(mut self, bytes: usize) -> Builder {
         self.stack_size = Some(bytes);
         self

@@ -203,7 +203,7 @@ pub(crate) struct Hub {
 
 impl Hub {
     fn new() -> Hub {
-        overflow::install_reporter();
+        overflow::install_handler();
         let io = IoDriver::new().unwrap_or_else(|err| {
             panic!("verdant: cannot create this thread's hub: its mio event loop failed: {err}")
         });
@@ -669,8 +669,47 @@ impl Hub {
             me.core().yielder.set(yielder);
             me.run();
         });
+        task.core().trap.set(Some(coroutine.trap_handler()));
         *task.core().coroutine.borrow_mut() = Some(coroutine);
         Ok(())
+    }
+
+    /// Ends the running greenlet after a stack overflow. The overflow handler made its
+    /// coroutine call this on its own stack, reset: the frames that overflowed are gone,
+    /// their destructors unrun (see `overflow.rs`). The greenlet then ends the normal way
+    /// for an error outcome: outcome, joiners, links, and its coroutine returns to
+    /// [`Hub::resume`], which recycles the stack.
+    pub(crate) fn end_overflowed(&self) {
+        let task = self.current_task();
+        let core = task.core();
+        if let Some(what) = self.bookkeeping_in_use(core) {
+            overflow::abort_after_return(core, what);
+        }
+        // The coroutine's closure (`me` in `create_coroutine`) held a strong count on the
+        // discarded frames; nothing will ever drop it, so give it back here.
+        // SAFETY: that count was taken by `create_coroutine` and is owned by frames that
+        // no longer exist; `task` above and the `Rc` that `resume` holds keep the greenlet
+        // alive past this decrement.
+        unsafe { Rc::decrement_strong_count(Rc::as_ptr(&task)) };
+        crate::greenlet::finish_overflowed(core);
+    }
+
+    /// Which part of the hub's own state, if any, the discarded frames left in use (a
+    /// `RefCell` borrowed by hub code that was running on the greenlet's stack when it
+    /// overflowed). Nothing is borrowed across a switch, so anything found here was left
+    /// behind, and the hub cannot go on with it.
+    fn bookkeeping_in_use(&self, core: &Core) -> Option<&'static str> {
+        let checks: [(&'static str, bool); 8] = [
+            ("its run queue", self.run_queue.in_use()),
+            ("its stacks", self.stacks.in_use_by_code()),
+            ("its timers", self.timers.in_use()),
+            ("its postponed interrupts", self.postponed.try_borrow_mut().is_err()),
+            ("its settings", self.config.try_borrow_mut().is_err()),
+            ("its cross-thread door", self.remote.in_use()),
+            ("its I/O driver", self.io.in_use()),
+            ("the greenlet's own links and joiners", core.cold_in_use()),
+        ];
+        checks.into_iter().find(|(_, in_use)| *in_use).map(|(what, _)| what)
     }
 
     #[cold]

@@ -193,6 +193,12 @@ impl Remote {
         })
     }
 
+    /// Whether code left the lent wakers or the spare buffer borrowed (see
+    /// `Hub::end_overflowed`).
+    pub(crate) fn in_use(&self) -> bool {
+        self.lent.try_borrow_mut().is_err() || self.spare.try_borrow_mut().is_err()
+    }
+
     /// The inbox, for handles that other threads hold.
     pub(crate) fn inbox(&self) -> &Arc<Inbox> {
         &self.inbox

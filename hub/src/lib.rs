@@ -43,7 +43,7 @@
 //! | | `timer.rs` | the timer wheel |
 //! | | `io/driver.rs` | the mio poll and the readiness of every registered fd |
 //! | | `inbox.rs` (`door.rs`) | the cross-thread door: the inbox, the wakers lent to other threads, and the sleeping/queued handshake (loom-checked) |
-//! | | `overflow.rs`, `stats.rs`, [`report`] | overflow reports, counters, error lines that never block |
+//! | | `overflow.rs`, `stats.rs`, [`report`] | a stack overflow ends its greenlet, counters, error lines that never block |
 //! | | `monitor.rs` | the blocked-hub monitor: a thread that notices a greenlet holding its hub too long |
 //! | vocabulary | `task/` | a greenlet's scheduler state, its life cycle, wakers, the run queue |
 //! | | `error.rs`, `config.rs` | [`GreenletError`], [`HubConfig`] |

@@ -12,9 +12,9 @@
 //! ```
 //!
 //! A stack overflow runs into the guard page and faults; `overflow.rs` turns that fault
-//! into a message naming the greenlet's stack size instead of a bare segfault. Pages are
-//! committed only when touched, so a 256 KiB stack whose greenlet never goes deep costs
-//! one or two pages of memory.
+//! into the end of that greenlet alone ([`StackOverflow`], naming it and its stack size)
+//! instead of a bare segfault. Pages are committed only when touched, so a 256 KiB stack
+//! whose greenlet never goes deep costs one or two pages of memory.
 //!
 //! # Limits
 //!
@@ -26,6 +26,8 @@
 //!
 //! Stacks are allocated lazily, when a greenlet first runs, so 100,000 greenlets that are
 //! spawned and joined in turn reuse one stack from the free list.
+//!
+//! [`StackOverflow`]: crate::GreenletError::StackOverflow
 
 use std::io;
 use std::ptr;

@@ -120,6 +120,11 @@ impl Stacks {
         self.shared.borrow_mut().make_resident(task);
     }
 
+    /// Whether code left the pools borrowed (see `Hub::end_overflowed`).
+    pub(crate) fn in_use_by_code(&self) -> bool {
+        self.guarded.try_borrow_mut().is_err() || self.shared.try_borrow_mut().is_err()
+    }
+
     /// Guarded stacks in use by running or suspended greenlets.
     pub(crate) fn in_use(&self) -> usize {
         self.guarded.borrow().in_use()

@@ -91,6 +91,11 @@ impl<A> Timers<A> {
         action
     }
 
+    /// Whether code left the wheel borrowed (see `Hub::end_overflowed`).
+    pub(crate) fn in_use(&self) -> bool {
+        self.wheel.try_borrow_mut().is_err()
+    }
+
     /// Takes every action out, for a hub that is shutting down.
     pub(crate) fn drain(&self) -> Vec<A> {
         self.live.set(0);

@@ -330,7 +330,11 @@ impl<L: Limit> Roster<L> {
             items,
             move |item, reporter: Reporter<T>| {
                 let f = f.clone();
-                spawner.spawn(move || reporter.run(|| f(item)));
+                // Reported by a link once the task is dead, whatever ended it: a task that
+                // overflows its stack ends with its frames discarded unrun, so a reporter
+                // inside the task would never report (nor drop).
+                let task = spawner.spawn(move || f(item));
+                task.link(move |task| reporter.report(task.take()));
             },
             order,
             maxsize,

@@ -52,6 +52,10 @@ impl<T> Reporter<T> {
     /// Runs `task` in the calling greenlet and reports its value, or its panic before
     /// letting the panic go on, so the greenlet ends the same way. A kill passes straight
     /// through; dropping the reporter on the way reports it as `Killed`.
+    ///
+    /// A greenlet that overflows its stack is ended with its frames discarded, this call's
+    /// included: nothing is reported. Where a task runs in a greenlet of its own (as a
+    /// pool's map does), [`report`](Reporter::report) its outcome from a link instead.
     pub fn run(self, task: impl FnOnce() -> T) {
         match catch_panic(task) {
             Ok(value) => self.report(Ok(value)),

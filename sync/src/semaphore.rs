@@ -13,15 +13,34 @@
 //! permit, [`Bounded`] (`verdant_sync::BoundedSemaphore`) refuses to go past the initial
 //! count. Everything else is written once, for both. [`Lock`] and [`RLock`] share the
 //! permit counter.
+//!
+//! # A holder ended by a stack overflow
+//!
+//! A greenlet that overflows its stack is ended without running its frames' destructors
+//! (see `GreenletError::StackOverflow`), so a guard it holds never unlocks. [`Lock`] and
+//! [`RLock`] therefore know their holder (a `Holder`: a handle to the greenlet, taken on
+//! every acquire; no allocation). While some greenlet waits for the lock, the holder is
+//! also linked to the lock with a [`LinkHook`] the lock itself implements (no callback
+//! allocated per acquire), and unlinked when it releases the lock: when it dies of a stack
+//! overflow still holding the lock, the hook releases the lock on its behalf, marks it
+//! *poisoned* and reports one line. A holder that overflowed while nobody waited is found
+//! out by the next `acquire`, `try_acquire` or `locked`, which does the same.
+//! Nothing else counts as abandoning a lock: a holder that panics or is killed unwinds and
+//! drops its guard, and one that forgot its guard and ended may legitimately be released
+//! by another greenlet later (gevent's `Lock.release` from any greenlet).
+//!
+//! Semaphores do not track holders: a permit held by a greenlet that overflows is lost
+//! (the semaphore has one permit fewer).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::error::Error;
 use std::fmt;
 use std::marker::PhantomData;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 
 use verdant_hub::park::{self, WaitList};
+use verdant_hub::{GreenletError, GreenletRef, LinkHook, LinkId};
 
 /// The permit counter and FIFO waiters shared by every type in this module.
 struct Permits {
@@ -78,6 +97,80 @@ impl Permits {
                 self.watchers.notify_all();
             }
         }
+    }
+}
+
+/// The greenlet that holds a [`Lock`] or [`RLock`], watched for a stack overflow that would
+/// otherwise keep the lock held for good (see the module docs).
+#[derive(Default)]
+struct Holder {
+    /// The holder; `None` when the lock is free, held by the main code (which cannot end
+    /// by a greenlet's overflow), or being handed to a waiter that has not run yet.
+    greenlet: RefCell<Option<GreenletRef>>,
+    /// Its link to the lock's hook, once a waiter made it worth watching.
+    link: Cell<Option<LinkId>>,
+    /// Counts holders, so that the hook of an earlier holder is ignored.
+    tenure: Cell<usize>,
+    /// Set when a holder ended by a stack overflow while holding the lock.
+    poisoned: Cell<bool>,
+}
+
+impl Holder {
+    /// The running greenlet just took the lock. `watch`: someone waits for it already.
+    fn took(&self, hook: &dyn Fn() -> Weak<dyn LinkHook>, watch: bool) {
+        let me = verdant_hub::current();
+        self.tenure.set(self.tenure.get().wrapping_add(1));
+        self.link.set(None);
+        *self.greenlet.borrow_mut() = (!me.is_main()).then_some(me);
+        if watch {
+            self.watch(hook);
+        }
+    }
+
+    /// A greenlet is about to wait: link the holder to the lock's hook, if it is a live
+    /// greenlet not linked yet.
+    fn watch(&self, hook: &dyn Fn() -> Weak<dyn LinkHook>) {
+        if self.link.get().is_some() {
+            return;
+        }
+        let holder = self.greenlet.borrow().clone();
+        if let Some(holder) = holder.filter(|holder| !holder.ready()) {
+            self.link.set(Some(holder.link_hook(hook(), self.tenure.get())));
+        }
+    }
+
+    /// The lock is released (a guard dropped, or `release`): forget the holder.
+    fn released(&self) {
+        let holder = self.greenlet.borrow_mut().take();
+        if let (Some(holder), Some(link)) = (holder, self.link.take()) {
+            holder.unlink(link);
+        }
+    }
+
+    /// If the holder (of `tenure`, when given) is dead of a stack overflow: forgets it,
+    /// marks the lock poisoned and returns the line to report. The caller then releases
+    /// the permit on its behalf.
+    fn abandoned(&self, tenure: Option<usize>, lock: &str) -> Option<String> {
+        if tenure.is_some_and(|tenure| tenure != self.tenure.get()) {
+            return None;
+        }
+        let error = match &*self.greenlet.borrow() {
+            Some(holder) if holder.ready() => holder.error(),
+            _ => None,
+        };
+        let Some(GreenletError::StackOverflow { name, id, .. }) = error else { return None };
+        *self.greenlet.borrow_mut() = None;
+        self.link.set(None);
+        self.poisoned.set(true);
+        let who = match name {
+            Some(name) => format!("greenlet '{name}' (id {id})"),
+            None => format!("greenlet {id}"),
+        };
+        Some(format!(
+            "verdant: {who} overflowed its stack while holding a {lock}: the {lock} was \
+             released on its behalf and is marked poisoned ({lock}::poisoned), since what it \
+             protects may have been left half-updated"
+        ))
     }
 }
 
@@ -297,6 +390,10 @@ impl<K: Kind> fmt::Debug for SemaphoreGuard<'_, K> {
 /// time); it orders greenlets around a section of code that *blocks*, such as a protocol
 /// exchange on a shared connection.
 ///
+/// A holder that overflows its stack never drops its guard; the lock is then released on
+/// its behalf and marked [`poisoned`](Lock::poisoned), so waiters are not deadlocked (see
+/// the module docs).
+///
 /// ```
 /// use verdant_sync::Lock;
 ///
@@ -309,7 +406,22 @@ impl<K: Kind> fmt::Debug for SemaphoreGuard<'_, K> {
 /// ```
 #[derive(Clone)]
 pub struct Lock {
-    permits: Rc<Permits>,
+    inner: Rc<LockInner>,
+}
+
+struct LockInner {
+    permits: Permits,
+    holder: Holder,
+}
+
+/// Called when a watched holder dies (see the module docs).
+impl LinkHook for LockInner {
+    fn finished(&self, tenure: usize) {
+        if let Some(line) = self.holder.abandoned(Some(tenure), "Lock") {
+            verdant_hub::report::report(line);
+            self.permits.release();
+        }
+    }
 }
 
 impl Default for Lock {
@@ -321,26 +433,61 @@ impl Default for Lock {
 impl Lock {
     /// An unlocked lock.
     pub fn new() -> Lock {
-        Lock { permits: Rc::new(Permits::new(1)) }
+        Lock { inner: Rc::new(LockInner { permits: Permits::new(1), holder: Holder::default() }) }
     }
 
     /// Waits (first-in first-out) for the lock.
     pub fn acquire(&self) -> LockGuard<'_> {
-        self.permits.acquire_until(None, &"Lock::acquire()");
+        self.acquire_until(None, &"Lock::acquire()");
         LockGuard { lock: self }
     }
 
     /// Waits at most `timeout` for the lock.
     pub fn acquire_timeout(&self, timeout: Duration) -> Option<LockGuard<'_>> {
         let deadline = Instant::now().checked_add(timeout);
-        self.permits
-            .acquire_until(deadline, &"Lock::acquire_timeout()")
-            .then(|| LockGuard { lock: self })
+        self.acquire_until(deadline, &"Lock::acquire_timeout()").then(|| LockGuard { lock: self })
     }
 
     /// Takes the lock if it is free.
     pub fn try_acquire(&self) -> Option<LockGuard<'_>> {
-        self.permits.try_acquire().then(|| LockGuard { lock: self })
+        let inner = &self.inner;
+        let free = inner.permits.try_acquire() || (self.reclaim() && inner.permits.try_acquire());
+        if !free {
+            return None;
+        }
+        inner.holder.took(&|| self.hook(), false);
+        Some(LockGuard { lock: self })
+    }
+
+    fn acquire_until(&self, deadline: Option<Instant>, reason: &dyn fmt::Display) -> bool {
+        let inner = &self.inner;
+        if !inner.permits.try_acquire() {
+            if !self.reclaim() {
+                inner.holder.watch(&|| self.hook());
+            }
+            if !inner.permits.acquire_until(deadline, reason) {
+                return false;
+            }
+        }
+        inner.holder.took(&|| self.hook(), !inner.permits.waiters.is_empty());
+        true
+    }
+
+    /// Releases the lock on behalf of a holder that died of a stack overflow holding it.
+    fn reclaim(&self) -> bool {
+        let Some(line) = self.inner.holder.abandoned(None, "Lock") else { return false };
+        verdant_hub::report::report(line);
+        self.inner.permits.release();
+        true
+    }
+
+    fn hook(&self) -> Weak<dyn LinkHook> {
+        Rc::downgrade(&self.inner) as Weak<dyn LinkHook>
+    }
+
+    fn unlock(&self) {
+        self.inner.holder.released();
+        self.inner.permits.release();
     }
 
     /// Unlocks a lock whose guard was forgotten (gevent's `release`; any greenlet may).
@@ -352,26 +499,46 @@ impl Lock {
         if !self.locked() {
             return Err(ReleaseError("release of an unlocked Lock"));
         }
-        self.permits.release();
+        self.unlock();
         Ok(())
     }
 
-    /// Whether the lock is held.
+    /// Whether the lock is held. A lock whose holder died of a stack overflow is released
+    /// here, if no waiter released it first.
     pub fn locked(&self) -> bool {
-        self.permits.available.get() == 0
+        self.inner.permits.available.get() == 0 && !self.reclaim()
     }
 
     /// Greenlets waiting for the lock.
     pub fn waiting(&self) -> usize {
-        self.permits.waiters.len()
+        self.inner.permits.waiters.len()
+    }
+
+    /// Whether a greenlet that held this lock was ended by a stack overflow: its guard
+    /// never dropped, so the lock was released on its behalf (handed to the next waiter),
+    /// and what it protects may have been left half-updated. Stays set until
+    /// [`clear_poison`](Lock::clear_poison).
+    ///
+    /// ```
+    /// let lock = verdant_sync::Lock::new();
+    /// assert!(!lock.poisoned());
+    /// ```
+    pub fn poisoned(&self) -> bool {
+        self.inner.holder.poisoned.get()
+    }
+
+    /// Clears the poisoned mark (once what the lock protects was checked or repaired).
+    pub fn clear_poison(&self) {
+        self.inner.holder.poisoned.set(false);
     }
 }
 
 impl fmt::Debug for Lock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Lock")
-            .field("locked", &self.locked())
+            .field("locked", &(self.inner.permits.available.get() == 0))
             .field("waiting", &self.waiting())
+            .field("poisoned", &self.poisoned())
             .finish()
     }
 }
@@ -384,7 +551,7 @@ pub struct LockGuard<'a> {
 
 impl Drop for LockGuard<'_> {
     fn drop(&mut self) {
-        self.lock.permits.release();
+        self.lock.unlock();
     }
 }
 
@@ -418,6 +585,27 @@ struct RLockInner {
     /// The holder's greenlet id (0 for the main code).
     owner: Cell<Option<u64>>,
     depth: Cell<usize>,
+    holder: Holder,
+}
+
+impl RLockInner {
+    /// Releases every level on behalf of a holder that died of a stack overflow holding
+    /// it (the hook's `tenure`, or whoever holds it now).
+    fn reclaim(&self, tenure: Option<usize>) -> bool {
+        let Some(line) = self.holder.abandoned(tenure, "RLock") else { return false };
+        verdant_hub::report::report(line);
+        self.owner.set(None);
+        self.depth.set(0);
+        self.permits.release();
+        true
+    }
+}
+
+/// Called when a watched holder dies (see the module docs).
+impl LinkHook for RLockInner {
+    fn finished(&self, tenure: usize) {
+        self.reclaim(Some(tenure));
+    }
 }
 
 impl Default for RLock {
@@ -438,6 +626,7 @@ impl RLock {
                 permits: Permits::new(1),
                 owner: Cell::new(None),
                 depth: Cell::new(0),
+                holder: Holder::default(),
             }),
         }
     }
@@ -448,12 +637,23 @@ impl RLock {
             self.inner.depth.set(self.inner.depth.get() + 1);
             return true;
         }
-        if !self.inner.permits.acquire_until(deadline, &"RLock::acquire()") {
-            return false;
+        let inner = &self.inner;
+        if !inner.permits.try_acquire() {
+            if !inner.reclaim(None) {
+                inner.holder.watch(&|| self.hook());
+            }
+            if !inner.permits.acquire_until(deadline, &"RLock::acquire()") {
+                return false;
+            }
         }
-        self.inner.owner.set(Some(me));
-        self.inner.depth.set(1);
+        inner.owner.set(Some(me));
+        inner.depth.set(1);
+        inner.holder.took(&|| self.hook(), !inner.permits.waiters.is_empty());
         true
+    }
+
+    fn hook(&self) -> Weak<dyn LinkHook> {
+        Rc::downgrade(&self.inner) as Weak<dyn LinkHook>
     }
 
     /// Waits for the lock unless the calling greenlet holds it already.
@@ -469,13 +669,18 @@ impl RLock {
 
     /// Takes the lock if it is free or already held by the calling greenlet.
     pub fn try_acquire(&self) -> Option<RLockGuard<'_>> {
-        let me = current_id();
-        if self.inner.owner.get() == Some(me) || self.inner.permits.try_acquire() {
-            self.inner.owner.set(Some(me));
-            self.inner.depth.set(self.inner.depth.get() + 1);
-            return Some(RLockGuard { lock: self });
+        let (me, inner) = (current_id(), &self.inner);
+        if inner.owner.get() != Some(me) {
+            let free =
+                inner.permits.try_acquire() || (inner.reclaim(None) && inner.permits.try_acquire());
+            if !free {
+                return None;
+            }
+            inner.holder.took(&|| self.hook(), false);
         }
-        None
+        inner.owner.set(Some(me));
+        inner.depth.set(inner.depth.get() + 1);
+        Some(RLockGuard { lock: self })
     }
 
     /// Releases one level of a lock whose guard was forgotten.
@@ -496,13 +701,26 @@ impl RLock {
         self.inner.depth.set(depth);
         if depth == 0 {
             self.inner.owner.set(None);
+            self.inner.holder.released();
             self.inner.permits.release();
         }
     }
 
-    /// Whether some greenlet holds the lock.
+    /// Whether some greenlet holds the lock. A lock whose holder died of a stack overflow
+    /// is released here, if no waiter released it first.
     pub fn locked(&self) -> bool {
-        self.inner.owner.get().is_some()
+        self.inner.owner.get().is_some() && !self.inner.reclaim(None)
+    }
+
+    /// Whether a greenlet that held this lock was ended by a stack overflow (see
+    /// [`Lock::poisoned`]). Stays set until [`clear_poison`](RLock::clear_poison).
+    pub fn poisoned(&self) -> bool {
+        self.inner.holder.poisoned.get()
+    }
+
+    /// Clears the poisoned mark.
+    pub fn clear_poison(&self) {
+        self.inner.holder.poisoned.set(false);
     }
 
     /// Whether the calling greenlet holds the lock.
@@ -516,6 +734,7 @@ impl fmt::Debug for RLock {
         f.debug_struct("RLock")
             .field("owner", &self.inner.owner.get())
             .field("depth", &self.inner.depth.get())
+            .field("poisoned", &self.poisoned())
             .finish()
     }
 }

@@ -200,3 +200,98 @@ fn a_release_skips_a_waiter_whose_wait_timed_out_and_now_waits_elsewhere() {
     elsewhere.set();
     stale.join();
 }
+
+/// A greenlet with a small stack that takes `lock`, lets the others run once (so they
+/// queue up behind it), and overflows its stack while holding it.
+fn overflow_holding(lock: &Lock, name: &str) -> verdant_hub::Greenlet<u64> {
+    let lock = lock.clone();
+    verdant_hub::Builder::new()
+        .name(name)
+        .stack_size(32 * 1024)
+        .spawn(move || {
+            let _held = lock.acquire(); // never dropped: the overflow skips destructors
+            yield_now();
+            util::recurse_forever(0)
+        })
+        .unwrap()
+}
+
+fn died_of_overflow<T>(g: &verdant_hub::Greenlet<T>) -> bool {
+    matches!(g.error(), Some(GreenletError::StackOverflow { .. }))
+}
+
+/// Run in a child process by `a_lock_whose_holder_overflows_is_released_and_poisoned`.
+#[test]
+fn lock_overflow_child() {
+    if !util::is_child_for("lock_overflow_child") {
+        return;
+    }
+    // A waiter was queued when the holder overflowed: the lock is handed to it.
+    let lock = Lock::new();
+    let holder = overflow_holding(&lock, "holder");
+    let l = lock.clone();
+    let waiter = spawn(move || {
+        let _g = l.acquire();
+        l.poisoned()
+    });
+    assert_eq!(waiter.get(), Ok(true), "the waiter got the lock, marked poisoned");
+    assert!(died_of_overflow(&holder));
+    assert!(!lock.locked());
+    lock.clear_poison();
+    assert!(!lock.poisoned());
+
+    // Nobody waited: the next look at the lock releases it (try_acquire, locked, acquire).
+    let lonely = overflow_holding(&lock, "lonely");
+    lonely.join();
+    assert!(lock.try_acquire().is_some(), "try_acquire takes over an abandoned lock");
+    assert!(lock.poisoned());
+    lock.clear_poison();
+    overflow_holding(&lock, "again").join();
+    assert!(!lock.locked(), "locked() releases an abandoned lock");
+    overflow_holding(&lock, "and again").join();
+    drop(lock.acquire()); // the main code's acquire does not wait for a dead holder
+    assert!(lock.poisoned() && !lock.locked());
+    lock.clear_poison();
+
+    // Only an overflow abandons a lock: a panic unwinds and drops the guard, and a guard
+    // forgotten by a greenlet that then ends normally keeps it locked (gevent's rule: any
+    // greenlet may release it later).
+    let l = lock.clone();
+    let panicked = spawn(move || {
+        let _g = l.acquire();
+        panic!("boom");
+    });
+    panicked.join();
+    assert!(!lock.locked() && !lock.poisoned());
+    let l = lock.clone();
+    spawn(move || std::mem::forget(l.acquire())).join();
+    assert!(lock.locked() && !lock.poisoned());
+    assert!(lock.release().is_ok());
+
+    // An RLock held two levels deep: released whole, for the waiter.
+    let rlock = RLock::new();
+    let r = rlock.clone();
+    let holder = verdant_hub::Builder::new()
+        .name("reentrant")
+        .stack_size(32 * 1024)
+        .spawn(move || {
+            let _outer = r.acquire();
+            let _inner = r.acquire();
+            yield_now();
+            util::recurse_forever(0)
+        })
+        .unwrap();
+    let r = rlock.clone();
+    let waiter = spawn(move || {
+        let _g = r.acquire();
+        (r.is_owned(), r.poisoned())
+    });
+    assert_eq!(waiter.get(), Ok((true, true)));
+    assert!(died_of_overflow(&holder));
+    assert!(!rlock.locked());
+}
+
+#[test]
+fn a_lock_whose_holder_overflows_is_released_and_poisoned() {
+    util::assert_test_passes_in_child("lock_overflow_child");
+}

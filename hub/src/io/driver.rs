@@ -64,6 +64,14 @@ impl Drop for WaitingForIo<'_> {
 }
 
 impl IoDriver {
+    /// Whether code left the poll, its events or the registrations borrowed (see
+    /// `Hub::end_overflowed`).
+    pub(crate) fn in_use(&self) -> bool {
+        self.poll.try_borrow_mut().is_err()
+            || self.events.try_borrow_mut().is_err()
+            || self.entries.try_borrow_mut().is_err()
+    }
+
     pub(crate) fn new() -> io::Result<IoDriver> {
         Ok(IoDriver {
             poll: RefCell::new(Poll::new()?),

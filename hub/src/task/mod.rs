@@ -17,6 +17,7 @@ use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::VecDeque;
 use std::fmt;
 
+use corosensei::trap::CoroutineTrapHandler;
 use corosensei::{Coroutine, Yielder};
 
 use crate::error::GreenletError;
@@ -137,8 +138,13 @@ pub(crate) struct Core {
     pub(crate) suspended_sp: Cell<usize>,
     /// Its live frames while another greenlet occupies its shared stack.
     pub(crate) saved_stack: Cell<crate::shared_stack::SavedBytes>,
-    /// The low end of its stack's guard page (for the overflow reporter).
+    /// The low end of its stack's guard page (for the overflow handler).
     pub(crate) guard_low: Cell<usize>,
+    /// What the overflow handler needs to make its coroutine return to the hub: set when
+    /// the coroutine is created, taken by the handler when it ends the greenlet (so a
+    /// second overflow, in its link callbacks, is not ended the same way; see
+    /// `overflow.rs`).
+    pub(crate) trap: Cell<Option<CoroutineTrapHandler<()>>>,
     /// Requested usable stack size in bytes (at most 1 GiB).
     stack_size: u32,
     /// Which shared stack it is bound to once started, or `u32::MAX`.
@@ -157,6 +163,10 @@ pub(crate) struct Core {
     /// permit) along with the wake-up. A greenlet waits for one thing at a time, so one
     /// flag is enough; see [`Waker::grant`](crate::park::Waker::grant).
     pub(crate) granted: Cell<bool>,
+    /// How many `block_on` calls of this greenlet hold a pinned future on its stack now
+    /// (saturating: 255 stays 255): an overflow then aborts, since pinned memory must not
+    /// be reused before its value is dropped.
+    pub(crate) pinned: Cell<u8>,
 }
 
 /// The parts of a greenlet most never use.
@@ -198,6 +208,7 @@ impl Core {
             suspended_sp: Cell::new(0),
             saved_stack: Cell::new(Default::default()),
             guard_low: Cell::new(0),
+            trap: Cell::new(None),
             stack_size: u32::try_from(stack_size).expect("stack sizes are at most 1 GiB"),
             shared_index: Cell::new(u32::MAX),
             kind,
@@ -206,6 +217,7 @@ impl Core {
             shared,
             wake_timer_fired: Cell::new(false),
             granted: Cell::new(false),
+            pinned: Cell::new(0),
         }
     }
 
@@ -270,6 +282,11 @@ impl Core {
 
     fn cold(&self) -> std::cell::RefMut<'_, Cold> {
         std::cell::RefMut::map(self.cold.borrow_mut(), |cold| &mut **cold.get_or_insert_default())
+    }
+
+    /// Whether code left its cold part borrowed (see `Hub::end_overflowed`).
+    pub(crate) fn cold_in_use(&self) -> bool {
+        self.cold.try_borrow_mut().is_err()
     }
 
     /// Registers a greenlet waiting in `join`.

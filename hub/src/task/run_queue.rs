@@ -79,6 +79,11 @@ impl RunQueue {
         self.next.borrow().is_empty() && self.turn.borrow().is_empty()
     }
 
+    /// Whether code left the queue borrowed (see `Hub::end_overflowed`).
+    pub(crate) fn in_use(&self) -> bool {
+        self.next.try_borrow_mut().is_err() || self.turn.try_borrow_mut().is_err()
+    }
+
     /// Takes every queued task out without running it (the thread is ending).
     pub(crate) fn drain(&self) -> Vec<Rc<dyn Task>> {
         let mut all = std::mem::take(&mut *self.turn.borrow_mut());
