@@ -448,6 +448,8 @@ mod size_tests {
     fn core_stays_small() {
         let size = std::mem::size_of::<super::Core>();
         eprintln!("Core = {size} bytes");
-        assert!(size <= 256, "Core grew to {size} bytes: every greenlet pays for it");
+        // 256 until the overflow trap handler (to end an overflowed greenlet alone) and the
+        // spawn location (for the blocked-hub monitor) came in; each was worth its bytes.
+        assert!(size <= 264, "Core grew to {size} bytes: every greenlet pays for it");
     }
 }
