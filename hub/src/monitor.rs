@@ -519,7 +519,7 @@ extern "C" fn on_probe(signum: c_int, info: *mut siginfo_t, context: *mut c_void
     // SAFETY: the errno location is this thread's, valid for its lifetime.
     let saved_errno = unsafe { *libc::__errno_location() };
     // SAFETY: `context` is the `ucontext_t` the kernel passed to this SA_SIGINFO handler.
-    let sp = unsafe { interrupted_sp(context) };
+    let sp = unsafe { crate::overflow::registers::pc_and_sp(context) }.map(|(_, sp)| sp);
     let loop_sp = watch.loop_sp.load(Ordering::Relaxed);
     let core = sp
         .filter(|&sp| on_greenlet_stack(sp, &thread, loop_sp))
@@ -577,40 +577,6 @@ fn on_greenlet_stack(sp: usize, thread: &ThreadInfo, loop_sp: usize) -> bool {
     !(alt_low..alt_low + current.ss_size).contains(&sp)
 }
 
-/// The stack pointer of the code the signal interrupted.
-///
-/// # Safety
-///
-/// `context` must be the `ucontext_t` the kernel passed to an `SA_SIGINFO` handler.
-#[cfg(target_arch = "x86_64")]
-unsafe fn interrupted_sp(context: *mut c_void) -> Option<usize> {
-    // SAFETY: by the contract above, `context` points to a valid `ucontext_t`.
-    let context = unsafe { &*(context as *const libc::ucontext_t) };
-    Some(context.uc_mcontext.gregs[libc::REG_RSP as usize] as usize)
-}
-
-/// The stack pointer of the code the signal interrupted.
-///
-/// # Safety
-///
-/// `context` must be the `ucontext_t` the kernel passed to an `SA_SIGINFO` handler.
-#[cfg(target_arch = "aarch64")]
-unsafe fn interrupted_sp(context: *mut c_void) -> Option<usize> {
-    // SAFETY: by the contract above, `context` points to a valid `ucontext_t`.
-    let context = unsafe { &*(context as *const libc::ucontext_t) };
-    Some(context.uc_mcontext.sp as usize)
-}
-
-/// Elsewhere the greenlet is not named (the report says the loop was busy).
-///
-/// # Safety
-///
-/// None needed; kept `unsafe` for the same signature on every target.
-#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-unsafe fn interrupted_sp(_context: *mut c_void) -> Option<usize> {
-    None
-}
-
 /// Passes a `SIGURG` that was not a probe to whoever handled it before.
 ///
 /// # Safety
@@ -622,14 +588,6 @@ unsafe fn forward(signum: c_int, info: *mut siginfo_t, context: *mut c_void) {
     if handler == libc::SIG_DFL || handler == libc::SIG_IGN {
         return; // SIGURG's default action is to ignore it
     }
-    if previous.sa_flags & libc::SA_SIGINFO != 0 {
-        // SAFETY: with SA_SIGINFO the stored address is a three-argument handler.
-        let f: extern "C" fn(c_int, *mut siginfo_t, *mut c_void) =
-            unsafe { std::mem::transmute(handler) };
-        f(signum, info, context);
-    } else {
-        // SAFETY: without SA_SIGINFO the stored address is a one-argument handler.
-        let f: extern "C" fn(c_int) = unsafe { std::mem::transmute(handler) };
-        f(signum);
-    }
+    // SAFETY: our caller's contract; `previous` installed a real handler.
+    unsafe { crate::overflow::call_handler(previous, signum, info, context) };
 }

@@ -238,7 +238,7 @@ fn end_overflowed() {
 
 /// The interrupted context's registers, per platform.
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
-mod registers {
+pub(crate) mod registers {
     use corosensei::trap::TrapHandlerRegs;
     use libc::c_void;
 
@@ -247,7 +247,7 @@ mod registers {
     /// # Safety
     ///
     /// `context` is the `ucontext_t` the kernel passed to a running SA_SIGINFO handler.
-    pub(super) unsafe fn pc_and_sp(context: *mut c_void) -> Option<(usize, usize)> {
+    pub(crate) unsafe fn pc_and_sp(context: *mut c_void) -> Option<(usize, usize)> {
         // SAFETY: by the caller's contract, `context` points to a valid `ucontext_t`.
         let gregs = unsafe { &(*context.cast::<libc::ucontext_t>()).uc_mcontext.gregs };
         let pc = gregs[libc::REG_RIP as usize] as usize;
@@ -276,7 +276,7 @@ mod registers {
 
 /// The interrupted context's registers, per platform.
 #[cfg(all(target_os = "linux", target_arch = "aarch64"))]
-mod registers {
+pub(crate) mod registers {
     use corosensei::trap::TrapHandlerRegs;
     use libc::c_void;
 
@@ -285,7 +285,7 @@ mod registers {
     /// # Safety
     ///
     /// `context` is the `ucontext_t` the kernel passed to a running SA_SIGINFO handler.
-    pub(super) unsafe fn pc_and_sp(context: *mut c_void) -> Option<(usize, usize)> {
+    pub(crate) unsafe fn pc_and_sp(context: *mut c_void) -> Option<(usize, usize)> {
         // SAFETY: by the caller's contract, `context` points to a valid `ucontext_t`.
         let mcontext = unsafe { &(*context.cast::<libc::ucontext_t>()).uc_mcontext };
         Some((mcontext.pc as usize, mcontext.sp as usize))
@@ -313,7 +313,7 @@ mod registers {
 
 /// Other platforms: an overflow aborts, as it always did.
 #[cfg(not(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64"))))]
-mod registers {
+pub(crate) mod registers {
     use corosensei::trap::TrapHandlerRegs;
     use libc::c_void;
 
@@ -322,7 +322,7 @@ mod registers {
     /// # Safety
     ///
     /// None needed; `unsafe` for the same signature on every platform.
-    pub(super) unsafe fn pc_and_sp(_context: *mut c_void) -> Option<(usize, usize)> {
+    pub(crate) unsafe fn pc_and_sp(_context: *mut c_void) -> Option<(usize, usize)> {
         None
     }
 
@@ -490,7 +490,26 @@ unsafe fn forward(signum: c_int, info: *mut siginfo_t, context: *mut c_void) {
         unsafe { libc::sigaction(signum, &previous, std::ptr::null_mut()) };
         return;
     }
-    if previous.sa_flags & libc::SA_SIGINFO != 0 {
+    // SAFETY: our caller's contract; `previous` installed a real handler.
+    unsafe { call_handler(&previous, signum, info, context) };
+}
+
+/// Calls the handler `action` installs (neither `SIG_DFL` nor `SIG_IGN`), the way the
+/// kernel would have: with one argument, or three under `SA_SIGINFO`. Also used by the
+/// monitor's `SIGURG` probe to chain to a handler installed before it.
+///
+/// # Safety
+///
+/// Must be called from a signal handler with the arguments the kernel passed to it, and
+/// `action` must be a disposition the kernel reported with a handler address.
+pub(crate) unsafe fn call_handler(
+    action: &libc::sigaction,
+    signum: c_int,
+    info: *mut siginfo_t,
+    context: *mut c_void,
+) {
+    let handler = action.sa_sigaction;
+    if action.sa_flags & libc::SA_SIGINFO != 0 {
         // SAFETY: with SA_SIGINFO the stored address is a three-argument handler.
         let f: extern "C" fn(c_int, *mut siginfo_t, *mut c_void) =
             unsafe { std::mem::transmute(handler) };
