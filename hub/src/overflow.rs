@@ -210,7 +210,7 @@ unsafe fn return_to_hub(core: &Core, context: *mut c_void) -> Result<(), &'stati
     if !OWN_CODE.get().is_some_and(|code| code.contains(pc)) {
         return Err(why::FOREIGN);
     }
-    // SAFETY: corosensei's contract for `setup_trap_handler`:
+    // corosensei's contract for `setup_trap_handler` holds:
     // * `trap` comes from this greenlet's coroutine (set in `create_coroutine`), which is
     //   alive: it is the one running (the fault hit its guard page), and its hub holds it.
     // * the interrupted stack pointer lies within that coroutine's stack (checked just
@@ -223,6 +223,7 @@ unsafe fn return_to_hub(core: &Core, context: *mut c_void) -> Result<(), &'stati
     //   (C code that may hold locks, an unwind in progress, a pinned future being polled),
     //   and after the return `Hub::end_overflowed` refuses a hub whose own bookkeeping was
     //   left borrowed. The hub keeps no pointer into a running greenlet's frames.
+    // SAFETY: by the points above, the contract of `setup_trap_handler` holds.
     let regs = unsafe { trap.setup_trap_handler(end_overflowed) };
     // SAFETY: `context` is the kernel's `ucontext_t`; the registers come from
     // `setup_trap_handler` for the coroutine whose execution it describes.
