@@ -84,9 +84,9 @@ fn a_greenlet_that_computes_for_300_ms_is_reported_once_by_name_and_spawn_line()
 
 #[test]
 fn each_blocking_episode_is_reported_and_unnamed_greenlets_by_id() {
-    let ids = on_watched_hub("monitor-twice", Duration::from_millis(50), || {
-        let first = spawn(|| hog_for(Duration::from_millis(200)));
-        let second = spawn(|| hog_for(Duration::from_millis(200)));
+    let ids = on_watched_hub("monitor-twice", Duration::from_millis(100), || {
+        let first = spawn(|| hog_for(Duration::from_millis(300)));
+        let second = spawn(|| hog_for(Duration::from_millis(300)));
         first.join();
         second.join();
         [first.id(), second.id()]
@@ -100,18 +100,18 @@ fn each_blocking_episode_is_reported_and_unnamed_greenlets_by_id() {
 
 #[test]
 fn a_blocking_call_in_a_greenlet_is_named_too_and_shared_stacks_are_no_different() {
-    let ids = on_watched_hub("monitor-syscall", Duration::from_millis(50), || {
+    let ids = on_watched_hub("monitor-syscall", Duration::from_millis(100), || {
         configure(|c| c.stack_mode = verdant_hub::StackMode::Shared).unwrap();
         // The classic mistake: a blocking sleep in a greenlet. The probe signal interrupts
         // it; std's sleep goes on sleeping for the rest.
         let sleeper = spawn(|| {
             let start = Instant::now();
-            std::thread::sleep(Duration::from_millis(200));
+            std::thread::sleep(Duration::from_millis(300));
             start.elapsed()
         });
         let slept = sleeper.get().unwrap();
-        assert!(slept >= Duration::from_millis(200), "{slept:?}");
-        let hog = spawn(|| hog_for(Duration::from_millis(200)));
+        assert!(slept >= Duration::from_millis(300), "{slept:?}");
+        let hog = spawn(|| hog_for(Duration::from_millis(300)));
         hog.join();
         [sleeper.id(), hog.id()]
     });
@@ -151,10 +151,11 @@ fn greenlets_that_switch_often_are_never_reported() {
 
 #[test]
 fn the_main_code_between_hub_calls_and_an_idle_hub_are_not_reported() {
-    on_watched_hub("monitor-idle", Duration::from_millis(20), || {
+    // A threshold well above how long a loaded machine may deschedule the hub's thread.
+    on_watched_hub("monitor-idle", Duration::from_millis(200), || {
         spawn(|| ()).join(); // the hub exists and has run
-        hog_for(Duration::from_millis(100)); // the main code computes: the hub is not running
-        verdant_hub::sleep(Duration::from_millis(100)); // the hub waits in epoll: idle
+        hog_for(Duration::from_millis(400)); // the main code computes: the hub is not running
+        verdant_hub::sleep(Duration::from_millis(400)); // the hub waits in epoll: idle
     });
     assert!(reports_for("monitor-idle").is_empty());
 }
