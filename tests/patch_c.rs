@@ -34,21 +34,8 @@ fn c_clients_wait_on_a_slow_server_together() {
     let addr = v4(server.addr);
     let in_flight = InFlight::new();
     let ticker = Ticker::start(&in_flight);
-    let clients: Vec<_> = (0..CLIENTS)
-        .map(|i| {
-            let in_flight = in_flight.clone();
-            spawn(move || {
-                if in_flight.failed() {
-                    return None;
-                }
-                in_flight.enter();
-                let answer = c::fetch(addr, &format!("c {i}\n"), 64);
-                in_flight.leave();
-                in_flight.check(CLIENTS * 9 / 10);
-                Some(answer)
-            })
-        })
-        .collect();
+    let clients = in_flight
+        .spawn_clients(CLIENTS, CLIENTS * 9 / 10, move |i| c::fetch(addr, &format!("c {i}\n"), 64));
     let answers: Vec<_> = clients.iter().map(|g| g.get().unwrap()).collect();
     let (ticks, ticks_in_flight) = ticker.stop();
     assert!(

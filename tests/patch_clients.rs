@@ -65,21 +65,9 @@ fn ureq_fetches_from_http_hello_in_200_greenlets_at_once() {
     let url = format!("http://{}/", start_http_hello(go_rx, done.clone()));
     let in_flight = InFlight::new();
     let ticker = Ticker::start(&in_flight);
-    let clients: Vec<_> = (0..HTTP_CLIENTS)
-        .map(|_| {
-            let (in_flight, url) = (in_flight.clone(), url.clone());
-            spawn(move || {
-                if in_flight.failed() {
-                    return None;
-                }
-                in_flight.enter();
-                let body = ureq::get(&url).call().unwrap().body_mut().read_to_string().unwrap();
-                in_flight.leave();
-                in_flight.check(HTTP_CLIENTS);
-                Some(body)
-            })
-        })
-        .collect();
+    let clients = in_flight.spawn_clients(HTTP_CLIENTS, HTTP_CLIENTS, move |_| {
+        ureq::get(&url).call().unwrap().body_mut().read_to_string().unwrap()
+    });
     let all_in = wait_until_in_flight(&in_flight, HTTP_CLIENTS);
     let _ = go_tx.send(());
     let bodies: Vec<_> = clients.iter().map(|c| c.get().unwrap()).collect();

@@ -24,24 +24,13 @@ fn five_hundred_std_clients_wait_on_a_slow_server_together() {
     let addr = server.addr;
     let in_flight = InFlight::new();
     let ticker = Ticker::start(&in_flight);
-    let clients: Vec<_> = (0..CLIENTS)
-        .map(|i| {
-            let in_flight = in_flight.clone();
-            spawn(move || {
-                if in_flight.failed() {
-                    return None;
-                }
-                in_flight.enter();
-                let mut stream = TcpStream::connect(addr).unwrap();
-                stream.write_all(format!("request {i}\n").as_bytes()).unwrap();
-                let mut answer = String::new();
-                stream.read_to_string(&mut answer).unwrap();
-                in_flight.leave();
-                in_flight.check(CLIENTS * 9 / 10);
-                Some(answer)
-            })
-        })
-        .collect();
+    let clients = in_flight.spawn_clients(CLIENTS, CLIENTS * 9 / 10, move |i| {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream.write_all(format!("request {i}\n").as_bytes()).unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        answer
+    });
     let answers: Vec<_> = clients.iter().map(|c| c.get().unwrap()).collect();
     let (ticks, ticks_in_flight) = ticker.stop();
     assert!(

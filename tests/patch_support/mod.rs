@@ -100,6 +100,32 @@ impl InFlight {
     pub fn failed(&self) -> bool {
         self.failed.get()
     }
+
+    /// Spawns `clients` greenlets; greenlet `i` runs `call(i)` counted as in flight, then
+    /// [`check`](Self::check)s that `expected` got in together. Once one finds they did
+    /// not, the rest skip their calls (their value is `None`).
+    pub fn spawn_clients<T: 'static>(
+        &self,
+        clients: usize,
+        expected: usize,
+        call: impl Fn(usize) -> T + Clone + 'static,
+    ) -> Vec<Greenlet<Option<T>>> {
+        (0..clients)
+            .map(|i| {
+                let (in_flight, call) = (self.clone(), call.clone());
+                verdant::spawn(move || {
+                    if in_flight.failed() {
+                        return None;
+                    }
+                    in_flight.enter();
+                    let answer = call(i);
+                    in_flight.leave();
+                    in_flight.check(expected);
+                    Some(answer)
+                })
+            })
+            .collect()
+    }
 }
 
 /// A greenlet that ticks every millisecond (a verdant sleep) until stopped, counting the
