@@ -10,8 +10,11 @@ use std::rc::Rc;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
+#[path = "support/remote_wake.rs"]
+mod remote_wake;
+
 use criterion::{Criterion, criterion_group, criterion_main};
-use verdant::hub::{RemoteWaker, park};
+use verdant::hub::park;
 use verdant::{block_on, spawn};
 
 /// A one-bit flag a future can wait on; keeps the last waker registered, as channels do.
@@ -139,20 +142,7 @@ fn cross_thread(c: &mut Criterion) {
         worker.join().unwrap();
     });
     // The same with the hub's RemoteWaker.
-    group.bench_function("wake_round_trip_remote_waker_baseline", |b| {
-        let (to_worker, from_hub) = std::sync::mpsc::channel::<RemoteWaker>();
-        let worker = std::thread::spawn(move || {
-            for waker in from_hub {
-                waker.wake().unwrap();
-            }
-        });
-        b.iter(|| {
-            to_worker.send(RemoteWaker::new(park::waker())).unwrap();
-            park::park(&"the worker thread");
-        });
-        drop(to_worker);
-        worker.join().unwrap();
-    });
+    group.bench_function("wake_round_trip_remote_waker_baseline", remote_wake::round_trip);
     group.finish();
 }
 

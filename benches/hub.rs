@@ -7,8 +7,11 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+#[path = "support/remote_wake.rs"]
+mod remote_wake;
+
 use criterion::{Criterion, criterion_group, criterion_main};
-use verdant::hub::{self, RemoteWaker, StackMode, park};
+use verdant::hub::{self, StackMode};
 use verdant::{spawn, with_timeout, yield_now};
 
 /// Two greenlets yield to each other `iters` times each; returns the time per switch.
@@ -65,20 +68,7 @@ fn timers(c: &mut Criterion) {
 fn cross_thread(c: &mut Criterion) {
     let mut group = c.benchmark_group("cross_thread");
     // A plain thread wakes the parked main code: eventfd write, epoll wake, drain.
-    group.bench_function("remote_wake_round_trip", |b| {
-        let (to_worker, from_hub) = std::sync::mpsc::channel::<RemoteWaker>();
-        let worker = std::thread::spawn(move || {
-            for waker in from_hub {
-                waker.wake().unwrap();
-            }
-        });
-        b.iter(|| {
-            to_worker.send(RemoteWaker::new(park::waker())).unwrap();
-            park::park(&"the worker thread");
-        });
-        drop(to_worker);
-        worker.join().unwrap();
-    });
+    group.bench_function("remote_wake_round_trip", remote_wake::round_trip);
     group.finish();
 }
 
