@@ -46,6 +46,18 @@ fn five_hundred_std_clients_wait_on_a_slow_server_together() {
     }
 }
 
+/// After an interrupted read: a new greenlet's read on `client` gets what `server` sends.
+fn assert_still_readable(client: &Rc<TcpStream>, server: &mut TcpStream) {
+    let c = client.clone();
+    let next = spawn(move || {
+        let mut buf = [0; 16];
+        let n = (&*c).read(&mut buf).unwrap();
+        buf[..n].to_vec()
+    });
+    server.write_all(b"still here").unwrap();
+    assert_eq!(next.get().unwrap(), b"still here");
+}
+
 /// A connected pair: `(client, server side)`.
 fn pair() -> (TcpStream, TcpStream) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -234,14 +246,7 @@ fn a_kill_at_a_std_read_ends_the_greenlet_killed_and_leaves_the_socket_usable() 
     assert_eq!(reader.get(), Err(GreenletError::Killed));
     // The hook failed the read with ECANCELED; the kill landed when the body returned.
     assert_eq!(seen.get(), Some(Err(Some(libc::ECANCELED))));
-    let c = client.clone();
-    let next = spawn(move || {
-        let mut buf = [0; 16];
-        let n = (&*c).read(&mut buf).unwrap();
-        buf[..n].to_vec()
-    });
-    server.write_all(b"still here").unwrap();
-    assert_eq!(next.get().unwrap(), b"still here");
+    assert_still_readable(&client, &mut server);
 }
 
 #[test]
@@ -258,14 +263,7 @@ fn with_timeout_around_a_std_read_times_out_and_leaves_the_socket_usable() {
         })
     });
     assert!(reader.get().unwrap().is_err(), "with_timeout did not time out");
-    let c = client.clone();
-    let next = spawn(move || {
-        let mut buf = [0; 16];
-        let n = (&*c).read(&mut buf).unwrap();
-        buf[..n].to_vec()
-    });
-    server.write_all(b"still here").unwrap();
-    assert_eq!(next.get().unwrap(), b"still here");
+    assert_still_readable(&client, &mut server);
 }
 
 #[test]
