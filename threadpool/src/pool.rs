@@ -151,6 +151,7 @@ impl Shared {
         WORKER_OF.with(|w| w.set(self.id));
         loop {
             if let Some(job) = self.steal() {
+                let _span = verdant_hub::trace::span("thread-pool task");
                 job.run(&self);
                 continue;
             }
