@@ -279,7 +279,7 @@ pub fn dump() -> RunInfo {
             thread: thread.name().map_or_else(|| format!("{:?}", thread.id()), str::to_string),
             stats,
             tracking: tracker.is_on(),
-            unlisted: alive.saturating_sub(greenlets.len() as u64),
+            unlisted: alive.saturating_sub(greenlets.iter().filter(|g| g.id != 0).count() as u64),
             greenlets,
         }
     })

@@ -38,7 +38,9 @@ fn record(test: &str, scenario: impl FnOnce()) -> (Vec<Value>, u64) {
     let thread = std::thread::current().name().unwrap().to_string();
     let pid = events
         .iter()
-        .find(|e| e["name"] == "process_name" && e["args"]["name"].as_str().unwrap().ends_with(&thread))
+        .find(|e| {
+            e["name"] == "process_name" && e["args"]["name"].as_str().unwrap().ends_with(&thread)
+        })
         .expect("this hub is named after its thread")["pid"]
         .as_u64()
         .unwrap();
@@ -123,10 +125,12 @@ fn each_greenlet_gets_a_named_row_with_its_runs_and_the_reason_of_each_wait() {
 
     // The sleep's timer firing is on the loop's row.
     let loop_row = row(&events, pid, "hub loop");
-    assert!(events.iter().any(|e| e["ph"] == "i"
-        && e["pid"] == pid
-        && e["tid"] == loop_row
-        && e["cat"] == "timer"));
+    assert!(
+        events.iter().any(|e| e["ph"] == "i"
+            && e["pid"] == pid
+            && e["tid"] == loop_row
+            && e["cat"] == "timer")
+    );
 }
 
 #[test]
@@ -210,12 +214,12 @@ fn thread_pool_tasks_are_spans_on_their_worker_and_their_results_arrive_through_
         .expect("a process for spans")["pid"]
         .as_u64()
         .unwrap();
-    assert!(events.iter().any(|e| e["ph"] == "X"
-        && e["pid"] == threads
-        && e["name"] == "thread-pool task"));
-    assert!(events.iter().any(|e| e["ph"] == "i"
-        && e["pid"] == pid
-        && e["cat"] == "cross-thread"));
+    assert!(
+        events
+            .iter()
+            .any(|e| e["ph"] == "X" && e["pid"] == threads && e["name"] == "thread-pool task")
+    );
+    assert!(events.iter().any(|e| e["ph"] == "i" && e["pid"] == pid && e["cat"] == "cross-thread"));
     let submitter = slices(&events, pid, row(&events, pid, "submitter (#1)"));
     assert_eq!(runs_stopped_by(&submitter).last().unwrap(), "finished");
 }
