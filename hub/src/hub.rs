@@ -848,7 +848,7 @@ impl Hub {
     /// overflowed). Nothing is borrowed across a switch, so anything found here was left
     /// behind, and the hub cannot go on with it.
     fn bookkeeping_in_use(&self, core: &Core) -> Option<&'static str> {
-        let checks: [(&'static str, bool); 10] = [
+        let checks: [(&'static str, bool); 11] = [
             ("its run queue", self.run_queue.in_use()),
             ("its stacks", self.stacks.in_use_by_code()),
             ("its timers", self.timers.in_use()),
@@ -858,6 +858,7 @@ impl Hub {
             ("its I/O driver", self.io.in_use()),
             ("its trace recorder", self.recorder.in_use()),
             ("its live-greenlet list", self.tracker.in_use()),
+            ("its stop reason", self.stop_reason.try_borrow_mut().is_err()),
             ("the greenlet's own links and joiners", core.cold_in_use()),
         ];
         checks.into_iter().find(|(_, in_use)| *in_use).map(|(what, _)| what)

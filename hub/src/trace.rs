@@ -122,7 +122,7 @@ pub fn start(path: impl AsRef<Path>) -> io::Result<()> {
     *sink = Some(Sink { sender, writer, path, started: Instant::now() });
     GENERATION.fetch_add(1, Ordering::Release);
     drop(sink);
-    crate::hub::try_with_hub(crate::hub::Hub::sync_trace);
+    crate::hub::with_existing_hub(crate::hub::Hub::sync_trace);
     Ok(())
 }
 
@@ -140,7 +140,7 @@ pub fn stop() -> io::Result<TraceSummary> {
             "verdant: no trace is being recorded (trace::start begins one)",
         ));
     }
-    crate::hub::try_with_hub(crate::hub::Hub::flush_trace);
+    crate::hub::with_existing_hub(crate::hub::Hub::flush_trace);
     let sink = {
         let mut sink = SINK.lock();
         GENERATION.fetch_add(1, Ordering::Release);
@@ -149,7 +149,7 @@ pub fn stop() -> io::Result<TraceSummary> {
     let Some(Sink { sender, writer, path, .. }) = sink else {
         return Err(io::Error::other("verdant: no trace is being recorded"));
     };
-    crate::hub::try_with_hub(crate::hub::Hub::sync_trace);
+    crate::hub::with_existing_hub(crate::hub::Hub::sync_trace);
     drop(sender);
     let events =
         writer.join().map_err(|_| io::Error::other("verdant: the trace writer panicked"))??;
@@ -184,16 +184,23 @@ pub struct Span(Option<(Cow<'static, str>, Instant)>);
 impl Drop for Span {
     fn drop(&mut self) {
         let Some((name, begun)) = self.0.take() else { return };
+        thread_local! {
+            /// The trace generation in which this thread's row was last named.
+            static NAMED_IN: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+        }
         let sink = SINK.lock();
         let Some(sink) = sink.as_ref() else { return };
         let tid = thread_row();
-        let thread = std::thread::current();
-        let thread_name = thread.name().map_or_else(|| format!("thread {tid}"), str::to_string);
-        let events = vec![
-            Event::meta(0, 0, MetaKind::ProcessName, "threads".into()),
-            Event::meta(0, tid, MetaKind::ThreadName, thread_name),
-            Event::slice(0, tid, "span", name, sink.nanos(begun), sink.nanos(Instant::now())),
-        ];
+        let mut events = Vec::with_capacity(3);
+        let generation = GENERATION.load(Ordering::Relaxed);
+        if NAMED_IN.with(|named| named.replace(generation)) != generation {
+            let thread = std::thread::current();
+            let label = thread.name().map_or_else(|| format!("thread {tid}"), str::to_string);
+            events.push(Event::meta(0, 0, MetaKind::ProcessName, "threads".into()));
+            events.push(Event::meta(0, tid, MetaKind::ThreadName, label));
+        }
+        let end = sink.nanos(Instant::now());
+        events.push(Event::slice(0, tid, "span", name, sink.nanos(begun), end));
         sink.send(events);
     }
 }

@@ -70,12 +70,17 @@ fn runs_stopped_by(slices: &[&Value]) -> Vec<String> {
         .collect()
 }
 
-fn begin(slice: &Value) -> f64 {
-    slice["ts"].as_f64().unwrap()
+/// A slice's begin in nanoseconds (the file has microseconds with three decimals).
+fn begin(slice: &Value) -> i64 {
+    nanos(&slice["ts"])
 }
 
-fn end(slice: &Value) -> f64 {
-    slice["ts"].as_f64().unwrap() + slice["dur"].as_f64().unwrap()
+fn end(slice: &Value) -> i64 {
+    nanos(&slice["ts"]) + nanos(&slice["dur"])
+}
+
+fn nanos(micros: &Value) -> i64 {
+    (micros.as_f64().unwrap() * 1000.0).round() as i64
 }
 
 #[test]
@@ -118,7 +123,7 @@ fn each_greenlet_gets_a_named_row_with_its_runs_and_the_reason_of_each_wait() {
     assert_eq!(waits(&waiter), [("sync".into(), "Event::wait()".into())]);
     assert_eq!(waits(&setter), [("yield".into(), "yield".into())]);
     for row in [&sleeper, &waiter, &setter] {
-        assert!(end(row[0]) <= begin(row[1]) && end(row[1]) <= begin(row[2]), "run, wait, run");
+        assert!(end(row[0]) <= begin(row[1]) && end(row[1]) <= begin(row[2]), "run, wait, run: {row:#?}");
     }
     // The waiter's wait ends after the setter's last run began (it set the event there).
     assert!(end(waiter[1]) >= begin(setter[2]));
