@@ -70,13 +70,12 @@ fn scenario() -> io::Result<()> {
         into.close();
     })?;
     let consumer = Builder::new().name("consumer").spawn(move || {
-        out_of
-            .iter()
-            .map(|item| {
-                sleep(Duration::from_micros(500)); // some work per item
-                item
-            })
-            .sum::<i32>()
+        let mut sum = 0;
+        for item in out_of.iter() {
+            sleep(Duration::from_micros(500)); // some work per item
+            sum += item;
+        }
+        sum
     })?;
 
     let hasher = Builder::new().name("hasher").spawn(|| {
