@@ -50,8 +50,9 @@ pub struct HubConfig {
     pub max_blocking_time: Option<std::time::Duration>,
     /// Keeps a list of this hub's live greenlets, so that [`dump`](crate::dump) (and
     /// `SIGQUIT` with the monitor on) can list them with what each waits on. Default
-    /// `false`: the list costs every spawn, switch and exit a little (measured figures in
-    /// `docs/hub.md`). Recording a [`trace`](crate::trace) turns it on as well.
+    /// `false`, or the `VERDANT_TRACK_GREENLETS` environment variable (`1`): the list costs
+    /// every spawn, switch and exit a little (measured figures in `docs/hub.md`). Recording
+    /// a [`trace`](crate::trace) turns it on as well.
     pub track_greenlets: bool,
 }
 

@@ -48,7 +48,7 @@ use crate::inbox::Remote;
 use crate::io::IoDriver;
 use crate::monitor::{self, Watch};
 use crate::overflow;
-use crate::runinfo::Tracker;
+use crate::runinfo::{self, Tracker};
 use crate::shared_stack;
 use crate::stack::checked_stack_size;
 use crate::stacks::Stacks;
@@ -117,7 +117,7 @@ fn with_new_hub<R>(f: impl FnOnce(&Hub) -> R) -> R {
             hub.watch.set_threshold(Some(threshold), hub.remote_handle());
         }
         trace::start_from_env();
-        hub.sync_trace();
+        hub.sync_trace(); // also turns on tracking if configured
         f(hub)
     })
 }
@@ -224,8 +224,11 @@ impl Hub {
         let remote = Remote::new(&io).unwrap_or_else(|err| {
             panic!("verdant: cannot create this thread's hub: its wake eventfd failed: {err}")
         });
-        let config =
-            HubConfig { max_blocking_time: monitor::threshold_from_env(), ..HubConfig::default() };
+        let config = HubConfig {
+            max_blocking_time: monitor::threshold_from_env(),
+            track_greenlets: runinfo::tracking_from_env(),
+            ..HubConfig::default()
+        };
         let main: Rc<dyn Task> = Rc::new(MainTask {
             core: Core::new(0, None, Kind::Main, 0, false, std::panic::Location::caller()),
         });

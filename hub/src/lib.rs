@@ -100,7 +100,7 @@ pub use greenlet::{
 pub use hub::{config, configure, has_hub, in_greenlet, join_hub, join_hub_timeout, stats};
 pub use monitor::{BlockedGreenlet, BlockingReport, MAX_BLOCKING_TIME_ENV, set_blocking_reporter};
 pub use remote::{HubGone, RemoteHandle, RemoteWaker, WorkGuard, remote_handle};
-pub use runinfo::{GreenletInfo, GreenletState, RunInfo, dump};
+pub use runinfo::{GreenletInfo, GreenletState, RunInfo, TRACK_GREENLETS_ENV, dump};
 pub use stack::{
     DEFAULT_STACK_SIZE, MAX_STACK_SIZE, MIN_STACK_SIZE, guarded_stacks_mapped, max_map_count,
     process_stack_limit,

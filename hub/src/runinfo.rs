@@ -18,8 +18,9 @@
 //! ```
 //!
 //! A hub only knows which greenlets are alive if it keeps a list, and keeping it costs
-//! every spawn, switch and exit a little, so it is opt-in: [`HubConfig::track_greenlets`]
-//! (crate::HubConfig), or recording a [`trace`](crate::trace), turns it on. Without it,
+//! every spawn, switch and exit a little, so it is opt-in:
+//! [`HubConfig::track_greenlets`](crate::HubConfig::track_greenlets), the `VERDANT_TRACK_GREENLETS=1` environment variable, or recording
+//! a [`trace`](crate::trace), turns it on. Without it,
 //! [`dump`] still gives the counters and says how many greenlets are alive. Greenlets
 //! spawned before tracking was turned on are counted but not listed.
 //!
@@ -37,11 +38,20 @@ use std::time::{Duration, Instant};
 use crate::hub::with_hub;
 use crate::stats::HubStats;
 use crate::task::{Core, State, Task};
+use crate::trace::IdHash;
+
+/// The environment variable that turns tracking on for every hub (`1` or `true`).
+pub const TRACK_GREENLETS_ENV: &str = "VERDANT_TRACK_GREENLETS";
+
+/// Whether [`TRACK_GREENLETS_ENV`] asks for tracking.
+pub(crate) fn tracking_from_env() -> bool {
+    std::env::var(TRACK_GREENLETS_ENV).is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
+}
 
 /// What one hub knows about its live greenlets.
 pub(crate) struct Tracker {
     on: Cell<bool>,
-    live: RefCell<HashMap<u64, Tracked>>,
+    live: RefCell<HashMap<u64, Tracked, IdHash>>,
 }
 
 /// One tracked greenlet.
@@ -57,7 +67,7 @@ struct Tracked {
 
 impl Tracker {
     pub(crate) fn new() -> Tracker {
-        Tracker { on: Cell::new(false), live: RefCell::new(HashMap::new()) }
+        Tracker { on: Cell::new(false), live: RefCell::new(HashMap::default()) }
     }
 
     pub(crate) fn is_on(&self) -> bool {

@@ -44,10 +44,13 @@
 //! a busy hub recorded but had not handed over when [`stop`] ran are not in the file.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::fs::File;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::thread::JoinHandle;
@@ -200,7 +203,7 @@ impl Drop for Span {
             events.push(Event::meta(0, tid, MetaKind::ThreadName, label));
         }
         let end = sink.nanos(Instant::now());
-        events.push(Event::slice(0, tid, "span", name, sink.nanos(begun), end));
+        events.push(Event::slice(0, tid, "span", Arc::from(name), sink.nanos(begun), end));
         sink.send(events);
     }
 }
@@ -238,27 +241,31 @@ impl Sink {
     }
 }
 
+/// Text an event carries: shared, so that a reason recorded a million times is one
+/// allocation (see `Recording::intern`).
+type Text = Arc<str>;
+
 /// One trace event, kept compact until the writer formats it.
 pub(crate) struct Event {
     pid: u32,
     tid: u64,
     kind: EventKind,
-    name: Cow<'static, str>,
+    name: Text,
 }
 
 enum EventKind {
-    /// A complete slice (`"ph":"X"`): begin and end in nanoseconds since the trace began.
+    /// A complete slice (`"ph":"X"`): begin and end in nanoseconds since the trace began;
+    /// for a run, why it stopped.
     Slice {
         cat: &'static str,
         begin: u64,
         end: u64,
-        args: Option<String>,
+        stopped: Option<Text>,
     },
     /// An instant on the hub loop's row (`"ph":"i"`).
     Instant {
         cat: &'static str,
         at: u64,
-        args: Option<String>,
     },
     Meta(MetaKind),
 }
@@ -276,35 +283,28 @@ impl Event {
         Event { pid, tid, kind: EventKind::Meta(kind), name: name.into() }
     }
 
-    fn slice(
-        pid: u32,
-        tid: u64,
-        cat: &'static str,
-        name: Cow<'static, str>,
-        begin: u64,
-        end: u64,
-    ) -> Event {
-        Event { pid, tid, kind: EventKind::Slice { cat, begin, end, args: None }, name }
+    fn slice(pid: u32, tid: u64, cat: &'static str, name: Text, begin: u64, end: u64) -> Event {
+        Event { pid, tid, kind: EventKind::Slice { cat, begin, end, stopped: None }, name }
     }
 
     /// Appends the event's JSON object to `out`.
     fn write_json(&self, out: &mut String) {
         let (pid, tid) = (self.pid, self.tid);
         match &self.kind {
-            EventKind::Slice { cat, begin, end, args } => {
+            EventKind::Slice { cat, begin, end, stopped } => {
                 let _ = write!(out, r#"{{"ph":"X","pid":{pid},"tid":{tid},"cat":"{cat}","ts":"#);
                 write_micros(out, *begin);
                 out.push_str(r#","dur":"#);
                 write_micros(out, end.saturating_sub(*begin));
-                write_name_and_args(out, &self.name, args.as_deref());
+                write_name_and_stopped(out, &self.name, stopped.as_deref());
             }
-            EventKind::Instant { cat, at, args } => {
+            EventKind::Instant { cat, at } => {
                 let _ = write!(
                     out,
                     r#"{{"ph":"i","s":"t","pid":{pid},"tid":{tid},"cat":"{cat}","ts":"#
                 );
                 write_micros(out, *at);
-                write_name_and_args(out, &self.name, args.as_deref());
+                write_name_and_stopped(out, &self.name, None);
             }
             EventKind::Meta(kind) => {
                 let (what, key) = match kind {
@@ -328,12 +328,13 @@ impl Event {
     }
 }
 
-fn write_name_and_args(out: &mut String, name: &str, args: Option<&str>) {
+fn write_name_and_stopped(out: &mut String, name: &str, stopped: Option<&str>) {
     out.push_str(r#","name":"#);
     write_json_string(out, name);
-    if let Some(args) = args {
-        out.push_str(r#","args":"#);
-        out.push_str(args);
+    if let Some(stopped) = stopped {
+        out.push_str(r#","args":{"stopped":"#);
+        write_json_string(out, stopped);
+        out.push('}');
     }
     out.push('}');
 }
@@ -363,17 +364,6 @@ pub(crate) fn write_json_string(out: &mut String, text: &str) {
     out.push('"');
 }
 
-/// One `args` object with a single string field.
-fn args_of(key: &str, value: &str) -> String {
-    let mut args = String::with_capacity(value.len() + key.len() + 8);
-    args.push('{');
-    write_json_string(&mut args, key);
-    args.push(':');
-    write_json_string(&mut args, value);
-    args.push('}');
-    args
-}
-
 /// The writer thread: formats batches as they come, until every sender is gone.
 fn write_trace(mut file: BufWriter<File>, batches: Receiver<Vec<Event>>) -> io::Result<u64> {
     let mut written = 0u64;
@@ -399,7 +389,7 @@ fn write_trace(mut file: BufWriter<File>, batches: Receiver<Vec<Event>>) -> io::
         Event {
             pid: 0,
             tid: 0,
-            kind: EventKind::Instant { cat: "trace", at: 0, args: None },
+            kind: EventKind::Instant { cat: "trace", at: 0 },
             name: name.into(),
         }
         .write_json(&mut line);
@@ -464,11 +454,38 @@ struct Recording {
     events: Vec<Event>,
     /// When the running greenlet (or the main code) was resumed.
     run_began: u64,
-    /// Greenlets parked now: since when, and why (tid → ...).
-    waiting: std::collections::HashMap<u64, (u64, String)>,
+    /// Greenlets parked now (by row): since when, and why.
+    waiting: HashMap<u64, (u64, Text), IdHash>,
     /// Rows named so far.
-    named: std::collections::HashSet<u64>,
+    named: std::collections::HashSet<u64, IdHash>,
+    /// Every stop reason seen, and its category: each is allocated once.
+    reasons: HashMap<Text, &'static str>,
+    /// The name of every run slice.
+    run: Text,
 }
+
+/// Hashes the hub's ids (small, distinct integers) with one multiplication.
+#[derive(Default)]
+pub(crate) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(byte)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u64(&mut self, id: u64) {
+        self.0 = id.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+/// A `HashMap` state for id keys.
+pub(crate) type IdHash = BuildHasherDefault<IdHasher>;
 
 /// The row of a greenlet: the loop is 0, the main code (greenlet id 0) is 1.
 fn row_of(id: u64) -> u64 {
@@ -522,6 +539,8 @@ impl Recorder {
                     run_began: now,
                     waiting: Default::default(),
                     named: Default::default(),
+                    reasons: HashMap::new(),
+                    run: Arc::from("run"),
                 });
                 true
             }
@@ -556,8 +575,8 @@ impl Recorder {
             let row = row_of(id);
             rec.name_row(row, id, name);
             if let Some((since, reason)) = rec.waiting.remove(&row) {
-                let cat = category(&reason);
-                rec.push(Event::slice(rec.pid, row, cat, reason.into(), since, now));
+                let cat = rec.reasons.get(&reason).copied().unwrap_or("wait");
+                rec.push(Event::slice(rec.pid, row, cat, reason, since, now));
             }
             rec.run_began = now;
         });
@@ -572,13 +591,14 @@ impl Recorder {
             let now = rec.now();
             let row = row_of(id);
             let began = rec.run_began;
-            let mut run = Event::slice(rec.pid, row, "run", "run".into(), began, now);
-            if let EventKind::Slice { args, .. } = &mut run.kind {
-                *args = Some(args_of("stopped", why));
+            let why = rec.intern(why);
+            let mut run = Event::slice(rec.pid, row, "run", rec.run.clone(), began, now);
+            if let EventKind::Slice { stopped, .. } = &mut run.kind {
+                *stopped = Some(why.clone());
             }
             rec.push(run);
             if !finished {
-                rec.waiting.insert(row, (now, why.to_string()));
+                rec.waiting.insert(row, (now, why));
             } else {
                 rec.named.remove(&row);
             }
@@ -595,7 +615,7 @@ impl Recorder {
             rec.push(Event {
                 pid: rec.pid,
                 tid: 0,
-                kind: EventKind::Instant { cat, at, args: None },
+                kind: EventKind::Instant { cat, at },
                 name: what.into(),
             });
         });
@@ -620,6 +640,16 @@ impl Recording {
 
     fn push(&mut self, event: Event) {
         self.events.push(event);
+    }
+
+    /// The shared copy of `reason` (made, with its category, the first time it is seen).
+    fn intern(&mut self, reason: &str) -> Text {
+        if let Some((text, _)) = self.reasons.get_key_value(reason) {
+            return text.clone();
+        }
+        let text: Text = Arc::from(reason);
+        self.reasons.insert(text.clone(), category(reason));
+        text
     }
 
     fn name_row(&mut self, row: u64, id: u64, name: Option<&str>) {

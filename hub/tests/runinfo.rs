@@ -195,3 +195,24 @@ fn env_trace_child() {
     g.join();
     assert!(hub::trace::is_active());
 }
+
+#[test]
+fn verdant_track_greenlets_turns_tracking_on_for_every_hub() {
+    let mut child = child("env_track_child", &[("VERDANT_TRACK_GREENLETS", "1")]);
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(child.wait().unwrap().success(), "{stderr}");
+}
+
+#[test]
+fn env_track_child() {
+    if !is_child("env_track_child") {
+        return;
+    }
+    assert!(hub::config().track_greenlets);
+    let g = Builder::new().name("listed").spawn(yield_now).unwrap();
+    let on_another_hub = std::thread::spawn(|| (hub::config().track_greenlets, dump().tracking));
+    assert_eq!(on_another_hub.join().unwrap(), (true, true));
+    assert!(dump().greenlets.iter().any(|i| i.name.as_deref() == Some("listed")));
+    g.join();
+}

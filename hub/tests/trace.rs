@@ -123,7 +123,10 @@ fn each_greenlet_gets_a_named_row_with_its_runs_and_the_reason_of_each_wait() {
     assert_eq!(waits(&waiter), [("sync".into(), "Event::wait()".into())]);
     assert_eq!(waits(&setter), [("yield".into(), "yield".into())]);
     for row in [&sleeper, &waiter, &setter] {
-        assert!(end(row[0]) <= begin(row[1]) && end(row[1]) <= begin(row[2]), "run, wait, run: {row:#?}");
+        assert!(
+            end(row[0]) <= begin(row[1]) && end(row[1]) <= begin(row[2]),
+            "run, wait, run: {row:#?}"
+        );
     }
     // The waiter's wait ends after the setter's last run began (it set the event there).
     assert!(end(waiter[1]) >= begin(setter[2]));
