@@ -252,6 +252,11 @@ impl<T> Sender<T> {
     pub fn capacity(&self) -> Option<usize> {
         self.shared.lock().capacity
     }
+
+    /// Senders waiting for room now.
+    pub fn waiting(&self) -> usize {
+        self.shared.lock().sending.len()
+    }
 }
 
 fn close<T>(shared: &Mutex<State<T>>) {
@@ -353,6 +358,11 @@ impl<T> Receiver<T> {
     /// The capacity of a bounded channel.
     pub fn capacity(&self) -> Option<usize> {
         self.shared.lock().capacity
+    }
+
+    /// Receivers waiting for an item now.
+    pub fn waiting(&self) -> usize {
+        self.shared.lock().receiving.len()
     }
 }
 
