@@ -4,18 +4,19 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::waiters::{Wait, WaitQueue, Wakes};
 use parking_lot::Mutex;
-use verdant_hub::RemoteWaker;
-use verdant_hub::park::Waker;
-
-use super::waiters::{Wait, WaitQueue, Wake, Wakes};
-use crate::Waitable;
 
 /// A flag that greenlets on any hub and plain threads can wait for (gevent's `Event`,
 /// shared across threads). Cloning gives another handle to the same event.
 ///
 /// `set()` wakes everyone waiting at that moment, wherever they wait; each of them returns
 /// `true` from its wait even if [`clear`](Event::clear) comes before it runs.
+///
+/// It is not a [`Waitable`](crate::Waitable): `wait`/`iwait` leave their waker with
+/// everything they watch until it becomes ready, and a shared event may never be set: the
+/// waker, which its hub counts as cross-thread work to come, would keep that hub's
+/// `join_hub` waiting. Wait for it in a greenlet of its own instead.
 ///
 /// ```
 /// use verdant_sync::shared::Event;
@@ -43,9 +44,6 @@ pub struct Event {
 struct State {
     flag: bool,
     waiters: WaitQueue,
-    /// `wait`/`iwait` callers on some hub, woken by the next `set`. A watcher whose wait
-    /// ended stays until then (its wake-up is harmless: it wakes an ended wait).
-    watchers: Vec<RemoteWaker>,
 }
 
 impl Event {
@@ -61,7 +59,6 @@ impl Event {
             let mut state = self.inner.lock();
             state.flag = true;
             wakes.extend(state.waiters.notify_all());
-            wakes.extend(state.watchers.drain(..).map(Wake::Greenlet));
         }
         wakes.fire();
     }
@@ -101,33 +98,6 @@ impl Event {
     /// Greenlets and threads waiting now.
     pub fn waiting(&self) -> usize {
         self.inner.lock().waiters.len()
-    }
-}
-
-/// An event is ready when set; `wait`/`iwait` in a greenlet of any hub can watch it.
-///
-/// ```
-/// use verdant_sync::{WaitFor, Waitable, iwait, shared};
-///
-/// let (a, b) = (shared::Event::new(), shared::Event::new());
-/// let b2 = b.clone();
-/// std::thread::spawn(move || b2.set());
-/// let objects: [&dyn Waitable; 2] = [&a, &b];
-/// assert_eq!(iwait(&objects, WaitFor::any()).next(), Some(1));
-/// ```
-impl Waitable for Event {
-    fn is_ready(&self) -> bool {
-        self.is_set()
-    }
-
-    fn add_waiter(&self, waker: Waker) {
-        let mut state = self.inner.lock();
-        if state.flag {
-            drop(state);
-            waker.wake();
-            return;
-        }
-        state.watchers.push(RemoteWaker::new(waker));
     }
 }
 
