@@ -629,3 +629,32 @@ fn the_shared_types_are_send_and_sync() {
     check::<channel::Sender<String>>();
     check::<channel::Receiver<String>>();
 }
+
+#[test]
+fn a_waiter_whose_hub_thread_ended_does_not_swallow_a_permit_or_an_item() {
+    let sem = Semaphore::new(0);
+    let (tx, rx) = channel::unbounded::<u32>();
+    // A hub thread ends with one greenlet parked on each: they will never run again.
+    let (s, r) = (sem.clone(), rx.clone());
+    thread::spawn(move || {
+        spawn(move || drop(s.acquire()));
+        spawn(move || r.recv());
+        yield_now();
+    })
+    .join()
+    .unwrap();
+    assert_eq!((sem.waiting(), rx.waiting()), (1, 1));
+    // Live waiters queue up behind them.
+    let (s, r) = (sem.clone(), rx.clone());
+    let live = thread::spawn(move || {
+        let greenlet = spawn(move || r.recv());
+        let permit = s.acquire_timeout(LONG).map(std::mem::forget);
+        (permit.is_some(), greenlet.get().unwrap())
+    });
+    until(|| sem.waiting() == 2 && rx.waiting() == 2);
+    sem.release(); // handed to the dead waiter first, which cannot take it: passed on
+    tx.send(9).unwrap(); // likewise
+    assert_eq!(live.join().unwrap(), (true, Ok(9)));
+    assert_eq!((sem.available(), sem.waiting()), (0, 0));
+    assert_eq!(rx.waiting(), 0);
+}

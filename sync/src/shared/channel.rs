@@ -125,7 +125,7 @@ impl<T> State<T> {
         self.closed || self.receivers == 0
     }
 
-    fn try_send(&mut self, item: T, wakes: &mut Wakes) -> Result<(), TrySendError<T>> {
+    fn try_send(&mut self, item: T, wakes: &mut Wakes<Self>) -> Result<(), TrySendError<T>> {
         if self.receivers_gone() {
             return Err(TrySendError::Disconnected(item));
         }
@@ -133,14 +133,14 @@ impl<T> State<T> {
             return Err(TrySendError::Full(item));
         }
         self.items.push_back(item);
-        wakes.add(self.receiving.notify_one());
+        wakes.add(self.receiving.notify_one(), State::pass_on_receiving);
         Ok(())
     }
 
-    fn try_recv(&mut self, wakes: &mut Wakes) -> Result<T, TryRecvError> {
+    fn try_recv(&mut self, wakes: &mut Wakes<Self>) -> Result<T, TryRecvError> {
         match self.items.pop_front() {
             Some(item) => {
-                wakes.add(self.sending.notify_one());
+                wakes.add(self.sending.notify_one(), State::pass_on_sending);
                 Ok(item)
             }
             None if self.senders_gone() => Err(TryRecvError::Disconnected),
@@ -149,31 +149,34 @@ impl<T> State<T> {
     }
 
     /// A notified receiver left without receiving: the next one gets its chance.
-    fn pass_on_receiving(&mut self, wakes: &mut Wakes) {
+    fn pass_on_receiving(&mut self, wakes: &mut Wakes<Self>) {
         if !self.items.is_empty() || self.senders_gone() {
-            wakes.add(self.receiving.notify_one());
+            wakes.add(self.receiving.notify_one(), State::pass_on_receiving);
         }
     }
 
     /// A notified sender left without sending: the next one gets its chance.
-    fn pass_on_sending(&mut self, wakes: &mut Wakes) {
+    fn pass_on_sending(&mut self, wakes: &mut Wakes<Self>) {
         if !self.is_full() || self.receivers_gone() {
-            wakes.add(self.sending.notify_one());
+            wakes.add(self.sending.notify_one(), State::pass_on_sending);
         }
     }
 
     /// Wakes everyone waiting on either side (to see the channel disconnected).
-    fn notify_everyone(&mut self, wakes: &mut Wakes) {
+    fn notify_everyone(&mut self, wakes: &mut Wakes<Self>) {
         wakes.extend(self.receiving.notify_all());
         wakes.extend(self.sending.notify_all());
     }
 }
 
 /// Runs `f` under the channel's lock, then makes the wake-ups it decided.
-fn locked<T, R>(shared: &Mutex<State<T>>, f: impl FnOnce(&mut State<T>, &mut Wakes) -> R) -> R {
+fn locked<T, R>(
+    shared: &Mutex<State<T>>,
+    f: impl FnOnce(&mut State<T>, &mut Wakes<State<T>>) -> R,
+) -> R {
     let mut wakes = Wakes::default();
     let result = f(&mut shared.lock(), &mut wakes);
-    wakes.fire();
+    wakes.fire(shared);
     result
 }
 

@@ -60,7 +60,7 @@ impl Event {
             state.flag = true;
             wakes.extend(state.waiters.notify_all());
         }
-        wakes.fire();
+        wakes.fire(&self.inner);
     }
 
     /// Resets the flag; later waits block until the next `set`.

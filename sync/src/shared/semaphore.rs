@@ -32,9 +32,9 @@ struct Permits {
 
 impl Permits {
     /// Returns a permit: to the longest waiter if any, else to the pool.
-    fn release(&mut self, wakes: &mut Wakes) {
+    fn release(&mut self, wakes: &mut Wakes<Self>) {
         match self.waiters.notify_one() {
-            Some(wake) => wakes.add(Some(wake)),
+            Some(wake) => wakes.add(Some(wake), Permits::release),
             None => self.available += 1,
         }
     }
@@ -131,7 +131,7 @@ impl<K: Kind> Semaphore<K> {
     fn release_one(&self) {
         let mut wakes = Wakes::default();
         self.permits.lock().release(&mut wakes);
-        wakes.fire();
+        wakes.fire(&self.permits);
     }
 }
 
@@ -165,7 +165,7 @@ impl Semaphore<Bounded> {
             }
             permits.release(&mut wakes);
         }
-        wakes.fire();
+        wakes.fire(&self.permits);
         Ok(())
     }
 }

@@ -58,13 +58,15 @@ impl Wake {
         }
     }
 
-    /// Wakes the waiter. A waiter whose hub has ended has nobody left to wake.
-    fn wake(self) {
+    /// Wakes the waiter. Returns `false` if its hub's thread has ended: then nobody got
+    /// the notification.
+    fn wake(self) -> bool {
         match self {
-            Wake::Greenlet(waker) => {
-                let _ = waker.wake();
+            Wake::Greenlet(waker) => waker.wake().is_ok(),
+            Wake::Thread(thread) => {
+                thread.unpark();
+                true
             }
-            Wake::Thread(thread) => thread.unpark(),
         }
     }
 }
@@ -78,34 +80,74 @@ impl fmt::Debug for Wake {
     }
 }
 
+/// What a waiter that got a notification and cannot act on it passes on, under the
+/// primitive's lock (a permit released again, the next waiter notified).
+pub(super) type PassOn<S> = fn(&mut S, &mut Wakes<S>);
+
 /// Wake-ups decided under a primitive's lock, made after it is released (so that a woken
 /// waiter never finds the lock still held by its waker, and no inbox lock is taken under
 /// the primitive's).
-#[derive(Debug, Default)]
+///
+/// A notification that cannot be delivered (the waiter's hub thread has ended, leaving
+/// its greenlets parked for good) is passed on as the waiter itself would have.
 #[must_use = "the wake-ups happen only when `fire` is called"]
-pub(super) struct Wakes {
-    one: Option<Wake>,
-    more: Vec<Wake>,
+pub(super) struct Wakes<S> {
+    one: Option<(Wake, Option<PassOn<S>>)>,
+    more: Vec<(Wake, Option<PassOn<S>>)>,
 }
 
-impl Wakes {
-    /// Adds a wake-up, if there is one.
-    pub(super) fn add(&mut self, wake: Option<Wake>) {
-        let Some(wake) = wake else { return };
-        match self.one {
-            None => self.one = Some(wake),
-            Some(_) => self.more.push(wake),
+impl<S> Default for Wakes<S> {
+    fn default() -> Self {
+        Wakes { one: None, more: Vec::new() }
+    }
+}
+
+impl<S> Wakes<S> {
+    /// Adds a notification, if there is one, with what to pass on if nobody gets it.
+    pub(super) fn add(&mut self, wake: Option<Wake>, pass_on: PassOn<S>) {
+        if let Some(wake) = wake {
+            self.push(wake, Some(pass_on));
         }
     }
 
-    /// Adds every wake-up of `wakes`.
+    /// Adds notifications that nobody needs to pass on (everyone is told).
     pub(super) fn extend(&mut self, wakes: impl IntoIterator<Item = Wake>) {
-        wakes.into_iter().for_each(|wake| self.add(Some(wake)));
+        wakes.into_iter().for_each(|wake| self.push(wake, None));
     }
 
-    /// Wakes them all. Call it with the primitive's lock released.
-    pub(super) fn fire(self) {
-        self.one.into_iter().chain(self.more).for_each(Wake::wake);
+    fn push(&mut self, wake: Wake, pass_on: Option<PassOn<S>>) {
+        match self.one {
+            None => self.one = Some((wake, pass_on)),
+            Some(_) => self.more.push((wake, pass_on)),
+        }
+    }
+
+    /// Wakes them all; passes on, under `lock`, what could not be delivered. Call it with
+    /// `lock` released.
+    pub(super) fn fire(self, lock: &Mutex<S>) {
+        let mut wakes = self;
+        loop {
+            let mut undelivered = Vec::new();
+            for (wake, pass_on) in wakes.one.into_iter().chain(wakes.more) {
+                if !wake.wake() {
+                    undelivered.extend(pass_on);
+                }
+            }
+            if undelivered.is_empty() {
+                return;
+            }
+            wakes = Wakes::default();
+            let mut state = lock.lock();
+            undelivered.into_iter().for_each(|pass_on| pass_on(&mut state, &mut wakes));
+        }
+    }
+}
+
+impl<S> fmt::Debug for Wakes<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Wakes")
+            .field("count", &(self.one.iter().count() + self.more.len()))
+            .finish()
     }
 }
 
@@ -172,7 +214,7 @@ pub(super) struct Wait<'a, S> {
     /// The queue this wait waits in.
     pub(super) queue: fn(&mut S) -> &mut WaitQueue,
     /// What a waiter that leaves after being notified, without acting on it, passes on.
-    pub(super) pass_on: fn(&mut S, &mut Wakes),
+    pub(super) pass_on: PassOn<S>,
     /// What the wait is for, for the hub's deadlock report.
     pub(super) reason: &'a dyn fmt::Display,
     pub(super) deadline: Option<Instant>,
@@ -203,18 +245,18 @@ impl<S> Wait<'_, S> {
     /// ticket is withdrawn, or, if it was notified meanwhile, `pass_on` runs.
     pub(super) fn run<R>(
         &self,
-        mut attempt: impl FnMut(&mut S, bool, &mut Wakes) -> Option<R>,
+        mut attempt: impl FnMut(&mut S, bool, &mut Wakes<S>) -> Option<R>,
     ) -> Option<R> {
         let mut wakes = Wakes::default();
         let mut state = self.lock.lock();
         if let Some(done) = attempt(&mut state, false, &mut wakes) {
             drop(state);
-            wakes.fire();
+            wakes.fire(self.lock);
             return Some(done);
         }
         if passed(self.deadline) {
             drop(state);
-            wakes.fire();
+            wakes.fire(self.lock);
             return None;
         }
         let on_hub = verdant_hub::has_hub();
@@ -223,7 +265,7 @@ impl<S> Wait<'_, S> {
         let mut leave = Leave { wait: self, ticket: Some(ticket) };
         let outcome = self.blocked(&mut leave, on_hub, &mut attempt, &mut wakes);
         leave.ticket = None;
-        wakes.fire();
+        wakes.fire(self.lock);
         outcome
     }
 
@@ -232,8 +274,8 @@ impl<S> Wait<'_, S> {
         &self,
         leave: &mut Leave<'_, '_, S>,
         on_hub: bool,
-        attempt: &mut impl FnMut(&mut S, bool, &mut Wakes) -> Option<R>,
-        wakes: &mut Wakes,
+        attempt: &mut impl FnMut(&mut S, bool, &mut Wakes<S>) -> Option<R>,
+        wakes: &mut Wakes<S>,
     ) -> Option<R> {
         loop {
             let ticket = leave.ticket.expect("a queued ticket while blocked");
@@ -283,7 +325,7 @@ impl<S> Drop for Leave<'_, '_, S> {
         }
         drop(state);
         drop(withdrawn);
-        wakes.fire();
+        wakes.fire(self.wait.lock);
     }
 }
 
