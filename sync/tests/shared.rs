@@ -569,7 +569,7 @@ fn a_hub_waiting_only_on_shared_primitives_is_not_reported_deadlocked() {
             rx.recv()
         })
     };
-    until(|| tx.len() == 0 && probe.waiting() == 1);
+    until(|| tx.is_empty() && probe.waiting() == 1);
     tx.send("to the greenlet").unwrap();
     until(|| probe.waiting() == 1);
     tx.send("to the main code").unwrap();
