@@ -6,7 +6,7 @@
 
 use std::cell::Cell;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
@@ -657,4 +657,49 @@ fn a_waiter_whose_hub_thread_ended_does_not_swallow_a_permit_or_an_item() {
     assert_eq!(live.join().unwrap(), (true, Ok(9)));
     assert_eq!((sem.available(), sem.waiting()), (0, 0));
     assert_eq!(rx.waiting(), 0);
+}
+
+#[test]
+fn wake_ups_to_a_running_hub_go_through_its_inbox_without_an_eventfd_write() {
+    const WAITERS: usize = 100;
+    let event = Event::new();
+    let (spinning, done) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+    let writes = Arc::new(AtomicU64::new(u64::MAX));
+    let hub = {
+        let (event, spinning, done, writes) =
+            (event.clone(), spinning.clone(), done.clone(), writes.clone());
+        thread::spawn(move || {
+            let woken = Rc::new(Cell::new(0));
+            let waiters: Vec<_> = (0..WAITERS)
+                .map(|_| {
+                    let (event, woken) = (event.clone(), woken.clone());
+                    spawn(move || {
+                        event.wait();
+                        woken.set(woken.get() + 1);
+                    })
+                })
+                .collect();
+            yield_now(); // they all wait now
+            let door = verdant_hub::remote_handle();
+            let before = door.wake_writes();
+            // Keep the hub busy (never asleep) while the other thread sets the event: a
+            // poster writes the eventfd only to wake a sleeping hub.
+            spawn(move || {
+                spinning.store(true, Ordering::SeqCst);
+                while !done.load(Ordering::SeqCst) {
+                    std::hint::spin_loop();
+                }
+            })
+            .join();
+            assert!(all_succeeded(&waiters));
+            writes.store(door.wake_writes() - before, Ordering::SeqCst);
+            woken.get()
+        })
+    };
+    until(|| spinning.load(Ordering::SeqCst));
+    assert_eq!(event.waiting(), WAITERS);
+    event.set(); // a hundred wake-ups, queued in the hub's inbox
+    done.store(true, Ordering::SeqCst);
+    assert_eq!(hub.join().unwrap(), WAITERS);
+    assert_eq!(writes.load(Ordering::SeqCst), 0, "no eventfd write for a running hub");
 }
