@@ -354,3 +354,41 @@ fn block(on_hub: bool, reason: &dyn fmt::Display, deadline: Option<Instant>) -> 
 fn passed(deadline: Option<Instant>) -> bool {
     deadline.is_some_and(|deadline| Instant::now() >= deadline)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn me() -> Wake {
+        Wake::Thread(thread::current())
+    }
+
+    #[test]
+    fn notified_means_taken_out_in_ticket_order() {
+        let mut queue = WaitQueue::default();
+        let tickets: Vec<u64> = (0..4).map(|_| queue.push(me())).collect();
+        assert!(queue.withdraw(tickets[1]).is_some()); // gave up: out, not notified
+        assert!(queue.withdraw(tickets[1]).is_none());
+        assert!(queue.notify_one().is_some()); // the oldest: ticket 0
+        assert!(!queue.contains(tickets[0]), "notified");
+        assert!(queue.contains(tickets[2]) && queue.contains(tickets[3]));
+        assert!(queue.rearm(tickets[3], me()).is_some());
+        assert!(queue.rearm(tickets[0], me()).is_none(), "a notified ticket is not re-armed");
+        let later = queue.push(me());
+        assert_eq!(queue.notify_all().count(), 3);
+        assert!(!queue.contains(later) && queue.len() == 0);
+    }
+
+    #[test]
+    fn an_undelivered_notification_is_passed_on_under_the_lock() {
+        // A greenlet's hub that is gone cannot be woken: simulate one with a pass-on that
+        // counts, on a wake that reports failure (a remote waker of an ended hub).
+        let ended = thread::spawn(|| RemoteWaker::new(park::waker())).join().unwrap();
+        let lock = Mutex::new(0usize);
+        let mut wakes = Wakes::default();
+        wakes.add(Some(Wake::Greenlet(ended)), |passed: &mut usize, _| *passed += 1);
+        wakes.add(Some(me()), |passed: &mut usize, _| *passed += 100); // delivered
+        wakes.fire(&lock);
+        assert_eq!(*lock.lock(), 1);
+    }
+}
