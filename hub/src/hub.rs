@@ -211,8 +211,9 @@ pub(crate) struct Hub {
     /// This hub's part of a trace being recorded (`trace.rs`).
     recorder: Recorder,
     /// The reason the running task last gave for stopping, formatted (only while
-    /// `observed`).
-    stop_reason: RefCell<String>,
+    /// `observed`). A `Cell` taken while formatting: the formatting runs on the greenlet's
+    /// stack, and an overflow there must not leave anything of the hub's borrowed.
+    stop_reason: Cell<String>,
 }
 
 impl Hub {
@@ -251,7 +252,7 @@ impl Hub {
             observed: Cell::new(false),
             tracker: Tracker::new(),
             recorder: Recorder::new(),
-            stop_reason: RefCell::new(String::new()),
+            stop_reason: Cell::new(String::new()),
         }
     }
 
@@ -329,9 +330,10 @@ impl Hub {
         self.set_tracking(recording || self.config.borrow().track_greenlets);
     }
 
-    /// Hands this hub's recorded events to the trace writer.
-    pub(crate) fn flush_trace(&self) {
-        self.recorder.flush();
+    /// The trace is being stopped: ends the open slices and hands everything over.
+    pub(crate) fn close_trace(&self) {
+        let core = self.current_core();
+        self.recorder.close((core.id, core.name.as_deref()));
     }
 
     /// A greenlet was created.
@@ -350,19 +352,20 @@ impl Hub {
         }
     }
 
-    /// The running task is about to stop: remember why (formatted once, for both).
+    /// The running task is about to stop: remember why (formatted once, for both; the
+    /// list and the trace are updated in `observe_stop`, on the loop's stack).
     #[cold]
     #[inline(never)]
-    fn observe_switch_out(&self, core: &Core, to: State, reason: &dyn fmt::Display) {
+    fn observe_switch_out(&self, to: State, reason: &dyn fmt::Display) {
         use std::fmt::Write as _;
-        let mut text = self.stop_reason.borrow_mut();
+        let mut text = self.stop_reason.take();
         text.clear();
         if to == State::Ready {
             text.push_str("yield");
         } else {
             let _ = write!(text, "{reason}");
-            self.tracker.parked(core.id, &text);
         }
+        self.stop_reason.set(text);
     }
 
     /// The loop is about to resume `core`'s task.
@@ -377,19 +380,24 @@ impl Hub {
     #[cold]
     #[inline(never)]
     fn observe_stop(&self, core: &Core) {
-        if !self.recorder.recording() {
-            return;
+        let reason = self.stop_reason.take();
+        let name = core.name.as_deref();
+        match core.state() {
+            State::Done => {
+                let how = match core.outcome() {
+                    Some(Ok(())) | None => "finished".to_string(),
+                    Some(Err(err)) => format!("ended: {err}"),
+                };
+                self.recorder.stopped(core.id, name, &how, true);
+            }
+            state => {
+                if state == State::Parked {
+                    self.tracker.parked(core.id, &reason);
+                }
+                self.recorder.stopped(core.id, name, &reason, false);
+            }
         }
-        let finished = core.state() == State::Done;
-        if finished {
-            let how = match core.outcome() {
-                Some(Ok(())) | None => "finished".to_string(),
-                Some(Err(err)) => format!("ended: {err}"),
-            };
-            self.recorder.stopped(core.id, &how, true);
-        } else {
-            self.recorder.stopped(core.id, &self.stop_reason.borrow(), false);
-        }
+        self.stop_reason.set(reason);
     }
 
     /// Calls `action` at `deadline` (never earlier).
@@ -523,7 +531,7 @@ impl Hub {
             return self.run_loop_for_main(core, to, reason);
         }
         if self.observed.get() {
-            self.observe_switch_out(core, to, reason);
+            self.observe_switch_out(to, reason);
         }
         core.set_state(to);
         if to == State::Ready {
@@ -557,7 +565,7 @@ impl Hub {
             self.schedule(self.main.clone());
         }
         if self.observed.get() {
-            self.observe_switch_out(core, to, reason);
+            self.observe_switch_out(to, reason);
             self.observe_stop(core);
         }
         let ran = self.run_until_main_runs();
@@ -727,7 +735,7 @@ impl Hub {
             }
             let timeout = next_timer.map(|at| at.saturating_duration_since(Instant::now()));
             if self.observed.get() {
-                self.flush_trace(); // going idle: a good moment to hand events over
+                self.recorder.flush(); // going idle: a good moment to hand events over
             }
             self.watch.set_idle(true);
             self.poll_io(timeout);
@@ -851,7 +859,7 @@ impl Hub {
     /// overflowed). Nothing is borrowed across a switch, so anything found here was left
     /// behind, and the hub cannot go on with it.
     fn bookkeeping_in_use(&self, core: &Core) -> Option<&'static str> {
-        let checks: [(&'static str, bool); 11] = [
+        let checks: [(&'static str, bool); 10] = [
             ("its run queue", self.run_queue.in_use()),
             ("its stacks", self.stacks.in_use_by_code()),
             ("its timers", self.timers.in_use()),
@@ -861,7 +869,6 @@ impl Hub {
             ("its I/O driver", self.io.in_use()),
             ("its trace recorder", self.recorder.in_use()),
             ("its live-greenlet list", self.tracker.in_use()),
-            ("its stop reason", self.stop_reason.try_borrow_mut().is_err()),
             ("the greenlet's own links and joiners", core.cold_in_use()),
         ];
         checks.into_iter().find(|(_, in_use)| *in_use).map(|(what, _)| what)
@@ -959,7 +966,7 @@ impl Drop for Hub {
     /// thread-locals that are already gone.
     fn drop(&mut self) {
         self.watch.unwatch();
-        self.recorder.flush();
+        self.recorder.close((self.main.core().id, None));
         let _ = HUB_ADDRESS.try_with(|address| address.set(std::ptr::null()));
         self.run_queue.withdraw();
         self.remote.abandon();

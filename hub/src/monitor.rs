@@ -34,11 +34,13 @@
 //!
 //! # `SIGQUIT`: run information
 //!
-//! While the monitor runs, `SIGQUIT` (Ctrl-\\ in a terminal) no longer ends the process:
+//! While the monitor watches a hub, `SIGQUIT` (Ctrl-\\ in a terminal) no longer ends the process:
 //! its handler only sets a flag; the monitor thread sees it, posts a job to every watched
 //! hub that formats the hub's [`dump`](crate::dump), and writes what comes back to stderr
 //! (the monitor thread may block on stderr; no hub does). A hub that is blocked answers
 //! once it runs its inbox again; the monitor's blocking report already names the culprit.
+//! Once no hub is watched (they ended, or the monitor was turned off), `SIGQUIT` ends the
+//! process as it does by default.
 
 use std::cell::Cell;
 use std::panic::Location;
@@ -220,6 +222,7 @@ impl Watch {
     pub(crate) fn set_threshold(&self, threshold: Option<Duration>, hub: RemoteHandle) {
         let mut watched = registry();
         watched.entries.retain(|e| !std::ptr::eq(e.watch.0, self));
+        WATCHED_HUBS.store(watched.entries.len(), Ordering::Release);
         self.watched.store(false, Ordering::Relaxed);
         let Some(threshold) = threshold else {
             ThreadInfo::withdraw();
@@ -241,6 +244,7 @@ impl Watch {
             since: Instant::now(),
             reported: false,
         });
+        WATCHED_HUBS.store(watched.entries.len(), Ordering::Release);
         self.watched.store(true, Ordering::Relaxed);
         drop(watched);
         start_monitor_thread();
@@ -253,6 +257,7 @@ impl Watch {
         if self.watched.load(Ordering::Relaxed) {
             let mut watched = registry();
             watched.entries.retain(|e| !std::ptr::eq(e.watch.0, self));
+            WATCHED_HUBS.store(watched.entries.len(), Ordering::Release);
             self.watched.store(false, Ordering::Relaxed);
             drop(watched);
             ThreadInfo::withdraw();
@@ -395,6 +400,10 @@ static RUN_INFO: Mutex<Option<std::sync::mpsc::Sender<String>>> = Mutex::new(Non
 /// Set by the `SIGQUIT` handler.
 static QUIT_REQUESTED: AtomicBool = AtomicBool::new(false);
 
+/// How many hubs the monitor watches (the registry's length, readable by the `SIGQUIT`
+/// handler, which must not take a lock).
+static WATCHED_HUBS: AtomicUsize = AtomicUsize::new(0);
+
 /// Waits `period`, printing the run information hubs send meanwhile; when a `SIGQUIT`
 /// arrived, first asks every watched hub for it.
 fn print_run_info(period: Duration) {
@@ -424,13 +433,15 @@ fn print_run_info(period: Duration) {
 
 /// Posts to every watched hub a job that sends its run information to the monitor.
 fn request_run_info() {
-    let watched = registry();
+    // Copied out first: hubs take the registry's lock (to be watched, or when they end),
+    // and stderr may block.
+    let hubs: Vec<RemoteHandle> = registry().entries.iter().map(|e| e.hub.clone()).collect();
     let _ = writeln_stderr(&format!(
         "verdant: SIGQUIT: run information of {} watched hub(s) follows",
-        watched.entries.len()
+        hubs.len()
     ));
-    for entry in &watched.entries {
-        let _ = entry.hub.post(|| {
+    for hub in &hubs {
+        let _ = hub.post(|| {
             let text = crate::dump().to_string();
             if let Some(sender) = RUN_INFO.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
                 let _ = sender.send(text);
@@ -597,8 +608,22 @@ fn install_quit_handler() {
     });
 }
 
-extern "C" fn on_quit(_signum: c_int) {
-    QUIT_REQUESTED.store(true, Ordering::Release);
+extern "C" fn on_quit(signum: c_int) {
+    if WATCHED_HUBS.load(Ordering::Acquire) > 0 {
+        QUIT_REQUESTED.store(true, Ordering::Release);
+        return;
+    }
+    // No hub is watched any more (all ended, or the monitor was turned off): SIGQUIT does
+    // what it does by default again, now and from now on.
+    // SAFETY: sigaction and raise are async-signal-safe; a zeroed struct with SIG_DFL is a
+    // valid disposition.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = libc::SIG_DFL;
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(signum, &action, std::ptr::null_mut());
+        libc::raise(signum);
+    }
 }
 
 extern "C" fn on_probe(signum: c_int, info: *mut siginfo_t, context: *mut c_void) {

@@ -52,7 +52,13 @@ pub(crate) fn tracking_from_env() -> bool {
 pub(crate) struct Tracker {
     on: Cell<bool>,
     live: RefCell<HashMap<u64, Tracked, IdHash>>,
+    /// The list's size at which entries of greenlets gone without finishing (a
+    /// `Greenlet::new` never started, then dropped) are pruned.
+    prune_at: Cell<usize>,
 }
+
+/// The smallest `prune_at`.
+const PRUNE_AT_LEAST: usize = 1024;
 
 /// One tracked greenlet.
 struct Tracked {
@@ -67,7 +73,11 @@ struct Tracked {
 
 impl Tracker {
     pub(crate) fn new() -> Tracker {
-        Tracker { on: Cell::new(false), live: RefCell::new(HashMap::default()) }
+        Tracker {
+            on: Cell::new(false),
+            live: RefCell::new(HashMap::default()),
+            prune_at: Cell::new(PRUNE_AT_LEAST),
+        }
     }
 
     pub(crate) fn is_on(&self) -> bool {
@@ -95,7 +105,12 @@ impl Tracker {
                 waiting_since: None,
                 runs: 0,
             };
-            self.live.borrow_mut().insert(task.core().id, tracked);
+            let mut live = self.live.borrow_mut();
+            live.insert(task.core().id, tracked);
+            if live.len() >= self.prune_at.get() {
+                live.retain(|_, tracked| tracked.task.strong_count() > 0);
+                self.prune_at.set((2 * live.len()).max(PRUNE_AT_LEAST));
+            }
         }
     }
 
@@ -267,7 +282,11 @@ impl fmt::Display for RunInfo {
             if let (Some(reason), Some(waited)) = (&g.waits_on, g.waiting_for) {
                 write!(f, " on {reason}, {:.3} s", waited.as_secs_f64())?;
             }
-            writeln!(f, "] spawned at {}, resumed {} times", g.spawned_at, g.runs)?;
+            if g.id == 0 {
+                writeln!(f, "], resumed {} times", g.runs)?;
+            } else {
+                writeln!(f, "] spawned at {}, resumed {} times", g.spawned_at, g.runs)?;
+            }
         }
         if self.unlisted > 0 {
             writeln!(f, "  and {} greenlets spawned before tracking began", self.unlisted)?;

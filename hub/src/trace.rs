@@ -81,6 +81,9 @@ static PENDING: AtomicUsize = AtomicUsize::new(0);
 /// Events dropped because `PENDING` was full, in the current trace.
 static DROPPED: AtomicU64 = AtomicU64::new(0);
 
+/// How many distinct stop reasons a hub's recording keeps shared (see `Recording::intern`).
+const MAX_REASONS: usize = 4096;
+
 /// Process ids of the trace's hubs (1, 2, ...); 0 is the `threads` process.
 static NEXT_PID: AtomicU32 = AtomicU32::new(1);
 
@@ -122,8 +125,8 @@ pub fn start(path: impl AsRef<Path>) -> io::Result<()> {
         .spawn(move || write_trace(BufWriter::new(file), receiver))?;
     PENDING.store(0, Ordering::Relaxed);
     DROPPED.store(0, Ordering::Relaxed);
-    *sink = Some(Sink { sender, writer, path, started: Instant::now() });
-    GENERATION.fetch_add(1, Ordering::Release);
+    let generation = GENERATION.fetch_add(1, Ordering::Release) + 1;
+    *sink = Some(Sink { sender, writer, path, started: Instant::now(), generation });
     drop(sink);
     crate::hub::with_existing_hub(crate::hub::Hub::sync_trace);
     Ok(())
@@ -138,19 +141,19 @@ pub fn start(path: impl AsRef<Path>) -> io::Result<()> {
 ///
 /// No trace is being recorded, or writing the file failed.
 pub fn stop() -> io::Result<TraceSummary> {
-    if GENERATION.load(Ordering::Acquire) % 2 == 0 {
+    crate::hub::with_existing_hub(crate::hub::Hub::close_trace);
+    let sink = {
+        let mut sink = SINK.lock();
+        let taken = sink.take();
+        if taken.is_some() {
+            GENERATION.fetch_add(1, Ordering::Release);
+        }
+        taken
+    };
+    let Some(Sink { sender, writer, path, .. }) = sink else {
         return Err(io::Error::other(
             "verdant: no trace is being recorded (trace::start begins one)",
         ));
-    }
-    crate::hub::with_existing_hub(crate::hub::Hub::flush_trace);
-    let sink = {
-        let mut sink = SINK.lock();
-        GENERATION.fetch_add(1, Ordering::Release);
-        sink.take()
-    };
-    let Some(Sink { sender, writer, path, .. }) = sink else {
-        return Err(io::Error::other("verdant: no trace is being recorded"));
     };
     crate::hub::with_existing_hub(crate::hub::Hub::sync_trace);
     drop(sender);
@@ -220,6 +223,9 @@ struct Sink {
     writer: JoinHandle<io::Result<u64>>,
     path: PathBuf,
     started: Instant,
+    /// The (odd) generation this trace was started as: a hub's recording belongs to it
+    /// only if made in the same generation.
+    generation: u64,
 }
 
 impl Sink {
@@ -429,10 +435,10 @@ fn category(reason: &str) -> &'static str {
         "yield"
     } else if reason.starts_with("sleep") {
         "sleep"
-    } else if reason.contains("fd") {
-        "io"
-    } else if reason.contains("end of") || reason.contains("join") {
+    } else if reason.contains("the end of") || reason.contains("join") {
         "join"
+    } else if reason.starts_with("fd ") || reason.contains(" fd(s) ") {
+        "io"
     } else if SYNC.iter().any(|word| reason.contains(word)) {
         "sync"
     } else {
@@ -449,6 +455,8 @@ pub(crate) struct Recorder {
 }
 
 struct Recording {
+    /// The trace this recording belongs to (`Sink::generation`).
+    generation: u64,
     pid: u32,
     started: Instant,
     events: Vec<Event>,
@@ -519,9 +527,12 @@ impl Recorder {
         let sink = SINK.lock();
         let generation = GENERATION.load(Ordering::Acquire);
         self.generation.set(generation);
-        let recording = self.state.borrow().is_some();
+        // A recording of an earlier trace (this hub slept through a stop and a start) is
+        // dropped: its times and rows belong to another file.
+        let current = matches!((&*self.state.borrow(), sink.as_ref()),
+            (Some(rec), Some(sink)) if rec.generation == sink.generation);
         match sink.as_ref() {
-            Some(sink) if !recording => {
+            Some(sink) if !current => {
                 let pid = NEXT_PID.fetch_add(1, Ordering::Relaxed);
                 let thread = std::thread::current();
                 let name =
@@ -533,6 +544,7 @@ impl Recorder {
                 ];
                 let now = sink.nanos(Instant::now());
                 *self.state.borrow_mut() = Some(Recording {
+                    generation: sink.generation,
                     pid,
                     started: sink.started,
                     events,
@@ -562,8 +574,9 @@ impl Recorder {
             return;
         }
         let events = std::mem::take(&mut recording.events);
+        let generation = recording.generation;
         drop(state);
-        if let Some(sink) = SINK.lock().as_ref() {
+        if let Some(sink) = SINK.lock().as_ref().filter(|sink| sink.generation == generation) {
             sink.send(events);
         }
     }
@@ -575,7 +588,7 @@ impl Recorder {
             let row = row_of(id);
             rec.name_row(row, id, name);
             if let Some((since, reason)) = rec.waiting.remove(&row) {
-                let cat = rec.reasons.get(&reason).copied().unwrap_or("wait");
+                let cat = rec.reasons.get(&reason).copied().unwrap_or_else(|| category(&reason));
                 rec.push(Event::slice(rec.pid, row, cat, reason, since, now));
             }
             rec.run_began = now;
@@ -585,11 +598,13 @@ impl Recorder {
         }
     }
 
-    /// Greenlet `id` stopped running because of `why`; `finished` when it has ended.
-    pub(crate) fn stopped(&self, id: u64, why: &str, finished: bool) {
+    /// Greenlet `id` (named `name`) stopped running because of `why`; `finished` when it
+    /// has ended.
+    pub(crate) fn stopped(&self, id: u64, name: Option<&str>, why: &str, finished: bool) {
         let full = self.with_recording(|rec| {
             let now = rec.now();
             let row = row_of(id);
+            rec.name_row(row, id, name);
             let began = rec.run_began;
             let why = rec.intern(why);
             let mut run = Event::slice(rec.pid, row, "run", rec.run.clone(), began, now);
@@ -606,6 +621,29 @@ impl Recorder {
         if full {
             self.flush();
         }
+    }
+
+    /// The trace ends here: the running task's stretch and every open wait end now, so the
+    /// file shows them up to its last moment. `running` is the id and name of the task
+    /// running now.
+    pub(crate) fn close(&self, running: (u64, Option<&str>)) {
+        self.with_recording(|rec| {
+            let now = rec.now();
+            let waiting: Vec<(u64, (u64, Text))> = rec.waiting.drain().collect();
+            for (row, (since, reason)) in waiting {
+                let cat = rec.reasons.get(&reason).copied().unwrap_or_else(|| category(&reason));
+                rec.push(Event::slice(rec.pid, row, cat, reason, since, now));
+            }
+            let (id, name) = running;
+            let row = row_of(id);
+            rec.name_row(row, id, name);
+            let mut run = Event::slice(rec.pid, row, "run", rec.run.clone(), rec.run_began, now);
+            if let EventKind::Slice { stopped, .. } = &mut run.kind {
+                *stopped = Some(Arc::from("the trace stopped"));
+            }
+            rec.push(run);
+        });
+        self.flush();
     }
 
     /// Something happened in the loop itself (timers fired, fds ready, messages handled).
@@ -643,12 +681,16 @@ impl Recording {
     }
 
     /// The shared copy of `reason` (made, with its category, the first time it is seen).
+    /// At most [`MAX_REASONS`] are kept: reasons that name greenlets (`the end of greenlet
+    /// #7`) are nearly all distinct, and past that each is allocated on its own.
     fn intern(&mut self, reason: &str) -> Text {
         if let Some((text, _)) = self.reasons.get_key_value(reason) {
             return text.clone();
         }
         let text: Text = Arc::from(reason);
-        self.reasons.insert(text.clone(), category(reason));
+        if self.reasons.len() < MAX_REASONS {
+            self.reasons.insert(text.clone(), category(reason));
+        }
         text
     }
 
@@ -691,6 +733,8 @@ mod tests {
         assert_eq!(category("fd 7 to become readable"), "io");
         assert_eq!(category("Event::wait()"), "sync");
         assert_eq!(category("the end of greenlet #3"), "join");
+        assert_eq!(category("the end of greenlet #3 \"pdf-fd\" (join)"), "join");
+        assert_eq!(category("2 fd(s) to become ready (quietly)"), "io");
         assert_eq!(category("something else"), "wait");
     }
 }

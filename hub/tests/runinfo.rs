@@ -216,3 +216,51 @@ fn env_track_child() {
     assert!(dump().greenlets.iter().any(|i| i.name.as_deref() == Some("listed")));
     g.join();
 }
+
+#[test]
+fn overflows_while_tracking_and_tracing_end_only_their_greenlet() {
+    verdant_testutil::assert_test_passes_in_child("overflow_while_observed_child");
+}
+
+#[test]
+fn overflow_while_observed_child() {
+    if !verdant_testutil::is_child_for("overflow_while_observed_child") {
+        return;
+    }
+    let path =
+        std::env::temp_dir().join(format!("verdant-overflow-trace-{}.json", std::process::id()));
+    track();
+    hub::trace::start(&path).unwrap();
+    for i in 0..50 {
+        let g = Builder::new()
+            .name(format!("deep-{i}"))
+            .stack_size(32 * 1024)
+            .spawn(|| verdant_testutil::recurse_forever(0))
+            .unwrap();
+        assert!(matches!(g.get(), Err(hub::GreenletError::StackOverflow { .. })));
+    }
+    let listed: Vec<u64> = dump().greenlets.iter().map(|g| g.id).collect();
+    assert_eq!(listed, [0], "the overflowed greenlets are not listed");
+    hub::trace::stop().unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(text.matches("overflowed its stack").count(), 50, "each ending is recorded");
+}
+
+#[test]
+fn sigquit_ends_the_process_again_once_no_hub_is_watched() {
+    let (stderr, signal) = verdant_testutil::run_test_in_child("sigquit_unwatched_child");
+    assert_eq!(signal, Some(libc::SIGQUIT), "{stderr}");
+}
+
+#[test]
+fn sigquit_unwatched_child() {
+    if !verdant_testutil::is_child_for("sigquit_unwatched_child") {
+        return;
+    }
+    configure(|c| c.max_blocking_time = Some(Duration::from_secs(10))).unwrap();
+    configure(|c| c.max_blocking_time = None).unwrap();
+    // SAFETY: raise has no memory-safety preconditions.
+    unsafe { libc::raise(libc::SIGQUIT) };
+    unreachable!("SIGQUIT's default action ends the process");
+}

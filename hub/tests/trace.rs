@@ -255,3 +255,77 @@ fn a_span_outside_a_trace_records_nothing_and_costs_no_lock() {
     let span = trace::span("nothing");
     assert!(format!("{span:?}").contains("None"));
 }
+
+#[test]
+fn the_main_codes_last_stretch_ends_when_the_trace_stops() {
+    let (events, pid) = record("close", || {
+        hub::spawn(yield_now).join();
+    });
+    let main = slices(&events, pid, row(&events, pid, "main code"));
+    assert_eq!(runs_stopped_by(&main).last().unwrap(), "the trace stopped");
+}
+
+#[test]
+fn a_hub_asleep_through_a_stop_and_a_start_records_only_into_the_new_trace() {
+    let _turn = ONE_TRACE.lock().unwrap_or_else(|e| e.into_inner());
+    let (first, second) = (trace_path("first"), trace_path("second"));
+    trace::start(&first).unwrap();
+    let go = verdant_sync::shared::Event::new();
+    let (ready_tx, ready) = std::sync::mpsc::channel();
+    let sleeper = {
+        let go = go.clone();
+        std::thread::Builder::new()
+            .name("sleeper-hub".into())
+            .spawn(move || {
+                Builder::new().name("early").spawn(yield_now).unwrap().join();
+                ready_tx.send(()).unwrap();
+                go.wait(); // idle in epoll_wait meanwhile
+                Builder::new().name("late").spawn(yield_now).unwrap().join();
+            })
+            .unwrap()
+    };
+    ready.recv().unwrap();
+    trace::stop().unwrap();
+    trace::start(&second).unwrap();
+    go.set();
+    sleeper.join().unwrap(); // its hub hands everything over as the thread ends
+    trace::stop().unwrap();
+    let read = |path: &PathBuf| -> Vec<Value> {
+        let events = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        std::fs::remove_file(path).unwrap();
+        events
+    };
+    let (first, second) = (read(&first), read(&second));
+    let named = |events: &[Value], label: &str| {
+        events.iter().any(|e| e["name"] == "thread_name" && e["args"]["name"] == label)
+    };
+    assert!(named(&first, "early (#1)") && !named(&first, "late (#2)"));
+    assert!(named(&second, "late (#2)"), "the new trace names the row it records");
+    assert!(!named(&second, "early (#1)"), "nothing of the first trace is in the second");
+    // Its rows' times are the new trace's: they start after the new trace began.
+    let late_pid = second
+        .iter()
+        .find(|e| e["name"] == "thread_name" && e["args"]["name"] == "late (#2)")
+        .unwrap()["pid"]
+        .as_u64()
+        .unwrap();
+    let late = slices(&second, late_pid, row(&second, late_pid, "late (#2)"));
+    assert_eq!(runs_stopped_by(&late), ["yield", "finished"]);
+    assert!(late.iter().all(|s| begin(s) >= 0));
+}
+
+#[test]
+fn two_stops_at_once_end_the_trace_once_and_a_new_one_can_start() {
+    let _turn = ONE_TRACE.lock().unwrap_or_else(|e| e.into_inner());
+    let path = trace_path("race");
+    trace::start(&path).unwrap();
+    let stoppers: Vec<_> = (0..2).map(|_| std::thread::spawn(trace::stop)).collect();
+    let results: Vec<_> = stoppers.into_iter().map(|t| t.join().unwrap()).collect();
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "{results:?}");
+    assert!(!trace::is_active());
+    trace::start(&path).unwrap();
+    assert!(trace::is_active());
+    trace::stop().unwrap();
+    assert!(!trace::is_active());
+    std::fs::remove_file(&path).unwrap();
+}

@@ -143,7 +143,7 @@ impl IoDriver {
     /// Polls once (`timeout` `None` blocks until an event) and wakes the greenlets waiting
     /// on whatever became ready. The hub's own eventfd needs no handling here: the loop
     /// drains the inbox right after. With `ready` (a trace records), lists the fds that
-    /// became ready there (`7 r, 9 w`).
+    /// became ready there (`fd 7 (r), fd 9 (w)`).
     pub(crate) fn poll(&self, timeout: Option<Duration>, mut ready: Option<&mut String>) {
         let mut events = self.events.borrow_mut();
         if let Err(err) = self.poll.borrow_mut().poll(&mut events, timeout) {
