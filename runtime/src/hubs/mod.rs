@@ -187,8 +187,24 @@ impl Hubs {
         F: Fn(usize) -> T + Send + Sync + 'static,
         T: Send + 'static,
     {
+        self.spawn_noting_failures(f, |_| {})
+    }
+
+    /// [`spawn`](Self::spawn), calling `not_started(index)` (on any thread) for each hub
+    /// whose closure will never run: its thread could not start or be pinned.
+    pub(crate) fn spawn_noting_failures<T, F>(
+        self,
+        f: F,
+        not_started: impl Fn(usize) + Send + Sync + 'static,
+    ) -> HubsHandle<T>
+    where
+        F: Fn(usize) -> T + Send + Sync + 'static,
+        T: Send + 'static,
+    {
         let plan = self.plan();
-        let results = Arc::new(Results::new(plan.len()));
+        let mut results = Results::new(plan.len());
+        results.not_started = Box::new(not_started);
+        let results = Arc::new(results);
         let f = Arc::new(f);
         let mut threads = Vec::with_capacity(plan.len());
         for (index, cpu) in plan.into_iter().enumerate() {
@@ -245,6 +261,8 @@ struct Results<T> {
     slots: Vec<Mutex<Option<Result<T, HubError>>>>,
     /// Counts the hubs still running.
     done: Countdown,
+    /// Told of each hub whose closure never ran.
+    not_started: Box<dyn Fn(usize) + Send + Sync>,
 }
 
 impl<T> Results<T> {
@@ -252,10 +270,14 @@ impl<T> Results<T> {
         Results {
             slots: (0..count).map(|_| Mutex::new(None)).collect(),
             done: Countdown::new(count),
+            not_started: Box::new(|_| {}),
         }
     }
 
     fn finish(&self, index: usize, outcome: Result<T, HubError>) {
+        if outcome.as_ref().is_err_and(|e| e.panic().is_none()) {
+            (self.not_started)(index);
+        }
         *self.slots[index].lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
         self.done.count_down();
     }
