@@ -94,6 +94,11 @@ pub struct ThreadpoolGuideExamples;
 #[cfg(doctest)]
 pub struct NetGuideExamples;
 
+/// The examples of `docs/multicore.md`, run as doctests.
+#[doc = include_str!("../../docs/multicore.md")]
+#[cfg(doctest)]
+pub struct MulticoreGuideExamples;
+
 /// The examples of `docs/processpool.md`, compiled as doctests.
 #[doc = include_str!("../../docs/processpool.md")]
 #[cfg(doctest)]
