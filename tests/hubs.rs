@@ -164,3 +164,20 @@ fn spawned_hubs_outlive_the_callers_frame_and_join_from_a_plain_thread() {
     let values: Vec<usize> = outcomes.into_iter().map(Result::unwrap).collect();
     assert_eq!(values, [1, 2]);
 }
+
+#[test]
+fn one_thread_pool_serves_greenlets_on_every_hub() {
+    let pool = verdant::threadpool::ThreadPool::new(2);
+    // Each hub's greenlets wait for the shared pool by parking; every answer comes back
+    // to the hub that asked.
+    let sums = Hubs::new(3).run(|index| {
+        let greenlets: Vec<_> = (0..10u64)
+            .map(|n| {
+                let pool = pool.clone();
+                verdant::spawn(move || pool.apply(move || n * 10 + index as u64))
+            })
+            .collect();
+        greenlets.iter().map(|g| g.get().unwrap()).sum::<u64>()
+    });
+    assert_eq!(sums, [450, 460, 470]);
+}
