@@ -76,6 +76,8 @@ type Configure = dyn Fn(StreamServer) -> StreamServer + Send + Sync;
 ///   returns when every hub has ended.
 /// * Spreading is by a hash of the client's address and port, not by load: with few
 ///   clients, one hub may get most of them.
+/// * Lifetime: the hubs serve until [`stop`](Self::stop), or until every listener failed,
+///   even if every handle is dropped (as a started [`StreamServer`] does).
 #[derive(Clone)]
 pub struct MultiServer {
     shared: Arc<Shared>,
