@@ -2,7 +2,7 @@
 //! blocking reads and writes, requests parsed with `httparse`. curl and wrk drive it:
 //!
 //! ```text
-//! cargo run --release --example http_hello -- 127.0.0.1:8080 [--request-timeout 10] [--idle-timeout 60]
+//! cargo run --release --example http_hello -- 127.0.0.1:8080 [--hubs N] [--request-timeout 10] [--idle-timeout 60]
 //! curl -v http://127.0.0.1:8080/
 //! wrk -t1 -c100 -d10s http://127.0.0.1:8080/
 //! ```
@@ -14,6 +14,9 @@
 //! close); between requests a keep-alive connection may stay idle for the idle timeout
 //! (60 s), which also bounds every write. A client that resets the connection has simply
 //! left: not an error.
+//!
+//! `--hubs N` serves on N hubs, one per thread (`0`: one per core), each with its own
+//! `SO_REUSEPORT` listener (`MultiServer`); without it, one hub on the main thread.
 
 #[path = "support/http.rs"]
 mod http;
@@ -22,8 +25,9 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::time::{Duration, Instant};
 
+use verdant::Hubs;
 use verdant::net::{TcpStream, is_disconnect};
-use verdant::server::StreamServer;
+use verdant::server::{MultiServer, StreamServer};
 
 /// How long a slow client may take.
 #[derive(Clone, Copy, Debug)]
@@ -49,19 +53,36 @@ const LINGER_TIME: Duration = Duration::from_secs(2);
 /// Serves on the address given as the first argument until killed (public so that
 /// `benches/compare_tokio.rs` can run it in a process of its own).
 pub fn main() -> io::Result<()> {
-    let (addr, timeouts) = parse_args(std::env::args().skip(1))?;
+    let (addr, timeouts, hubs) = parse_args(std::env::args().skip(1))?;
+    let pid = std::process::id();
+    if let Some(hubs) = hubs {
+        let server = multi_server(&addr, timeouts, Hubs::new(hubs))?;
+        println!("listening on http://{} (pid {pid}, {} hubs)", server.local_addr(), server.hubs());
+        return server.wait();
+    }
     let server = server(&addr, timeouts)?;
-    println!("listening on http://{} (pid {})", server.local_addr(), std::process::id());
+    println!("listening on http://{} (pid {pid})", server.local_addr());
     server.serve_forever()
 }
 
-/// `[ADDR] [--request-timeout SECONDS] [--idle-timeout SECONDS]`.
-fn parse_args(mut args: impl Iterator<Item = String>) -> io::Result<(String, Timeouts)> {
+/// `[ADDR] [--hubs N] [--request-timeout SECONDS] [--idle-timeout SECONDS]`.
+fn parse_args(
+    mut args: impl Iterator<Item = String>,
+) -> io::Result<(String, Timeouts, Option<usize>)> {
     let mut addr = "127.0.0.1:8080".to_string();
     let mut timeouts = Timeouts::default();
+    let mut hubs = None;
     let invalid = |what: String| io::Error::new(io::ErrorKind::InvalidInput, what);
     while let Some(arg) = args.next() {
         let slot = match arg.as_str() {
+            "--hubs" => {
+                let n = args.next().and_then(|n| n.parse().ok());
+                hubs =
+                    Some(n.ok_or_else(|| {
+                        invalid("--hubs takes a number (0: one per core)".into())
+                    })?);
+                continue;
+            }
             "--request-timeout" => &mut timeouts.request,
             "--idle-timeout" => &mut timeouts.idle,
             _ if !arg.starts_with("--") => {
@@ -78,7 +99,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> io::Result<(String, Tim
             .filter(|d| !d.is_zero())
             .ok_or_else(|| invalid(format!("{arg} takes a positive number of seconds")))?;
     }
-    Ok((addr, timeouts))
+    Ok((addr, timeouts, hubs))
 }
 
 /// The server, bound and configured, not started.
@@ -86,6 +107,15 @@ pub fn server(addr: &str, timeouts: Timeouts) -> io::Result<StreamServer> {
     let server =
         StreamServer::new(addr, move |stream, _: SocketAddr| serve(stream, timeouts.request))?;
     Ok(server.with_first_byte_timeout(timeouts.request).with_idle_timeout(timeouts.idle))
+}
+
+/// The server on `hubs`, one `SO_REUSEPORT` listener each, started.
+pub fn multi_server(addr: &str, timeouts: Timeouts, hubs: Hubs) -> io::Result<MultiServer> {
+    MultiServer::builder(hubs)
+        .configure(move |server| {
+            server.with_first_byte_timeout(timeouts.request).with_idle_timeout(timeouts.idle)
+        })
+        .start(addr, move |_| move |stream, _: SocketAddr| serve(stream, timeouts.request))
 }
 
 /// Serves requests on one connection until the client closes or asks to close. The

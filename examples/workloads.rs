@@ -8,13 +8,21 @@
 //! Only the measured section is timed. Implemented here: W1 (switch), W2 (spawn+join),
 //! W3 (pool map), W4 (thread-pool round trip), W5 (queue ping-pong), W6 (100,000 timers),
 //! W7 (TCP echo: this program re-runs itself as the server process and drives it with the
-//! `loadgen` client code; N = messages per connection), W8 (idle memory; N = 10000 or
-//! 100000).
+//! `loadgen` client code; N = messages per connection; `W7.2hubs`: the server on two hubs),
+//! W8 (idle memory; N = 10000 or 100000), W9 (HTTP plaintext under `wrk`, the server on 1
+//! and 2 hubs, and on one pinned core with wrk on the other; N = seconds per run).
 
 #[path = "support/echo.rs"]
 mod echo;
+#[path = "support/http.rs"]
+#[allow(dead_code)] // W9 uses the parser, not the example's answers
+mod http;
+#[path = "support/plaintext.rs"]
+mod plaintext;
 #[path = "support/tcp_load.rs"]
 mod tcp_load;
+#[path = "support/wrk.rs"]
+mod wrk;
 
 use std::time::{Duration, Instant};
 
@@ -45,11 +53,14 @@ fn main() {
         "W4" => w4_threadpool_round_trip(n.unwrap_or(100_000)),
         "W5" => w5_queue(n.unwrap_or(1_000_000)),
         "W6" => w6_timers(n.unwrap_or(100_000)),
-        "W7" => w7_tcp_echo(n.unwrap_or(10_000)),
-        "W7-server" => w7_server(),
+        "W7" => w7_tcp_echo("W7", 1, n.unwrap_or(10_000)),
+        "W7.2hubs" => w7_tcp_echo("W7.2hubs", 2, n.unwrap_or(10_000)),
+        "W7-server" => w7_server(n.unwrap_or(1)),
         "W8" => w8_idle_memory(n.unwrap_or(10_000)),
+        "W9" => w9_http_plaintext(n.unwrap_or(10) as u64),
+        "W9-server" => w9_server(n.unwrap_or(1)),
         _ => {
-            eprintln!("usage: workloads <W1|W2|W3|W4|W5|W6|W7|W8> [N]");
+            eprintln!("usage: workloads <W1|W2|W3|W4|W5|W6|W7|W7.2hubs|W8|W9> [N]");
             std::process::exit(2);
         }
     }
@@ -59,30 +70,126 @@ fn result(id: &str, value: f64, unit: &str) {
     println!("RESULT {id} {value:.1} {unit}");
 }
 
-/// W7: 100 connections x `messages` echoes of 64 bytes against an echo server in a child
-/// process (this program, as `W7-server`); reports msg/s, p50/p99 and server CPU/message.
-fn w7_tcp_echo(messages: usize) {
-    use std::io::BufRead;
-    let mut server = std::process::Command::new(std::env::current_exe().unwrap())
-        .arg("W7-server")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("start the echo server process");
-    let mut first_line = String::new();
-    std::io::BufReader::new(server.stdout.take().unwrap()).read_line(&mut first_line).unwrap();
-    let addr = first_line.trim().parse().expect("the server prints its address first");
+/// W7: 100 connections x `messages` echoes of 64 bytes against an echo server on `hubs`
+/// hubs in a child process (this program, as `W7-server`); reports msg/s, p50/p99 and
+/// server CPU/message.
+fn w7_tcp_echo(id: &str, hubs: usize, messages: usize) {
+    let mut server = ServerProcess::start("W7-server", hubs, None);
     let load = tcp_load::Load { connections: 100, messages, size: 64 };
-    let report = tcp_load::run(addr, load, Some(server.id()));
-    server.kill().unwrap();
-    server.wait().unwrap();
-    report.expect("the W7 run failed").print("W7");
+    let report = tcp_load::run(server.addr, load, Some(server.child.id()));
+    server.stop();
+    report.expect("the W7 run failed").print(id);
 }
 
-/// The server side of W7: echo on an ephemeral port, address on the first stdout line.
-fn w7_server() {
+/// The server side of W7: echo on an ephemeral port, address on the first stdout line;
+/// one hub on the main thread, or `hubs` hubs (`MultiServer`).
+fn w7_server(hubs: usize) {
+    if hubs > 1 {
+        let server =
+            verdant::server::MultiServer::start("127.0.0.1:0", verdant::Hubs::new(hubs), |_| {
+                echo::echo
+            })
+            .unwrap();
+        println!("{}", server.local_addr());
+        server.wait().unwrap();
+        return;
+    }
     let server = verdant::server::StreamServer::new("127.0.0.1:0", echo::echo).unwrap();
     println!("{}", server.local_addr());
     server.serve_forever().unwrap();
+}
+
+/// A server run as a child process: this program with a `*-server` ID and a hub count,
+/// optionally on one CPU (`taskset`); it prints its address first.
+struct ServerProcess {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+}
+
+impl ServerProcess {
+    fn start(id: &str, hubs: usize, cpu: Option<usize>) -> ServerProcess {
+        use std::io::BufRead;
+        let exe = std::env::current_exe().unwrap();
+        let mut command = match cpu {
+            Some(cpu) => {
+                let mut taskset = std::process::Command::new("taskset");
+                taskset.arg("-c").arg(cpu.to_string()).arg(exe);
+                taskset
+            }
+            None => std::process::Command::new(exe),
+        };
+        let mut child = command
+            .args([id, &hubs.to_string()])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start the {id} process: {e}"));
+        let mut first_line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut first_line).unwrap();
+        let addr = first_line.trim().parse().expect("the server prints its address first");
+        ServerProcess { child, addr }
+    }
+
+    fn stop(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+/// One W9 server configuration.
+struct W9Variant {
+    name: &'static str,
+    hubs: usize,
+    /// (the server's CPU, wrk's CPU), to pin each to one core.
+    pinning: Option<(usize, usize)>,
+}
+
+const W9_VARIANTS: [W9Variant; 3] = [
+    W9Variant { name: "1hub", hubs: 1, pinning: None },
+    W9Variant { name: "2hubs", hubs: 2, pinning: None },
+    W9Variant { name: "1hub-pinned", hubs: 1, pinning: Some((0, 1)) },
+];
+
+/// W9: `wrk -t1 -c100` for `seconds` against the plaintext server (a child process) on 1
+/// hub, on 2 hubs, and on 1 hub pinned to CPU 0 with wrk pinned to CPU 1; reports req/s,
+/// p99 and the server's CPU per request (utime + stime of all its threads, from /proc).
+fn w9_http_plaintext(seconds: u64) {
+    if !wrk::available() {
+        eprintln!("W9 skipped: wrk is not installed (Debian: apt-get install wrk)");
+        return;
+    }
+    for variant in W9_VARIANTS {
+        let (variant, hubs, pinning) = (variant.name, variant.hubs, variant.pinning);
+        let mut server = ServerProcess::start("W9-server", hubs, pinning.map(|p| p.0));
+        let _ = wrk::run(server.addr, 100, 1, pinning.map(|p| p.1)); // warm-up
+        let before = tcp_load::cpu::process_cpu(server.child.id()).unwrap();
+        let report = wrk::run(server.addr, 100, seconds, pinning.map(|p| p.1));
+        let cpu = tcp_load::cpu::process_cpu(server.child.id()).unwrap() - before;
+        server.stop();
+        let report = report.expect("the W9 run failed");
+        for error in &report.errors {
+            eprintln!("W9.{variant}: wrk reported {error}");
+        }
+        let per_request = cpu.as_secs_f64() * 1e6 / report.requests.max(1) as f64;
+        eprintln!(
+            "W9.{variant}: {} requests, {:.0} req/s, p99 {:?}, server CPU {cpu:.2?}",
+            report.requests, report.requests_per_second, report.p99
+        );
+        println!("RESULT W9.{variant} {:.0} req/s", report.requests_per_second);
+        println!("RESULT W9.{variant}-p99 {:.1} us", report.p99.as_secs_f64() * 1e6);
+        println!("RESULT W9.{variant}-server-cpu {per_request:.2} us/req");
+    }
+}
+
+/// The server side of W9: the plaintext server on `hubs` hubs (`MultiServer`), address on
+/// the first stdout line.
+fn w9_server(hubs: usize) {
+    let server =
+        verdant::server::MultiServer::start("127.0.0.1:0", verdant::Hubs::new(hubs), |_| {
+            plaintext::serve
+        })
+        .unwrap();
+    println!("{}", server.local_addr());
+    server.wait().unwrap();
 }
 
 /// W1: two greenlets hand control to each other `rounds` times each.

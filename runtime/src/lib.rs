@@ -27,6 +27,8 @@
 //!   ([`verdant_processpool`]);
 //! * [`net`]: green `TcpListener`, `TcpStream`, `UdpSocket`, Unix sockets, `lookup_host`;
 //! * [`server`]: `StreamServer`, gevent's TCP server with graceful stop;
+//! * [`hubs`]: [`Hubs`], many hubs in one process (one per core), each running a closure
+//!   as its main code;
 //! * [`block_on`]: async Rust inside a greenlet (a `Future` run to completion while the
 //!   greenlet parks), and with feature `tokio`, `compat::tokio` for futures tied to
 //!   tokio's reactor.
@@ -43,6 +45,7 @@ pub use verdant_hub::{
     sleep_unref, sleep_until, spawn, spawn_later, with_timeout, yield_now,
 };
 
+pub use hubs::Hubs;
 #[cfg(feature = "patch")]
 pub use verdant_patch as patch;
 pub use verdant_pool as pool;
@@ -52,6 +55,7 @@ pub use verdant_threadpool as threadpool;
 
 #[cfg(feature = "tokio")]
 pub mod compat;
+pub mod hubs;
 pub mod net;
 pub mod server;
 
@@ -91,6 +95,11 @@ pub struct ThreadpoolGuideExamples;
 #[doc = include_str!("../../docs/net.md")]
 #[cfg(doctest)]
 pub struct NetGuideExamples;
+
+/// The examples of `docs/multicore.md`, run as doctests.
+#[doc = include_str!("../../docs/multicore.md")]
+#[cfg(doctest)]
+pub struct MulticoreGuideExamples;
 
 /// The examples of `docs/processpool.md`, compiled as doctests.
 #[doc = include_str!("../../docs/processpool.md")]

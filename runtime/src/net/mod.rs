@@ -56,8 +56,13 @@ mod tcp;
 mod udp;
 mod unix;
 
+/// socket2, whose `SockRef` [`TcpStream::socket`] returns: every socket option.
+pub use socket2;
+
+pub(crate) use addr::each_addr;
 pub use addr::{ToSocketAddrs, lookup_host};
 pub use disconnect::is_disconnect;
+pub(crate) use tcp::reuse_port_listener;
 pub use tcp::{DEFAULT_BACKLOG, TcpListener, TcpStream};
 pub use udp::UdpSocket;
 pub use unix::{UnixListener, UnixStream};

@@ -6,6 +6,7 @@ use std::net::{self, Shutdown, SocketAddr};
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
 use std::time::{Duration, Instant};
 
+use socket2::{Domain, Protocol, SockRef, Socket, Type};
 use verdant_hub::io::Interest;
 
 use super::addr::{ToSocketAddrs, each_addr};
@@ -47,6 +48,24 @@ impl TcpListener {
         let listener = each_addr(addr, net::TcpListener::bind).and_then(TcpListener::from_std)?;
         listener.set_backlog(DEFAULT_BACKLOG)?;
         Ok(listener)
+    }
+
+    /// Like [`bind`](Self::bind), with `SO_REUSEPORT` (and `SO_REUSEADDR`) set before
+    /// binding: several listeners, one per hub, may then bind the same address, and the
+    /// kernel spreads incoming connections over them (by a hash of the client's address
+    /// and port). Each must be bound this way, by the same user. With port 0, each call
+    /// picks a new port: bind the first, then the others to its
+    /// [`local_addr`](Self::local_addr).
+    ///
+    /// ```
+    /// use verdant::net::TcpListener;
+    ///
+    /// let first = TcpListener::bind_reuse_port("127.0.0.1:0").unwrap();
+    /// let second = TcpListener::bind_reuse_port(first.local_addr().unwrap()).unwrap();
+    /// assert_eq!(first.local_addr().unwrap(), second.local_addr().unwrap());
+    /// ```
+    pub fn bind_reuse_port<A: ToSocketAddrs>(addr: A) -> io::Result<TcpListener> {
+        each_addr(addr, reuse_port_listener).and_then(TcpListener::from_std)
     }
 
     /// Wraps a std listener (made non-blocking and registered with this thread's hub).
@@ -96,6 +115,23 @@ impl TcpListener {
     pub fn take_error(&self) -> io::Result<Option<io::Error>> {
         self.inner.get_ref().take_error()
     }
+
+    /// The socket, for options this type has no method for (through socket2).
+    pub fn socket(&self) -> SockRef<'_> {
+        SockRef::from(self.inner.get_ref())
+    }
+}
+
+/// A std listener bound to `addr` with `SO_REUSEADDR` and `SO_REUSEPORT`, listening with
+/// a backlog of [`DEFAULT_BACKLOG`]. `Send`: it may be made on one thread and registered
+/// with a hub on another ([`TcpListener::from_std`]).
+pub(crate) fn reuse_port_listener(addr: SocketAddr) -> io::Result<net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(i32::try_from(DEFAULT_BACKLOG).unwrap_or(i32::MAX))?;
+    Ok(socket.into())
 }
 
 impl_fd!(TcpListener);
@@ -227,6 +263,54 @@ impl TcpStream {
     /// The pending socket error, if any.
     pub fn take_error(&self) -> io::Result<Option<io::Error>> {
         self.inner.get_ref().take_error()
+    }
+
+    /// Sets `SO_LINGER`. `Some(Duration::ZERO)` makes closing the stream reset the
+    /// connection (RST) instead of the orderly FIN, dropping unsent data: the usual use,
+    /// to shed a client without a `TIME_WAIT`. `None` (the default) closes in the
+    /// background. A nonzero linger makes the close itself wait, in the kernel, for unsent
+    /// data to go out, up to that long; that wait blocks the whole hub thread, so avoid it.
+    pub fn set_linger(&self, linger: Option<Duration>) -> io::Result<()> {
+        self.socket().set_linger(linger)
+    }
+
+    /// `SO_LINGER` (see [`set_linger`](Self::set_linger)).
+    pub fn linger(&self) -> io::Result<Option<Duration>> {
+        self.socket().linger()
+    }
+
+    /// Turns TCP keep-alive probes (`SO_KEEPALIVE`) on or off; the timings are the
+    /// system's unless set through [`socket`](Self::socket) (`set_tcp_keepalive`).
+    pub fn set_keepalive(&self, keepalive: bool) -> io::Result<()> {
+        self.socket().set_keepalive(keepalive)
+    }
+
+    /// Sets the kernel's receive buffer size (`SO_RCVBUF`; Linux doubles it).
+    pub fn set_recv_buffer_size(&self, size: usize) -> io::Result<()> {
+        self.socket().set_recv_buffer_size(size)
+    }
+
+    /// Sets the kernel's send buffer size (`SO_SNDBUF`; Linux doubles it).
+    pub fn set_send_buffer_size(&self, size: usize) -> io::Result<()> {
+        self.socket().set_send_buffer_size(size)
+    }
+
+    /// The socket, for options this type has no method for (through socket2, re-exported
+    /// as [`verdant::net::socket2`](crate::net::socket2)). Options only: reading or
+    /// writing through it would block the thread and bypass the hub.
+    ///
+    /// ```
+    /// # let listener = verdant::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    /// # let stream = verdant::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    /// stream.set_linger(Some(std::time::Duration::ZERO)).unwrap(); // reset on close
+    /// assert_eq!(stream.linger().unwrap(), Some(std::time::Duration::ZERO));
+    /// stream.socket().set_tcp_keepalive(
+    ///     &verdant::net::socket2::TcpKeepalive::new().with_time(std::time::Duration::from_secs(60)),
+    /// ).unwrap();
+    /// assert!(stream.socket().keepalive().unwrap());
+    /// ```
+    pub fn socket(&self) -> SockRef<'_> {
+        SockRef::from(self.inner.get_ref())
     }
 }
 

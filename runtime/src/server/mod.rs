@@ -54,6 +54,7 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use verdant_hub::{GreenletError, GreenletRef};
@@ -61,6 +62,12 @@ use verdant_pool::Pool;
 use verdant_sync::Event;
 
 use crate::net::{TcpListener, TcpStream, ToSocketAddrs};
+
+mod counters;
+mod multi;
+
+use counters::{Active, Count, Counters};
+pub use multi::{MultiServer, MultiServerBuilder};
 
 /// Connections accepted in one go before the accept loop lets handlers run (gevent's
 /// `max_accept`).
@@ -223,10 +230,8 @@ struct ServerState {
     idle_timeout: Cell<Option<Duration>>,
     min_delay: Cell<Duration>,
     max_delay: Cell<Duration>,
-    accepted: Cell<u64>,
-    accept_errors: Cell<u64>,
-    handler_errors: Cell<u64>,
-    timed_out: Cell<u64>,
+    /// Atomics so that a [`MultiServer`] can add them up from another thread.
+    counters: Arc<Counters>,
 }
 
 /// A TCP server: accepts connections and runs `handler(stream, peer)` for each in its own
@@ -271,6 +276,19 @@ impl StreamServer {
         Ok(StreamServer::from_listener(TcpListener::bind(addr)?, handler))
     }
 
+    /// Like [`new`](Self::new), binding with `SO_REUSEPORT`
+    /// ([`TcpListener::bind_reuse_port`]): run one on each hub, on the same address, and
+    /// the kernel spreads the connections over them. [`MultiServer`] does that for you
+    /// (and stops and counts them together).
+    pub fn reuse_port<A, F, R>(addr: A, handler: F) -> io::Result<StreamServer>
+    where
+        A: ToSocketAddrs,
+        F: Fn(TcpStream, SocketAddr) -> R + 'static,
+        R: HandlerResult,
+    {
+        Ok(StreamServer::from_listener(TcpListener::bind_reuse_port(addr)?, handler))
+    }
+
     /// A server on a listener that is already bound.
     pub fn from_listener<F, R>(listener: TcpListener, handler: F) -> StreamServer
     where
@@ -295,10 +313,7 @@ impl StreamServer {
             idle_timeout: Cell::new(None),
             min_delay: Cell::new(Duration::from_millis(10)),
             max_delay: Cell::new(Duration::from_secs(1)),
-            accepted: Cell::new(0),
-            accept_errors: Cell::new(0),
-            handler_errors: Cell::new(0),
-            timed_out: Cell::new(0),
+            counters: Arc::default(),
         };
         StreamServer { state: Rc::new(state) }
     }
@@ -394,14 +409,12 @@ impl StreamServer {
 
     /// The counters.
     pub fn stats(&self) -> ServerStats {
-        let state = &self.state;
-        ServerStats {
-            accepted: state.accepted.get(),
-            active: state.pool.borrow().len(),
-            accept_errors: state.accept_errors.get(),
-            handler_errors: state.handler_errors.get(),
-            timed_out: state.timed_out.get(),
-        }
+        ServerStats { active: self.state.pool.borrow().len(), ..self.state.counters.stats() }
+    }
+
+    /// The counters, shared with a [`MultiServer`] that adds them up.
+    pub(crate) fn counters(&self) -> Arc<Counters> {
+        self.state.counters.clone()
     }
 
     /// Starts accepting in a new greenlet and returns at once. Fails if the server is
@@ -506,9 +519,11 @@ impl ServerState {
 
     /// Runs the handler for one connection in the pool (room was waited for already).
     fn spawn_handler(self: &Rc<ServerState>, pool: &Pool, stream: TcpStream, peer: SocketAddr) {
-        self.accepted.set(self.accepted.get() + 1);
+        self.counters.count(Count::Accepted);
         let state = self.clone();
+        let active = Active::begin(&self.counters);
         let greenlet = pool.spawn(move || {
+            let _active = active;
             if !state.apply_timeouts(&stream) {
                 return; // nothing came in time: drop the connection
             }
@@ -520,7 +535,7 @@ impl ServerState {
         greenlet.link(move |greenlet| match greenlet.error() {
             None | Some(GreenletError::Killed) => {}
             Some(error) => {
-                state.handler_errors.set(state.handler_errors.get() + 1);
+                state.counters.count(Count::HandlerError);
                 state.report(ServerError::HandlerDied { peer, error });
             }
         });
@@ -536,7 +551,7 @@ impl ServerState {
             // Data, EOF or an error: the handler's first read sees it.
             if let Err(err) = stream.peek(&mut [0]) {
                 if err.kind() == io::ErrorKind::TimedOut {
-                    self.timed_out.set(self.timed_out.get() + 1);
+                    self.counters.count(Count::TimedOut);
                     return false;
                 }
             }
@@ -556,10 +571,10 @@ impl ServerState {
         let timed_out =
             error.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::TimedOut);
         if has_timeouts && timed_out {
-            self.timed_out.set(self.timed_out.get() + 1);
+            self.counters.count(Count::TimedOut);
             return;
         }
-        self.handler_errors.set(self.handler_errors.get() + 1);
+        self.counters.count(Count::HandlerError);
         self.report(ServerError::Handler { peer, error });
     }
 
@@ -588,7 +603,7 @@ fn accept_loop(state: &Rc<ServerState>, listener: &TcpListener) {
                     state.spawn_handler(&pool, stream, peer);
                 }
                 Err(error) => {
-                    state.accept_errors.set(state.accept_errors.get() + 1);
+                    state.counters.count(Count::AcceptError);
                     match classify(&error) {
                         AcceptFailure::Transient => {}
                         AcceptFailure::BackOff => {
