@@ -27,6 +27,7 @@
 //!   ([`verdant_processpool`]);
 //! * [`net`]: green `TcpListener`, `TcpStream`, `UdpSocket`, Unix sockets, `lookup_host`;
 //! * [`server`]: `StreamServer`, gevent's TCP server with graceful stop;
+//! * [`signal`]: Unix signals: handlers run as greenlets, and a green `wait`;
 //! * [`block_on`]: async Rust inside a greenlet (a `Future` run to completion while the
 //!   greenlet parks), and with feature `tokio`, `compat::tokio` for futures tied to
 //!   tokio's reactor.
@@ -54,6 +55,7 @@ pub use verdant_threadpool as threadpool;
 pub mod compat;
 pub mod net;
 pub mod server;
+pub mod signal;
 
 /// The hub: configuration, statistics, low-level waiting, I/O readiness, cross-thread wake.
 pub mod hub {
@@ -89,6 +91,11 @@ pub struct ThreadpoolGuideExamples;
 #[doc = include_str!("../../docs/net.md")]
 #[cfg(doctest)]
 pub struct NetGuideExamples;
+
+/// The examples of `docs/signal.md`, run as doctests.
+#[doc = include_str!("../../docs/signal.md")]
+#[cfg(doctest)]
+pub struct SignalGuideExamples;
 
 /// The examples of `docs/processpool.md`, compiled as doctests.
 #[doc = include_str!("../../docs/processpool.md")]
