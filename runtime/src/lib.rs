@@ -28,6 +28,7 @@
 //! * [`net`]: green `TcpListener`, `TcpStream`, `UdpSocket`, Unix sockets, `lookup_host`;
 //! * [`server`]: `StreamServer`, gevent's TCP server with graceful stop;
 //! * [`signal`]: Unix signals: handlers run as greenlets, and a green `wait`;
+//! * [`process`]: subprocesses whose waits and pipes park only the calling greenlet;
 //! * [`block_on`]: async Rust inside a greenlet (a `Future` run to completion while the
 //!   greenlet parks), and with feature `tokio`, `compat::tokio` for futures tied to
 //!   tokio's reactor.
@@ -54,6 +55,7 @@ pub use verdant_threadpool as threadpool;
 #[cfg(feature = "tokio")]
 pub mod compat;
 pub mod net;
+pub mod process;
 pub mod server;
 pub mod signal;
 
@@ -96,6 +98,11 @@ pub struct NetGuideExamples;
 #[doc = include_str!("../../docs/signal.md")]
 #[cfg(doctest)]
 pub struct SignalGuideExamples;
+
+/// The examples of `docs/process.md`, run as doctests.
+#[doc = include_str!("../../docs/process.md")]
+#[cfg(doctest)]
+pub struct ProcessGuideExamples;
 
 /// The examples of `docs/processpool.md`, compiled as doctests.
 #[doc = include_str!("../../docs/processpool.md")]

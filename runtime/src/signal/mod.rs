@@ -164,6 +164,33 @@ fn wait_until(signals: &[c_int], deadline: Option<Instant>) -> io::Result<Option
     Ok(arrived)
 }
 
+/// A subscription to one signal that remembers which deliveries it has seen: the
+/// subprocess module's `SIGCHLD` fallback. Take [`seen`](SignalWatch::seen) before checking
+/// a condition a signal may change, then [`wait_after`](SignalWatch::wait_after) it.
+pub(crate) struct SignalWatch(Subscription);
+
+impl SignalWatch {
+    pub(crate) fn new(signal: c_int) -> io::Result<SignalWatch> {
+        Subscription::new(signal).map(SignalWatch)
+    }
+
+    /// Deliveries so far.
+    pub(crate) fn seen(&self) -> u64 {
+        self.0.listener().deliveries()
+    }
+
+    /// Parks until a delivery after `seen`, or `deadline` (returns `false`).
+    pub(crate) fn wait_after(&self, seen: u64, deadline: Option<Instant>) -> bool {
+        let listener = self.0.listener();
+        park::wait_until(
+            &Signals(&[listener.signal()]),
+            deadline,
+            |waker| listener.waiters().push(waker),
+            || listener.deliveries() != seen,
+        )
+    }
+}
+
 /// Sends `signal` to this process (signal-hook's `raise`): a way to test handlers.
 pub fn raise(signal: c_int) -> io::Result<()> {
     signal_hook::low_level::raise(signal)
