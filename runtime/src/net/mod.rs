@@ -56,7 +56,10 @@ mod tcp;
 mod udp;
 mod unix;
 
-pub use addr::{ToSocketAddrs, lookup_host};
+pub use addr::{
+    DEFAULT_RESOLVER_THREADS, RESOLVER_THREADS_ENV, ToSocketAddrs, lookup_host, resolver_threads,
+    set_resolver_threads,
+};
 pub use disconnect::is_disconnect;
 pub use tcp::{DEFAULT_BACKLOG, TcpListener, TcpStream};
 pub use udp::UdpSocket;
