@@ -66,7 +66,9 @@ pub fn resolver_threads() -> usize {
 
 /// Resolves `"host:port"` to socket addresses on a thread pool, blocking only the calling
 /// greenlet (std's `ToSocketAddrs` would block the whole thread while the resolver works).
-/// Up to [`resolver_threads`] look-ups run at once; the others queue.
+/// Up to [`resolver_threads`] look-ups run at once; the others queue. With the green
+/// resolver chosen ([`dns::set_resolver`](super::dns::set_resolver)), DNS queries go out over
+/// green sockets instead, with no thread and no limit.
 ///
 /// ```
 /// let addrs = verdant::net::lookup_host("localhost:80").unwrap();
@@ -75,6 +77,9 @@ pub fn resolver_threads() -> usize {
 pub fn lookup_host(host_and_port: &str) -> io::Result<Vec<SocketAddr>> {
     if let Ok(addr) = host_and_port.parse::<SocketAddr>() {
         return Ok(vec![addr]);
+    }
+    if super::dns::resolver() == super::dns::Resolver::Green {
+        return super::dns::system_green()?.lookup_host(host_and_port);
     }
     let query = host_and_port.to_string();
     resolver()

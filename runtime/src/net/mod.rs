@@ -52,6 +52,7 @@
 mod impls;
 mod addr;
 mod disconnect;
+pub mod dns;
 mod tcp;
 mod udp;
 mod unix;
