@@ -40,7 +40,12 @@
 //! * A [`Child`] dropped before it was waited for is not killed (as in std). Once it has
 //!   exited it is reaped by the next `spawn` on that thread (Python's `subprocess` does the
 //!   same), so it stays a zombie only until then.
-//! * Children belong to the thread that spawned them (`!Send`, like sockets).
+//! * Children belong to the thread that spawned them (`!Send`, like sockets):
+//!
+//! ```compile_fail,E0277
+//! fn assert_send<T: Send>() {}
+//! assert_send::<verdant::process::Child>(); // its pipes and pidfd are registered with its hub
+//! ```
 
 mod exit;
 mod pipe;

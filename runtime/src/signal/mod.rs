@@ -60,6 +60,12 @@
 //!   cannot be handled: [`handler`] and [`wait`] refuse them with `InvalidInput`.
 //! * Signals are process-wide: a signal meant for one part of a program reaches every hub
 //!   that listens to it.
+//! * A handler belongs to the hub that registered it:
+//!
+//! ```compile_fail,E0277
+//! fn assert_send<T: Send>() {}
+//! assert_send::<verdant::signal::SignalHandler>();
+//! ```
 
 mod default;
 mod listener;
