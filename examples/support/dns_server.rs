@@ -40,9 +40,8 @@ pub fn start() -> io::Result<DnsServer> {
 
 /// Like [`start`], sending each UDP answer `delay` after its query came.
 pub fn start_with_delay(delay: Duration) -> io::Result<DnsServer> {
-    let udp = UdpSocket::bind("127.0.0.1:0")?;
+    let (udp, tcp) = bind_both()?;
     let addr = udp.local_addr()?;
-    let tcp = TcpListener::bind(addr)?;
     let server = DnsServer { addr, udp_queries: Arc::default(), tcp_queries: Arc::default() };
     let counted = server.udp_queries.clone();
     let (due, replies) = mpsc::channel::<(Instant, Vec<u8>, SocketAddr)>();
@@ -58,6 +57,20 @@ pub fn start_with_delay(delay: Duration) -> io::Result<DnsServer> {
     let counted = server.tcp_queries.clone();
     std::thread::spawn(move || serve_tcp(&tcp, &counted));
     Ok(server)
+}
+
+/// A UDP socket and a TCP listener on one free port: the kernel picks a free UDP port,
+/// whose TCP twin may be taken (by some connection's local end); then another is tried.
+fn bind_both() -> io::Result<(UdpSocket, TcpListener)> {
+    let mut tries = 0;
+    loop {
+        let udp = UdpSocket::bind("127.0.0.1:0")?;
+        match TcpListener::bind(udp.local_addr()?) {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(err) if err.kind() == io::ErrorKind::AddrInUse && tries < 100 => tries += 1,
+            Err(err) => return Err(err),
+        }
+    }
 }
 
 fn serve_udp(
