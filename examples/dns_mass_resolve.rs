@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! cargo run --release --example dns_mass_resolve -- [NAMES] [CONCURRENCY] [DELAY_MS]
+//! cargo run --release --example dns_mass_resolve -- serve [DELAY_MS]   # the server alone
 //! ```
 //!
 //! The server answers each UDP query `DELAY_MS` (1) late, as a real server a round trip
@@ -49,8 +50,22 @@ fn right_answer(resolver: &GreenResolver, n: u32) -> bool {
     resolver.lookup_ip(&format!("host{n}.test")).is_ok_and(|ips| ips == [expected])
 }
 
+/// Runs the local DNS server alone, for another resolver to be measured against
+/// (`benches/gevent_dns_mass_resolve.py`).
+fn serve(mut args: impl Iterator<Item = String>) -> io::Result<()> {
+    let delay_ms: u64 = args.next().map_or(Ok(1), |arg| arg.parse()).map_err(io::Error::other)?;
+    let server = dns_server::start_with_delay(std::time::Duration::from_millis(delay_ms))?;
+    println!("serving on {} ({delay_ms} ms late)", server.addr);
+    loop {
+        std::thread::park(); // the server's threads do the work, until the process is killed
+    }
+}
+
 fn main() -> io::Result<()> {
-    let mut args = std::env::args().skip(1);
+    let mut args = std::env::args().skip(1).peekable();
+    if args.peek().is_some_and(|arg| arg == "serve") {
+        return serve(args.skip(1));
+    }
     let names: u32 = args.next().map_or(Ok(10_000), |arg| arg.parse()).map_err(io::Error::other)?;
     let concurrency: usize =
         args.next().map_or(Ok(200), |arg| arg.parse()).map_err(io::Error::other)?;
