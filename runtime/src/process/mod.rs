@@ -204,29 +204,24 @@ impl Command {
     /// Runs the child to completion and collects its stdout and stderr (captured unless
     /// set otherwise; stdin is empty unless set). Only the calling greenlet waits.
     pub fn output(&mut self) -> io::Result<Output> {
-        let (stdin_set, stdout_set, stderr_set) =
-            (self.stdin_set, self.stdout_set, self.stderr_set);
-        if !stdin_set {
-            self.std.stdin(Stdio::null());
-        }
-        if !stdout_set {
-            self.std.stdout(Stdio::piped());
-        }
-        if !stderr_set {
-            self.std.stderr(Stdio::piped());
-        }
+        self.set_unset_streams(Stdio::null, Stdio::piped);
         let child = self.spawn();
-        // Back to what `spawn` does with streams nobody set: inherit them.
-        for (set, stream) in [(stdin_set, 0), (stdout_set, 1), (stderr_set, 2)] {
-            if !set {
-                match stream {
-                    0 => self.std.stdin(Stdio::inherit()),
-                    1 => self.std.stdout(Stdio::inherit()),
-                    _ => self.std.stderr(Stdio::inherit()),
-                };
-            }
-        }
+        self.set_unset_streams(Stdio::inherit, Stdio::inherit); // what `spawn` does with them
         child?.wait_with_output()
+    }
+
+    /// Configures the streams the caller did not set: stdin with `input`, stdout and
+    /// stderr with `output` (the caller's own choices stay).
+    fn set_unset_streams(&mut self, input: fn() -> Stdio, output: fn() -> Stdio) {
+        if !self.stdin_set {
+            self.std.stdin(input());
+        }
+        if !self.stdout_set {
+            self.std.stdout(output());
+        }
+        if !self.stderr_set {
+            self.std.stderr(output());
+        }
     }
 
     /// Runs the child to completion (streams inherited unless set) and returns its status.
