@@ -48,6 +48,12 @@ pub struct HubConfig {
     ///     .unwrap();
     /// ```
     pub max_blocking_time: Option<std::time::Duration>,
+    /// Keeps a list of this hub's live greenlets, so that [`dump`](crate::dump) (and
+    /// `SIGQUIT` with the monitor on) can list them with what each waits on. Default
+    /// `false`, or the `VERDANT_TRACK_GREENLETS` environment variable (`1`): the list costs
+    /// every spawn, switch and exit a little (measured figures in `docs/hub.md`). Recording
+    /// a [`trace`](crate::trace) turns it on as well.
+    pub track_greenlets: bool,
 }
 
 /// Which stacks a hub gives its greenlets.
@@ -83,6 +89,7 @@ impl Default for HubConfig {
             shared_stacks: 16,
             spin: std::time::Duration::from_micros(50),
             max_blocking_time: None,
+            track_greenlets: false,
         }
     }
 }

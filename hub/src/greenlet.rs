@@ -90,7 +90,10 @@ impl<T, F: FnOnce() -> T> TypedTask<T> for Body<T, F> {
 /// context that finished it: its own coroutine, or the killer for one that never started).
 fn finish(core: &Core, outcome: Result<(), GreenletError>) {
     core.set_outcome(outcome);
-    with_hub(|hub| Stats::bump(&hub.stats().finished));
+    with_hub(|hub| {
+        Stats::bump(&hub.stats().finished);
+        hub.observe_finish(core);
+    });
     core.interrupt.set(None);
     core.notify_joiners();
     run_links(core);
@@ -336,7 +339,9 @@ impl<T: 'static> Greenlet<T> {
             std::ptr::addr_of_mut!((*slot).value).write(RefCell::new(Outcome::Pending));
             rc.assume_init()
         };
-        Greenlet { greenlet: GreenletRef { task: body.clone() }, typed: body }
+        let greenlet = GreenletRef { task: body.clone() };
+        with_hub(|hub| hub.observe_spawn(&greenlet.task));
+        Greenlet { greenlet, typed: body }
     }
 
     /// Schedules the greenlet to run (FIFO, once the caller blocks or yields). Starting a

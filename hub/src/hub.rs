@@ -48,12 +48,14 @@ use crate::inbox::Remote;
 use crate::io::IoDriver;
 use crate::monitor::{self, Watch};
 use crate::overflow;
+use crate::runinfo::{self, Tracker};
 use crate::shared_stack;
 use crate::stack::checked_stack_size;
 use crate::stacks::Stacks;
 use crate::stats::{HubStats, Stats};
 use crate::task::{Core, Interrupt, Kind, MainTask, RunQueue, State, Task, Waker};
 use crate::timer::{TimerKey, Timers};
+use crate::trace::{self, Recorder};
 
 thread_local! {
     /// Owns this thread's hub: created on first use, dropped at thread exit.
@@ -112,8 +114,10 @@ fn with_new_hub<R>(f: impl FnOnce(&Hub) -> R) -> R {
         HUB_ADDRESS.with(|address| address.set(hub));
         hub.run_queue.publish();
         if let Some(threshold) = hub.config.borrow().max_blocking_time {
-            hub.watch.set_threshold(Some(threshold));
+            hub.watch.set_threshold(Some(threshold), hub.remote_handle());
         }
+        trace::start_from_env();
+        hub.sync_trace(); // also turns on tracking if configured
         f(hub)
     })
 }
@@ -199,6 +203,17 @@ pub(crate) struct Hub {
     /// How many of the live timers are *unref'd*: they do not keep the hub busy, so
     /// neither [`join_hub`] nor the deadlock check waits for them (gevent's `ref=False`).
     unref_timers: Cell<usize>,
+    /// Whether something watches this hub's switches: `tracker` is on or `recorder`
+    /// records. The one flag the switch path reads for both.
+    observed: Cell<bool>,
+    /// The live greenlets, when tracked (`runinfo.rs`).
+    tracker: Tracker,
+    /// This hub's part of a trace being recorded (`trace.rs`).
+    recorder: Recorder,
+    /// The reason the running task last gave for stopping, formatted (only while
+    /// `observed`). A `Cell` taken while formatting: the formatting runs on the greenlet's
+    /// stack, and an overflow there must not leave anything of the hub's borrowed.
+    stop_reason: Cell<String>,
 }
 
 impl Hub {
@@ -210,8 +225,11 @@ impl Hub {
         let remote = Remote::new(&io).unwrap_or_else(|err| {
             panic!("verdant: cannot create this thread's hub: its wake eventfd failed: {err}")
         });
-        let config =
-            HubConfig { max_blocking_time: monitor::threshold_from_env(), ..HubConfig::default() };
+        let config = HubConfig {
+            max_blocking_time: monitor::threshold_from_env(),
+            track_greenlets: runinfo::tracking_from_env(),
+            ..HubConfig::default()
+        };
         let main: Rc<dyn Task> = Rc::new(MainTask {
             core: Core::new(0, None, Kind::Main, 0, false, std::panic::Location::caller()),
         });
@@ -231,6 +249,10 @@ impl Hub {
             watch: Watch::default(),
             next_id: Cell::new(1),
             unref_timers: Cell::new(0),
+            observed: Cell::new(false),
+            tracker: Tracker::new(),
+            recorder: Recorder::new(),
+            stop_reason: Cell::new(String::new()),
         }
     }
 
@@ -246,6 +268,11 @@ impl Hub {
     /// The I/O driver, for registrations.
     pub(crate) fn io(&self) -> &IoDriver {
         &self.io
+    }
+
+    /// A handle other threads can post jobs through.
+    pub(crate) fn remote_handle(&self) -> crate::RemoteHandle {
+        crate::remote::RemoteHandle::new(self.remote.inbox().clone())
     }
 
     /// The cross-thread door, for remote handles and wakers.
@@ -272,9 +299,105 @@ impl Hub {
     fn set_config(&self, config: HubConfig) {
         self.stacks.set_limits(&config);
         if config.max_blocking_time != self.config.borrow().max_blocking_time {
-            self.watch.set_threshold(config.max_blocking_time);
+            self.watch.set_threshold(config.max_blocking_time, self.remote_handle());
         }
+        let track = config.track_greenlets;
         *self.config.borrow_mut() = config;
+        self.set_tracking(track || self.recorder.recording());
+    }
+
+    // ----- observing: run information and traces --------------------------------------
+
+    /// The live-greenlet list, for `dump`.
+    pub(crate) fn tracker(&self) -> &Tracker {
+        &self.tracker
+    }
+
+    /// Turns the live-greenlet list on or off (the main code is listed too).
+    fn set_tracking(&self, on: bool) {
+        if on != self.tracker.is_on() {
+            self.tracker.set_on(on);
+            if on {
+                self.tracker.add(&self.main);
+            }
+        }
+        self.observed.set(self.tracker.is_on() || self.recorder.recording());
+    }
+
+    /// Follows the process-wide trace (started or stopped since this hub last looked).
+    pub(crate) fn sync_trace(&self) {
+        let recording = self.recorder.sync();
+        self.set_tracking(recording || self.config.borrow().track_greenlets);
+    }
+
+    /// The trace is being stopped: ends the open slices and hands everything over.
+    pub(crate) fn close_trace(&self) {
+        let core = self.current_core();
+        self.recorder.close((core.id, core.name.as_deref()));
+    }
+
+    /// A greenlet was created.
+    #[inline]
+    pub(crate) fn observe_spawn(&self, task: &Rc<dyn Task>) {
+        if self.observed.get() {
+            self.tracker.add(task);
+        }
+    }
+
+    /// A greenlet died.
+    #[inline]
+    pub(crate) fn observe_finish(&self, core: &Core) {
+        if self.observed.get() {
+            self.tracker.forget(core.id);
+        }
+    }
+
+    /// The running task is about to stop: remember why (formatted once, for both; the
+    /// list and the trace are updated in `observe_stop`, on the loop's stack).
+    #[cold]
+    #[inline(never)]
+    fn observe_switch_out(&self, to: State, reason: &dyn fmt::Display) {
+        use std::fmt::Write as _;
+        let mut text = self.stop_reason.take();
+        text.clear();
+        if to == State::Ready {
+            text.push_str("yield");
+        } else {
+            let _ = write!(text, "{reason}");
+        }
+        self.stop_reason.set(text);
+    }
+
+    /// The loop is about to resume `core`'s task.
+    #[cold]
+    #[inline(never)]
+    fn observe_resume(&self, core: &Core) {
+        self.tracker.resumed(core.id);
+        self.recorder.resumed(core.id, core.name.as_deref());
+    }
+
+    /// `core`'s task stopped running (it parked, yielded, or ended).
+    #[cold]
+    #[inline(never)]
+    fn observe_stop(&self, core: &Core) {
+        let reason = self.stop_reason.take();
+        let name = core.name.as_deref();
+        match core.state() {
+            State::Done => {
+                let how = match core.outcome() {
+                    Some(Ok(())) | None => "finished".to_string(),
+                    Some(Err(err)) => format!("ended: {err}"),
+                };
+                self.recorder.stopped(core.id, name, &how, true);
+            }
+            state => {
+                if state == State::Parked {
+                    self.tracker.parked(core.id, &reason);
+                }
+                self.recorder.stopped(core.id, name, &reason, false);
+            }
+        }
+        self.stop_reason.set(reason);
     }
 
     /// Calls `action` at `deadline` (never earlier).
@@ -407,6 +530,9 @@ impl Hub {
         if core.is_main() {
             return self.run_loop_for_main(core, to, reason);
         }
+        if self.observed.get() {
+            self.observe_switch_out(to, reason);
+        }
         core.set_state(to);
         if to == State::Ready {
             self.schedule(self.current_task());
@@ -438,7 +564,15 @@ impl Hub {
         if to == State::Ready {
             self.schedule(self.main.clone());
         }
-        if let Err(Deadlock) = self.run_until_main_runs() {
+        if self.observed.get() {
+            self.observe_switch_out(to, reason);
+            self.observe_stop(core);
+        }
+        let ran = self.run_until_main_runs();
+        if self.observed.get() {
+            self.observe_resume(core);
+        }
+        if let Err(Deadlock) = ran {
             core.set_state(State::Running);
             core.end_epoch();
             panic!(
@@ -547,11 +681,14 @@ impl Hub {
     #[inline]
     fn turn_boundary(&self) {
         Stats::bump(&self.stats.turns);
+        if self.recorder.out_of_date() {
+            self.sync_trace();
+        }
         if self.has_postponed.get() {
             self.retry_postponed();
         }
         if self.remote.has_messages() {
-            self.remote.drain();
+            self.drain_inbox();
         }
         if self.io.waiters() > 0 {
             self.poll_io(Some(Duration::ZERO));
@@ -573,7 +710,7 @@ impl Hub {
                 self.fire_timers();
             }
             if self.remote.has_messages() {
-                self.remote.drain();
+                self.drain_inbox();
             }
             if !self.run_queue.is_empty() {
                 return Ok(());
@@ -597,6 +734,9 @@ impl Hub {
                 return Err(Deadlock);
             }
             let timeout = next_timer.map(|at| at.saturating_duration_since(Instant::now()));
+            if self.observed.get() {
+                self.recorder.flush(); // going idle: a good moment to hand events over
+            }
             self.watch.set_idle(true);
             self.poll_io(timeout);
             self.watch.set_idle(false);
@@ -643,6 +783,9 @@ impl Hub {
         } else if core.shared {
             self.stacks.make_resident(&task);
         }
+        if self.observed.get() {
+            self.observe_resume(core);
+        }
         core.set_state(State::Running);
         self.current.set(Some(NonNull::from(&*task)));
         self.in_loop.set(false);
@@ -658,6 +801,23 @@ impl Hub {
             let coroutine = core.coroutine.borrow_mut().take().expect("returned coroutine");
             core.set_state(State::Done);
             self.stacks.detach(&task, coroutine.into_stack());
+        }
+        if self.observed.get() {
+            self.observe_stop(core);
+        }
+    }
+
+    /// Runs what other threads posted (and records it when tracing).
+    fn drain_inbox(&self) {
+        if !self.recorder.recording() {
+            return self.remote.drain();
+        }
+        let (_, before) = self.remote.counts();
+        self.remote.drain();
+        let (_, after) = self.remote.counts();
+        if after > before {
+            let what = format!("{} cross-thread message(s)", after - before);
+            self.recorder.loop_event("cross-thread", what);
         }
     }
 
@@ -699,7 +859,7 @@ impl Hub {
     /// overflowed). Nothing is borrowed across a switch, so anything found here was left
     /// behind, and the hub cannot go on with it.
     fn bookkeeping_in_use(&self, core: &Core) -> Option<&'static str> {
-        let checks: [(&'static str, bool); 8] = [
+        let checks: [(&'static str, bool); 10] = [
             ("its run queue", self.run_queue.in_use()),
             ("its stacks", self.stacks.in_use_by_code()),
             ("its timers", self.timers.in_use()),
@@ -707,6 +867,8 @@ impl Hub {
             ("its settings", self.config.try_borrow_mut().is_err()),
             ("its cross-thread door", self.remote.in_use()),
             ("its I/O driver", self.io.in_use()),
+            ("its trace recorder", self.recorder.in_use()),
+            ("its live-greenlet list", self.tracker.in_use()),
             ("the greenlet's own links and joiners", core.cold_in_use()),
         ];
         checks.into_iter().find(|(_, in_use)| *in_use).map(|(what, _)| what)
@@ -727,9 +889,11 @@ impl Hub {
     #[inline(never)]
     fn fire_timers(&self) {
         let now = Instant::now();
+        let mut fired = 0u64;
         loop {
             let action = self.timers.pop_expired(now);
             let Some(action) = action else { break };
+            fired += 1;
             Stats::bump(&self.stats.timers_fired);
             match action {
                 TimerAction::Wake(waker) => {
@@ -744,6 +908,9 @@ impl Hub {
                 }
             }
         }
+        if fired > 0 && self.recorder.recording() {
+            self.recorder.loop_event("timer", format!("{fired} timer(s) fired"));
+        }
     }
 
     fn poll_io(&self, timeout: Option<Duration>) {
@@ -753,7 +920,14 @@ impl Hub {
             &self.stats.polls_blocking
         };
         Stats::bump(counter);
-        self.io.poll(timeout);
+        if !self.recorder.recording() {
+            return self.io.poll(timeout, None);
+        }
+        let mut ready = String::new();
+        self.io.poll(timeout, Some(&mut ready));
+        if !ready.is_empty() {
+            self.recorder.loop_event("io", format!("ready: {ready}"));
+        }
     }
 }
 
@@ -792,6 +966,7 @@ impl Drop for Hub {
     /// thread-locals that are already gone.
     fn drop(&mut self) {
         self.watch.unwatch();
+        self.recorder.close((self.main.core().id, None));
         let _ = HUB_ADDRESS.try_with(|address| address.set(std::ptr::null()));
         self.run_queue.withdraw();
         self.remote.abandon();

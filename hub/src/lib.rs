@@ -45,6 +45,7 @@
 //! | | `inbox.rs` (`door.rs`) | the cross-thread door: the inbox, the wakers lent to other threads, and the sleeping/queued handshake (loom-checked) |
 //! | | `overflow.rs`, `stats.rs`, [`report`] | a stack overflow ends its greenlet, counters, error lines that never block |
 //! | | `monitor.rs` | the blocked-hub monitor: a thread that notices a greenlet holding its hub too long |
+//! | | `runinfo.rs`, [`trace`] | seeing the scheduler: [`dump`] lists the live greenlets, a trace records a timeline |
 //! | vocabulary | `task/` | a greenlet's scheduler state, its life cycle, wakers, the run queue |
 //! | | `error.rs`, `config.rs` | [`GreenletError`], [`HubConfig`] |
 //!
@@ -77,6 +78,7 @@ mod overflow;
 pub mod park;
 mod remote;
 pub mod report;
+mod runinfo;
 mod shared_stack;
 mod stack;
 mod stacks;
@@ -85,6 +87,7 @@ mod task;
 mod time;
 mod timeout;
 mod timer;
+pub mod trace;
 mod wait_for;
 
 pub use block_on::block_on;
@@ -97,6 +100,7 @@ pub use greenlet::{
 pub use hub::{config, configure, has_hub, in_greenlet, join_hub, join_hub_timeout, stats};
 pub use monitor::{BlockedGreenlet, BlockingReport, MAX_BLOCKING_TIME_ENV, set_blocking_reporter};
 pub use remote::{HubGone, RemoteHandle, RemoteWaker, WorkGuard, remote_handle};
+pub use runinfo::{GreenletInfo, GreenletState, RunInfo, TRACK_GREENLETS_ENV, dump};
 pub use stack::{
     DEFAULT_STACK_SIZE, MAX_STACK_SIZE, MIN_STACK_SIZE, guarded_stacks_mapped, max_map_count,
     process_stack_limit,

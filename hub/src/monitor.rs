@@ -31,6 +31,16 @@
 //!
 //! The thread's main code between two hub calls is not watched: while it runs, the hub is
 //! not running at all.
+//!
+//! # `SIGQUIT`: run information
+//!
+//! While the monitor watches a hub, `SIGQUIT` (Ctrl-\\ in a terminal) no longer ends the process:
+//! its handler only sets a flag; the monitor thread sees it, posts a job to every watched
+//! hub that formats the hub's [`dump`](crate::dump), and writes what comes back to stderr
+//! (the monitor thread may block on stderr; no hub does). A hub that is blocked answers
+//! once it runs its inbox again; the monitor's blocking report already names the culprit.
+//! Once no hub is watched (they ended, or the monitor was turned off), `SIGQUIT` ends the
+//! process as it does by default.
 
 use std::cell::Cell;
 use std::panic::Location;
@@ -40,6 +50,7 @@ use std::time::{Duration, Instant};
 
 use libc::{c_int, c_void, siginfo_t};
 
+use crate::remote::RemoteHandle;
 use crate::task::Core;
 
 /// The environment variable that turns the monitor on for every hub: the threshold in
@@ -205,17 +216,20 @@ impl Watch {
         self.phase.store(if idle { IDLE } else { RUNNING }, Ordering::Relaxed);
     }
 
-    /// Starts or stops watching this hub, or changes its threshold. Called on the hub's
-    /// thread, with the hub in its final place (its thread-local).
-    pub(crate) fn set_threshold(&self, threshold: Option<Duration>) {
+    /// Starts or stops watching this hub (reachable through `hub`), or changes its
+    /// threshold. Called on the hub's thread, with the hub in its final place (its
+    /// thread-local).
+    pub(crate) fn set_threshold(&self, threshold: Option<Duration>, hub: RemoteHandle) {
         let mut watched = registry();
         watched.entries.retain(|e| !std::ptr::eq(e.watch.0, self));
+        WATCHED_HUBS.store(watched.entries.len(), Ordering::Release);
         self.watched.store(false, Ordering::Relaxed);
         let Some(threshold) = threshold else {
             ThreadInfo::withdraw();
             return;
         };
         install_probe_handler();
+        install_quit_handler();
         ThreadInfo::publish(self);
         let thread = std::thread::current();
         let name = thread.name().map_or_else(|| format!("{:?}", thread.id()), str::to_string);
@@ -223,12 +237,14 @@ impl Watch {
             watch: WatchPtr(self),
             // SAFETY: pthread_self has no preconditions.
             thread: unsafe { libc::pthread_self() },
+            hub,
             name,
             threshold,
             seen: self.switches(),
             since: Instant::now(),
             reported: false,
         });
+        WATCHED_HUBS.store(watched.entries.len(), Ordering::Release);
         self.watched.store(true, Ordering::Relaxed);
         drop(watched);
         start_monitor_thread();
@@ -239,7 +255,12 @@ impl Watch {
     /// no longer touches the watch.
     pub(crate) fn unwatch(&self) {
         if self.watched.load(Ordering::Relaxed) {
-            self.set_threshold(None);
+            let mut watched = registry();
+            watched.entries.retain(|e| !std::ptr::eq(e.watch.0, self));
+            WATCHED_HUBS.store(watched.entries.len(), Ordering::Release);
+            self.watched.store(false, Ordering::Relaxed);
+            drop(watched);
+            ThreadInfo::withdraw();
         }
     }
 }
@@ -312,6 +333,8 @@ unsafe impl Send for WatchPtr {}
 struct Entry {
     watch: WatchPtr,
     thread: libc::pthread_t,
+    /// Where `SIGQUIT` posts the job that dumps the hub's run information.
+    hub: RemoteHandle,
     name: String,
     threshold: Duration,
     /// The switch count at the last sample where it changed, and when that was.
@@ -360,7 +383,7 @@ fn monitor() {
         let period = watched.entries.iter().map(|e| e.threshold).min().unwrap_or_default() / 4;
         let period = period.clamp(Duration::from_millis(1), Duration::from_millis(250));
         drop(watched);
-        std::thread::sleep(period);
+        print_run_info(period);
         let reports = sample(&mut registry());
         if !reports.is_empty() {
             let reporter = reporter_slot().lock().unwrap_or_else(|e| e.into_inner()).clone();
@@ -369,6 +392,67 @@ fn monitor() {
             }
         }
     }
+}
+
+/// Run information that hubs formatted after a `SIGQUIT`, for the monitor thread to print.
+static RUN_INFO: Mutex<Option<std::sync::mpsc::Sender<String>>> = Mutex::new(None);
+
+/// Set by the `SIGQUIT` handler.
+static QUIT_REQUESTED: AtomicBool = AtomicBool::new(false);
+
+/// How many hubs the monitor watches (the registry's length, readable by the `SIGQUIT`
+/// handler, which must not take a lock).
+static WATCHED_HUBS: AtomicUsize = AtomicUsize::new(0);
+
+/// Waits `period`, printing the run information hubs send meanwhile; when a `SIGQUIT`
+/// arrived, first asks every watched hub for it.
+fn print_run_info(period: Duration) {
+    thread_local! {
+        static RECEIVER: std::cell::RefCell<Option<std::sync::mpsc::Receiver<String>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    RECEIVER.with(|receiver| {
+        let mut receiver = receiver.borrow_mut();
+        let receiver = receiver.get_or_insert_with(|| {
+            let (sender, receiver) = std::sync::mpsc::channel();
+            *RUN_INFO.lock().unwrap_or_else(|e| e.into_inner()) = Some(sender);
+            receiver
+        });
+        if QUIT_REQUESTED.swap(false, Ordering::Acquire) {
+            request_run_info();
+        }
+        let deadline = Instant::now() + period;
+        while let Ok(text) =
+            receiver.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            use std::io::Write as _;
+            let _ = std::io::stderr().lock().write_all(text.as_bytes());
+        }
+    });
+}
+
+/// Posts to every watched hub a job that sends its run information to the monitor.
+fn request_run_info() {
+    // Copied out first: hubs take the registry's lock (to be watched, or when they end),
+    // and stderr may block.
+    let hubs: Vec<RemoteHandle> = registry().entries.iter().map(|e| e.hub.clone()).collect();
+    let _ = writeln_stderr(&format!(
+        "verdant: SIGQUIT: run information of {} watched hub(s) follows",
+        hubs.len()
+    ));
+    for hub in &hubs {
+        let _ = hub.post(|| {
+            let text = crate::dump().to_string();
+            if let Some(sender) = RUN_INFO.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+                let _ = sender.send(text);
+            }
+        });
+    }
+}
+
+fn writeln_stderr(line: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    writeln!(std::io::stderr().lock(), "{line}")
 }
 
 /// Looks at every watched hub once; probes and returns the newly blocked ones.
@@ -500,6 +584,46 @@ fn install_probe_handler() {
             libc::sigaction(libc::SIGURG, &action, std::ptr::null_mut());
         }
     });
+}
+
+/// Makes `SIGQUIT` ask for run information instead of ending the process, unless the
+/// program handles or ignores `SIGQUIT` itself.
+fn install_quit_handler() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        // SAFETY: sigaction with a zeroed struct is the documented way to read and set a
+        // handler; the handler only stores an atomic.
+        unsafe {
+            let mut previous: libc::sigaction = std::mem::zeroed();
+            libc::sigaction(libc::SIGQUIT, std::ptr::null(), &mut previous);
+            if previous.sa_sigaction != libc::SIG_DFL {
+                return; // the program has its own plans for SIGQUIT
+            }
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_quit as *const () as usize;
+            action.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(libc::SIGQUIT, &action, std::ptr::null_mut());
+        }
+    });
+}
+
+extern "C" fn on_quit(signum: c_int) {
+    if WATCHED_HUBS.load(Ordering::Acquire) > 0 {
+        QUIT_REQUESTED.store(true, Ordering::Release);
+        return;
+    }
+    // No hub is watched any more (all ended, or the monitor was turned off): SIGQUIT does
+    // what it does by default again, now and from now on.
+    // SAFETY: sigaction and raise are async-signal-safe; a zeroed struct with SIG_DFL is a
+    // valid disposition.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = libc::SIG_DFL;
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(signum, &action, std::ptr::null_mut());
+        libc::raise(signum);
+    }
 }
 
 extern "C" fn on_probe(signum: c_int, info: *mut siginfo_t, context: *mut c_void) {

@@ -48,10 +48,14 @@ pub struct RemoteHandle {
 
 /// A handle to this thread's hub that other threads can use.
 pub fn remote_handle() -> RemoteHandle {
-    with_hub(|hub| RemoteHandle { inbox: hub.remote().inbox().clone() })
+    with_hub(|hub| hub.remote_handle())
 }
 
 impl RemoteHandle {
+    pub(crate) fn new(inbox: Arc<Inbox>) -> RemoteHandle {
+        RemoteHandle { inbox }
+    }
+
     /// Runs `job` on the hub's thread, between greenlets, at the hub's next turn. The job
     /// must not block (it may wake greenlets, spawn greenlets, set flags). A panic in it is
     /// printed and does not stop the hub.

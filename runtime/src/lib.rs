@@ -59,14 +59,16 @@ pub mod process;
 pub mod server;
 pub mod signal;
 
-/// The hub: configuration, statistics, low-level waiting, I/O readiness, cross-thread wake.
+/// The hub: configuration, statistics, run information and traces, low-level waiting, I/O
+/// readiness, cross-thread wake.
 pub mod hub {
     pub use verdant_hub::{
-        DEFAULT_STACK_SIZE, HubConfig, HubGone, HubStats, MAX_STACK_SIZE, MIN_STACK_SIZE,
-        RemoteHandle, RemoteWaker, StackMode, WorkGuard, config, configure, guarded_stacks_mapped,
-        has_hub, max_map_count, process_stack_limit, remote_handle, stats,
+        DEFAULT_STACK_SIZE, GreenletInfo, GreenletState, HubConfig, HubGone, HubStats,
+        MAX_STACK_SIZE, MIN_STACK_SIZE, RemoteHandle, RemoteWaker, RunInfo, StackMode, WorkGuard,
+        config, configure, dump, guarded_stacks_mapped, has_hub, max_map_count,
+        process_stack_limit, remote_handle, stats,
     };
-    pub use verdant_hub::{cell, io, park, report};
+    pub use verdant_hub::{cell, io, park, report, trace};
 }
 
 /// The examples of `docs/sync.md`, run as doctests so the page cannot go stale.

@@ -10,7 +10,8 @@
 //! reported as a deadlock.
 //!
 //! All types are cheap to clone (clones share the same primitive) and `!Send`: they belong
-//! to the hub of the thread that made them.
+//! to the hub of the thread that made them. The [`shared`] module has `Send + Sync`
+//! versions for greenlets on several hubs and plain threads.
 //!
 //! ```compile_fail,E0277
 //! fn assert_send<T: Send>() {}
@@ -27,6 +28,7 @@
 //! | [`Channel`] | `Channel` | a put waits until a getter takes the item |
 //! | [`eventlet::Event`] | eventlet's `Event` | a value sent once; `reset` to send again |
 //! | [`wait`], [`iwait`] | `gevent.wait`, `gevent.iwait` | wait on several [`Waitable`]s |
+//! | [`shared`] | | `Send + Sync` `Event`, semaphores and an MPMC channel, shared by greenlets on every hub and plain threads |
 
 //!
 //! # Families
@@ -50,6 +52,7 @@ mod event;
 pub mod eventlet;
 pub mod queue;
 pub mod semaphore;
+pub mod shared;
 mod wait;
 
 pub use channel::Channel;

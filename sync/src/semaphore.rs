@@ -188,7 +188,7 @@ impl Drop for PassOnGrant<'_> {
 
 /// The error of releasing more often than acquiring.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ReleaseError(&'static str);
+pub struct ReleaseError(pub(crate) &'static str);
 
 impl fmt::Display for ReleaseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

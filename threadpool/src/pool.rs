@@ -51,7 +51,10 @@ struct Task<F, T> {
 impl<F: FnOnce() -> T + Send, T: Send> Job for Task<F, T> {
     fn run(mut self: Box<Self>, pool: &Shared) {
         let f = self.f.take().expect("a task runs once");
+        // The span ends (is recorded) before the outcome can wake anyone.
+        let span = verdant_hub::trace::span("thread-pool task");
         let outcome = catch_panic(f).map_err(GreenletError::from_unwind);
+        drop(span);
         pool.task_finished(|uncount| {
             let _ = self.slot.complete_then(outcome, uncount);
         });

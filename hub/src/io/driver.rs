@@ -20,6 +20,8 @@ pub(crate) const WAKE_TOKEN: Token = Token(usize::MAX);
 /// Readiness state of one registered fd.
 #[derive(Default)]
 struct Entry {
+    /// The registered fd (for traces).
+    fd: RawFd,
     readable: Cell<bool>,
     writable: Cell<bool>,
     /// The peer closed its writing side, or the socket failed: reads never block again,
@@ -106,7 +108,7 @@ impl IoDriver {
         let key = vacant.key();
         let interest = Interest::READABLE | Interest::WRITABLE;
         self.poll.borrow().registry().register(&mut SourceFd(&fd), Token(key), interest)?;
-        let entry = Entry::default();
+        let entry = Entry { fd, ..Entry::default() };
         entry.readable.set(true);
         entry.writable.set(true);
         vacant.insert(entry);
@@ -140,8 +142,9 @@ impl IoDriver {
 
     /// Polls once (`timeout` `None` blocks until an event) and wakes the greenlets waiting
     /// on whatever became ready. The hub's own eventfd needs no handling here: the loop
-    /// drains the inbox right after.
-    pub(crate) fn poll(&self, timeout: Option<Duration>) {
+    /// drains the inbox right after. With `ready` (a trace records), lists the fds that
+    /// became ready there (`fd 7 (r), fd 9 (w)`).
+    pub(crate) fn poll(&self, timeout: Option<Duration>, mut ready: Option<&mut String>) {
         let mut events = self.events.borrow_mut();
         if let Err(err) = self.poll.borrow_mut().poll(&mut events, timeout) {
             if err.kind() == io::ErrorKind::Interrupted {
@@ -152,6 +155,9 @@ impl IoDriver {
         let entries = self.entries.borrow();
         for event in events.iter() {
             let Some(entry) = entries.get(event.token().0) else { continue };
+            if let Some(ready) = ready.as_deref_mut() {
+                describe_event(ready, entry.fd, event);
+            }
             let failed = event.is_error() || (event.is_read_closed() && event.is_write_closed());
             if event.is_read_closed() || failed {
                 entry.read_closed.set(true);
@@ -177,4 +183,20 @@ impl IoDriver {
             std::mem::forget(std::mem::take(&mut entry.writers));
         }
     }
+}
+
+/// Appends `fd 7 (r)` (readable), `(w)`, `(rw)` or `(closed)` for a trace.
+fn describe_event(out: &mut String, fd: RawFd, event: &mio::event::Event) {
+    use std::fmt::Write as _;
+    let how = match (event.is_readable(), event.is_writable()) {
+        _ if event.is_error() || event.is_read_closed() => "closed",
+        (true, true) => "rw",
+        (true, false) => "r",
+        (false, true) => "w",
+        (false, false) => "?",
+    };
+    if !out.is_empty() {
+        out.push_str(", ");
+    }
+    let _ = write!(out, "fd {fd} ({how})");
 }
