@@ -29,6 +29,8 @@
 //! * [`server`]: `StreamServer`, gevent's TCP server with graceful stop;
 //! * [`hubs`]: [`Hubs`], many hubs in one process (one per core), each running a closure
 //!   as its main code;
+//! * [`signal`]: Unix signals: handlers run as greenlets, and a green `wait`;
+//! * [`process`]: subprocesses whose waits and pipes park only the calling greenlet;
 //! * [`block_on`]: async Rust inside a greenlet (a `Future` run to completion while the
 //!   greenlet parks), and with feature `tokio`, `compat::tokio` for futures tied to
 //!   tokio's reactor.
@@ -57,7 +59,9 @@ pub use verdant_threadpool as threadpool;
 pub mod compat;
 pub mod hubs;
 pub mod net;
+pub mod process;
 pub mod server;
+pub mod signal;
 
 /// The hub: configuration, statistics, run information and traces, low-level waiting, I/O
 /// readiness, cross-thread wake.
@@ -100,6 +104,16 @@ pub struct NetGuideExamples;
 #[doc = include_str!("../../docs/multicore.md")]
 #[cfg(doctest)]
 pub struct MulticoreGuideExamples;
+
+/// The examples of `docs/signal.md`, run as doctests.
+#[doc = include_str!("../../docs/signal.md")]
+#[cfg(doctest)]
+pub struct SignalGuideExamples;
+
+/// The examples of `docs/process.md`, run as doctests.
+#[doc = include_str!("../../docs/process.md")]
+#[cfg(doctest)]
+pub struct ProcessGuideExamples;
 
 /// The examples of `docs/processpool.md`, compiled as doctests.
 #[doc = include_str!("../../docs/processpool.md")]

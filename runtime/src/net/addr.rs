@@ -6,15 +6,69 @@ use std::sync::OnceLock;
 
 use verdant_threadpool::ThreadPool;
 
+/// How many threads resolve host names at once unless told otherwise: 10, the size of
+/// gevent's hub thread pool, which its default ("thread") resolver runs `getaddrinfo` on.
+/// Each thread is started only when a look-up needs it, and lingers idle a while after.
+pub const DEFAULT_RESOLVER_THREADS: usize = 10;
+
+/// The environment variable that sets the resolver's thread count (read once, when the
+/// first look-up starts the pool); [`set_resolver_threads`] overrides it at any time.
+pub const RESOLVER_THREADS_ENV: &str = "VERDANT_RESOLVER_THREADS";
+
 /// The thread pool host names are resolved on (gevent's default "thread" resolver):
-/// `getaddrinfo` blocks, so it runs on up to 4 worker threads, never on a hub.
+/// `getaddrinfo` blocks, so it runs on worker threads, never on a hub.
 fn resolver() -> &'static ThreadPool {
     static POOL: OnceLock<ThreadPool> = OnceLock::new();
-    POOL.get_or_init(|| ThreadPool::new(4))
+    POOL.get_or_init(|| ThreadPool::new(threads_from_env()))
+}
+
+/// [`RESOLVER_THREADS_ENV`] if it holds a positive number, else the default. A bad value
+/// is reported (once) rather than ignored silently.
+fn threads_from_env() -> usize {
+    let Ok(value) = std::env::var(RESOLVER_THREADS_ENV) else {
+        return DEFAULT_RESOLVER_THREADS;
+    };
+    match value.trim().parse::<usize>() {
+        Ok(threads) if threads > 0 => threads,
+        _ => {
+            verdant_hub::report::report(format!(
+                "verdant: {RESOLVER_THREADS_ENV}={value:?} is not a positive number of \
+                 threads; resolving on {DEFAULT_RESOLVER_THREADS}"
+            ));
+            DEFAULT_RESOLVER_THREADS
+        }
+    }
+}
+
+/// Sets how many threads may resolve host names at once (gevent's `threadpool.maxsize`):
+/// more lets more look-ups of a slow DNS server wait in parallel. Takes effect at once;
+/// `0` is `InvalidInput` (no look-up could ever finish).
+///
+/// ```
+/// verdant::net::set_resolver_threads(32).unwrap();
+/// assert_eq!(verdant::net::resolver_threads(), 32);
+/// assert!(verdant::net::set_resolver_threads(0).is_err());
+/// ```
+pub fn set_resolver_threads(threads: usize) -> io::Result<()> {
+    if threads == 0 {
+        let message = "the resolver needs at least one thread";
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, message));
+    }
+    resolver().set_maxsize(threads);
+    Ok(())
+}
+
+/// How many threads may resolve host names at once ([`DEFAULT_RESOLVER_THREADS`] unless
+/// set by [`set_resolver_threads`] or [`RESOLVER_THREADS_ENV`]).
+pub fn resolver_threads() -> usize {
+    resolver().maxsize()
 }
 
 /// Resolves `"host:port"` to socket addresses on a thread pool, blocking only the calling
 /// greenlet (std's `ToSocketAddrs` would block the whole thread while the resolver works).
+/// Up to [`resolver_threads`] look-ups run at once; the others queue. With the green
+/// resolver chosen ([`dns::set_resolver`](super::dns::set_resolver)), DNS queries go out over
+/// green sockets instead, with no thread and no limit.
 ///
 /// ```
 /// let addrs = verdant::net::lookup_host("localhost:80").unwrap();
@@ -23,6 +77,9 @@ fn resolver() -> &'static ThreadPool {
 pub fn lookup_host(host_and_port: &str) -> io::Result<Vec<SocketAddr>> {
     if let Ok(addr) = host_and_port.parse::<SocketAddr>() {
         return Ok(vec![addr]);
+    }
+    if super::dns::resolver() == super::dns::Resolver::Green {
+        return super::dns::system_green()?.lookup_host(host_and_port);
     }
     let query = host_and_port.to_string();
     resolver()

@@ -52,6 +52,7 @@
 mod impls;
 mod addr;
 mod disconnect;
+pub mod dns;
 mod tcp;
 mod udp;
 mod unix;
@@ -60,7 +61,10 @@ mod unix;
 pub use socket2;
 
 pub(crate) use addr::each_addr;
-pub use addr::{ToSocketAddrs, lookup_host};
+pub use addr::{
+    DEFAULT_RESOLVER_THREADS, RESOLVER_THREADS_ENV, ToSocketAddrs, lookup_host, resolver_threads,
+    set_resolver_threads,
+};
 pub use disconnect::is_disconnect;
 pub(crate) use tcp::reuse_port_listener;
 pub use tcp::{DEFAULT_BACKLOG, TcpListener, TcpStream};
