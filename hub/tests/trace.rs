@@ -299,7 +299,9 @@ fn a_hub_asleep_through_a_stop_and_a_start_records_only_into_the_new_trace() {
     let named = |events: &[Value], label: &str| {
         events.iter().any(|e| e["name"] == "thread_name" && e["args"]["name"] == label)
     };
-    assert!(named(&first, "early (#1)") && !named(&first, "late (#2)"));
+    // (`early` is in the first file only if its hub handed its events over before the
+    // stop, which it does when it goes idle: a race this test does not decide.)
+    assert!(!named(&first, "late (#2)"));
     assert!(named(&second, "late (#2)"), "the new trace names the row it records");
     assert!(!named(&second, "early (#1)"), "nothing of the first trace is in the second");
     // Its rows' times are the new trace's: they start after the new trace began.
