@@ -28,6 +28,8 @@ mod tcp_load;
 mod tokio_echo_server;
 #[path = "../examples/tokio_http_hello.rs"]
 mod tokio_http_hello;
+#[path = "../examples/support/wrk.rs"]
+mod wrk;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -91,24 +93,11 @@ fn w7(which: &str, messages: usize) -> (f64, f64, f64) {
 /// One wrk run: (requests/s, p99 µs), or `None` without wrk.
 fn wrk(which: &str, seconds: usize) -> Option<(f64, f64)> {
     let server = Server::start(which);
-    let url = format!("http://{}/", server.addr);
-    let output = Command::new("wrk")
-        .args(["-t1", "-c100", &format!("-d{seconds}s"), "--latency", &url])
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&output.stdout);
-    let requests =
-        text.lines().find_map(|l| l.strip_prefix("Requests/sec:"))?.trim().parse().ok()?;
-    let p99 = text.lines().find_map(|l| l.trim().strip_prefix("99%"))?.trim();
-    let p99_us = match p99 {
-        ms if ms.ends_with("ms") => ms.trim_end_matches("ms").parse::<f64>().ok()? * 1e3,
-        us if us.ends_with("us") => us.trim_end_matches("us").parse::<f64>().ok()?,
-        s => s.trim_end_matches('s').parse::<f64>().ok()? * 1e6,
-    };
-    if text.contains("Socket errors") || text.contains("Non-2xx") {
-        eprintln!("wrk reported errors against {which}:\n{text}");
+    let report = wrk::run(server.addr, 100, seconds as u64, None).ok()?;
+    if !report.errors.is_empty() {
+        eprintln!("wrk reported errors against {which}: {:?}", report.errors);
     }
-    Some((requests, p99_us))
+    Some((report.requests_per_second, report.p99.as_secs_f64() * 1e6))
 }
 
 fn main() {
@@ -126,7 +115,7 @@ fn main() {
     let rounds = env_number("VERDANT_COMPARE_ROUNDS", 3);
     let messages = env_number("VERDANT_COMPARE_MESSAGES", 10_000);
     let seconds = env_number("VERDANT_COMPARE_WRK_SECONDS", 10);
-    let has_wrk = Command::new("wrk").arg("-v").output().is_ok();
+    let has_wrk = wrk::available();
 
     let mut w7_runs: [Vec<(f64, f64, f64)>; 2] = [Vec::new(), Vec::new()];
     let mut wrk_runs: [Vec<(f64, f64)>; 2] = [Vec::new(), Vec::new()];

@@ -1095,30 +1095,5 @@ fn main() {
             a_task_queued_behind_a_hung_one_moves_to_an_idle_worker,
         ),
     ];
-    let filters: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
-    let selected: Vec<_> = tests
-        .iter()
-        .filter(|(name, _)| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str())))
-        .collect();
-    println!("\nrunning {} tests", selected.len());
-    let mut failed = Vec::new();
-    for (name, test) in &selected {
-        let start = Instant::now();
-        let outcome = std::panic::catch_unwind(test);
-        let verdict = if outcome.is_ok() { "ok" } else { "FAILED" };
-        println!("test {name} ... {verdict} ({:.2?})", start.elapsed());
-        if outcome.is_err() {
-            failed.push(*name);
-        }
-    }
-    let passed = selected.len() - failed.len();
-    if failed.is_empty() {
-        println!("\ntest result: ok. {passed} passed; 0 failed\n");
-    } else {
-        println!(
-            "\nfailures: {failed:?}\ntest result: FAILED. {passed} passed; {} failed\n",
-            failed.len()
-        );
-        std::process::exit(101);
-    }
+    verdant_testutil::run_tests(tests);
 }

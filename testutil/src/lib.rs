@@ -144,3 +144,37 @@ pub fn set_socket_option<T>(socket: &impl std::os::fd::AsFd, name: libc::c_int, 
     };
     assert_eq!(rc, 0, "setsockopt({name}): {}", std::io::Error::last_os_error());
 }
+
+/// Runs `tests` (name, function) the way libtest would, for test binaries with
+/// `harness = false` (a process pool's workers re-execute the binary, and must leave `main`
+/// through `worker_main()` before any test runs). Arguments that do not start with `-` are
+/// filters on the names; each test's verdict and time is printed; exits with 101 if any
+/// failed.
+pub fn run_tests(tests: &[(&str, fn())]) {
+    let filters: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let selected: Vec<_> = tests
+        .iter()
+        .filter(|(name, _)| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str())))
+        .collect();
+    println!("\nrunning {} tests", selected.len());
+    let mut failed = Vec::new();
+    for (name, test) in &selected {
+        let start = std::time::Instant::now();
+        let outcome = std::panic::catch_unwind(test);
+        let verdict = if outcome.is_ok() { "ok" } else { "FAILED" };
+        println!("test {name} ... {verdict} ({:.2?})", start.elapsed());
+        if outcome.is_err() {
+            failed.push(*name);
+        }
+    }
+    let passed = selected.len() - failed.len();
+    if failed.is_empty() {
+        println!("\ntest result: ok. {passed} passed; 0 failed\n");
+    } else {
+        println!(
+            "\nfailures: {failed:?}\ntest result: FAILED. {passed} passed; {} failed\n",
+            failed.len()
+        );
+        std::process::exit(101);
+    }
+}
