@@ -607,3 +607,44 @@ fn run_with_unread_stderr(
     let _ = child.stdout.take().unwrap().read_to_string(&mut stdout);
     (status, stdout)
 }
+
+#[test]
+fn max_accept_bounds_the_connections_accepted_per_turn() {
+    // Five connections wait in the backlog before the server starts: each handler records
+    // how many connections had been accepted when it ran. The accept loop yields after
+    // every `max_accept` accepts, and the handlers spawned so far run then.
+    fn accepted_seen_by_handlers(max_accept: Option<usize>) -> Vec<u64> {
+        let seen: Rc<RefCell<Vec<u64>>> = Rc::default();
+        let server_slot: Rc<RefCell<Option<StreamServer>>> = Rc::default();
+        let handler = {
+            let (seen, server_slot) = (seen.clone(), server_slot.clone());
+            move |_stream: TcpStream, _| {
+                let accepted = server_slot.borrow().as_ref().unwrap().stats().accepted;
+                seen.borrow_mut().push(accepted);
+            }
+        };
+        let mut server = StreamServer::new("127.0.0.1:0", handler).unwrap();
+        if let Some(max_accept) = max_accept {
+            server = server.with_max_accept(max_accept);
+        }
+        *server_slot.borrow_mut() = Some(server.clone());
+        let clients: Vec<_> =
+            (0..5).map(|_| TcpStream::connect(server.local_addr()).unwrap()).collect();
+        server.start().unwrap();
+        while seen.borrow().len() < clients.len() {
+            yield_now();
+        }
+        server.stop(None);
+        server_slot.borrow_mut().take(); // break the cycle
+        seen.take()
+    }
+    assert_eq!(accepted_seen_by_handlers(Some(2)), [2, 2, 4, 4, 5]);
+    assert_eq!(accepted_seen_by_handlers(Some(1)), [1, 2, 3, 4, 5]);
+    assert_eq!(accepted_seen_by_handlers(None), [5, 5, 5, 5, 5]);
+}
+
+#[test]
+#[should_panic(expected = "max_accept")]
+fn a_zero_max_accept_is_refused() {
+    let _ = StreamServer::new("127.0.0.1:0", |_: TcpStream, _| {}).unwrap().with_max_accept(0);
+}

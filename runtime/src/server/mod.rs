@@ -69,9 +69,9 @@ mod multi;
 use counters::{Active, Count, Counters};
 pub use multi::{MultiServer, MultiServerBuilder};
 
-/// Connections accepted in one go before the accept loop lets handlers run (gevent's
-/// `max_accept`).
-const MAX_ACCEPT_BURST: usize = 100;
+/// Connections accepted in one go before the accept loop lets handlers run, unless
+/// [set](StreamServer::with_max_accept) (gevent's `max_accept`).
+const DEFAULT_MAX_ACCEPT: usize = 100;
 
 /// What a handler may return: `()`, or a `Result` whose error is reported through
 /// [`StreamServer::on_error`].
@@ -230,6 +230,8 @@ struct ServerState {
     idle_timeout: Cell<Option<Duration>>,
     min_delay: Cell<Duration>,
     max_delay: Cell<Duration>,
+    /// Accepts per turn of the accept loop; never zero.
+    max_accept: Cell<usize>,
     /// Atomics so that a [`MultiServer`] can add them up from another thread.
     counters: Arc<Counters>,
 }
@@ -313,6 +315,7 @@ impl StreamServer {
             idle_timeout: Cell::new(None),
             min_delay: Cell::new(Duration::from_millis(10)),
             max_delay: Cell::new(Duration::from_secs(1)),
+            max_accept: Cell::new(DEFAULT_MAX_ACCEPT),
             counters: Arc::default(),
         };
         StreamServer { state: Rc::new(state) }
@@ -384,6 +387,20 @@ impl StreamServer {
     pub fn with_accept_backoff(self, min: Duration, max: Duration) -> StreamServer {
         self.state.min_delay.set(min);
         self.state.max_delay.set(max.max(min));
+        self
+    }
+
+    /// How many connections the accept loop takes in one turn before it yields to let the
+    /// handlers just spawned (and every other greenlet) run (gevent's `max_accept`; 100 by
+    /// default). Lower it to favour the latency of running handlers over the rate of new
+    /// connections; raise it for bursts of short connections.
+    ///
+    /// # Panics
+    ///
+    /// If `max_accept` is zero.
+    pub fn with_max_accept(self, max_accept: usize) -> StreamServer {
+        assert!(max_accept > 0, "a zero max_accept would never accept a connection");
+        self.state.max_accept.set(max_accept);
         self
     }
 
@@ -592,7 +609,7 @@ fn accept_loop(state: &Rc<ServerState>, listener: &TcpListener) {
     let pool = state.pool.borrow().clone();
     let mut backoff: Option<Duration> = None;
     loop {
-        for _ in 0..MAX_ACCEPT_BURST {
+        for _ in 0..state.max_accept.get() {
             if pool.is_full() {
                 pool.wait_available(); // stop accepting while full, as gevent does
             }
