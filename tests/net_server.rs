@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use verdant::net::TcpStream;
 use verdant::pool::Pool;
-use verdant::server::{ServerError, StreamServer};
+use verdant::server::{ServerError, ServerHandle, StreamServer};
 use verdant::sync::Event;
 use verdant::{GreenletError, sleep, spawn, yield_now};
 
@@ -647,4 +647,67 @@ fn max_accept_bounds_the_connections_accepted_per_turn() {
 #[should_panic(expected = "max_accept")]
 fn a_zero_max_accept_is_refused() {
     let _ = StreamServer::new("127.0.0.1:0", |_: TcpStream, _| {}).unwrap().with_max_accept(0);
+}
+
+#[test]
+fn a_handler_stops_its_server_through_its_handle() {
+    let server = StreamServer::with_handle(
+        "127.0.0.1:0",
+        |mut stream: TcpStream, _, server: &ServerHandle| -> io::Result<()> {
+            stream.write_all(b"bye")?;
+            server.stop(None);
+            Ok(())
+        },
+    )
+    .unwrap();
+    let serving = spawn({
+        let server = server.clone();
+        move || server.serve_forever()
+    });
+    let mut reply = String::new();
+    TcpStream::connect(server.local_addr()).unwrap().read_to_string(&mut reply).unwrap();
+    assert_eq!(reply, "bye");
+    serving.take().unwrap().unwrap();
+    assert!(server.is_closed());
+    assert!(server.handle().is_closed());
+}
+
+#[test]
+fn a_handler_reads_its_servers_address_and_stats_through_its_handle() {
+    let server = StreamServer::with_handle(
+        "127.0.0.1:0",
+        |mut stream: TcpStream, _, server: &ServerHandle| -> io::Result<()> {
+            let stats = server.stats();
+            write!(stream, "{} {} {}", server.local_addr(), stats.accepted, stats.active)
+        },
+    )
+    .unwrap();
+    server.start().unwrap();
+    for n in 1..=3 {
+        let mut reply = String::new();
+        TcpStream::connect(server.local_addr()).unwrap().read_to_string(&mut reply).unwrap();
+        // This handler is the n-th accepted and the only one running.
+        assert_eq!(reply, format!("{} {n} 1", server.local_addr()));
+    }
+    server.stop(None);
+    assert_eq!(server.stats().handler_errors, 0);
+}
+
+#[test]
+fn a_handle_does_not_keep_the_server_alive() {
+    let server = StreamServer::new("127.0.0.1:0", |_: TcpStream, _| {}).unwrap();
+    let handle = server.handle();
+    let addr = server.local_addr();
+    server.start().unwrap();
+    let mut client = TcpStream::connect(addr).unwrap();
+    let mut buf = [0; 1];
+    assert_eq!(client.read(&mut buf).unwrap(), 0); // served: the handler dropped it
+    assert_eq!(handle.stats().accepted, 1);
+    handle.close(); // the accept loop ends: nothing holds the server now
+    drop(server);
+    assert!(handle.server().is_none());
+    assert!(handle.is_closed());
+    assert_eq!(handle.local_addr(), addr);
+    assert_eq!(handle.stats().accepted, 1);
+    handle.stop(None); // a no-op
 }

@@ -297,14 +297,77 @@ impl StreamServer {
         F: Fn(TcpStream, SocketAddr) -> R + 'static,
         R: HandlerResult,
     {
+        StreamServer::build(listener, |_| {
+            Rc::new(move |stream, peer| handler(stream, peer).into_error())
+        })
+    }
+
+    /// Like [`new`](Self::new), for a handler that reaches its server: it gets a
+    /// [`ServerHandle`] as third argument, to stop the server, or read its address and
+    /// stats (gevent's handlers reach theirs through a closure).
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// use verdant::net::TcpStream;
+    /// use verdant::server::{ServerHandle, StreamServer};
+    ///
+    /// // Serves one client, then stops.
+    /// let server = StreamServer::with_handle(
+    ///     "127.0.0.1:0",
+    ///     |mut stream: TcpStream, _peer, server: &ServerHandle| {
+    ///         writeln!(stream, "served by {}", server.local_addr())?;
+    ///         server.stop(None);
+    ///         Ok::<(), std::io::Error>(())
+    ///     },
+    /// )
+    /// .unwrap();
+    /// let client = verdant::spawn({
+    ///     let addr = server.local_addr();
+    ///     move || std::io::read_to_string(TcpStream::connect(addr).unwrap()).unwrap()
+    /// });
+    /// server.serve_forever().unwrap();
+    /// assert_eq!(client.get().unwrap(), format!("served by {}\n", server.local_addr()));
+    /// ```
+    pub fn with_handle<A, F, R>(addr: A, handler: F) -> io::Result<StreamServer>
+    where
+        A: ToSocketAddrs,
+        F: Fn(TcpStream, SocketAddr, &ServerHandle) -> R + 'static,
+        R: HandlerResult,
+    {
+        let listener = TcpListener::bind(addr)?;
+        Ok(StreamServer::build(listener, |server| {
+            Rc::new(move |stream, peer| handler(stream, peer, &server).into_error())
+        }))
+    }
+
+    /// A handle on this server for a handler to capture; see [`ServerHandle`].
+    pub fn handle(&self) -> ServerHandle {
+        ServerHandle {
+            state: Rc::downgrade(&self.state),
+            local_addr: self.state.local_addr,
+            counters: self.state.counters.clone(),
+        }
+    }
+
+    /// A server on `listener` whose handler `make_handler` makes, given a handle on the
+    /// server (weak, so that the handler holding it keeps no cycle alive).
+    fn build(
+        listener: TcpListener,
+        make_handler: impl FnOnce(ServerHandle) -> Rc<Handler>,
+    ) -> StreamServer {
         let local_addr = listener.local_addr().expect("a bound listener has a local address");
         let report_to_stderr: Rc<ErrorCallback> = Rc::new(move |error| {
             verdant_hub::report::report(format!("verdant: StreamServer on {local_addr}: {error}"));
         });
-        let state = ServerState {
+        let counters = Arc::<Counters>::default();
+        let state = Rc::new_cyclic(|weak| ServerState {
+            handler: make_handler(ServerHandle {
+                state: weak.clone(),
+                local_addr,
+                counters: counters.clone(),
+            }),
             local_addr,
             listener: RefCell::new(Some(Rc::new(listener))),
-            handler: Rc::new(move |stream, peer| handler(stream, peer).into_error()),
             on_error: RefCell::new(report_to_stderr),
             pool: RefCell::new(Pool::unlimited()),
             accept_loop: RefCell::new(None),
@@ -316,9 +379,9 @@ impl StreamServer {
             min_delay: Cell::new(Duration::from_millis(10)),
             max_delay: Cell::new(Duration::from_secs(1)),
             max_accept: Cell::new(DEFAULT_MAX_ACCEPT),
-            counters: Arc::default(),
-        };
-        StreamServer { state: Rc::new(state) }
+            counters,
+        });
+        StreamServer { state }
     }
 
     /// Runs handlers in `pool` (set before starting). A bounded pool limits how many
@@ -503,6 +566,70 @@ impl StreamServer {
             pool.kill_timeout(Duration::from_secs(1));
         }
         self.state.stopped.set();
+    }
+}
+
+/// A handle on a [`StreamServer`] for its handlers: stop it, read its address and stats,
+/// without a thread-local or an `Rc` cycle. Handlers get one as their third argument
+/// with [`StreamServer::with_handle`]; [`StreamServer::handle`] gives one to any other code.
+///
+/// Weak: it does not keep the server alive. A started server stays alive until it is
+/// stopped, so from a handler every call reaches it; once the server is gone, `stop` and
+/// `close` do nothing, and the address and stats stay readable.
+///
+/// Cheap to clone, and `!Send` like the server:
+///
+/// ```compile_fail,E0277
+/// fn assert_send<T: Send>() {}
+/// assert_send::<verdant::server::ServerHandle>();
+/// ```
+#[derive(Clone)]
+pub struct ServerHandle {
+    state: std::rc::Weak<ServerState>,
+    local_addr: SocketAddr,
+    counters: Arc<Counters>,
+}
+
+impl ServerHandle {
+    /// The server, if it is still alive.
+    pub fn server(&self) -> Option<StreamServer> {
+        self.state.upgrade().map(|state| StreamServer { state })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The server's counters ([`StreamServer::stats`]).
+    pub fn stats(&self) -> ServerStats {
+        self.server().map_or_else(|| self.counters.stats(), |server| server.stats())
+    }
+
+    /// [`StreamServer::stop`]: from a handler, closes the listener at once and lets a new
+    /// greenlet wait for the handlers (this one included) to finish.
+    pub fn stop(&self, timeout: Option<Duration>) {
+        if let Some(server) = self.server() {
+            server.stop(timeout);
+        }
+    }
+
+    /// [`StreamServer::close`]: stops accepting; running handlers go on.
+    pub fn close(&self) {
+        if let Some(server) = self.server() {
+            server.close();
+        }
+    }
+
+    /// Whether the listener is closed (also once the server is gone).
+    pub fn is_closed(&self) -> bool {
+        self.server().is_none_or(|server| server.is_closed())
+    }
+}
+
+impl fmt::Debug for ServerHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerHandle").field("local_addr", &self.local_addr).finish()
     }
 }
 
