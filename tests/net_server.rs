@@ -711,3 +711,102 @@ fn a_handle_does_not_keep_the_server_alive() {
     assert_eq!(handle.stats().accepted, 1);
     handle.stop(None); // a no-op
 }
+
+/// A fresh directory for this test's socket files, removed on drop.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("verdant-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn a_unix_stream_server_serves_starts_stops_and_counts_like_the_tcp_one() {
+    use verdant::net::UnixStream;
+    use verdant::server::UnixStreamServer;
+
+    let dir = TempDir::new("unix-server");
+    let path = dir.0.join("echo.sock");
+    let server = UnixStreamServer::bind(&path, |mut stream: UnixStream, _peer| -> io::Result<()> {
+        let mut buf = [0; 64];
+        loop {
+            let n = stream.read(&mut buf)?;
+            if n == 0 {
+                return Ok(());
+            }
+            stream.write_all(&buf[..n])?;
+        }
+    })
+    .unwrap()
+    .with_pool(Pool::new(2));
+    assert_eq!(server.local_addr().as_pathname(), Some(path.as_path()));
+    let serving = spawn({
+        let server = server.clone();
+        move || server.serve_forever()
+    });
+    let clients: Vec<_> = (0..10u32)
+        .map(|i| {
+            let path = path.clone();
+            spawn(move || {
+                let mut stream = UnixStream::connect(&path).unwrap();
+                let message = format!("client {i}");
+                stream.write_all(message.as_bytes()).unwrap();
+                let mut reply = vec![0; message.len()];
+                stream.read_exact(&mut reply).unwrap();
+                reply == message.as_bytes()
+            })
+        })
+        .collect();
+    for client in clients {
+        assert!(client.get().unwrap());
+    }
+    assert_eq!(server.stats().accepted, 10);
+    server.stop(None);
+    serving.take().unwrap().unwrap();
+    assert!(server.is_closed());
+    assert_eq!(server.stats().handler_errors, 0);
+    assert_eq!(server.stats().active, 0);
+    assert!(server.start().is_err());
+}
+
+#[test]
+fn a_unix_handler_reaches_its_server_and_its_errors_are_reported() {
+    use verdant::net::{UnixListener, UnixStream};
+    use verdant::server::{ServerHandle, UnixStreamServer};
+
+    let dir = TempDir::new("unix-handle");
+    let path = dir.0.join("s.sock");
+    let errors: Rc<RefCell<Vec<String>>> = Rc::default();
+    let server = UnixStreamServer::from_listener_with_handle(
+        UnixListener::bind(&path).unwrap(),
+        |_stream: UnixStream, _peer, server: &ServerHandle<UnixListener>| -> io::Result<()> {
+            server.stop(None);
+            Err(io::Error::other("refused"))
+        },
+    )
+    .on_error({
+        let errors = errors.clone();
+        move |error| errors.borrow_mut().push(error.to_string())
+    });
+    let serving = spawn({
+        let server = server.clone();
+        move || server.serve_forever()
+    });
+    let mut reply = Vec::new();
+    UnixStream::connect(&path).unwrap().read_to_end(&mut reply).unwrap();
+    serving.take().unwrap().unwrap();
+    assert!(server.is_closed());
+    assert_eq!(errors.borrow().len(), 1);
+    assert!(errors.borrow()[0].ends_with("failed: refused"), "{:?}", errors.borrow());
+    assert_eq!(server.stats().handler_errors, 1);
+}

@@ -61,12 +61,14 @@ use verdant_hub::{GreenletError, GreenletRef};
 use verdant_pool::Pool;
 use verdant_sync::Event;
 
-use crate::net::{TcpListener, TcpStream, ToSocketAddrs};
+use crate::net::{TcpListener, TcpStream, ToSocketAddrs, UnixListener};
 
 mod counters;
+mod listener;
 mod multi;
 
 use counters::{Active, Count, Counters};
+pub use listener::{Connection, Listener};
 pub use multi::{MultiServer, MultiServerBuilder};
 
 /// Connections accepted in one go before the accept loop lets handlers run, unless
@@ -102,9 +104,12 @@ impl<E: Into<Box<dyn Error + Send + Sync>>> HandlerResult for Result<(), E> {
 /// fn assert_error<E: std::error::Error + Send + Sync + 'static>() {}
 /// assert_error::<verdant::server::ServerError>();
 /// ```
+///
+/// `P` is the peers' address type: [`SocketAddr`] for TCP, a Unix-domain socket address
+/// for a [`UnixStreamServer`].
 #[derive(Debug)]
 #[non_exhaustive]
-pub enum ServerError {
+pub enum ServerError<P = SocketAddr> {
     /// `accept` failed for lack of a resource (`EMFILE`: out of fds, `ENFILE`, `ENOBUFS`,
     /// `ENOMEM`) or for a reason not known to be harmless. The server stops accepting for
     /// `backoff` (doubling while the errors go on), then goes on.
@@ -120,20 +125,20 @@ pub enum ServerError {
     /// A handler returned an error.
     Handler {
         /// The client the handler served.
-        peer: SocketAddr,
+        peer: P,
         /// What it returned.
         error: Box<dyn Error + Send + Sync>,
     },
     /// A handler panicked, or its greenlet could not start (no stack).
     HandlerDied {
         /// The client the handler served.
-        peer: SocketAddr,
+        peer: P,
         /// How the greenlet ended.
         error: GreenletError,
     },
 }
 
-impl fmt::Display for ServerError {
+impl<P: fmt::Debug> fmt::Display for ServerError<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ServerError::Accept { error, backoff } => {
@@ -143,14 +148,16 @@ impl fmt::Display for ServerError {
                 write!(f, "the listening socket failed: {error}; the server closed")
             }
             ServerError::Handler { peer, error } => {
-                write!(f, "the handler for {peer} failed: {error}")
+                write!(f, "the handler for {peer:?} failed: {error}")
             }
-            ServerError::HandlerDied { peer, error } => write!(f, "the handler for {peer} {error}"),
+            ServerError::HandlerDied { peer, error } => {
+                write!(f, "the handler for {peer:?} {error}")
+            }
         }
     }
 }
 
-impl Error for ServerError {
+impl<P: fmt::Debug> Error for ServerError<P> {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match self {
             ServerError::Accept { error, .. } | ServerError::ListenerFailed(error) => Some(error),
@@ -209,17 +216,18 @@ fn classify(error: &io::Error) -> AcceptFailure {
     }
 }
 
-type Handler = dyn Fn(TcpStream, SocketAddr) -> Option<Box<dyn Error + Send + Sync>>;
-type ErrorCallback = dyn Fn(ServerError);
+type Handler<L> =
+    dyn Fn(<L as Listener>::Stream, <L as Listener>::Addr) -> Option<Box<dyn Error + Send + Sync>>;
+type ErrorCallback<L> = dyn Fn(ServerError<<L as Listener>::Addr>);
 
 /// The shared state behind every clone of a [`StreamServer`].
-struct ServerState {
-    local_addr: SocketAddr,
+struct ServerState<L: Listener> {
+    local_addr: L::Addr,
     /// `None` once closed. The accept loop holds its own `Rc`, so closing waits for it to
     /// be killed first.
-    listener: RefCell<Option<Rc<TcpListener>>>,
-    handler: Rc<Handler>,
-    on_error: RefCell<Rc<ErrorCallback>>,
+    listener: RefCell<Option<Rc<L>>>,
+    handler: Rc<Handler<L>>,
+    on_error: RefCell<Rc<ErrorCallback<L>>>,
     pool: RefCell<Pool>,
     accept_loop: RefCell<Option<GreenletRef>>,
     /// Set when the server has stopped (gracefully or because the listener failed).
@@ -260,12 +268,55 @@ struct ServerState {
 /// fn assert_send<T: Send>() {}
 /// assert_send::<verdant::server::StreamServer>();
 /// ```
-#[derive(Clone)]
-pub struct StreamServer {
-    state: Rc<ServerState>,
+pub struct StreamServer<L: Listener = TcpListener> {
+    state: Rc<ServerState<L>>,
 }
 
-impl StreamServer {
+/// A [`StreamServer`] on a Unix-domain socket: handlers get a
+/// [`UnixStream`](crate::net::UnixStream) and the peer's Unix address. The socket file is
+/// not removed when the server closes (as with std's `UnixListener`).
+///
+/// ```
+/// use std::io::{Read, Write};
+/// use verdant::net::UnixStream;
+/// use verdant::server::UnixStreamServer;
+///
+/// let dir = std::env::temp_dir().join(format!("verdant-doc-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir).unwrap();
+/// let path = dir.join("hello.sock");
+/// let server = UnixStreamServer::bind(&path, |mut stream: UnixStream, _peer| {
+///     stream.write_all(b"hello")
+/// })
+/// .unwrap();
+/// server.start().unwrap();
+/// let mut reply = String::new();
+/// UnixStream::connect(&path).unwrap().read_to_string(&mut reply).unwrap();
+/// assert_eq!(reply, "hello");
+/// server.stop(None);
+/// std::fs::remove_dir_all(&dir).unwrap();
+/// ```
+pub type UnixStreamServer = StreamServer<UnixListener>;
+
+impl<L: Listener> Clone for StreamServer<L> {
+    fn clone(&self) -> Self {
+        StreamServer { state: self.state.clone() }
+    }
+}
+
+impl StreamServer<UnixListener> {
+    /// Binds the Unix-domain socket `path` and prepares a server that runs `handler` for
+    /// each connection; see [`UnixStreamServer`].
+    pub fn bind<P, F, R>(path: P, handler: F) -> io::Result<UnixStreamServer>
+    where
+        P: AsRef<std::path::Path>,
+        F: Fn(crate::net::UnixStream, std::os::unix::net::SocketAddr) -> R + 'static,
+        R: HandlerResult,
+    {
+        Ok(StreamServer::from_listener(UnixListener::bind(path)?, handler))
+    }
+}
+
+impl StreamServer<TcpListener> {
     /// Binds `addr` (backlog [`DEFAULT_BACKLOG`](crate::net::DEFAULT_BACKLOG)) and prepares
     /// a server that runs `handler` for each connection. Nothing is accepted before
     /// [`start`](Self::start) or [`serve_forever`](Self::serve_forever).
@@ -289,17 +340,6 @@ impl StreamServer {
         R: HandlerResult,
     {
         Ok(StreamServer::from_listener(TcpListener::bind_reuse_port(addr)?, handler))
-    }
-
-    /// A server on a listener that is already bound.
-    pub fn from_listener<F, R>(listener: TcpListener, handler: F) -> StreamServer
-    where
-        F: Fn(TcpStream, SocketAddr) -> R + 'static,
-        R: HandlerResult,
-    {
-        StreamServer::build(listener, |_| {
-            Rc::new(move |stream, peer| handler(stream, peer).into_error())
-        })
     }
 
     /// Like [`new`](Self::new), for a handler that reaches its server: it gets a
@@ -334,17 +374,39 @@ impl StreamServer {
         F: Fn(TcpStream, SocketAddr, &ServerHandle) -> R + 'static,
         R: HandlerResult,
     {
-        let listener = TcpListener::bind(addr)?;
-        Ok(StreamServer::build(listener, |server| {
+        Ok(StreamServer::from_listener_with_handle(TcpListener::bind(addr)?, handler))
+    }
+}
+
+impl<L: Listener> StreamServer<L> {
+    /// A server on a listener that is already bound (TCP or Unix-domain).
+    pub fn from_listener<F, R>(listener: L, handler: F) -> StreamServer<L>
+    where
+        F: Fn(L::Stream, L::Addr) -> R + 'static,
+        R: HandlerResult,
+    {
+        StreamServer::build(listener, |_| {
+            Rc::new(move |stream, peer| handler(stream, peer).into_error())
+        })
+    }
+
+    /// [`from_listener`](Self::from_listener) for a handler that gets a [`ServerHandle`],
+    /// as with [`with_handle`](StreamServer::with_handle).
+    pub fn from_listener_with_handle<F, R>(listener: L, handler: F) -> StreamServer<L>
+    where
+        F: Fn(L::Stream, L::Addr, &ServerHandle<L>) -> R + 'static,
+        R: HandlerResult,
+    {
+        StreamServer::build(listener, |server| {
             Rc::new(move |stream, peer| handler(stream, peer, &server).into_error())
-        }))
+        })
     }
 
     /// A handle on this server for a handler to capture; see [`ServerHandle`].
-    pub fn handle(&self) -> ServerHandle {
+    pub fn handle(&self) -> ServerHandle<L> {
         ServerHandle {
             state: Rc::downgrade(&self.state),
-            local_addr: self.state.local_addr,
+            local_addr: self.state.local_addr.clone(),
             counters: self.state.counters.clone(),
         }
     }
@@ -352,18 +414,19 @@ impl StreamServer {
     /// A server on `listener` whose handler `make_handler` makes, given a handle on the
     /// server (weak, so that the handler holding it keeps no cycle alive).
     fn build(
-        listener: TcpListener,
-        make_handler: impl FnOnce(ServerHandle) -> Rc<Handler>,
-    ) -> StreamServer {
+        listener: L,
+        make_handler: impl FnOnce(ServerHandle<L>) -> Rc<Handler<L>>,
+    ) -> StreamServer<L> {
         let local_addr = listener.local_addr().expect("a bound listener has a local address");
-        let report_to_stderr: Rc<ErrorCallback> = Rc::new(move |error| {
-            verdant_hub::report::report(format!("verdant: StreamServer on {local_addr}: {error}"));
+        let addr = local_addr.clone();
+        let report_to_stderr: Rc<ErrorCallback<L>> = Rc::new(move |error| {
+            verdant_hub::report::report(format!("verdant: StreamServer on {addr:?}: {error}"));
         });
         let counters = Arc::<Counters>::default();
         let state = Rc::new_cyclic(|weak| ServerState {
             handler: make_handler(ServerHandle {
                 state: weak.clone(),
-                local_addr,
+                local_addr: local_addr.clone(),
                 counters: counters.clone(),
             }),
             local_addr,
@@ -386,7 +449,7 @@ impl StreamServer {
 
     /// Runs handlers in `pool` (set before starting). A bounded pool limits how many
     /// connections are served at once.
-    pub fn with_pool(self, pool: Pool) -> StreamServer {
+    pub fn with_pool(self, pool: Pool) -> StreamServer<L> {
         *self.state.pool.borrow_mut() = pool;
         self
     }
@@ -400,14 +463,14 @@ impl StreamServer {
     /// background thread that writes them to stderr. When stderr does not keep up, lines
     /// are dropped and counted (`verdant: N error reports dropped`), and identical lines
     /// in a row are folded into a count.
-    pub fn on_error(self, callback: impl Fn(ServerError) + 'static) -> StreamServer {
+    pub fn on_error(self, callback: impl Fn(ServerError<L::Addr>) + 'static) -> StreamServer<L> {
         *self.state.on_error.borrow_mut() = Rc::new(callback);
         self
     }
 
     /// How long [`stop`](Self::stop)`(None)` lets handlers finish before killing them
     /// (gevent's `stop_timeout`; 1 s by default).
-    pub fn with_stop_timeout(self, timeout: Duration) -> StreamServer {
+    pub fn with_stop_timeout(self, timeout: Duration) -> StreamServer<L> {
         self.state.stop_timeout.set(timeout);
         self
     }
@@ -420,7 +483,7 @@ impl StreamServer {
     /// # Panics
     ///
     /// If `timeout` is zero.
-    pub fn with_first_byte_timeout(self, timeout: Duration) -> StreamServer {
+    pub fn with_first_byte_timeout(self, timeout: Duration) -> StreamServer<L> {
         assert!(!timeout.is_zero(), "a zero first-byte timeout would close every connection");
         self.state.first_byte_timeout.set(Some(timeout));
         self
@@ -439,7 +502,7 @@ impl StreamServer {
     /// # Panics
     ///
     /// If `timeout` is zero.
-    pub fn with_idle_timeout(self, timeout: Duration) -> StreamServer {
+    pub fn with_idle_timeout(self, timeout: Duration) -> StreamServer<L> {
         assert!(!timeout.is_zero(), "a zero idle timeout would fail every wait");
         self.state.idle_timeout.set(Some(timeout));
         self
@@ -447,7 +510,7 @@ impl StreamServer {
 
     /// The first and the longest pause after an `accept` error (gevent's `min_delay` and
     /// `max_delay`; 10 ms and 1 s by default).
-    pub fn with_accept_backoff(self, min: Duration, max: Duration) -> StreamServer {
+    pub fn with_accept_backoff(self, min: Duration, max: Duration) -> StreamServer<L> {
         self.state.min_delay.set(min);
         self.state.max_delay.set(max.max(min));
         self
@@ -461,15 +524,15 @@ impl StreamServer {
     /// # Panics
     ///
     /// If `max_accept` is zero.
-    pub fn with_max_accept(self, max_accept: usize) -> StreamServer {
+    pub fn with_max_accept(self, max_accept: usize) -> StreamServer<L> {
         assert!(max_accept > 0, "a zero max_accept would never accept a connection");
         self.state.max_accept.set(max_accept);
         self
     }
 
     /// The address the server listens on.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.state.local_addr
+    pub fn local_addr(&self) -> L::Addr {
+        self.state.local_addr.clone()
     }
 
     /// The pool handlers run in.
@@ -511,7 +574,7 @@ impl StreamServer {
         };
         let state = self.state.clone();
         let accept_loop = verdant_hub::Builder::new()
-            .name(format!("StreamServer({}) accept loop", self.state.local_addr))
+            .name(format!("StreamServer({:?}) accept loop", self.state.local_addr))
             .spawn(move || accept_loop(&state, &listener))?;
         *self.state.accept_loop.borrow_mut() = Some(accept_loop.as_ref());
         Ok(())
@@ -583,22 +646,31 @@ impl StreamServer {
 /// fn assert_send<T: Send>() {}
 /// assert_send::<verdant::server::ServerHandle>();
 /// ```
-#[derive(Clone)]
-pub struct ServerHandle {
-    state: std::rc::Weak<ServerState>,
-    local_addr: SocketAddr,
+pub struct ServerHandle<L: Listener = TcpListener> {
+    state: std::rc::Weak<ServerState<L>>,
+    local_addr: L::Addr,
     counters: Arc<Counters>,
 }
 
-impl ServerHandle {
+impl<L: Listener> Clone for ServerHandle<L> {
+    fn clone(&self) -> Self {
+        ServerHandle {
+            state: self.state.clone(),
+            local_addr: self.local_addr.clone(),
+            counters: self.counters.clone(),
+        }
+    }
+}
+
+impl<L: Listener> ServerHandle<L> {
     /// The server, if it is still alive.
-    pub fn server(&self) -> Option<StreamServer> {
+    pub fn server(&self) -> Option<StreamServer<L>> {
         self.state.upgrade().map(|state| StreamServer { state })
     }
 
     /// The address the server listens on.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+    pub fn local_addr(&self) -> L::Addr {
+        self.local_addr.clone()
     }
 
     /// The server's counters ([`StreamServer::stats`]).
@@ -627,7 +699,7 @@ impl ServerHandle {
     }
 }
 
-impl fmt::Debug for ServerHandle {
+impl<L: Listener> fmt::Debug for ServerHandle<L> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ServerHandle").field("local_addr", &self.local_addr).finish()
     }
@@ -635,16 +707,16 @@ impl fmt::Debug for ServerHandle {
 
 /// Stops the server (in a new greenlet) if `serve_forever` unwinds: a kill or a timeout
 /// of the serving greenlet ends the server too.
-struct StopOnUnwind<'a>(&'a StreamServer);
+struct StopOnUnwind<'a, L: Listener>(&'a StreamServer<L>);
 
-impl Drop for StopOnUnwind<'_> {
+impl<L: Listener> Drop for StopOnUnwind<'_, L> {
     fn drop(&mut self) {
         let server = self.0.clone();
         verdant_hub::spawn(move || server.stop(None));
     }
 }
 
-impl fmt::Debug for StreamServer {
+impl<L: Listener> fmt::Debug for StreamServer<L> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StreamServer")
             .field("local_addr", &self.state.local_addr)
@@ -655,23 +727,24 @@ impl fmt::Debug for StreamServer {
     }
 }
 
-impl ServerState {
-    fn report(&self, error: ServerError) {
+impl<L: Listener> ServerState<L> {
+    fn report(&self, error: ServerError<L::Addr>) {
         let callback = self.on_error.borrow().clone();
         callback(error);
     }
 
     /// Runs the handler for one connection in the pool (room was waited for already).
-    fn spawn_handler(self: &Rc<ServerState>, pool: &Pool, stream: TcpStream, peer: SocketAddr) {
+    fn spawn_handler(self: &Rc<ServerState<L>>, pool: &Pool, stream: L::Stream, peer: L::Addr) {
         self.counters.count(Count::Accepted);
         let state = self.clone();
         let active = Active::begin(&self.counters);
+        let linked_peer = peer.clone();
         let greenlet = pool.spawn(move || {
             let _active = active;
             if !state.apply_timeouts(&stream) {
                 return; // nothing came in time: drop the connection
             }
-            if let Some(error) = (state.handler)(stream, peer) {
+            if let Some(error) = (state.handler)(stream, peer.clone()) {
                 state.handler_failed(peer, error);
             }
         });
@@ -680,14 +753,14 @@ impl ServerState {
             None | Some(GreenletError::Killed) => {}
             Some(error) => {
                 state.counters.count(Count::HandlerError);
-                state.report(ServerError::HandlerDied { peer, error });
+                state.report(ServerError::HandlerDied { peer: linked_peer.clone(), error });
             }
         });
     }
 
     /// Waits for the first byte (if there is a first-byte timeout), then sets the idle
     /// timeout. `false` if the first byte did not come in time.
-    fn apply_timeouts(&self, stream: &TcpStream) -> bool {
+    fn apply_timeouts(&self, stream: &L::Stream) -> bool {
         let (first_byte, idle) = (self.first_byte_timeout.get(), self.idle_timeout.get());
         if first_byte.is_some() {
             // Cannot fail: the builders refuse zero durations.
@@ -709,7 +782,7 @@ impl ServerState {
 
     /// A handler returned `error`: a timeout of the server's own is a normal end,
     /// anything else is reported.
-    fn handler_failed(&self, peer: SocketAddr, error: Box<dyn Error + Send + Sync>) {
+    fn handler_failed(&self, peer: L::Addr, error: Box<dyn Error + Send + Sync>) {
         let has_timeouts =
             self.first_byte_timeout.get().is_some() || self.idle_timeout.get().is_some();
         let timed_out =
@@ -732,7 +805,7 @@ impl ServerState {
 }
 
 /// The accept loop's body: runs until killed by `close`, or until the listener fails.
-fn accept_loop(state: &Rc<ServerState>, listener: &TcpListener) {
+fn accept_loop<L: Listener>(state: &Rc<ServerState<L>>, listener: &L) {
     let pool = state.pool.borrow().clone();
     let mut backoff: Option<Duration> = None;
     loop {
