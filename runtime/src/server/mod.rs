@@ -64,10 +64,12 @@ use verdant_sync::Event;
 use crate::net::{TcpListener, TcpStream, ToSocketAddrs, UnixListener};
 
 mod counters;
+mod datagram;
 mod listener;
 mod multi;
 
 use counters::{Active, Count, Counters};
+pub use datagram::{DEFAULT_MAX_DATAGRAM_SIZE, DatagramHandle, DatagramServer, DatagramStats};
 pub use listener::{Connection, Listener};
 pub use multi::{MultiServer, MultiServerBuilder};
 
@@ -122,6 +124,15 @@ pub enum ServerError<P = SocketAddr> {
     /// The listening socket itself failed (`EBADF`, `EINVAL`, `ENOTSOCK`): the server
     /// closed. `serve_forever` returns this error.
     ListenerFailed(io::Error),
+    /// `recv_from` failed on a [`DatagramServer`]'s socket for a reason not known to be
+    /// harmless: receiving pauses for `backoff` (doubling while the errors go on), then
+    /// goes on.
+    Receive {
+        /// The error `recv_from` returned.
+        error: io::Error,
+        /// How long receiving pauses.
+        backoff: Duration,
+    },
     /// A handler returned an error.
     Handler {
         /// The client the handler served.
@@ -144,6 +155,9 @@ impl<P: fmt::Debug> fmt::Display for ServerError<P> {
             ServerError::Accept { error, backoff } => {
                 write!(f, "accept failed: {error}; pausing accepts for {backoff:?}")
             }
+            ServerError::Receive { error, backoff } => {
+                write!(f, "recv_from failed: {error}; pausing for {backoff:?}")
+            }
             ServerError::ListenerFailed(error) => {
                 write!(f, "the listening socket failed: {error}; the server closed")
             }
@@ -160,7 +174,9 @@ impl<P: fmt::Debug> fmt::Display for ServerError<P> {
 impl<P: fmt::Debug> Error for ServerError<P> {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match self {
-            ServerError::Accept { error, .. } | ServerError::ListenerFailed(error) => Some(error),
+            ServerError::Accept { error, .. }
+            | ServerError::Receive { error, .. }
+            | ServerError::ListenerFailed(error) => Some(error),
             ServerError::Handler { error, .. } => Some(&**error),
             ServerError::HandlerDied { error, .. } => Some(error),
         }
