@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use verdant::net::TcpStream;
 use verdant::pool::Pool;
-use verdant::server::{ServerError, StreamServer};
+use verdant::server::{ServerError, ServerHandle, StreamServer};
 use verdant::sync::Event;
 use verdant::{GreenletError, sleep, spawn, yield_now};
 
@@ -606,4 +606,207 @@ fn run_with_unread_stderr(
     let mut stdout = String::new();
     let _ = child.stdout.take().unwrap().read_to_string(&mut stdout);
     (status, stdout)
+}
+
+#[test]
+fn max_accept_bounds_the_connections_accepted_per_turn() {
+    // Five connections wait in the backlog before the server starts: each handler records
+    // how many connections had been accepted when it ran. The accept loop yields after
+    // every `max_accept` accepts, and the handlers spawned so far run then.
+    fn accepted_seen_by_handlers(max_accept: Option<usize>) -> Vec<u64> {
+        let seen: Rc<RefCell<Vec<u64>>> = Rc::default();
+        let server_slot: Rc<RefCell<Option<StreamServer>>> = Rc::default();
+        let handler = {
+            let (seen, server_slot) = (seen.clone(), server_slot.clone());
+            move |_stream: TcpStream, _| {
+                let accepted = server_slot.borrow().as_ref().unwrap().stats().accepted;
+                seen.borrow_mut().push(accepted);
+            }
+        };
+        let mut server = StreamServer::new("127.0.0.1:0", handler).unwrap();
+        if let Some(max_accept) = max_accept {
+            server = server.with_max_accept(max_accept);
+        }
+        *server_slot.borrow_mut() = Some(server.clone());
+        let clients: Vec<_> =
+            (0..5).map(|_| TcpStream::connect(server.local_addr()).unwrap()).collect();
+        server.start().unwrap();
+        while seen.borrow().len() < clients.len() {
+            yield_now();
+        }
+        server.stop(None);
+        server_slot.borrow_mut().take(); // break the cycle
+        seen.take()
+    }
+    assert_eq!(accepted_seen_by_handlers(Some(2)), [2, 2, 4, 4, 5]);
+    assert_eq!(accepted_seen_by_handlers(Some(1)), [1, 2, 3, 4, 5]);
+    assert_eq!(accepted_seen_by_handlers(None), [5, 5, 5, 5, 5]);
+}
+
+#[test]
+#[should_panic(expected = "max_accept")]
+fn a_zero_max_accept_is_refused() {
+    let _ = StreamServer::new("127.0.0.1:0", |_: TcpStream, _| {}).unwrap().with_max_accept(0);
+}
+
+#[test]
+fn a_handler_stops_its_server_through_its_handle() {
+    let server = StreamServer::with_handle(
+        "127.0.0.1:0",
+        |mut stream: TcpStream, _, server: &ServerHandle| -> io::Result<()> {
+            stream.write_all(b"bye")?;
+            server.stop(None);
+            Ok(())
+        },
+    )
+    .unwrap();
+    let serving = spawn({
+        let server = server.clone();
+        move || server.serve_forever()
+    });
+    let mut reply = String::new();
+    TcpStream::connect(server.local_addr()).unwrap().read_to_string(&mut reply).unwrap();
+    assert_eq!(reply, "bye");
+    serving.take().unwrap().unwrap();
+    assert!(server.is_closed());
+    assert!(server.handle().is_closed());
+}
+
+#[test]
+fn a_handler_reads_its_servers_address_and_stats_through_its_handle() {
+    let server = StreamServer::with_handle(
+        "127.0.0.1:0",
+        |mut stream: TcpStream, _, server: &ServerHandle| -> io::Result<()> {
+            let stats = server.stats();
+            write!(stream, "{} {} {}", server.local_addr(), stats.accepted, stats.active)
+        },
+    )
+    .unwrap();
+    server.start().unwrap();
+    for n in 1..=3 {
+        let mut reply = String::new();
+        TcpStream::connect(server.local_addr()).unwrap().read_to_string(&mut reply).unwrap();
+        // This handler is the n-th accepted and the only one running.
+        assert_eq!(reply, format!("{} {n} 1", server.local_addr()));
+    }
+    server.stop(None);
+    assert_eq!(server.stats().handler_errors, 0);
+}
+
+#[test]
+fn a_handle_does_not_keep_the_server_alive() {
+    let server = StreamServer::new("127.0.0.1:0", |_: TcpStream, _| {}).unwrap();
+    let handle = server.handle();
+    let addr = server.local_addr();
+    server.start().unwrap();
+    let mut client = TcpStream::connect(addr).unwrap();
+    let mut buf = [0; 1];
+    assert_eq!(client.read(&mut buf).unwrap(), 0); // served: the handler dropped it
+    assert_eq!(handle.stats().accepted, 1);
+    handle.close(); // the accept loop ends: nothing holds the server now
+    drop(server);
+    assert!(handle.server().is_none());
+    assert!(handle.is_closed());
+    assert_eq!(handle.local_addr(), addr);
+    assert_eq!(handle.stats().accepted, 1);
+    handle.stop(None); // a no-op
+}
+
+/// A fresh directory for this test's socket files, removed on drop.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("verdant-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn a_unix_stream_server_serves_starts_stops_and_counts_like_the_tcp_one() {
+    use verdant::net::UnixStream;
+    use verdant::server::UnixStreamServer;
+
+    let dir = TempDir::new("unix-server");
+    let path = dir.0.join("echo.sock");
+    let server = UnixStreamServer::bind(&path, |mut stream: UnixStream, _peer| -> io::Result<()> {
+        let mut buf = [0; 64];
+        loop {
+            let n = stream.read(&mut buf)?;
+            if n == 0 {
+                return Ok(());
+            }
+            stream.write_all(&buf[..n])?;
+        }
+    })
+    .unwrap()
+    .with_pool(Pool::new(2));
+    assert_eq!(server.local_addr().as_pathname(), Some(path.as_path()));
+    let serving = spawn({
+        let server = server.clone();
+        move || server.serve_forever()
+    });
+    let clients: Vec<_> = (0..10u32)
+        .map(|i| {
+            let path = path.clone();
+            spawn(move || {
+                let mut stream = UnixStream::connect(&path).unwrap();
+                let message = format!("client {i}");
+                stream.write_all(message.as_bytes()).unwrap();
+                let mut reply = vec![0; message.len()];
+                stream.read_exact(&mut reply).unwrap();
+                reply == message.as_bytes()
+            })
+        })
+        .collect();
+    for client in clients {
+        assert!(client.get().unwrap());
+    }
+    assert_eq!(server.stats().accepted, 10);
+    server.stop(None);
+    serving.take().unwrap().unwrap();
+    assert!(server.is_closed());
+    assert_eq!(server.stats().handler_errors, 0);
+    assert_eq!(server.stats().active, 0);
+    assert!(server.start().is_err());
+}
+
+#[test]
+fn a_unix_handler_reaches_its_server_and_its_errors_are_reported() {
+    use verdant::net::{UnixListener, UnixStream};
+    use verdant::server::{ServerHandle, UnixStreamServer};
+
+    let dir = TempDir::new("unix-handle");
+    let path = dir.0.join("s.sock");
+    let errors: Rc<RefCell<Vec<String>>> = Rc::default();
+    let server = UnixStreamServer::from_listener_with_handle(
+        UnixListener::bind(&path).unwrap(),
+        |_stream: UnixStream, _peer, server: &ServerHandle<UnixListener>| -> io::Result<()> {
+            server.stop(None);
+            Err(io::Error::other("refused"))
+        },
+    )
+    .on_error({
+        let errors = errors.clone();
+        move |error| errors.borrow_mut().push(error.to_string())
+    });
+    let serving = spawn({
+        let server = server.clone();
+        move || server.serve_forever()
+    });
+    let mut reply = Vec::new();
+    UnixStream::connect(&path).unwrap().read_to_end(&mut reply).unwrap();
+    serving.take().unwrap().unwrap();
+    assert!(server.is_closed());
+    assert_eq!(errors.borrow().len(), 1);
+    assert!(errors.borrow()[0].ends_with("failed: refused"), "{:?}", errors.borrow());
+    assert_eq!(server.stats().handler_errors, 1);
 }

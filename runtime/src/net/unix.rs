@@ -142,6 +142,15 @@ impl UnixStream {
         self.inner.get_ref().take_error()
     }
 
+    /// Reads into `buf` without taking the bytes from the socket: the next read sees them
+    /// again. Waits (this greenlet only, up to the read timeout) while nothing has come.
+    pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
+        // SAFETY: `u8` and `MaybeUninit<u8>` have the same layout, and `peek` only writes
+        // initialized bytes into the buffer, so `buf` stays initialized.
+        let uninit = unsafe { &mut *(std::ptr::from_mut(buf) as *mut [std::mem::MaybeUninit<u8>]) };
+        self.inner.read_with(|stream| socket2::SockRef::from(stream).peek(uninit))
+    }
+
     /// A second handle to the same connection.
     pub fn try_clone(&self) -> io::Result<UnixStream> {
         UnixStream::from_std(self.inner.get_ref().try_clone()?)

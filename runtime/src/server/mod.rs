@@ -61,17 +61,21 @@ use verdant_hub::{GreenletError, GreenletRef};
 use verdant_pool::Pool;
 use verdant_sync::Event;
 
-use crate::net::{TcpListener, TcpStream, ToSocketAddrs};
+use crate::net::{TcpListener, TcpStream, ToSocketAddrs, UnixListener};
 
 mod counters;
+mod datagram;
+mod listener;
 mod multi;
 
 use counters::{Active, Count, Counters};
+pub use datagram::{DEFAULT_MAX_DATAGRAM_SIZE, DatagramHandle, DatagramServer, DatagramStats};
+pub use listener::{Connection, Listener};
 pub use multi::{MultiServer, MultiServerBuilder};
 
-/// Connections accepted in one go before the accept loop lets handlers run (gevent's
-/// `max_accept`).
-const MAX_ACCEPT_BURST: usize = 100;
+/// Connections accepted in one go before the accept loop lets handlers run, unless
+/// [set](StreamServer::with_max_accept) (gevent's `max_accept`).
+const DEFAULT_MAX_ACCEPT: usize = 100;
 
 /// What a handler may return: `()`, or a `Result` whose error is reported through
 /// [`StreamServer::on_error`].
@@ -102,9 +106,12 @@ impl<E: Into<Box<dyn Error + Send + Sync>>> HandlerResult for Result<(), E> {
 /// fn assert_error<E: std::error::Error + Send + Sync + 'static>() {}
 /// assert_error::<verdant::server::ServerError>();
 /// ```
+///
+/// `P` is the peers' address type: [`SocketAddr`] for TCP, a Unix-domain socket address
+/// for a [`UnixStreamServer`].
 #[derive(Debug)]
 #[non_exhaustive]
-pub enum ServerError {
+pub enum ServerError<P = SocketAddr> {
     /// `accept` failed for lack of a resource (`EMFILE`: out of fds, `ENFILE`, `ENOBUFS`,
     /// `ENOMEM`) or for a reason not known to be harmless. The server stops accepting for
     /// `backoff` (doubling while the errors go on), then goes on.
@@ -117,43 +124,59 @@ pub enum ServerError {
     /// The listening socket itself failed (`EBADF`, `EINVAL`, `ENOTSOCK`): the server
     /// closed. `serve_forever` returns this error.
     ListenerFailed(io::Error),
+    /// `recv_from` failed on a [`DatagramServer`]'s socket for a reason not known to be
+    /// harmless: receiving pauses for `backoff` (doubling while the errors go on), then
+    /// goes on.
+    Receive {
+        /// The error `recv_from` returned.
+        error: io::Error,
+        /// How long receiving pauses.
+        backoff: Duration,
+    },
     /// A handler returned an error.
     Handler {
         /// The client the handler served.
-        peer: SocketAddr,
+        peer: P,
         /// What it returned.
         error: Box<dyn Error + Send + Sync>,
     },
     /// A handler panicked, or its greenlet could not start (no stack).
     HandlerDied {
         /// The client the handler served.
-        peer: SocketAddr,
+        peer: P,
         /// How the greenlet ended.
         error: GreenletError,
     },
 }
 
-impl fmt::Display for ServerError {
+impl<P: fmt::Debug> fmt::Display for ServerError<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ServerError::Accept { error, backoff } => {
                 write!(f, "accept failed: {error}; pausing accepts for {backoff:?}")
             }
+            ServerError::Receive { error, backoff } => {
+                write!(f, "recv_from failed: {error}; pausing for {backoff:?}")
+            }
             ServerError::ListenerFailed(error) => {
                 write!(f, "the listening socket failed: {error}; the server closed")
             }
             ServerError::Handler { peer, error } => {
-                write!(f, "the handler for {peer} failed: {error}")
+                write!(f, "the handler for {peer:?} failed: {error}")
             }
-            ServerError::HandlerDied { peer, error } => write!(f, "the handler for {peer} {error}"),
+            ServerError::HandlerDied { peer, error } => {
+                write!(f, "the handler for {peer:?} {error}")
+            }
         }
     }
 }
 
-impl Error for ServerError {
+impl<P: fmt::Debug> Error for ServerError<P> {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match self {
-            ServerError::Accept { error, .. } | ServerError::ListenerFailed(error) => Some(error),
+            ServerError::Accept { error, .. }
+            | ServerError::Receive { error, .. }
+            | ServerError::ListenerFailed(error) => Some(error),
             ServerError::Handler { error, .. } => Some(&**error),
             ServerError::HandlerDied { error, .. } => Some(error),
         }
@@ -209,17 +232,18 @@ fn classify(error: &io::Error) -> AcceptFailure {
     }
 }
 
-type Handler = dyn Fn(TcpStream, SocketAddr) -> Option<Box<dyn Error + Send + Sync>>;
-type ErrorCallback = dyn Fn(ServerError);
+type Handler<L> =
+    dyn Fn(<L as Listener>::Stream, <L as Listener>::Addr) -> Option<Box<dyn Error + Send + Sync>>;
+type ErrorCallback<L> = dyn Fn(ServerError<<L as Listener>::Addr>);
 
 /// The shared state behind every clone of a [`StreamServer`].
-struct ServerState {
-    local_addr: SocketAddr,
+struct ServerState<L: Listener> {
+    local_addr: L::Addr,
     /// `None` once closed. The accept loop holds its own `Rc`, so closing waits for it to
     /// be killed first.
-    listener: RefCell<Option<Rc<TcpListener>>>,
-    handler: Rc<Handler>,
-    on_error: RefCell<Rc<ErrorCallback>>,
+    listener: RefCell<Option<Rc<L>>>,
+    handler: Rc<Handler<L>>,
+    on_error: RefCell<Rc<ErrorCallback<L>>>,
     pool: RefCell<Pool>,
     accept_loop: RefCell<Option<GreenletRef>>,
     /// Set when the server has stopped (gracefully or because the listener failed).
@@ -230,6 +254,8 @@ struct ServerState {
     idle_timeout: Cell<Option<Duration>>,
     min_delay: Cell<Duration>,
     max_delay: Cell<Duration>,
+    /// Accepts per turn of the accept loop; never zero.
+    max_accept: Cell<usize>,
     /// Atomics so that a [`MultiServer`] can add them up from another thread.
     counters: Arc<Counters>,
 }
@@ -258,12 +284,55 @@ struct ServerState {
 /// fn assert_send<T: Send>() {}
 /// assert_send::<verdant::server::StreamServer>();
 /// ```
-#[derive(Clone)]
-pub struct StreamServer {
-    state: Rc<ServerState>,
+pub struct StreamServer<L: Listener = TcpListener> {
+    state: Rc<ServerState<L>>,
 }
 
-impl StreamServer {
+/// A [`StreamServer`] on a Unix-domain socket: handlers get a
+/// [`UnixStream`](crate::net::UnixStream) and the peer's Unix address. The socket file is
+/// not removed when the server closes (as with std's `UnixListener`).
+///
+/// ```
+/// use std::io::{Read, Write};
+/// use verdant::net::UnixStream;
+/// use verdant::server::UnixStreamServer;
+///
+/// let dir = std::env::temp_dir().join(format!("verdant-doc-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir).unwrap();
+/// let path = dir.join("hello.sock");
+/// let server = UnixStreamServer::bind(&path, |mut stream: UnixStream, _peer| {
+///     stream.write_all(b"hello")
+/// })
+/// .unwrap();
+/// server.start().unwrap();
+/// let mut reply = String::new();
+/// UnixStream::connect(&path).unwrap().read_to_string(&mut reply).unwrap();
+/// assert_eq!(reply, "hello");
+/// server.stop(None);
+/// std::fs::remove_dir_all(&dir).unwrap();
+/// ```
+pub type UnixStreamServer = StreamServer<UnixListener>;
+
+impl<L: Listener> Clone for StreamServer<L> {
+    fn clone(&self) -> Self {
+        StreamServer { state: self.state.clone() }
+    }
+}
+
+impl StreamServer<UnixListener> {
+    /// Binds the Unix-domain socket `path` and prepares a server that runs `handler` for
+    /// each connection; see [`UnixStreamServer`].
+    pub fn bind<P, F, R>(path: P, handler: F) -> io::Result<UnixStreamServer>
+    where
+        P: AsRef<std::path::Path>,
+        F: Fn(crate::net::UnixStream, std::os::unix::net::SocketAddr) -> R + 'static,
+        R: HandlerResult,
+    {
+        Ok(StreamServer::from_listener(UnixListener::bind(path)?, handler))
+    }
+}
+
+impl StreamServer<TcpListener> {
     /// Binds `addr` (backlog [`DEFAULT_BACKLOG`](crate::net::DEFAULT_BACKLOG)) and prepares
     /// a server that runs `handler` for each connection. Nothing is accepted before
     /// [`start`](Self::start) or [`serve_forever`](Self::serve_forever).
@@ -289,20 +358,95 @@ impl StreamServer {
         Ok(StreamServer::from_listener(TcpListener::bind_reuse_port(addr)?, handler))
     }
 
-    /// A server on a listener that is already bound.
-    pub fn from_listener<F, R>(listener: TcpListener, handler: F) -> StreamServer
+    /// Like [`new`](Self::new), for a handler that reaches its server: it gets a
+    /// [`ServerHandle`] as third argument, to stop the server, or read its address and
+    /// stats (gevent's handlers reach theirs through a closure).
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// use verdant::net::TcpStream;
+    /// use verdant::server::{ServerHandle, StreamServer};
+    ///
+    /// // Serves one client, then stops.
+    /// let server = StreamServer::with_handle(
+    ///     "127.0.0.1:0",
+    ///     |mut stream: TcpStream, _peer, server: &ServerHandle| {
+    ///         writeln!(stream, "served by {}", server.local_addr())?;
+    ///         server.stop(None);
+    ///         Ok::<(), std::io::Error>(())
+    ///     },
+    /// )
+    /// .unwrap();
+    /// let client = verdant::spawn({
+    ///     let addr = server.local_addr();
+    ///     move || std::io::read_to_string(TcpStream::connect(addr).unwrap()).unwrap()
+    /// });
+    /// server.serve_forever().unwrap();
+    /// assert_eq!(client.get().unwrap(), format!("served by {}\n", server.local_addr()));
+    /// ```
+    pub fn with_handle<A, F, R>(addr: A, handler: F) -> io::Result<StreamServer>
     where
-        F: Fn(TcpStream, SocketAddr) -> R + 'static,
+        A: ToSocketAddrs,
+        F: Fn(TcpStream, SocketAddr, &ServerHandle) -> R + 'static,
         R: HandlerResult,
     {
+        Ok(StreamServer::from_listener_with_handle(TcpListener::bind(addr)?, handler))
+    }
+}
+
+impl<L: Listener> StreamServer<L> {
+    /// A server on a listener that is already bound (TCP or Unix-domain).
+    pub fn from_listener<F, R>(listener: L, handler: F) -> StreamServer<L>
+    where
+        F: Fn(L::Stream, L::Addr) -> R + 'static,
+        R: HandlerResult,
+    {
+        StreamServer::build(listener, |_| {
+            Rc::new(move |stream, peer| handler(stream, peer).into_error())
+        })
+    }
+
+    /// [`from_listener`](Self::from_listener) for a handler that gets a [`ServerHandle`],
+    /// as with [`with_handle`](StreamServer::with_handle).
+    pub fn from_listener_with_handle<F, R>(listener: L, handler: F) -> StreamServer<L>
+    where
+        F: Fn(L::Stream, L::Addr, &ServerHandle<L>) -> R + 'static,
+        R: HandlerResult,
+    {
+        StreamServer::build(listener, |server| {
+            Rc::new(move |stream, peer| handler(stream, peer, &server).into_error())
+        })
+    }
+
+    /// A handle on this server for a handler to capture; see [`ServerHandle`].
+    pub fn handle(&self) -> ServerHandle<L> {
+        ServerHandle {
+            state: Rc::downgrade(&self.state),
+            local_addr: self.state.local_addr.clone(),
+            counters: self.state.counters.clone(),
+        }
+    }
+
+    /// A server on `listener` whose handler `make_handler` makes, given a handle on the
+    /// server (weak, so that the handler holding it keeps no cycle alive).
+    fn build(
+        listener: L,
+        make_handler: impl FnOnce(ServerHandle<L>) -> Rc<Handler<L>>,
+    ) -> StreamServer<L> {
         let local_addr = listener.local_addr().expect("a bound listener has a local address");
-        let report_to_stderr: Rc<ErrorCallback> = Rc::new(move |error| {
-            verdant_hub::report::report(format!("verdant: StreamServer on {local_addr}: {error}"));
+        let addr = local_addr.clone();
+        let report_to_stderr: Rc<ErrorCallback<L>> = Rc::new(move |error| {
+            verdant_hub::report::report(format!("verdant: StreamServer on {addr:?}: {error}"));
         });
-        let state = ServerState {
+        let counters = Arc::<Counters>::default();
+        let state = Rc::new_cyclic(|weak| ServerState {
+            handler: make_handler(ServerHandle {
+                state: weak.clone(),
+                local_addr: local_addr.clone(),
+                counters: counters.clone(),
+            }),
             local_addr,
             listener: RefCell::new(Some(Rc::new(listener))),
-            handler: Rc::new(move |stream, peer| handler(stream, peer).into_error()),
             on_error: RefCell::new(report_to_stderr),
             pool: RefCell::new(Pool::unlimited()),
             accept_loop: RefCell::new(None),
@@ -313,14 +457,15 @@ impl StreamServer {
             idle_timeout: Cell::new(None),
             min_delay: Cell::new(Duration::from_millis(10)),
             max_delay: Cell::new(Duration::from_secs(1)),
-            counters: Arc::default(),
-        };
-        StreamServer { state: Rc::new(state) }
+            max_accept: Cell::new(DEFAULT_MAX_ACCEPT),
+            counters,
+        });
+        StreamServer { state }
     }
 
     /// Runs handlers in `pool` (set before starting). A bounded pool limits how many
     /// connections are served at once.
-    pub fn with_pool(self, pool: Pool) -> StreamServer {
+    pub fn with_pool(self, pool: Pool) -> StreamServer<L> {
         *self.state.pool.borrow_mut() = pool;
         self
     }
@@ -334,14 +479,14 @@ impl StreamServer {
     /// background thread that writes them to stderr. When stderr does not keep up, lines
     /// are dropped and counted (`verdant: N error reports dropped`), and identical lines
     /// in a row are folded into a count.
-    pub fn on_error(self, callback: impl Fn(ServerError) + 'static) -> StreamServer {
+    pub fn on_error(self, callback: impl Fn(ServerError<L::Addr>) + 'static) -> StreamServer<L> {
         *self.state.on_error.borrow_mut() = Rc::new(callback);
         self
     }
 
     /// How long [`stop`](Self::stop)`(None)` lets handlers finish before killing them
     /// (gevent's `stop_timeout`; 1 s by default).
-    pub fn with_stop_timeout(self, timeout: Duration) -> StreamServer {
+    pub fn with_stop_timeout(self, timeout: Duration) -> StreamServer<L> {
         self.state.stop_timeout.set(timeout);
         self
     }
@@ -354,7 +499,7 @@ impl StreamServer {
     /// # Panics
     ///
     /// If `timeout` is zero.
-    pub fn with_first_byte_timeout(self, timeout: Duration) -> StreamServer {
+    pub fn with_first_byte_timeout(self, timeout: Duration) -> StreamServer<L> {
         assert!(!timeout.is_zero(), "a zero first-byte timeout would close every connection");
         self.state.first_byte_timeout.set(Some(timeout));
         self
@@ -373,7 +518,7 @@ impl StreamServer {
     /// # Panics
     ///
     /// If `timeout` is zero.
-    pub fn with_idle_timeout(self, timeout: Duration) -> StreamServer {
+    pub fn with_idle_timeout(self, timeout: Duration) -> StreamServer<L> {
         assert!(!timeout.is_zero(), "a zero idle timeout would fail every wait");
         self.state.idle_timeout.set(Some(timeout));
         self
@@ -381,15 +526,29 @@ impl StreamServer {
 
     /// The first and the longest pause after an `accept` error (gevent's `min_delay` and
     /// `max_delay`; 10 ms and 1 s by default).
-    pub fn with_accept_backoff(self, min: Duration, max: Duration) -> StreamServer {
+    pub fn with_accept_backoff(self, min: Duration, max: Duration) -> StreamServer<L> {
         self.state.min_delay.set(min);
         self.state.max_delay.set(max.max(min));
         self
     }
 
+    /// How many connections the accept loop takes in one turn before it yields to let the
+    /// handlers just spawned (and every other greenlet) run (gevent's `max_accept`; 100 by
+    /// default). Lower it to favour the latency of running handlers over the rate of new
+    /// connections; raise it for bursts of short connections.
+    ///
+    /// # Panics
+    ///
+    /// If `max_accept` is zero.
+    pub fn with_max_accept(self, max_accept: usize) -> StreamServer<L> {
+        assert!(max_accept > 0, "a zero max_accept would never accept a connection");
+        self.state.max_accept.set(max_accept);
+        self
+    }
+
     /// The address the server listens on.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.state.local_addr
+    pub fn local_addr(&self) -> L::Addr {
+        self.state.local_addr.clone()
     }
 
     /// The pool handlers run in.
@@ -431,7 +590,7 @@ impl StreamServer {
         };
         let state = self.state.clone();
         let accept_loop = verdant_hub::Builder::new()
-            .name(format!("StreamServer({}) accept loop", self.state.local_addr))
+            .name(format!("StreamServer({:?}) accept loop", self.state.local_addr))
             .spawn(move || accept_loop(&state, &listener))?;
         *self.state.accept_loop.borrow_mut() = Some(accept_loop.as_ref());
         Ok(())
@@ -489,18 +648,91 @@ impl StreamServer {
     }
 }
 
+/// A handle on a [`StreamServer`] for its handlers: stop it, read its address and stats,
+/// without a thread-local or an `Rc` cycle. Handlers get one as their third argument
+/// with [`StreamServer::with_handle`]; [`StreamServer::handle`] gives one to any other code.
+///
+/// Weak: it does not keep the server alive. A started server stays alive until it is
+/// stopped, so from a handler every call reaches it; once the server is gone, `stop` and
+/// `close` do nothing, and the address and stats stay readable.
+///
+/// Cheap to clone, and `!Send` like the server:
+///
+/// ```compile_fail,E0277
+/// fn assert_send<T: Send>() {}
+/// assert_send::<verdant::server::ServerHandle>();
+/// ```
+pub struct ServerHandle<L: Listener = TcpListener> {
+    state: std::rc::Weak<ServerState<L>>,
+    local_addr: L::Addr,
+    counters: Arc<Counters>,
+}
+
+impl<L: Listener> Clone for ServerHandle<L> {
+    fn clone(&self) -> Self {
+        ServerHandle {
+            state: self.state.clone(),
+            local_addr: self.local_addr.clone(),
+            counters: self.counters.clone(),
+        }
+    }
+}
+
+impl<L: Listener> ServerHandle<L> {
+    /// The server, if it is still alive.
+    pub fn server(&self) -> Option<StreamServer<L>> {
+        self.state.upgrade().map(|state| StreamServer { state })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> L::Addr {
+        self.local_addr.clone()
+    }
+
+    /// The server's counters ([`StreamServer::stats`]).
+    pub fn stats(&self) -> ServerStats {
+        self.server().map_or_else(|| self.counters.stats(), |server| server.stats())
+    }
+
+    /// [`StreamServer::stop`]: from a handler, closes the listener at once and lets a new
+    /// greenlet wait for the handlers (this one included) to finish.
+    pub fn stop(&self, timeout: Option<Duration>) {
+        if let Some(server) = self.server() {
+            server.stop(timeout);
+        }
+    }
+
+    /// [`StreamServer::close`]: stops accepting; running handlers go on.
+    pub fn close(&self) {
+        if let Some(server) = self.server() {
+            server.close();
+        }
+    }
+
+    /// Whether the listener is closed (also once the server is gone).
+    pub fn is_closed(&self) -> bool {
+        self.server().is_none_or(|server| server.is_closed())
+    }
+}
+
+impl<L: Listener> fmt::Debug for ServerHandle<L> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerHandle").field("local_addr", &self.local_addr).finish()
+    }
+}
+
 /// Stops the server (in a new greenlet) if `serve_forever` unwinds: a kill or a timeout
 /// of the serving greenlet ends the server too.
-struct StopOnUnwind<'a>(&'a StreamServer);
+struct StopOnUnwind<'a, L: Listener>(&'a StreamServer<L>);
 
-impl Drop for StopOnUnwind<'_> {
+impl<L: Listener> Drop for StopOnUnwind<'_, L> {
     fn drop(&mut self) {
         let server = self.0.clone();
         verdant_hub::spawn(move || server.stop(None));
     }
 }
 
-impl fmt::Debug for StreamServer {
+impl<L: Listener> fmt::Debug for StreamServer<L> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StreamServer")
             .field("local_addr", &self.state.local_addr)
@@ -511,23 +743,24 @@ impl fmt::Debug for StreamServer {
     }
 }
 
-impl ServerState {
-    fn report(&self, error: ServerError) {
+impl<L: Listener> ServerState<L> {
+    fn report(&self, error: ServerError<L::Addr>) {
         let callback = self.on_error.borrow().clone();
         callback(error);
     }
 
     /// Runs the handler for one connection in the pool (room was waited for already).
-    fn spawn_handler(self: &Rc<ServerState>, pool: &Pool, stream: TcpStream, peer: SocketAddr) {
+    fn spawn_handler(self: &Rc<ServerState<L>>, pool: &Pool, stream: L::Stream, peer: L::Addr) {
         self.counters.count(Count::Accepted);
         let state = self.clone();
         let active = Active::begin(&self.counters);
+        let linked_peer = peer.clone();
         let greenlet = pool.spawn(move || {
             let _active = active;
             if !state.apply_timeouts(&stream) {
                 return; // nothing came in time: drop the connection
             }
-            if let Some(error) = (state.handler)(stream, peer) {
+            if let Some(error) = (state.handler)(stream, peer.clone()) {
                 state.handler_failed(peer, error);
             }
         });
@@ -536,14 +769,14 @@ impl ServerState {
             None | Some(GreenletError::Killed) => {}
             Some(error) => {
                 state.counters.count(Count::HandlerError);
-                state.report(ServerError::HandlerDied { peer, error });
+                state.report(ServerError::HandlerDied { peer: linked_peer.clone(), error });
             }
         });
     }
 
     /// Waits for the first byte (if there is a first-byte timeout), then sets the idle
     /// timeout. `false` if the first byte did not come in time.
-    fn apply_timeouts(&self, stream: &TcpStream) -> bool {
+    fn apply_timeouts(&self, stream: &L::Stream) -> bool {
         let (first_byte, idle) = (self.first_byte_timeout.get(), self.idle_timeout.get());
         if first_byte.is_some() {
             // Cannot fail: the builders refuse zero durations.
@@ -565,7 +798,7 @@ impl ServerState {
 
     /// A handler returned `error`: a timeout of the server's own is a normal end,
     /// anything else is reported.
-    fn handler_failed(&self, peer: SocketAddr, error: Box<dyn Error + Send + Sync>) {
+    fn handler_failed(&self, peer: L::Addr, error: Box<dyn Error + Send + Sync>) {
         let has_timeouts =
             self.first_byte_timeout.get().is_some() || self.idle_timeout.get().is_some();
         let timed_out =
@@ -588,11 +821,11 @@ impl ServerState {
 }
 
 /// The accept loop's body: runs until killed by `close`, or until the listener fails.
-fn accept_loop(state: &Rc<ServerState>, listener: &TcpListener) {
+fn accept_loop<L: Listener>(state: &Rc<ServerState<L>>, listener: &L) {
     let pool = state.pool.borrow().clone();
     let mut backoff: Option<Duration> = None;
     loop {
-        for _ in 0..MAX_ACCEPT_BURST {
+        for _ in 0..state.max_accept.get() {
             if pool.is_full() {
                 pool.wait_available(); // stop accepting while full, as gevent does
             }

@@ -1,0 +1,183 @@
+//! `DatagramServer`: echo round trips counted exactly, a bounded pool bounds concurrent
+//! handlers, stop stops receiving, handler errors are reported; and the `udp_echo`
+//! example's handler.
+
+#![allow(dead_code)] // the example's `main` is included but not called here
+
+#[path = "../examples/udp_echo.rs"]
+mod udp_echo;
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeSet;
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use verdant::net::UdpSocket;
+use verdant::pool::Pool;
+use verdant::server::{DatagramHandle, DatagramServer};
+use verdant::sync::Event;
+use verdant::{spawn, yield_now};
+
+fn echo(data: &[u8], peer: SocketAddr, server: &DatagramHandle) -> io::Result<()> {
+    server.send_to(data, peer).map(drop)
+}
+
+#[test]
+fn echoes_many_datagrams_each_exactly_once() {
+    let server = DatagramServer::new("127.0.0.1:0", echo).unwrap();
+    server.start().unwrap();
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut replies = BTreeSet::new();
+    let mut buf = [0; 64];
+    // In windows of 10, so that the loopback receive buffers never overflow.
+    for window in 0..30 {
+        for i in 0..10 {
+            client
+                .send_to(format!("datagram {}", window * 10 + i).as_bytes(), server.local_addr())
+                .unwrap();
+        }
+        for _ in 0..10 {
+            let (n, from) = client.recv_from(&mut buf).unwrap();
+            assert_eq!(from, server.local_addr());
+            assert!(replies.insert(String::from_utf8(buf[..n].to_vec()).unwrap()));
+        }
+    }
+    let expected: BTreeSet<_> = (0..300).map(|i| format!("datagram {i}")).collect();
+    assert_eq!(replies, expected);
+    server.stop(None);
+    let stats = server.stats();
+    assert_eq!((stats.received, stats.active, stats.handler_errors), (300, 0, 0));
+}
+
+#[test]
+fn a_bounded_pool_bounds_concurrent_handlers() {
+    let (running, most, gate) = (Rc::new(Cell::new(0)), Rc::new(Cell::new(0)), Event::new());
+    let handler = {
+        let (running, most, gate) = (running.clone(), most.clone(), gate.clone());
+        move |data: &[u8], peer, server: &DatagramHandle| -> io::Result<()> {
+            running.set(running.get() + 1);
+            most.set(most.get().max(running.get()));
+            gate.wait();
+            running.set(running.get() - 1);
+            server.send_to(data, peer).map(drop)
+        }
+    };
+    let server = DatagramServer::new("127.0.0.1:0", handler).unwrap().with_pool(Pool::new(3));
+    server.start().unwrap();
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for i in 0..20u8 {
+        client.send_to(&[i], server.local_addr()).unwrap();
+    }
+    while server.stats().active < 3 {
+        yield_now();
+    }
+    for _ in 0..10 {
+        yield_now(); // the receive loop waits for room: it takes nothing more
+    }
+    assert_eq!(server.stats().received, 3);
+    gate.set();
+    let mut got = BTreeSet::new();
+    let mut buf = [0; 4];
+    for _ in 0..20 {
+        let (n, _) = client.recv_from(&mut buf).unwrap();
+        got.insert(buf[..n].to_vec());
+    }
+    assert_eq!(got.len(), 20);
+    assert_eq!(most.get(), 3);
+    server.stop(None);
+    assert_eq!(server.stats().received, 20);
+}
+
+#[test]
+fn stop_stops_receiving_and_frees_the_port() {
+    let server = DatagramServer::new("127.0.0.1:0", echo).unwrap();
+    let serving = spawn({
+        let server = server.clone();
+        move || server.serve_forever()
+    });
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client.send_to(b"one", server.local_addr()).unwrap();
+    let mut buf = [0; 8];
+    assert_eq!(client.recv_from(&mut buf).unwrap().0, 3);
+    server.stop(None);
+    serving.take().unwrap().unwrap();
+    assert!(server.is_closed() && !server.is_started());
+    // The socket is closed: the port can be bound again, and nothing more is received.
+    let rebound = UdpSocket::bind(server.local_addr()).unwrap();
+    client.send_to(b"two", server.local_addr()).unwrap();
+    assert_eq!(rebound.recv_from(&mut buf).unwrap().0, 3);
+    assert_eq!(server.stats().received, 1);
+    assert!(server.start().is_err());
+}
+
+#[test]
+fn a_handler_stops_its_server_and_errors_are_reported_and_counted() {
+    let errors: Rc<RefCell<Vec<String>>> = Rc::default();
+    let server =
+        DatagramServer::new("127.0.0.1:0", |data: &[u8], _peer, server: &DatagramHandle| {
+            match data {
+                b"stop" => server.stop(None),
+                b"panic" => panic!("asked to"),
+                _ => return Err(io::Error::other("bad datagram")),
+            }
+            Ok(())
+        })
+        .unwrap()
+        .on_error({
+            let errors = errors.clone();
+            move |error| errors.borrow_mut().push(error.to_string())
+        });
+    let serving = spawn({
+        let server = server.clone();
+        move || server.serve_forever()
+    });
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for message in [&b"bad"[..], b"panic", b"stop"] {
+        client.send_to(message, server.local_addr()).unwrap();
+    }
+    serving.take().unwrap().unwrap();
+    assert!(server.is_closed());
+    assert_eq!(server.stats().received, 3);
+    assert_eq!(server.stats().handler_errors, 2);
+    let errors = errors.borrow();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(errors[0].ends_with("failed: bad datagram"), "{errors:?}");
+    assert!(errors[1].contains("panicked"), "{errors:?}");
+}
+
+#[test]
+fn the_max_datagram_size_cuts_longer_datagrams_and_zero_is_refused() {
+    let server = DatagramServer::new("127.0.0.1:0", echo).unwrap().with_max_datagram_size(4);
+    server.start().unwrap();
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client.send_to(b"longer than four", server.local_addr()).unwrap();
+    let mut buf = [0; 64];
+    let (n, _) = client.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"long");
+    server.stop(None);
+    let refused = std::panic::catch_unwind(|| {
+        DatagramServer::new("127.0.0.1:0", echo).unwrap().with_max_datagram_size(0)
+    });
+    let message = *refused.unwrap_err().downcast::<&str>().unwrap();
+    assert!(message.contains("max_datagram_size"), "{message}");
+}
+
+#[test]
+fn the_udp_echo_examples_handler_answers_with_the_length() {
+    let server = DatagramServer::new("127.0.0.1:0", udp_echo::handle).unwrap();
+    server.start().unwrap();
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut buf = [0; 64];
+    for message in ["hello", "", "a longer datagram"] {
+        client.send_to(message.as_bytes(), server.local_addr()).unwrap();
+        let (n, _) = client.recv_from(&mut buf).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&buf[..n]).unwrap(),
+            format!("Received {} bytes", message.len())
+        );
+    }
+    server.stop(None);
+    assert_eq!(server.stats().received, 3);
+    assert_eq!(server.stats().handler_errors, 0);
+}
