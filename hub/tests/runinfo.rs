@@ -132,6 +132,15 @@ fn is_child(test: &str) -> bool {
     std::env::var(CHILD).is_ok_and(|v| v == test)
 }
 
+/// Puts `SIGQUIT` back to its default action. The test binary may have been started with
+/// it ignored (a shell ignores `SIGINT` and `SIGQUIT` for its background jobs, and the
+/// ignore is inherited), and the monitor leaves a disposition the program chose alone.
+fn sigquit_at_default() {
+    // SAFETY: setting a standard signal to SIG_DFL has no memory-safety preconditions; no
+    // handler of this test's depends on it.
+    unsafe { libc::signal(libc::SIGQUIT, libc::SIG_DFL) };
+}
+
 #[test]
 fn sigquit_with_the_monitor_on_prints_every_greenlet_and_the_process_goes_on() {
     let mut child = child("sigquit_child", &[]);
@@ -157,6 +166,7 @@ fn sigquit_child() {
     if !is_child("sigquit_child") {
         return;
     }
+    sigquit_at_default();
     configure(|c| {
         c.track_greenlets = true;
         c.max_blocking_time = Some(Duration::from_secs(10));
@@ -168,7 +178,7 @@ fn sigquit_child() {
     // SAFETY: raise has no memory-safety preconditions; the monitor installed a handler.
     unsafe { libc::raise(libc::SIGQUIT) };
     // Keep serving until the parent has read the dump and kills us (or give up).
-    hub::sleep(Duration::from_secs(120));
+    hub::sleep(Duration::from_secs(60));
 }
 
 #[test]
@@ -258,6 +268,7 @@ fn sigquit_unwatched_child() {
     if !verdant_testutil::is_child_for("sigquit_unwatched_child") {
         return;
     }
+    sigquit_at_default();
     configure(|c| c.max_blocking_time = Some(Duration::from_secs(10))).unwrap();
     configure(|c| c.max_blocking_time = None).unwrap();
     // SAFETY: raise has no memory-safety preconditions.
