@@ -225,8 +225,11 @@ impl Shared {
         self.unfinished.fetch_add(1, Ordering::SeqCst);
         self.outstanding.fetch_add(1, Ordering::SeqCst);
         self.queue.push(job);
-        if self.spinning.load(Ordering::SeqCst) > 0 {
-            return; // a spinning worker will find it
+        // Spinning workers will find queued jobs, one each: skip the wake-up only while
+        // there are as many spinners as jobs waiting. (Skipping whenever one spins left
+        // a burst of jobs that wait for each other to one worker, with the others parked.)
+        if self.spinning.load(Ordering::SeqCst) >= self.queue.len() {
+            return;
         }
         let mut workers = self.workers.lock();
         if workers.parked > 0 {
