@@ -9,7 +9,7 @@
 //! W3 (pool map), W4 (thread-pool round trip), W5 (queue ping-pong), W6 (100,000 timers),
 //! W7 (TCP echo: this program re-runs itself as the server process and drives it with the
 //! `loadgen` client code; N = messages per connection; `W7.2hubs`: the server on two hubs),
-//! W8 (idle memory; N = 10000 or 100000), W9 (HTTP plaintext under `wrk`, the server on 1
+//! W8 (idle memory; N = 10000, 100000 or 1000000, any with the default stack mode), W9 (HTTP plaintext under `wrk`, the server on 1
 //! and 2 hubs, and on one pinned core with wrk on the other; N = seconds per run).
 
 #[path = "support/echo.rs"]
@@ -29,14 +29,15 @@ use std::time::{Duration, Instant};
 use verdant::hub::{self, StackMode};
 use verdant::{sleep, spawn, yield_now};
 
-/// Guarded stacks unless there are more greenlets than they can serve, or the
-/// `VERDANT_STACK_MODE` environment variable (`guarded` or `shared`) says otherwise.
-fn choose_stack_mode(greenlets: usize) {
+/// The hub's default stack mode (adaptive: guarded stacks while they last, then shared
+/// ones), unless the `VERDANT_STACK_MODE` environment variable (`guarded`, `shared` or
+/// `adaptive`) says otherwise.
+fn choose_stack_mode() {
     let mode = match std::env::var("VERDANT_STACK_MODE").as_deref() {
         Ok("shared") => StackMode::Shared,
         Ok("guarded") => StackMode::Guarded,
-        _ if greenlets > 30_000 => StackMode::Shared,
-        _ => StackMode::Guarded,
+        Ok("adaptive") | Err(_) => StackMode::Adaptive,
+        Ok(other) => panic!("VERDANT_STACK_MODE={other}: expected guarded, shared or adaptive"),
     };
     hub::configure(|c| c.stack_mode = mode).unwrap();
     eprintln!("stack mode: {mode:?}");
@@ -297,7 +298,7 @@ fn random_millis(count: usize, max: u64) -> Vec<u64> {
 
 /// W6: `count` greenlets each sleep 0–100 ms, join all; time beyond the 100 ms floor.
 fn w6_timers(count: usize) {
-    choose_stack_mode(count);
+    choose_stack_mode();
     let delays = random_millis(count, 100);
     let t = Instant::now();
     let greenlets: Vec<_> =
@@ -319,12 +320,14 @@ fn rss_kib() -> u64 {
 
 /// W8: `count` greenlets all blocked in `sleep(10 s)`; resident memory per greenlet.
 fn w8_idle_memory(count: usize) {
-    choose_stack_mode(count);
+    choose_stack_mode();
     // Warm up the hub and allocator outside the measurement.
     spawn(|| ()).join();
     let before = rss_kib();
+    let t = Instant::now();
     let greenlets: Vec<_> = (0..count).map(|_| spawn(|| sleep(Duration::from_secs(10)))).collect();
     yield_now(); // every greenlet starts and parks in its sleep
+    let spawned = t.elapsed();
     let during = rss_kib();
     let stats = hub::stats();
     assert_eq!(stats.switches as usize, count + 1, "every greenlet started and parked");
@@ -332,6 +335,7 @@ fn w8_idle_memory(count: usize) {
         "{} guarded stacks in use, {} shared stacks, {} bytes copied",
         stats.stacks_in_use, stats.shared_stacks, stats.shared_bytes_copied
     );
+    result("W8.spawn", spawned.as_secs_f64() * 1e9 / count as f64, "ns/greenlet");
     result("W8", (during - before) as f64 / count as f64, "KiB/greenlet");
     for g in &greenlets {
         g.kill_nowait();

@@ -121,10 +121,21 @@ use crate::park;
 /// assert_eq!(answer, 42);
 /// ```
 pub fn block_on<F: Future>(future: F) -> F::Output {
+    if on_shared_stack() {
+        // While this greenlet is parked its stack's memory holds other greenlets' frames,
+        // but a pinned future's address may be in use by other threads (an intrusive
+        // waiter list, as tokio's `Notify` keeps): pin it on the heap instead.
+        return on_hub(Box::pin(future).as_mut());
+    }
     // Declared before the future, so dropped after it: covers every poll and the drop.
     let _pinned = PinnedOnStack::enter();
     let future = pin!(future);
     if has_hub() { on_hub(future) } else { on_thread(future) }
+}
+
+/// Whether the caller is a greenlet running on a shared stack.
+fn on_shared_stack() -> bool {
+    with_existing_hub(|hub| hub.current_core().on_shared_stack()).unwrap_or(false)
 }
 
 /// Counts a `block_on` of the running greenlet while it lives (see `Core::pinned`): a

@@ -24,10 +24,12 @@ pub struct HubConfig {
     pub max_stacks: Option<usize>,
     /// How many finished greenlets' stacks the hub keeps for reuse. Default 1024.
     pub max_free_stacks: usize,
-    /// Which stacks new greenlets get. Default [`StackMode::Guarded`].
+    /// Which stacks new greenlets get. Default [`StackMode::Adaptive`]: guarded stacks
+    /// while they last, then shared ones.
     pub stack_mode: StackMode,
-    /// In [`StackMode::Shared`], how many shared stacks (each `stack_size` bytes) the hub
-    /// spreads its greenlets over. Default 16.
+    /// How many shared stacks (each `stack_size` bytes) the hub spreads its shared-stack
+    /// greenlets over ([`StackMode::Shared`], or [`StackMode::Adaptive`] past the
+    /// switch-over). Default 16.
     pub shared_stacks: usize,
     /// How long the hub spins, checking for cross-thread completions, before it blocks in
     /// `epoll_wait` — only while it waits for other threads (a thread pool) and for nothing
@@ -57,12 +59,26 @@ pub struct HubConfig {
 }
 
 /// Which stacks a hub gives its greenlets.
+///
+/// Every mode detects stack overflow: a shared stack has a guard page too.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum StackMode {
+    /// Guarded stacks while they are available, then shared ones: a greenlet starting
+    /// when guarded stacks run short (the process maps seven eighths of what
+    /// `vm.max_map_count` allows, about 27,700 by default, or the hub is one short of its
+    /// [`max_stacks`](HubConfig::max_stacks), or `mmap` fails) runs on a shared stack
+    /// for its whole life, as in [`StackMode::Shared`]; later greenlets get guarded
+    /// stacks again once enough are free. So a program that fits in guarded stacks runs
+    /// exactly as in [`StackMode::Guarded`], and one that needs a million greenlets
+    /// works with no setting, at about 1 KiB per idle greenlet.
+    ///
+    /// The greenlets past the switch-over carry the caveat of [`StackMode::Shared`].
+    #[default]
+    Adaptive,
     /// Each greenlet has its own `mmap`'d stack with a guard page. Switching costs nothing
     /// extra; about 32k greenlets can be alive at once (each stack costs two of the
-    /// kernel's `vm.max_map_count` memory maps).
-    #[default]
+    /// kernel's `vm.max_map_count` memory maps), and a spawn past that fails with an error
+    /// naming the limit.
     Guarded,
     /// Greenlets take turns on a few shared guarded stacks; a suspended greenlet keeps a
     /// heap copy of the part of the stack it uses (often 1–2 KiB). No limit on the number
@@ -72,10 +88,14 @@ pub enum StackMode {
     /// # Caveat
     ///
     /// While a greenlet is suspended, its stack memory may hold another greenlet's frames.
-    /// Safe Rust cannot notice, but unsafe code must not let anything (another greenlet, a
-    /// thread, the kernel) use a pointer into a suspended greenlet's stack.
-    /// A greenlet given an explicit [`Builder::stack_size`](crate::Builder::stack_size)
-    /// always gets its own guarded stack.
+    /// Nothing may use a pointer into a suspended greenlet's stack: not unsafe code (a
+    /// raw pointer, an io_uring buffer), and not a scoped thread (`std::thread::scope`,
+    /// `rayon::scope`) that borrows the greenlet's locals while the greenlet parks on a
+    /// green call inside the scope. [`block_on`](crate::block_on) keeps the futures it
+    /// polls on the heap in these greenlets, so async code (whose wakers other threads
+    /// may use) is not affected. A greenlet given an explicit
+    /// [`Builder::stack_size`](crate::Builder::stack_size) always gets its own guarded
+    /// stack: that is how to keep one greenlet off shared stacks.
     Shared,
 }
 
@@ -85,7 +105,7 @@ impl Default for HubConfig {
             stack_size: DEFAULT_STACK_SIZE,
             max_stacks: None,
             max_free_stacks: 1024,
-            stack_mode: StackMode::Guarded,
+            stack_mode: StackMode::Adaptive,
             shared_stacks: 16,
             spin: std::time::Duration::from_micros(50),
             max_blocking_time: None,

@@ -24,7 +24,7 @@ use crate::hub::with_hub;
 use crate::park;
 use crate::stack::checked_stack_size;
 use crate::stats::Stats;
-use crate::task::{Core, Interrupt, Kind, LinkCallback, LinkHook, State, Task};
+use crate::task::{Core, Interrupt, Kind, LinkCallback, LinkHook, StackKind, State, Task};
 use crate::wait_for::WaitFor;
 
 /// The typed half of a greenlet: its body before it runs, its value after.
@@ -190,9 +190,10 @@ impl Builder {
     ///
     /// # Errors
     ///
-    /// `InvalidInput` if the stack size is out of range; `OutOfMemory` if no stack can be
-    /// allocated (the message names the limit: the hub's `max_stacks`, or
-    /// `vm.max_map_count`).
+    /// `InvalidInput` if the stack size is out of range; `OutOfMemory` if the greenlet
+    /// needs a guarded stack of its own (an explicit stack size, or
+    /// [`StackMode::Guarded`]) and none can be had (the message names the limit: the
+    /// hub's `max_stacks`, or `vm.max_map_count`).
     #[track_caller]
     pub fn spawn<F, T>(self, f: F) -> io::Result<Greenlet<T>>
     where
@@ -202,7 +203,7 @@ impl Builder {
         let size = self.stack_size.map(checked_stack_size).transpose()?;
         let greenlet = Greenlet::create(self.name.map(String::into_boxed_str), size, f);
         let core = greenlet.typed.core();
-        if !core.shared {
+        if core.stack_kind() == StackKind::Guarded {
             let stack = with_hub(|hub| hub.stacks().take(core.stack_size()))?;
             core.reserve_stack(stack);
         }
@@ -218,8 +219,10 @@ impl Builder {
 ///
 /// # Panics
 ///
-/// If no stack can be had for it right now (every free stack is taken and a limit is
-/// reached), with a message naming the limit. [`Builder::spawn`] returns that as an error.
+/// In [`StackMode::Guarded`] (not the default), if no stack can be had for it right now
+/// (every free stack is taken and a limit is reached), with a message naming the limit.
+/// [`Builder::spawn`] returns that as an error. In the default
+/// [`StackMode::Adaptive`], a greenlet that finds no guarded stack runs on a shared one.
 ///
 /// ```
 /// let g = verdant_hub::spawn(|| "hello from a greenlet".len());
@@ -233,13 +236,22 @@ where
 {
     let greenlet = Greenlet::new(f);
     let core = greenlet.typed.core();
-    if !core.shared
+    if core.stack_kind() == StackKind::Guarded
         && let Err(err) = with_hub(|hub| hub.stacks().check_can_take(core.stack_size()))
     {
         panic!("verdant::spawn: {err}");
     }
     greenlet.start();
     greenlet
+}
+
+/// The stack kind a greenlet without an explicit stack size gets in `mode`.
+fn stack_kind_of(mode: StackMode) -> StackKind {
+    match mode {
+        StackMode::Adaptive => StackKind::Either,
+        StackMode::Guarded => StackKind::Guarded,
+        StackMode::Shared => StackKind::Shared,
+    }
 }
 
 /// Spawns a greenlet that starts after `delay` (gevent's `spawn_later`).
@@ -310,14 +322,14 @@ impl<T: 'static> Greenlet<T> {
         F: FnOnce() -> T + 'static,
     {
         let spawned_at = std::panic::Location::caller();
-        let (id, stack_size, shared) = with_hub(|hub| {
+        let (id, stack_size, stack_kind) = with_hub(|hub| {
             Stats::bump(&hub.stats().spawned);
             let config = hub.config();
-            let (size, shared) = match stack_size {
-                Some(size) => (size, false),
-                None => (config.stack_size, config.stack_mode == StackMode::Shared),
+            let (size, kind) = match stack_size {
+                Some(size) => (size, StackKind::Guarded),
+                None => (config.stack_size, stack_kind_of(config.stack_mode)),
             };
-            (hub.next_id(), size, shared)
+            (hub.next_id(), size, kind)
         });
         // Built in place: a greenlet is a few hundred bytes, and building it on the stack
         // and moving it into the allocation showed up as memcpy in pool maps.
@@ -332,7 +344,7 @@ impl<T: 'static> Greenlet<T> {
                 name,
                 Kind::Greenlet,
                 stack_size,
-                shared,
+                stack_kind,
                 spawned_at,
             ));
             std::ptr::addr_of_mut!((*slot).body).write(Cell::new(Some(f)));

@@ -53,7 +53,7 @@ use crate::shared_stack;
 use crate::stack::checked_stack_size;
 use crate::stacks::Stacks;
 use crate::stats::{HubStats, Stats};
-use crate::task::{Core, Interrupt, Kind, MainTask, RunQueue, State, Task, Waker};
+use crate::task::{Core, Interrupt, Kind, MainTask, RunQueue, StackKind, State, Task, Waker};
 use crate::timer::{TimerKey, Timers};
 use crate::trace::{self, Recorder};
 
@@ -231,7 +231,14 @@ impl Hub {
             ..HubConfig::default()
         };
         let main: Rc<dyn Task> = Rc::new(MainTask {
-            core: Core::new(0, None, Kind::Main, 0, false, std::panic::Location::caller()),
+            core: Core::new(
+                0,
+                None,
+                Kind::Main,
+                0,
+                StackKind::Guarded,
+                std::panic::Location::caller(),
+            ),
         });
         Hub {
             run_queue: RunQueue::new(),
@@ -537,7 +544,7 @@ impl Hub {
         if to == State::Ready {
             self.schedule(self.current_task());
         }
-        if !core.shared {
+        if !core.on_shared_stack() {
             let yielder = core.yielder.get();
             // SAFETY: `core` is the running greenlet, so its coroutine has started and not
             // returned, and we are executing on its stack: the yielder invariant holds.
@@ -780,7 +787,7 @@ impl Hub {
                 task.abort(GreenletError::NoStack(err.to_string()));
                 return;
             }
-        } else if core.shared {
+        } else if core.on_shared_stack() {
             self.stacks.make_resident(&task);
         }
         if self.observed.get() {

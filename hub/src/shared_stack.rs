@@ -85,8 +85,8 @@ impl SharedStacks {
     }
 
     /// Binds a greenlet that is about to start to a shared stack: an idle one if there is
-    /// one, else a new one while fewer than `count` exist, else the least busy. Returns
-    /// the stack's index.
+    /// one, else a new one while fewer than `count` exist (and one can be mapped), else
+    /// the least busy. Returns the stack's index.
     pub(crate) fn bind(
         &mut self,
         count: usize,
@@ -99,9 +99,15 @@ impl SharedStacks {
             return Ok(index);
         }
         if self.stacks.len() < count.max(1) {
-            let memory = pool.take(size, max_stacks)?;
-            self.stacks.push(SharedStack { memory, occupant: None, bound: 1 });
-            return Ok(self.stacks.len() - 1);
+            match pool.take(size, max_stacks) {
+                Ok(memory) => {
+                    self.stacks.push(SharedStack { memory, occupant: None, bound: 1 });
+                    return Ok(self.stacks.len() - 1);
+                }
+                // With a shared stack to fall back on, a failed mapping just means fewer.
+                Err(err) if self.stacks.is_empty() => return Err(err),
+                Err(_) => {}
+            }
         }
         let index = (0..self.stacks.len()).min_by_key(|&i| self.stacks[i].bound).unwrap_or(0);
         self.stacks[index].bound += 1;

@@ -239,6 +239,20 @@ impl StackPool {
         self.check_limits(max_stacks)
     }
 
+    /// Whether an adaptive greenlet should go on a shared stack rather than take a new
+    /// guarded one of `size`: the hub is one short of its `max_stacks` (the last is kept
+    /// for a shared stack), or the process maps seven eighths of its cap (the rest is kept
+    /// for greenlets with an explicit stack size and for shared stacks). A free stack of
+    /// the size is always taken.
+    pub(crate) fn running_short(&self, size: usize, max_stacks: Option<usize>) -> bool {
+        if self.has_free(size) {
+            return false;
+        }
+        let cap = process_stack_limit();
+        max_stacks.is_some_and(|max| self.held + 1 >= max)
+            || GUARDED_STACKS.load(Ordering::Relaxed) >= cap - cap / 8
+    }
+
     fn check_limits(&self, max_stacks: Option<usize>) -> io::Result<()> {
         if let Some(max) = max_stacks
             && self.held >= max
@@ -325,8 +339,8 @@ fn exhausted(cause: String) -> io::Error {
             "cannot allocate a greenlet stack: {cause}. Each guarded stack costs two of the \
              kernel's memory maps and vm.max_map_count (now {}) caps a process at about {} \
              of them alive at once. Let some greenlets finish, raise vm.max_map_count, or \
-             switch this hub to shared stacks (HubConfig::stack_mode = StackMode::Shared), \
-             which have no such cap",
+             let this hub use shared stacks, which have no such cap (HubConfig::stack_mode = \
+             StackMode::Adaptive, the default, for greenlets without an explicit stack size)",
             max_map_count(),
             process_stack_limit()
         ),

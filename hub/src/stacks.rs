@@ -7,6 +7,9 @@
 //!   unmapped otherwise.
 //! * A shared-stack greenlet is bound to one of the hub's few shared stacks when it first
 //!   runs and swapped in before every resume (`shared_stack.rs`).
+//! * An adaptive greenlet (the default mode) takes a guarded stack when it first runs
+//!   unless they are running short (`StackPool::running_short`), and is a shared-stack
+//!   greenlet otherwise, for the rest of its life.
 //!
 //! The limits are a copy of the hub's configuration, set with [`Stacks::set_limits`]
 //! whenever it changes.
@@ -18,7 +21,7 @@ use std::rc::Rc;
 use crate::config::HubConfig;
 use crate::shared_stack::SharedStacks;
 use crate::stack::{GuardedStack, Stack, StackPool};
-use crate::task::Task;
+use crate::task::{StackKind, Task};
 
 /// The limits [`Stacks`] enforces, copied from [`HubConfig`].
 #[derive(Clone, Copy)]
@@ -78,29 +81,60 @@ impl Stacks {
 
     /// The stack a greenlet that is about to run for the first time runs on: the one it
     /// reserved at spawn, a guarded one, or a shared one it is bound to (and made
-    /// resident on). Records the guard page in its `Core` for the overflow reporter.
+    /// resident on); an adaptive greenlet's kind is settled here, for good. Records the
+    /// guard page in its `Core` for the overflow reporter.
     pub(crate) fn attach(&self, task: &Rc<dyn Task>) -> io::Result<Stack> {
         let core = task.core();
-        if core.shared {
-            let limits = self.limits.get();
-            let mut shared = self.shared.borrow_mut();
-            let index = shared.bind(
-                limits.shared_count,
-                core.stack_size(),
-                &mut self.guarded.borrow_mut(),
-                limits.max_stacks,
-            )?;
-            core.set_shared_index(index);
-            core.guard_low.set(shared.guard(index).0);
-            shared.make_resident(task);
-            return Ok(Stack::Shared(shared.handle(index)));
-        }
-        let stack = match core.take_reserved_stack() {
-            Some(stack) => stack,
-            None => self.take(core.stack_size())?,
+        let guarded = match core.stack_kind() {
+            StackKind::Shared => None,
+            StackKind::Guarded => Some(match core.take_reserved_stack() {
+                Some(stack) => stack,
+                None => self.take(core.stack_size())?,
+            }),
+            StackKind::Either => {
+                let stack = self.take_adaptive(core.stack_size());
+                core.settle_stack_kind(match stack {
+                    Some(_) => StackKind::Guarded,
+                    None => StackKind::Shared,
+                });
+                stack
+            }
         };
-        core.guard_low.set(stack.guard().0);
-        Ok(Stack::Guarded(stack))
+        match guarded {
+            Some(stack) => {
+                core.guard_low.set(stack.guard().0);
+                Ok(Stack::Guarded(stack))
+            }
+            None => self.attach_shared(task),
+        }
+    }
+
+    /// For an adaptive greenlet: a guarded stack if they are not running short, else
+    /// `None` (it goes on a shared stack).
+    fn take_adaptive(&self, size: usize) -> Option<GuardedStack> {
+        let max_stacks = self.limits.get().max_stacks;
+        let mut guarded = self.guarded.borrow_mut();
+        if guarded.running_short(size, max_stacks) {
+            return None;
+        }
+        guarded.take(size, max_stacks).ok()
+    }
+
+    /// Binds a greenlet to a shared stack and makes it resident there.
+    fn attach_shared(&self, task: &Rc<dyn Task>) -> io::Result<Stack> {
+        let core = task.core();
+        let limits = self.limits.get();
+        let mut shared = self.shared.borrow_mut();
+        let index = shared.bind(
+            limits.shared_count,
+            core.stack_size(),
+            &mut self.guarded.borrow_mut(),
+            limits.max_stacks,
+        )?;
+        core.set_shared_index(index);
+        core.guard_low.set(shared.guard(index).0);
+        shared.make_resident(task);
+        Ok(Stack::Shared(shared.handle(index)))
     }
 
     /// Takes back the stack of a greenlet whose coroutine returned.

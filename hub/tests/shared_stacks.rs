@@ -154,3 +154,27 @@ fn shared_overflow_child() {
 fn an_overflow_on_a_shared_stack_ends_only_its_greenlet() {
     util::assert_test_passes_in_child("shared_overflow_child");
 }
+
+/// Where `block_on` keeps the future it polls: the future's address, and a local's on the
+/// polling greenlet's stack.
+fn block_on_addresses() -> (usize, usize) {
+    let local = std::hint::black_box(0u8);
+    let local_at = std::ptr::from_ref(&local) as usize;
+    let future_at = hub::block_on(std::future::poll_fn({
+        let marker = std::hint::black_box([0u8; 8]);
+        move |_| std::task::Poll::Ready(std::ptr::from_ref(&marker) as usize)
+    }));
+    (future_at, local_at)
+}
+
+#[test]
+fn block_on_keeps_its_future_off_a_shared_stack() {
+    // Another thread may hold a pinned future's address (an intrusive waiter list) while
+    // its greenlet is swapped out, when the shared stack holds other greenlets' frames.
+    let near = |(future, local): (usize, usize)| future.abs_diff(local) < hub::DEFAULT_STACK_SIZE;
+    let guarded = Builder::new().stack_size(hub::DEFAULT_STACK_SIZE).spawn(block_on_addresses);
+    assert!(near(guarded.unwrap().get().unwrap()), "on a guarded stack it is pinned in place");
+    shared(2);
+    let on_shared = spawn(block_on_addresses).get().unwrap();
+    assert!(!near(on_shared), "on a shared stack it lives on the heap: {on_shared:x?}");
+}

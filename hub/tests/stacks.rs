@@ -1,14 +1,16 @@
-//! Stacks: sizes, limits reported by name, lazy allocation, recycling, an overflow that
-//! ends only its greenlet.
+//! Stacks: sizes, limits reported by name, lazy allocation, recycling, the adaptive
+//! switch-over to shared stacks, an overflow that ends only its greenlet.
 
 use verdant_testutil as util;
 
+use std::cell::Cell;
 use std::io;
+use std::rc::Rc;
 use std::time::Duration;
 
 use util::panic_message_of;
 use verdant_hub::WaitFor;
-use verdant_hub::{self as hub, configure};
+use verdant_hub::{self as hub, StackMode, configure, park};
 use verdant_hub::{Builder, GreenletError, sleep, spawn, yield_now};
 
 #[test]
@@ -42,7 +44,11 @@ fn the_default_stack_size_is_documented_and_configurable() {
 
 #[test]
 fn exhausting_the_hub_limit_is_an_error_that_names_it() {
-    configure(|c| c.max_stacks = Some(3)).unwrap();
+    configure(|c| {
+        c.stack_mode = StackMode::Guarded;
+        c.max_stacks = Some(3);
+    })
+    .unwrap();
     let sleepers: Vec<_> = (0..3).map(|_| spawn(|| sleep(Duration::from_millis(30)))).collect();
     yield_now(); // all three start and hold their stacks
     assert_eq!(hub::stats().stacks_in_use, 3);
@@ -65,7 +71,11 @@ fn exhausting_the_hub_limit_is_an_error_that_names_it() {
 
 #[test]
 fn stacks_are_allocated_when_a_greenlet_first_runs_and_a_start_failure_is_reported() {
-    configure(|c| c.max_stacks = Some(2)).unwrap();
+    configure(|c| {
+        c.stack_mode = StackMode::Guarded;
+        c.max_stacks = Some(2);
+    })
+    .unwrap();
     // Spawning needs no stack yet: all three are accepted...
     let gs: Vec<_> = (0..3).map(|_| spawn(|| sleep(Duration::from_millis(10)))).collect();
     // ...but only two can run at once; the third cannot start.
@@ -80,7 +90,11 @@ fn stacks_are_allocated_when_a_greenlet_first_runs_and_a_start_failure_is_report
 
 #[test]
 fn builder_spawn_reserves_its_stack_at_once() {
-    configure(|c| c.max_stacks = Some(1)).unwrap();
+    configure(|c| {
+        c.stack_mode = StackMode::Guarded;
+        c.max_stacks = Some(1);
+    })
+    .unwrap();
     let g = Builder::new().spawn(|| 1).unwrap();
     assert_eq!(hub::stats().stacks_in_use, 1, "reserved before it ran");
     assert!(Builder::new().spawn(|| 2).is_err());
@@ -89,6 +103,61 @@ fn builder_spawn_reserves_its_stack_at_once() {
     let killed_early = Builder::new().spawn(|| 3).unwrap();
     killed_early.kill();
     assert_eq!(hub::stats().stacks_in_use, 0, "a reserved stack returns when killed before start");
+}
+
+/// Greenlets wait at it until it opens.
+#[derive(Default)]
+struct Gate {
+    open: Cell<bool>,
+    waiters: park::WaitList,
+}
+
+impl Gate {
+    fn wait(&self) {
+        self.waiters.wait_until(&"the gate", None, || self.open.get());
+    }
+
+    fn set(&self) {
+        self.open.set(true);
+        self.waiters.notify_all();
+    }
+}
+
+#[test]
+fn adaptive_is_the_default_and_shares_once_guarded_stacks_run_short() {
+    assert_eq!(hub::config().stack_mode, StackMode::Adaptive);
+    configure(|c| c.max_stacks = Some(4)).unwrap();
+    let gate = Rc::new(Gate::default());
+    let started = Rc::new(Cell::new(0));
+    let parked: Vec<_> = (0..20)
+        .map(|i| {
+            let (gate, started) = (gate.clone(), started.clone());
+            spawn(move || {
+                started.set(started.get() + 1);
+                gate.wait();
+                i
+            })
+        })
+        .collect();
+    yield_now();
+    assert_eq!(started.get(), 20, "every greenlet started although max_stacks is 4");
+    let stats = hub::stats();
+    assert_eq!(stats.shared_stacks, 1, "17 greenlets share one stack");
+    assert_eq!(stats.stacks_in_use, 4, "three greenlets' own stacks and the shared one");
+
+    // An explicit stack size still needs a guarded stack of its own, and names the limit.
+    let err = Builder::new().stack_size(64 * 1024).spawn(|| ()).unwrap_err();
+    assert!(err.to_string().contains("max_stacks setting is 4"), "{err}");
+
+    gate.set();
+    for (i, g) in parked.iter().enumerate() {
+        assert_eq!(g.get(), Ok(i), "a greenlet on either kind of stack finishes");
+    }
+    let idle = hub::stats().stacks_in_use;
+    assert_eq!(idle, 1, "only the shared stack stays mapped");
+    // Guarded stacks are free again: the next greenlet takes one, not the shared stack.
+    let runs_guarded = spawn(move || hub::stats().stacks_in_use - idle);
+    assert_eq!(runs_guarded.get(), Ok(1));
 }
 
 #[test]

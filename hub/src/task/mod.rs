@@ -154,8 +154,8 @@ pub(crate) struct Core {
     state: Cell<State>,
     /// Whether `start`/`start_later` was called (a second call does nothing).
     pub(crate) scheduled: Cell<bool>,
-    /// Whether this greenlet runs on one of the hub's shared stacks (decided at creation).
-    pub(crate) shared: bool,
+    /// Which kind of stack it runs on: fixed at creation, or (adaptive) when it first runs.
+    stack_kind: Cell<StackKind>,
     /// Set when the wake timer of the current `park_until` fired, so the wait need not
     /// cancel it (cancelling would touch the timer slab, a cache miss with many timers).
     pub(crate) wake_timer_fired: Cell<bool>,
@@ -167,6 +167,18 @@ pub(crate) struct Core {
     /// (saturating: 255 stays 255): an overflow then aborts, since pinned memory must not
     /// be reused before its value is dropped.
     pub(crate) pinned: Cell<u8>,
+}
+
+/// Which kind of stack a greenlet runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum StackKind {
+    /// Its own guarded stack.
+    Guarded,
+    /// One of the hub's shared stacks, swapped in before every resume.
+    Shared,
+    /// Not decided yet: guarded if one can be had when it first runs, else shared
+    /// ([`StackMode::Adaptive`](crate::StackMode::Adaptive)).
+    Either,
 }
 
 /// The parts of a greenlet most never use.
@@ -191,7 +203,7 @@ impl Core {
         name: Option<Box<str>>,
         kind: Kind,
         stack_size: usize,
-        shared: bool,
+        stack_kind: StackKind,
         spawned_at: &'static std::panic::Location<'static>,
     ) -> Core {
         Core {
@@ -214,11 +226,29 @@ impl Core {
             kind,
             state: Cell::new(if kind == Kind::Main { State::Running } else { State::New }),
             scheduled: Cell::new(false),
-            shared,
+            stack_kind: Cell::new(stack_kind),
             wake_timer_fired: Cell::new(false),
             granted: Cell::new(false),
             pinned: Cell::new(0),
         }
+    }
+
+    /// Which kind of stack it runs on (`Either` until an adaptive greenlet first runs).
+    #[inline(always)]
+    pub(crate) fn stack_kind(&self) -> StackKind {
+        self.stack_kind.get()
+    }
+
+    /// Whether it runs on one of the hub's shared stacks.
+    #[inline(always)]
+    pub(crate) fn on_shared_stack(&self) -> bool {
+        self.stack_kind.get() == StackKind::Shared
+    }
+
+    /// Settles an adaptive greenlet's stack kind when it first runs.
+    pub(crate) fn settle_stack_kind(&self, kind: StackKind) {
+        debug_assert!(self.stack_kind.get() == StackKind::Either && kind != StackKind::Either);
+        self.stack_kind.set(kind);
     }
 
     pub(crate) fn is_main(&self) -> bool {
