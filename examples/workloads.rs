@@ -40,7 +40,11 @@ fn choose_stack_mode() {
         Ok(other) => panic!("VERDANT_STACK_MODE={other}: expected guarded, shared or adaptive"),
     };
     hub::configure(|c| c.stack_mode = mode).unwrap();
-    eprintln!("stack mode: {mode:?}");
+    if let Ok(n) = std::env::var("VERDANT_ADAPTIVE_GUARDED") {
+        let n = n.parse().expect("VERDANT_ADAPTIVE_GUARDED: a number of greenlets");
+        hub::configure(|c| c.adaptive_guarded = n).unwrap();
+    }
+    eprintln!("stack mode: {mode:?}, adaptive_guarded {}", hub::config().adaptive_guarded);
 }
 
 fn main() {

@@ -27,6 +27,13 @@ pub struct HubConfig {
     /// Which stacks new greenlets get. Default [`StackMode::Adaptive`]: guarded stacks
     /// while they last, then shared ones.
     pub stack_mode: StackMode,
+    /// In [`StackMode::Adaptive`], how many of this hub's greenlets may hold guarded stacks
+    /// at once; greenlets that start while that many do run on shared stacks. Default
+    /// 1024, as many as the free list keeps: so guarded stacks are the recycled, cheap
+    /// ones (mapping a new one costs several microseconds of kernel time, mostly `mmap`,
+    /// `mprotect` and the first page faults), and a crowd of idle greenlets costs about
+    /// 1 KiB each.
+    pub adaptive_guarded: usize,
     /// How many shared stacks (each `stack_size` bytes) the hub spreads its shared-stack
     /// greenlets over ([`StackMode::Shared`], or [`StackMode::Adaptive`] past the
     /// switch-over). Default 16.
@@ -63,14 +70,15 @@ pub struct HubConfig {
 /// Every mode detects stack overflow: a shared stack has a guard page too.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum StackMode {
-    /// Guarded stacks while they are available, then shared ones: a greenlet starting
-    /// when guarded stacks run short (the process maps seven eighths of what
-    /// `vm.max_map_count` allows, about 27,700 by default, or the hub is one short of its
-    /// [`max_stacks`](HubConfig::max_stacks), or `mmap` fails) runs on a shared stack
-    /// for its whole life, as in [`StackMode::Shared`]; later greenlets get guarded
-    /// stacks again once enough are free. So a program that fits in guarded stacks runs
-    /// exactly as in [`StackMode::Guarded`], and one that needs a million greenlets
-    /// works with no setting, at about 1 KiB per idle greenlet.
+    /// Guarded stacks while they are cheap and available, then shared ones: a greenlet
+    /// that starts while [`adaptive_guarded`](HubConfig::adaptive_guarded) of this hub's
+    /// greenlets (1024 by default) hold guarded stacks, or while guarded stacks run short
+    /// (the process maps seven eighths of what `vm.max_map_count` allows, or the hub is
+    /// one short of its [`max_stacks`](HubConfig::max_stacks), or `mmap` fails), runs on
+    /// a shared stack for its whole life, as in [`StackMode::Shared`]. Later greenlets
+    /// get guarded stacks again once enough are free. So a program with up to a thousand
+    /// greenlets alive at once runs as in [`StackMode::Guarded`], and one that needs a
+    /// million works with no setting, at about 1 KiB per idle greenlet.
     ///
     /// The greenlets past the switch-over carry the caveat of [`StackMode::Shared`].
     #[default]
@@ -105,6 +113,7 @@ impl Default for HubConfig {
             stack_size: DEFAULT_STACK_SIZE,
             max_stacks: None,
             max_free_stacks: 1024,
+            adaptive_guarded: 1024,
             stack_mode: StackMode::Adaptive,
             shared_stacks: 16,
             spin: std::time::Duration::from_micros(50),

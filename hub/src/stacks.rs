@@ -33,6 +33,8 @@ struct Limits {
     max_free: usize,
     /// How many shared stacks shared-stack greenlets spread over.
     shared_count: usize,
+    /// How many adaptive greenlets may hold guarded stacks at once.
+    adaptive_guarded: usize,
 }
 
 /// Guarded and shared stacks of one hub.
@@ -47,7 +49,12 @@ impl Stacks {
         let stacks = Stacks {
             guarded: RefCell::new(StackPool::new()),
             shared: RefCell::new(SharedStacks::new()),
-            limits: Cell::new(Limits { max_stacks: None, max_free: 0, shared_count: 0 }),
+            limits: Cell::new(Limits {
+                max_stacks: None,
+                max_free: 0,
+                shared_count: 0,
+                adaptive_guarded: 0,
+            }),
         };
         stacks.set_limits(config);
         stacks
@@ -60,6 +67,7 @@ impl Stacks {
             max_stacks: config.max_stacks,
             max_free: config.max_free_stacks,
             shared_count: config.shared_stacks,
+            adaptive_guarded: config.adaptive_guarded,
         });
     }
 
@@ -109,15 +117,19 @@ impl Stacks {
         }
     }
 
-    /// For an adaptive greenlet: a guarded stack if they are not running short, else
-    /// `None` (it goes on a shared stack).
+    /// For an adaptive greenlet: a guarded stack if fewer than `adaptive_guarded`
+    /// greenlets hold one and they are not running short, else `None` (it goes on a
+    /// shared stack).
     fn take_adaptive(&self, size: usize) -> Option<GuardedStack> {
-        let max_stacks = self.limits.get().max_stacks;
+        let limits = self.limits.get();
         let mut guarded = self.guarded.borrow_mut();
-        if guarded.running_short(size, max_stacks) {
+        let shared_stacks = self.shared.borrow().len();
+        if guarded.in_use() - shared_stacks >= limits.adaptive_guarded
+            || guarded.running_short(size, limits.max_stacks)
+        {
             return None;
         }
-        guarded.take(size, max_stacks).ok()
+        guarded.take(size, limits.max_stacks).ok()
     }
 
     /// Binds a greenlet to a shared stack and makes it resident there.
