@@ -150,3 +150,27 @@ fn the_hub_counts_greenlets_spawned_and_finished_whatever_their_end() {
     waiting.join();
     assert_eq!(verdant_hub::stats().finished - before.finished, 4);
 }
+
+/// Links run in the order they were added, whether kept inline (the first two) or
+/// spilled to the greenlet's cold part, with unlinks before the end and during it.
+#[test]
+fn links_run_in_order_across_inline_and_spilled_ones() {
+    let g = verdant_hub::spawn(|| 7);
+    let log = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let ids: std::rc::Rc<std::cell::RefCell<Vec<verdant_hub::LinkId>>> = Default::default();
+    for n in 0..6 {
+        let (log, all) = (log.clone(), ids.clone());
+        let id = g.link(move |g| {
+            log.borrow_mut().push(n);
+            if n == 2 {
+                g.unlink(all.borrow()[4]); // a spilled link, removed while links run
+            }
+        });
+        ids.borrow_mut().push(id);
+    }
+    g.unlink(ids.borrow()[1]); // an inline one: the spilled ones move up behind it
+    let late = log.clone();
+    g.link(move |_| late.borrow_mut().push(6)); // added after the removal: runs last
+    g.join();
+    assert_eq!(*log.borrow(), [0, 2, 3, 5, 6]);
+}
