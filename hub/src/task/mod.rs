@@ -403,12 +403,15 @@ impl Core {
     /// invariant of `inline_links`.
     fn close_gap(&self, at: usize) {
         for i in at..INLINE_LINKS - 1 {
-            self.inline_links[i].set(self.inline_links[i + 1].take());
+            let next = self.inline_links[i + 1].take();
+            let was_last = next.is_none();
+            self.inline_links[i].set(next);
+            if was_last {
+                return; // an empty slot: no link after it, inline or cold
+            }
         }
-        if is_empty(&self.inline_links[INLINE_LINKS - 1]) {
-            let next = self.cold.borrow_mut().as_mut().and_then(|cold| cold.links.pop_front());
-            self.inline_links[INLINE_LINKS - 1].set(next);
-        }
+        let next = self.cold.borrow_mut().as_mut().and_then(|cold| cold.links.pop_front());
+        self.inline_links[INLINE_LINKS - 1].set(next);
     }
 
     pub(crate) fn reserve_stack(&self, stack: GuardedStack) {
