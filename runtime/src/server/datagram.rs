@@ -2,26 +2,6 @@
 //! runs a handler greenlet for each, in a pool; handlers reply with
 //! [`DatagramHandle::send_to`].
 //!
-//! ```
-//! use verdant::net::UdpSocket;
-//! use verdant::server::{DatagramHandle, DatagramServer};
-//!
-//! // Echoes every datagram back to its sender.
-//! let server = DatagramServer::new("127.0.0.1:0", |data: &[u8], peer, server: &DatagramHandle| {
-//!     server.send_to(data, peer).map(drop)
-//! })
-//! .unwrap();
-//! server.start().unwrap();
-//!
-//! let client = UdpSocket::bind("127.0.0.1:0").unwrap();
-//! client.send_to(b"ping", server.local_addr()).unwrap();
-//! let mut reply = [0; 16];
-//! let (n, from) = client.recv_from(&mut reply).unwrap();
-//! assert_eq!((&reply[..n], from), (&b"ping"[..], server.local_addr()));
-//! server.stop(None);
-//! assert_eq!(server.stats().received, 1);
-//! ```
-//!
 //! The receive loop waits for room in the pool before each `recv_from`, so a bounded pool
 //! bounds a flood: the datagrams wait in the socket's receive buffer (and past it, the
 //! kernel drops them, as UDP does). It yields to the handlers every
@@ -94,7 +74,27 @@ struct State {
 }
 
 /// A UDP server: receives datagrams and runs `handler(data, peer, server)` for each in its
-/// own greenlet, gevent's `DatagramServer`. See the [module docs](self).
+/// own greenlet, gevent's `DatagramServer` (`docs/net.md` has a guide).
+///
+/// ```
+/// use verdant::net::UdpSocket;
+/// use verdant::server::{DatagramHandle, DatagramServer};
+///
+/// // Echoes every datagram back to its sender.
+/// let server = DatagramServer::new("127.0.0.1:0", |data: &[u8], peer, server: &DatagramHandle| {
+///     server.send_to(data, peer).map(drop)
+/// })
+/// .unwrap();
+/// server.start().unwrap();
+///
+/// let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+/// client.send_to(b"ping", server.local_addr()).unwrap();
+/// let mut reply = [0; 16];
+/// let (n, from) = client.recv_from(&mut reply).unwrap();
+/// assert_eq!((&reply[..n], from), (&b"ping"[..], server.local_addr()));
+/// server.stop(None);
+/// assert_eq!(server.stats().received, 1);
+/// ```
 ///
 /// * Concurrency: unlimited by default; [`with_pool`](Self::with_pool) with a bounded
 ///   [`Pool`] caps it: while the pool is full, nothing is read.
