@@ -1,6 +1,6 @@
 //! `DatagramServer`: echo round trips counted exactly, a bounded pool bounds concurrent
-//! handlers, stop stops receiving, handler errors are reported; and the `udp_echo`
-//! example's handler.
+//! handlers, stop stops receiving, handler errors are reported, too long datagrams are
+//! dropped and counted, a handle keeps the last stats; and the `udp_echo` example's handler.
 
 #![allow(dead_code)] // the example's `main` is included but not called here
 
@@ -147,20 +147,62 @@ fn a_handler_stops_its_server_and_errors_are_reported_and_counted() {
 }
 
 #[test]
-fn the_max_datagram_size_cuts_longer_datagrams_and_zero_is_refused() {
-    let server = DatagramServer::new("127.0.0.1:0", echo).unwrap().with_max_datagram_size(4);
+fn longer_datagrams_than_the_max_are_dropped_counted_and_reported_and_zero_is_refused() {
+    let errors: Rc<RefCell<Vec<String>>> = Rc::default();
+    let server =
+        DatagramServer::new("127.0.0.1:0", echo).unwrap().with_max_datagram_size(4).on_error({
+            let errors = errors.clone();
+            move |error| errors.borrow_mut().push(error.to_string())
+        });
     server.start().unwrap();
     let client = UdpSocket::bind("127.0.0.1:0").unwrap();
-    client.send_to(b"longer than four", server.local_addr()).unwrap();
+    // In order over loopback: the echo of "ok" comes after the server saw the others.
+    for message in ["four", "longer than four", "five!", "ok"] {
+        client.send_to(message.as_bytes(), server.local_addr()).unwrap();
+    }
     let mut buf = [0; 64];
-    let (n, _) = client.recv_from(&mut buf).unwrap();
-    assert_eq!(&buf[..n], b"long");
+    let mut replies = Vec::new();
+    for _ in 0..2 {
+        let (n, _) = client.recv_from(&mut buf).unwrap();
+        replies.push(String::from_utf8(buf[..n].to_vec()).unwrap());
+    }
+    assert_eq!(replies, ["four", "ok"], "the long datagrams were not handed on cut");
+    let stats = server.stats();
+    assert_eq!((stats.received, stats.truncated, stats.handler_errors), (2, 2, 0));
+    let errors = errors.borrow().clone();
+    let client_addr = client.local_addr().unwrap();
+    let expected = format!(
+        "a datagram from {client_addr:?} was longer than max_datagram_size (4 bytes): dropped"
+    );
+    assert_eq!(errors, [expected.clone(), expected]);
     server.stop(None);
+
     let refused = std::panic::catch_unwind(|| {
         DatagramServer::new("127.0.0.1:0", echo).unwrap().with_max_datagram_size(0)
     });
     let message = *refused.unwrap_err().downcast::<&str>().unwrap();
     assert!(message.contains("max_datagram_size"), "{message}");
+}
+
+#[test]
+fn a_handle_keeps_the_last_stats_once_its_server_is_gone() {
+    let server = DatagramServer::new("127.0.0.1:0", echo).unwrap().with_max_datagram_size(4);
+    let handle = server.handle();
+    server.start().unwrap();
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for message in ["too long", "one", "two"] {
+        client.send_to(message.as_bytes(), server.local_addr()).unwrap();
+    }
+    let mut buf = [0; 8];
+    for _ in 0..2 {
+        client.recv_from(&mut buf).unwrap();
+    }
+    server.stop(None);
+    let last = server.stats();
+    assert_eq!((last.received, last.truncated, last.active), (2, 1, 0));
+    drop(server);
+    assert!(handle.server().is_none(), "the server is gone");
+    assert_eq!(handle.stats(), last);
 }
 
 #[test]

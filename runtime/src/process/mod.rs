@@ -26,17 +26,19 @@
 //!
 //! # How it works
 //!
-//! `std::process::Command` builds and spawns the child; its pipes (the parent's ends) are
-//! then made non-blocking and registered with the hub (`pipe.rs`), and the child's exit is
-//! seen through a pidfd registered with the hub, or `SIGCHLD` where pidfds are missing
-//! (`exit.rs`). The exit status is reaped with std's `try_wait`, so std's `Child` stays
-//! its owner.
+//! `std::process::Command` builds and spawns the child, on a worker thread (`spawn.rs`:
+//! std's spawn waits for the child's `exec`, which would stall the hub), while the calling
+//! greenlet parks. The child's pipes (the parent's ends) are then made non-blocking and
+//! registered with the hub (`pipe.rs`), and its exit is seen through a pidfd registered
+//! with the hub, or `SIGCHLD` where pidfds are missing (`exit.rs`). The exit status is
+//! reaped with std's `try_wait`, so std's `Child` stays its owner.
 //!
 //! # Limits
 //!
-//! * `spawn` itself blocks the thread for as long as the kernel takes to start the child
-//!   (std's fork or `posix_spawn`, and waiting for `exec` to report success or failure):
-//!   typically well under a millisecond, more for a large parent process.
+//! * At most [`SPAWN_THREADS`] children are being started at once; more spawns queue.
+//! * If the spawning greenlet is killed (or times out) while its child is being started,
+//!   that child is killed and reaped as soon as it has started, and the [`Command`] is lost
+//!   with it (it was on the worker thread): its later spawns fail with `InvalidInput`.
 //! * A [`Child`] dropped before it was waited for is not killed (as in std). Once it has
 //!   exited it is reaped by the next `spawn` on that thread (Python's `subprocess` does the
 //!   same), so it stays a zombie only until then.
@@ -49,6 +51,7 @@
 
 mod exit;
 mod pipe;
+mod spawn;
 
 use std::cell::RefCell;
 use std::ffi::OsStr;
@@ -64,6 +67,7 @@ use exit::ExitWatch;
 #[doc(hidden)]
 pub use exit::force_sigchld_fallback;
 pub use pipe::{ChildStderr, ChildStdin, ChildStdout};
+pub use spawn::SPAWN_THREADS;
 
 thread_local! {
     /// Children dropped before they were reaped: tried again at every spawn.
@@ -80,6 +84,9 @@ pub struct Command {
     stdin_set: bool,
     stdout_set: bool,
     stderr_set: bool,
+    /// Set while std's command is away on a spawning thread; stays set if the spawn was
+    /// cut short (the command never came back).
+    lost: bool,
 }
 
 impl Command {
@@ -173,11 +180,17 @@ impl Command {
         &mut self.std
     }
 
-    /// Starts the child. Its piped streams are in [`Child`]'s fields.
+    /// Starts the child. Its piped streams are in [`Child`]'s fields. Only the calling
+    /// greenlet waits while the kernel starts it (std's spawn runs on a thread).
     pub fn spawn(&mut self) -> io::Result<Child> {
+        if self.lost {
+            let message = "this Command was lost when an earlier spawn of it was cut short \
+                           (its greenlet was killed or timed out); build a new one";
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, message));
+        }
         reap_orphans();
         let early_watch = ExitWatch::before_spawn()?;
-        let mut std = self.std.spawn()?;
+        let mut std = self.spawn_std()?;
         let watch = match early_watch {
             Some(watch) => Ok(watch),
             None => ExitWatch::after_spawn(std.id()),
@@ -199,6 +212,20 @@ impl Command {
                 Err(err)
             }
         }
+    }
+
+    /// std's spawn of the command, on a spawning thread: the command goes there and back,
+    /// and stays lost if the wait for it unwinds.
+    fn spawn_std(&mut self) -> io::Result<std::process::Child> {
+        let stand_in = std::process::Command::new(self.std.get_program());
+        let command = std::mem::replace(&mut self.std, stand_in);
+        self.lost = true;
+        let (command, child) = spawn::spawn(command);
+        if let Some(command) = command {
+            self.std = command;
+            self.lost = false;
+        }
+        child
     }
 
     /// Runs the child to completion and collects its stdout and stderr (captured unless
@@ -232,7 +259,7 @@ impl Command {
 
 impl From<std::process::Command> for Command {
     fn from(std: std::process::Command) -> Command {
-        Command { std, stdin_set: false, stdout_set: false, stderr_set: false }
+        Command { std, stdin_set: false, stdout_set: false, stderr_set: false, lost: false }
     }
 }
 

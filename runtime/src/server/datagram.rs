@@ -2,30 +2,14 @@
 //! runs a handler greenlet for each, in a pool; handlers reply with
 //! [`DatagramHandle::send_to`].
 //!
-//! ```
-//! use verdant::net::UdpSocket;
-//! use verdant::server::{DatagramHandle, DatagramServer};
-//!
-//! // Echoes every datagram back to its sender.
-//! let server = DatagramServer::new("127.0.0.1:0", |data: &[u8], peer, server: &DatagramHandle| {
-//!     server.send_to(data, peer).map(drop)
-//! })
-//! .unwrap();
-//! server.start().unwrap();
-//!
-//! let client = UdpSocket::bind("127.0.0.1:0").unwrap();
-//! client.send_to(b"ping", server.local_addr()).unwrap();
-//! let mut reply = [0; 16];
-//! let (n, from) = client.recv_from(&mut reply).unwrap();
-//! assert_eq!((&reply[..n], from), (&b"ping"[..], server.local_addr()));
-//! server.stop(None);
-//! assert_eq!(server.stats().received, 1);
-//! ```
-//!
 //! The receive loop waits for room in the pool before each `recv_from`, so a bounded pool
 //! bounds a flood: the datagrams wait in the socket's receive buffer (and past it, the
 //! kernel drops them, as UDP does). It yields to the handlers every
 //! [`max_burst`](DatagramServer::with_max_burst) datagrams.
+//!
+//! A datagram longer than [`max_datagram_size`](DatagramServer::with_max_datagram_size) is
+//! dropped, counted and reported, never handed on cut: the loop receives into a buffer one
+//! byte longer than the limit, so a datagram that fills it is known to be too long.
 
 use std::cell::{Cell, RefCell};
 use std::error::Error;
@@ -49,11 +33,15 @@ pub const DEFAULT_MAX_DATAGRAM_SIZE: usize = 64 * 1024;
 type Handler = dyn Fn(&[u8], SocketAddr, &DatagramHandle) -> Option<Box<dyn Error + Send + Sync>>;
 type ErrorCallback = dyn Fn(ServerError);
 
-/// Counters of a [`DatagramServer`], from [`DatagramServer::stats`].
+/// Counters of a [`DatagramServer`], from [`DatagramServer::stats`] (or
+/// [`DatagramHandle::stats`], which keeps the last counts once the server is gone).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DatagramStats {
     /// Datagrams received (each one got a handler).
     pub received: u64,
+    /// Datagrams longer than the [max](DatagramServer::with_max_datagram_size): dropped
+    /// (and reported) instead of handled, so not in `received`.
+    pub truncated: u64,
     /// Handlers running now.
     pub active: usize,
     /// Failed `recv_from` calls.
@@ -80,16 +68,40 @@ struct State {
     max_datagram_size: Cell<usize>,
     /// Never zero.
     max_burst: Cell<usize>,
-    stats: Cell<DatagramStats>,
+    /// Shared with the handles, which read the last counts once the server is gone
+    /// (`active` is not kept here: the pool says).
+    stats: Rc<Cell<DatagramStats>>,
 }
 
 /// A UDP server: receives datagrams and runs `handler(data, peer, server)` for each in its
-/// own greenlet, gevent's `DatagramServer`. See the [module docs](self).
+/// own greenlet, gevent's `DatagramServer` (`docs/net.md` has a guide).
+///
+/// ```
+/// use verdant::net::UdpSocket;
+/// use verdant::server::{DatagramHandle, DatagramServer};
+///
+/// // Echoes every datagram back to its sender.
+/// let server = DatagramServer::new("127.0.0.1:0", |data: &[u8], peer, server: &DatagramHandle| {
+///     server.send_to(data, peer).map(drop)
+/// })
+/// .unwrap();
+/// server.start().unwrap();
+///
+/// let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+/// client.send_to(b"ping", server.local_addr()).unwrap();
+/// let mut reply = [0; 16];
+/// let (n, from) = client.recv_from(&mut reply).unwrap();
+/// assert_eq!((&reply[..n], from), (&b"ping"[..], server.local_addr()));
+/// server.stop(None);
+/// assert_eq!(server.stats().received, 1);
+/// ```
 ///
 /// * Concurrency: unlimited by default; [`with_pool`](Self::with_pool) with a bounded
 ///   [`Pool`] caps it: while the pool is full, nothing is read.
 /// * Size: datagrams longer than [`with_max_datagram_size`](Self::with_max_datagram_size)
-///   (64 KiB by default, which no UDP datagram exceeds) are cut to it, as `recv_from` does.
+///   (64 KiB by default, which no UDP datagram exceeds) are dropped, counted in
+///   [`DatagramStats::truncated`] and reported as [`ServerError::Truncated`]; a handler
+///   never sees a cut datagram.
 /// * Errors: handler errors and panics stay in their greenlet and are passed to
 ///   [`on_error`](Self::on_error) (by default a line on stderr from a background thread);
 ///   a `recv_from` error backs off briefly and goes on, unless the socket itself is broken.
@@ -143,7 +155,7 @@ impl DatagramServer {
             stop_timeout: Cell::new(Duration::from_secs(1)),
             max_datagram_size: Cell::new(DEFAULT_MAX_DATAGRAM_SIZE),
             max_burst: Cell::new(DEFAULT_MAX_ACCEPT),
-            stats: Cell::default(),
+            stats: Rc::default(),
         };
         Ok(DatagramServer { state: Rc::new(state) })
     }
@@ -169,7 +181,9 @@ impl DatagramServer {
         self
     }
 
-    /// The receive buffer's size (64 KiB by default): longer datagrams are cut to it.
+    /// The longest datagram handled (64 KiB by default): longer ones are dropped, counted
+    /// in [`DatagramStats::truncated`] and reported as [`ServerError::Truncated`] (gevent
+    /// reads 8192 bytes and cuts the rest off silently).
     ///
     /// # Panics
     ///
@@ -209,6 +223,7 @@ impl DatagramServer {
             state: Rc::downgrade(&self.state),
             socket: self.state.socket.borrow().clone(),
             local_addr: self.state.local_addr,
+            stats: self.state.stats.clone(),
         }
     }
 
@@ -321,8 +336,9 @@ impl fmt::Debug for DatagramServer {
 /// server's socket (gevent's `self.socket.sendto`), stop it, read its address and stats.
 ///
 /// It keeps the socket open (so that a handler can reply while the server stops), not
-/// the server: once the server is gone, `stop` and `close` do nothing. Cheap to clone;
-/// `!Send` like the server.
+/// the server: once the server is gone, `stop` and `close` do nothing, and the address and
+/// the last stats stay readable (as with [`ServerHandle`](super::ServerHandle)). Cheap to
+/// clone; `!Send` like the server.
 ///
 /// ```compile_fail,E0277
 /// fn assert_send<T: Send>() {}
@@ -334,6 +350,8 @@ pub struct DatagramHandle {
     /// `None` if the server was closed when the handle was made.
     socket: Option<Rc<UdpSocket>>,
     local_addr: SocketAddr,
+    /// The server's counters, kept after the server is gone.
+    stats: Rc<Cell<DatagramStats>>,
 }
 
 impl DatagramHandle {
@@ -357,9 +375,10 @@ impl DatagramHandle {
         self.local_addr
     }
 
-    /// The server's counters (zeros once it is gone).
+    /// The server's counters ([`DatagramServer::stats`]); once the server is gone, its
+    /// last counts (with no handler active: each running handler keeps its server alive).
     pub fn stats(&self) -> DatagramStats {
-        self.server().map(|server| server.stats()).unwrap_or_default()
+        self.server().map_or_else(|| self.stats.get(), |server| server.stats())
     }
 
     /// [`DatagramServer::stop`].
@@ -408,6 +427,7 @@ impl State {
             state: Rc::downgrade(self),
             socket: Some(socket.clone()),
             local_addr: self.local_addr,
+            stats: self.stats.clone(),
         };
         let state = self.clone();
         let greenlet = pool.spawn(move || {
@@ -438,7 +458,9 @@ impl State {
 /// The receive loop's body: runs until killed by `close`, or until the socket fails.
 fn receive_loop(state: &Rc<State>, socket: &Rc<UdpSocket>) {
     let pool = state.pool.borrow().clone();
-    let mut buf = vec![0; state.max_datagram_size.get()];
+    let max = state.max_datagram_size.get();
+    // One byte more than the longest datagram handled: a datagram that fills it was cut.
+    let mut buf = vec![0; max.saturating_add(1)];
     let mut backoff: Option<Duration> = None;
     loop {
         for _ in 0..state.max_burst.get() {
@@ -447,6 +469,11 @@ fn receive_loop(state: &Rc<State>, socket: &Rc<UdpSocket>) {
             }
             match socket.recv_from(&mut buf) {
                 Ok(_) if state.socket.borrow().is_none() => return, // closed meanwhile
+                Ok((n, peer)) if n > max => {
+                    backoff = None;
+                    state.count(|s| s.truncated += 1);
+                    state.report(ServerError::Truncated { peer, max_datagram_size: max });
+                }
                 Ok((n, peer)) => {
                     backoff = None;
                     state.spawn_handler(&pool, socket, buf[..n].to_vec(), peer);

@@ -147,6 +147,15 @@ pub enum ServerError<P = SocketAddr> {
         /// How the greenlet ended.
         error: GreenletError,
     },
+    /// A [`DatagramServer`] received a datagram longer than its
+    /// [`max_datagram_size`](DatagramServer::with_max_datagram_size): it was dropped, not
+    /// handled.
+    Truncated {
+        /// Who sent it.
+        peer: P,
+        /// The server's limit.
+        max_datagram_size: usize,
+    },
 }
 
 impl<P: fmt::Debug> fmt::Display for ServerError<P> {
@@ -167,6 +176,11 @@ impl<P: fmt::Debug> fmt::Display for ServerError<P> {
             ServerError::HandlerDied { peer, error } => {
                 write!(f, "the handler for {peer:?} {error}")
             }
+            ServerError::Truncated { peer, max_datagram_size } => write!(
+                f,
+                "a datagram from {peer:?} was longer than max_datagram_size \
+                 ({max_datagram_size} bytes): dropped"
+            ),
         }
     }
 }
@@ -179,6 +193,7 @@ impl<P: fmt::Debug> Error for ServerError<P> {
             | ServerError::ListenerFailed(error) => Some(error),
             ServerError::Handler { error, .. } => Some(&**error),
             ServerError::HandlerDied { error, .. } => Some(error),
+            ServerError::Truncated { .. } => None,
         }
     }
 }
