@@ -94,7 +94,17 @@ impl SharedStacks {
         pool: &mut StackPool,
         max_stacks: Option<usize>,
     ) -> io::Result<usize> {
-        if let Some(index) = self.stacks.iter().position(|s| s.bound == 0) {
+        // One pass: the first idle stack, else the least busy one.
+        let mut least: Option<(usize, usize)> = None;
+        for (index, stack) in self.stacks.iter().enumerate() {
+            if least.is_none_or(|(_, bound)| stack.bound < bound) {
+                least = Some((index, stack.bound));
+                if stack.bound == 0 {
+                    break;
+                }
+            }
+        }
+        if let Some((index, 0)) = least {
             self.stacks[index].bound += 1;
             return Ok(index);
         }
@@ -109,7 +119,7 @@ impl SharedStacks {
                 Err(_) => {}
             }
         }
-        let index = (0..self.stacks.len()).min_by_key(|&i| self.stacks[i].bound).unwrap_or(0);
+        let (index, _) = least.expect("a stack exists: mapped above, or mapping failed with one");
         self.stacks[index].bound += 1;
         Ok(index)
     }
