@@ -50,7 +50,7 @@
 //! ```
 
 mod exit;
-mod pipe;
+pub mod pipe;
 mod spawn;
 
 use std::cell::RefCell;
@@ -66,7 +66,7 @@ pub use std::process::{ExitStatus, Output, Stdio};
 use exit::ExitWatch;
 #[doc(hidden)]
 pub use exit::force_sigchld_fallback;
-pub use pipe::{ChildStderr, ChildStdin, ChildStdout};
+pub use pipe::{ChildPipe, ChildStderr, ChildStdin, ChildStdout};
 pub use spawn::SPAWN_THREADS;
 
 thread_local! {
