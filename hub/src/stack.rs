@@ -239,15 +239,11 @@ impl StackPool {
         self.check_limits(max_stacks)
     }
 
-    /// Whether an adaptive greenlet should go on a shared stack rather than take a new
-    /// guarded one of `size`: the hub is one short of its `max_stacks` (the last is kept
-    /// for a shared stack), or the process maps seven eighths of its cap (the rest is kept
-    /// for greenlets with an explicit stack size and for shared stacks). A free stack of
-    /// the size is always taken.
-    pub(crate) fn running_short(&self, size: usize, max_stacks: Option<usize>) -> bool {
-        if self.has_free(size) {
-            return false;
-        }
+    /// Whether an adaptive greenlet that found no free stack should go on a shared stack
+    /// rather than map a new guarded one: the hub is one short of its `max_stacks` (the
+    /// last is kept for a shared stack), or the process maps seven eighths of its cap (the
+    /// rest is kept for greenlets with an explicit stack size and for shared stacks).
+    pub(crate) fn running_short(&self, max_stacks: Option<usize>) -> bool {
         let cap = process_stack_limit();
         max_stacks.is_some_and(|max| self.held + 1 >= max)
             || GUARDED_STACKS.load(Ordering::Relaxed) >= cap - cap / 8
@@ -280,13 +276,28 @@ impl StackPool {
         size: usize,
         max_stacks: Option<usize>,
     ) -> io::Result<GuardedStack> {
-        if let Some((_, list)) = self.free.iter_mut().find(|(s, _)| *s == size)
-            && let Some(stack) = list.pop()
-        {
-            self.free_count -= 1;
-            self.in_use += 1;
-            return Ok(stack);
+        match self.take_free(size) {
+            Some(stack) => Ok(stack),
+            None => self.map_new(size, max_stacks),
         }
+    }
+
+    /// A recycled stack with `size` usable bytes, if one is free.
+    #[inline]
+    pub(crate) fn take_free(&mut self, size: usize) -> Option<GuardedStack> {
+        let (_, list) = self.free.iter_mut().find(|(s, _)| *s == size)?;
+        let stack = list.pop()?;
+        self.free_count -= 1;
+        self.in_use += 1;
+        Some(stack)
+    }
+
+    /// Maps a new stack with `size` usable bytes, unless a limit forbids it.
+    pub(crate) fn map_new(
+        &mut self,
+        size: usize,
+        max_stacks: Option<usize>,
+    ) -> io::Result<GuardedStack> {
         self.check_limits(max_stacks)?;
         GUARDED_STACKS.fetch_add(1, Ordering::Relaxed);
         let stack = GuardedStack::map(size).map_err(|err| {

@@ -124,12 +124,16 @@ impl Stacks {
         let limits = self.limits.get();
         let mut guarded = self.guarded.borrow_mut();
         let shared_stacks = self.shared.borrow().len();
-        if guarded.in_use() - shared_stacks >= limits.adaptive_guarded
-            || guarded.running_short(size, limits.max_stacks)
-        {
+        if guarded.in_use() - shared_stacks >= limits.adaptive_guarded {
             return None;
         }
-        guarded.take(size, limits.max_stacks).ok()
+        if let Some(stack) = guarded.take_free(size) {
+            return Some(stack);
+        }
+        if guarded.running_short(limits.max_stacks) {
+            return None;
+        }
+        guarded.map_new(size, limits.max_stacks).ok()
     }
 
     /// Binds a greenlet to a shared stack and makes it resident there.
