@@ -16,6 +16,7 @@ use std::error::Error;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+use std::ops::ControlFlow;
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
@@ -23,7 +24,7 @@ use verdant_hub::GreenletError;
 use verdant_pool::Pool;
 
 use super::lifecycle::{Lifecycle, Serve};
-use super::{AcceptFailure, DEFAULT_MAX_ACCEPT, HandlerResult, ServerError, classify};
+use super::{AcceptFailure, Backoff, HandlerResult, ServerError, classify};
 use crate::net::{ToSocketAddrs, UdpSocket};
 
 /// The receive buffer's size unless [set](DatagramServer::with_max_datagram_size): the
@@ -61,8 +62,6 @@ struct State {
     on_error: RefCell<Rc<ErrorCallback>>,
     /// Never zero.
     max_datagram_size: Cell<usize>,
-    /// Never zero.
-    max_burst: Cell<usize>,
     /// Shared with the handles, which read the last counts once the server is gone
     /// (`active` is not kept here: the pool says).
     stats: Rc<Cell<DatagramStats>>,
@@ -144,7 +143,6 @@ impl DatagramServer {
             handler: Rc::new(move |data, peer, server| handler(data, peer, server).into_error()),
             on_error: RefCell::new(report_to_stderr),
             max_datagram_size: Cell::new(DEFAULT_MAX_DATAGRAM_SIZE),
-            max_burst: Cell::new(DEFAULT_MAX_ACCEPT),
             stats: Rc::default(),
         };
         Ok(DatagramServer { state: Rc::new(state) })
@@ -192,7 +190,7 @@ impl DatagramServer {
     /// If `max_burst` is zero.
     pub fn with_max_burst(self, max_burst: usize) -> DatagramServer {
         assert!(max_burst > 0, "a zero max_burst would never receive a datagram");
-        self.state.max_burst.set(max_burst);
+        self.state.life.set_burst(max_burst);
         self
     }
 
@@ -364,6 +362,26 @@ impl Serve for State {
 }
 
 impl State {
+    /// `recv_from` failed: counts it, then goes on at once (a peer's ICMP error shows up
+    /// as `ECONNREFUSED` here), after a pause, or not at all.
+    fn receive_failed(&self, error: io::Error, backoff: &mut Backoff) -> ControlFlow<()> {
+        self.count(|s| s.receive_errors += 1);
+        match classify(&error) {
+            AcceptFailure::Fatal => {
+                self.fail(error);
+                return ControlFlow::Break(());
+            }
+            _ if error.raw_os_error() == Some(libc::ECONNREFUSED) => {}
+            AcceptFailure::Transient => {}
+            AcceptFailure::BackOff => {
+                let delay = backoff.next(Duration::from_millis(10), Duration::from_secs(1));
+                self.report(ServerError::Receive { error, backoff: delay });
+                verdant_hub::sleep(delay);
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
     fn count(&self, update: impl FnOnce(&mut DatagramStats)) {
         let mut stats = self.stats.get();
         update(&mut stats);
@@ -405,44 +423,24 @@ impl State {
 
 /// The receive loop's body: runs until killed by `close`, or until the socket fails.
 fn receive_loop(state: &Rc<State>, socket: &Rc<UdpSocket>) {
-    let pool = state.life.pool();
     let max = state.max_datagram_size.get();
     // One byte more than the longest datagram handled: a datagram that fills it was cut.
     let mut buf = vec![0; max.saturating_add(1)];
-    let mut backoff: Option<Duration> = None;
-    loop {
-        for _ in 0..state.max_burst.get() {
-            if pool.is_full() {
-                pool.wait_available();
+    let mut backoff = Backoff::default();
+    state.life.serve_in_bursts(|pool| {
+        match socket.recv_from(&mut buf) {
+            Ok(_) if state.life.is_closed() => return ControlFlow::Break(()), // closed meanwhile
+            Ok((n, peer)) if n > max => {
+                backoff.reset();
+                state.count(|s| s.truncated += 1);
+                state.report(ServerError::Truncated { peer, max_datagram_size: max });
             }
-            match socket.recv_from(&mut buf) {
-                Ok(_) if state.life.is_closed() => return, // closed meanwhile
-                Ok((n, peer)) if n > max => {
-                    backoff = None;
-                    state.count(|s| s.truncated += 1);
-                    state.report(ServerError::Truncated { peer, max_datagram_size: max });
-                }
-                Ok((n, peer)) => {
-                    backoff = None;
-                    state.spawn_handler(&pool, socket, buf[..n].to_vec(), peer);
-                }
-                Err(error) => {
-                    state.count(|s| s.receive_errors += 1);
-                    match classify(&error) {
-                        AcceptFailure::Fatal => return state.fail(error),
-                        _ if error.raw_os_error() == Some(libc::ECONNREFUSED) => {}
-                        AcceptFailure::Transient => {}
-                        AcceptFailure::BackOff => {
-                            let delay = backoff.map_or(Duration::from_millis(10), |d| d * 2);
-                            let delay = delay.min(Duration::from_secs(1));
-                            backoff = Some(delay);
-                            state.report(ServerError::Receive { error, backoff: delay });
-                            verdant_hub::sleep(delay);
-                        }
-                    }
-                }
+            Ok((n, peer)) => {
+                backoff.reset();
+                state.spawn_handler(pool, socket, buf[..n].to_vec(), peer);
             }
+            Err(error) => return state.receive_failed(error, &mut backoff),
         }
-        verdant_hub::yield_now(); // let the handlers just spawned run
-    }
+        ControlFlow::Continue(())
+    });
 }

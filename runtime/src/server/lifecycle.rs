@@ -21,9 +21,14 @@
 //!   `start` fails from here on.
 //! * stopped: `stop` waited for the handlers (then killed the rest), or the socket
 //!   failed. [`serve_forever`](Serve::serve_forever) returns.
+//!
+//! The serving loop's rhythm is shared too ([`Lifecycle::serve_in_bursts`]): wait for room
+//! in the pool, take one connection or datagram, and after a burst of them yield so that
+//! the handlers just spawned run.
 
 use std::cell::{Cell, RefCell};
 use std::io;
+use std::ops::ControlFlow;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -31,7 +36,7 @@ use verdant_hub::GreenletRef;
 use verdant_pool::Pool;
 use verdant_sync::Event;
 
-use super::ServerError;
+use super::{DEFAULT_MAX_ACCEPT, ServerError};
 
 /// The state a server's life cycle keeps: its socket while open, its serving greenlet, the
 /// pool its handlers run in, and how it stopped. `S` is what it serves from.
@@ -42,6 +47,8 @@ pub(super) struct Lifecycle<S> {
     /// The greenlet running [`Serve::serve`], once started; `None` again once closed.
     serving: RefCell<Option<GreenletRef>>,
     pool: RefCell<Pool>,
+    /// Connections or datagrams taken per turn of the serving loop; never zero.
+    burst: Cell<usize>,
     /// How long `stop(None)` lets handlers finish before killing them.
     stop_timeout: Cell<Duration>,
     /// Set when the server has stopped (gracefully or because the socket failed).
@@ -58,6 +65,7 @@ impl<S> Lifecycle<S> {
             socket: RefCell::new(Some(Rc::new(socket))),
             serving: RefCell::new(None),
             pool: RefCell::new(Pool::unlimited()),
+            burst: Cell::new(DEFAULT_MAX_ACCEPT),
             stop_timeout: Cell::new(Duration::from_secs(1)),
             stopped: Event::new(),
             failure: RefCell::new(None),
@@ -79,6 +87,12 @@ impl<S> Lifecycle<S> {
         *self.pool.borrow_mut() = pool;
     }
 
+    /// Sets how many connections or datagrams the serving loop takes per turn (the
+    /// builders refuse zero).
+    pub(super) fn set_burst(&self, burst: usize) {
+        self.burst.set(burst);
+    }
+
     /// Sets how long `stop(None)` waits for handlers.
     pub(super) fn set_stop_timeout(&self, timeout: Duration) {
         self.stop_timeout.set(timeout);
@@ -92,6 +106,24 @@ impl<S> Lifecycle<S> {
     /// Whether the socket is closed (after `close`, `stop`, or a socket failure).
     pub(super) fn is_closed(&self) -> bool {
         self.socket.borrow().is_none()
+    }
+
+    /// The serving loop's rhythm: runs `step` (with the pool to spawn handlers in) until
+    /// it breaks, waiting for room in the pool before each step, and yielding after each
+    /// burst so that the handlers just spawned (and every other greenlet) run.
+    pub(super) fn serve_in_bursts(&self, mut step: impl FnMut(&Pool) -> ControlFlow<()>) {
+        let pool = self.pool();
+        loop {
+            for _ in 0..self.burst.get() {
+                if pool.is_full() {
+                    pool.wait_available(); // stop taking work while full, as gevent does
+                }
+                if step(&pool).is_break() {
+                    return;
+                }
+            }
+            verdant_hub::yield_now();
+        }
     }
 
     /// Kills the serving greenlet and drops the socket; handlers go on.

@@ -53,6 +53,7 @@ use std::error::Error;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+use std::ops::ControlFlow;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -248,6 +249,29 @@ fn classify(error: &io::Error) -> AcceptFailure {
     }
 }
 
+/// The pause after an [`AcceptFailure::BackOff`] error: the shortest after the first,
+/// doubling while the errors go on, up to the longest; back to the shortest after a
+/// success.
+#[derive(Debug, Default)]
+struct Backoff {
+    /// The last pause, if the last try failed.
+    last: Option<Duration>,
+}
+
+impl Backoff {
+    /// The pause after one more error in a row, from `min` doubling to `max`.
+    fn next(&mut self, min: Duration, max: Duration) -> Duration {
+        let delay = self.last.map_or(min, |d| d * 2).min(max);
+        self.last = Some(delay);
+        delay
+    }
+
+    /// A try succeeded: the next error pauses for `min` again.
+    fn reset(&mut self) {
+        self.last = None;
+    }
+}
+
 type Handler<L> =
     dyn Fn(<L as Listener>::Stream, <L as Listener>::Addr) -> Option<Box<dyn Error + Send + Sync>>;
 type ErrorCallback<L> = dyn Fn(ServerError<<L as Listener>::Addr>);
@@ -263,8 +287,6 @@ struct ServerState<L: Listener> {
     idle_timeout: Cell<Option<Duration>>,
     min_delay: Cell<Duration>,
     max_delay: Cell<Duration>,
-    /// Accepts per turn of the accept loop; never zero.
-    max_accept: Cell<usize>,
     /// Atomics so that a [`MultiServer`] can add them up from another thread.
     counters: Arc<Counters>,
 }
@@ -461,7 +483,6 @@ impl<L: Listener> StreamServer<L> {
             idle_timeout: Cell::new(None),
             min_delay: Cell::new(Duration::from_millis(10)),
             max_delay: Cell::new(Duration::from_secs(1)),
-            max_accept: Cell::new(DEFAULT_MAX_ACCEPT),
             counters,
         });
         StreamServer { state }
@@ -546,7 +567,7 @@ impl<L: Listener> StreamServer<L> {
     /// If `max_accept` is zero.
     pub fn with_max_accept(self, max_accept: usize) -> StreamServer<L> {
         assert!(max_accept > 0, "a zero max_accept would never accept a connection");
-        self.state.max_accept.set(max_accept);
+        self.state.life.set_burst(max_accept);
         self
     }
 
@@ -718,6 +739,24 @@ impl<L: Listener> Serve for ServerState<L> {
 }
 
 impl<L: Listener> ServerState<L> {
+    /// `accept` failed: counts it, then goes on at once, after a pause, or not at all.
+    fn accept_failed(&self, error: io::Error, backoff: &mut Backoff) -> ControlFlow<()> {
+        self.counters.count(Count::AcceptError);
+        match classify(&error) {
+            AcceptFailure::Transient => {}
+            AcceptFailure::BackOff => {
+                let delay = backoff.next(self.min_delay.get(), self.max_delay.get());
+                self.report(ServerError::Accept { error, backoff: delay });
+                verdant_hub::sleep(delay);
+            }
+            AcceptFailure::Fatal => {
+                self.fail(error);
+                return ControlFlow::Break(());
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
     /// Runs the handler for one connection in the pool (room was waited for already).
     fn spawn_handler(self: &Rc<ServerState<L>>, pool: &Pool, stream: L::Stream, peer: L::Addr) {
         self.counters.count(Count::Accepted);
@@ -783,37 +822,16 @@ impl<L: Listener> ServerState<L> {
 
 /// The accept loop's body: runs until killed by `close`, or until the listener fails.
 fn accept_loop<L: Listener>(state: &Rc<ServerState<L>>, listener: &L) {
-    let pool = state.life.pool();
-    let mut backoff: Option<Duration> = None;
-    loop {
-        for _ in 0..state.max_accept.get() {
-            if pool.is_full() {
-                pool.wait_available(); // stop accepting while full, as gevent does
-            }
-            match listener.accept() {
-                Ok(_) if state.life.is_closed() => return, // closed meanwhile
-                Ok((stream, peer)) => {
-                    backoff = None;
-                    state.spawn_handler(&pool, stream, peer);
-                }
-                Err(error) => {
-                    state.counters.count(Count::AcceptError);
-                    match classify(&error) {
-                        AcceptFailure::Transient => {}
-                        AcceptFailure::BackOff => {
-                            let delay = backoff.map_or(state.min_delay.get(), |d| d * 2);
-                            let delay = delay.min(state.max_delay.get());
-                            backoff = Some(delay);
-                            state.report(ServerError::Accept { error, backoff: delay });
-                            verdant_hub::sleep(delay);
-                        }
-                        AcceptFailure::Fatal => return state.fail(error),
-                    }
-                }
-            }
+    let mut backoff = Backoff::default();
+    state.life.serve_in_bursts(|pool| match listener.accept() {
+        Ok(_) if state.life.is_closed() => ControlFlow::Break(()), // closed meanwhile
+        Ok((stream, peer)) => {
+            backoff.reset();
+            state.spawn_handler(pool, stream, peer);
+            ControlFlow::Continue(())
         }
-        verdant_hub::yield_now(); // let the handlers just spawned run
-    }
+        Err(error) => state.accept_failed(error, &mut backoff),
+    });
 }
 
 #[cfg(test)]
@@ -829,5 +847,16 @@ mod tests {
         assert_eq!(of(libc::ENOBUFS), AcceptFailure::BackOff);
         assert_eq!(of(libc::EBADF), AcceptFailure::Fatal);
         assert_eq!(of(libc::ENOTSOCK), AcceptFailure::Fatal);
+    }
+
+    #[test]
+    fn backoff_doubles_from_min_to_max_and_a_success_resets_it() {
+        let (min, max) = (Duration::from_millis(10), Duration::from_millis(35));
+        let mut backoff = Backoff::default();
+        let pauses: Vec<_> = (0..4).map(|_| backoff.next(min, max)).collect();
+        let ms = Duration::from_millis;
+        assert_eq!(pauses, [ms(10), ms(20), ms(35), ms(35)]);
+        backoff.reset();
+        assert_eq!(backoff.next(min, max), min);
     }
 }
