@@ -7,10 +7,10 @@
 //! The states, and what moves a server between them:
 //!
 //! ```text
-//!   ready ──start──► serving ──close──► closed ──(handlers done or killed)──► stopped
-//!     │                 │                  ▲
-//!     │                 └─socket failed────┤  (the failure goes to serve_forever)
-//!     └──────────────────close─────────────┘
+//!   ready ──start──► serving ──close──► closed ──stop: handlers done or killed──► stopped
+//!     │                 │                  ▲                                        ▲
+//!     └──────close──────┼──────────────────┘                                        │
+//!                       └──socket failed: closed, the error kept for serve_forever──┘
 //! ```
 //!
 //! * ready: the socket is open, no serving greenlet. `start` moves on; `serve_forever`
