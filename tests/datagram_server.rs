@@ -1,6 +1,7 @@
 //! `DatagramServer`: echo round trips counted exactly, a bounded pool bounds concurrent
 //! handlers, stop stops receiving, handler errors are reported, too long datagrams are
-//! dropped and counted, a handle keeps the last stats; and the `udp_echo` example's handler.
+//! dropped and counted, a handle keeps the last stats, the life cycle's rules (as for a
+//! `StreamServer`); and the `udp_echo` example's handler.
 
 #![allow(dead_code)] // the example's `main` is included but not called here
 
@@ -17,7 +18,7 @@ use verdant::net::UdpSocket;
 use verdant::pool::Pool;
 use verdant::server::{DatagramHandle, DatagramServer};
 use verdant::sync::Event;
-use verdant::{spawn, yield_now};
+use verdant::{GreenletError, spawn, yield_now};
 
 fn echo(data: &[u8], peer: SocketAddr, server: &DatagramHandle) -> io::Result<()> {
     server.send_to(data, peer).map(drop)
@@ -222,4 +223,37 @@ fn the_udp_echo_examples_handler_answers_with_the_length() {
     server.stop(None);
     assert_eq!(server.stats().received, 3);
     assert_eq!(server.stats().handler_errors, 0);
+}
+
+#[test]
+fn start_twice_or_after_close_is_an_error() {
+    let server = DatagramServer::new("127.0.0.1:0", echo).unwrap();
+    server.start().unwrap();
+    assert_eq!(server.start().unwrap_err().kind(), io::ErrorKind::AlreadyExists);
+    server.close();
+    assert!(server.is_closed() && !server.is_started());
+    assert_eq!(server.start().unwrap_err().kind(), io::ErrorKind::NotConnected);
+    let text = format!("{server:?}");
+    assert!(text.contains("closed: true"), "{text}");
+}
+
+#[test]
+fn killing_serve_forever_stops_the_server() {
+    let server = DatagramServer::new("127.0.0.1:0", echo).unwrap();
+    let serving = spawn({
+        let server = server.clone();
+        move || server.serve_forever()
+    });
+    yield_now();
+    assert!(server.is_started());
+    serving.kill();
+    assert_eq!(serving.take().unwrap_err(), GreenletError::Killed);
+    // The stop runs in a greenlet of its own, as in gevent: one of the next turns.
+    for _ in 0..100 {
+        if server.is_closed() {
+            break;
+        }
+        yield_now();
+    }
+    assert!(server.is_closed() && !server.is_started());
 }

@@ -16,14 +16,15 @@ use std::error::Error;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+use std::ops::ControlFlow;
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
-use verdant_hub::{GreenletError, GreenletRef};
+use verdant_hub::GreenletError;
 use verdant_pool::Pool;
-use verdant_sync::Event;
 
-use super::{AcceptFailure, DEFAULT_MAX_ACCEPT, HandlerResult, ServerError, classify};
+use super::lifecycle::{Lifecycle, Serve};
+use super::{AcceptFailure, Backoff, HandlerResult, ServerError, classify};
 use crate::net::{ToSocketAddrs, UdpSocket};
 
 /// The receive buffer's size unless [set](DatagramServer::with_max_datagram_size): the
@@ -53,21 +54,14 @@ pub struct DatagramStats {
 /// The shared state behind every clone of a [`DatagramServer`].
 struct State {
     local_addr: SocketAddr,
-    /// `None` once closed. The receive loop and each running handler's
-    /// [`DatagramHandle`] hold their own `Rc`: the socket closes when they are done.
-    socket: RefCell<Option<Rc<UdpSocket>>>,
+    /// The socket, the receive loop, the handlers' pool: started, closed, stopped. The
+    /// receive loop and each running handler's [`DatagramHandle`] hold their own `Rc` on
+    /// the socket: it closes when they are done.
+    life: Lifecycle<UdpSocket>,
     handler: Rc<Handler>,
     on_error: RefCell<Rc<ErrorCallback>>,
-    pool: RefCell<Pool>,
-    receive_loop: RefCell<Option<GreenletRef>>,
-    /// Set when the server has stopped (gracefully or because the socket failed).
-    stopped: Event,
-    failure: RefCell<Option<io::Error>>,
-    stop_timeout: Cell<Duration>,
     /// Never zero.
     max_datagram_size: Cell<usize>,
-    /// Never zero.
-    max_burst: Cell<usize>,
     /// Shared with the handles, which read the last counts once the server is gone
     /// (`active` is not kept here: the pool says).
     stats: Rc<Cell<DatagramStats>>,
@@ -145,16 +139,10 @@ impl DatagramServer {
         });
         let state = State {
             local_addr,
-            socket: RefCell::new(Some(Rc::new(socket))),
+            life: Lifecycle::new(socket),
             handler: Rc::new(move |data, peer, server| handler(data, peer, server).into_error()),
             on_error: RefCell::new(report_to_stderr),
-            pool: RefCell::new(Pool::unlimited()),
-            receive_loop: RefCell::new(None),
-            stopped: Event::new(),
-            failure: RefCell::new(None),
-            stop_timeout: Cell::new(Duration::from_secs(1)),
             max_datagram_size: Cell::new(DEFAULT_MAX_DATAGRAM_SIZE),
-            max_burst: Cell::new(DEFAULT_MAX_ACCEPT),
             stats: Rc::default(),
         };
         Ok(DatagramServer { state: Rc::new(state) })
@@ -163,7 +151,7 @@ impl DatagramServer {
     /// Runs handlers in `pool` (set before starting). A bounded pool limits how many
     /// datagrams are handled at once, and so bounds a flood.
     pub fn with_pool(self, pool: Pool) -> DatagramServer {
-        *self.state.pool.borrow_mut() = pool;
+        self.state.life.set_pool(pool);
         self
     }
 
@@ -177,7 +165,7 @@ impl DatagramServer {
     /// How long [`stop`](Self::stop)`(None)` lets handlers finish before killing them
     /// (1 s by default).
     pub fn with_stop_timeout(self, timeout: Duration) -> DatagramServer {
-        self.state.stop_timeout.set(timeout);
+        self.state.life.set_stop_timeout(timeout);
         self
     }
 
@@ -202,7 +190,7 @@ impl DatagramServer {
     /// If `max_burst` is zero.
     pub fn with_max_burst(self, max_burst: usize) -> DatagramServer {
         assert!(max_burst > 0, "a zero max_burst would never receive a datagram");
-        self.state.max_burst.set(max_burst);
+        self.state.life.set_burst(max_burst);
         self
     }
 
@@ -213,7 +201,7 @@ impl DatagramServer {
 
     /// The pool handlers run in.
     pub fn pool(&self) -> Pool {
-        self.state.pool.borrow().clone()
+        self.state.life.pool()
     }
 
     /// A handle for code that needs to reach the server without owning it: send
@@ -221,7 +209,7 @@ impl DatagramServer {
     pub fn handle(&self) -> DatagramHandle {
         DatagramHandle {
             state: Rc::downgrade(&self.state),
-            socket: self.state.socket.borrow().clone(),
+            socket: self.state.life.socket(),
             local_addr: self.state.local_addr,
             stats: self.state.stats.clone(),
         }
@@ -229,63 +217,36 @@ impl DatagramServer {
 
     /// Whether the receive loop is running.
     pub fn is_started(&self) -> bool {
-        self.state.receive_loop.borrow().as_ref().is_some_and(|g| !g.ready())
+        self.state.life.is_started()
     }
 
     /// Whether the socket is closed (after `close`, `stop`, or a socket failure).
     pub fn is_closed(&self) -> bool {
-        self.state.socket.borrow().is_none()
+        self.state.life.is_closed()
     }
 
     /// The counters.
     pub fn stats(&self) -> DatagramStats {
-        DatagramStats { active: self.state.pool.borrow().len(), ..self.state.stats.get() }
+        DatagramStats { active: self.pool().len(), ..self.state.stats.get() }
     }
 
     /// Starts receiving in a new greenlet and returns at once. Fails if the server is
     /// already started or closed.
     pub fn start(&self) -> io::Result<()> {
-        if self.is_started() {
-            return Err(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                "the server is already started",
-            ));
-        }
-        let Some(socket) = self.state.socket.borrow().clone() else {
-            return Err(io::Error::new(io::ErrorKind::NotConnected, "the server is closed"));
-        };
-        let state = self.state.clone();
-        let receive_loop = verdant_hub::Builder::new()
-            .name(format!("DatagramServer({}) receive loop", self.state.local_addr))
-            .spawn(move || receive_loop(&state, &socket))?;
-        *self.state.receive_loop.borrow_mut() = Some(receive_loop.as_ref());
-        Ok(())
+        self.state.start()
     }
 
     /// Starts (unless started) and serves until the server is stopped (or its socket
     /// failed: then the error is returned). If the calling greenlet is killed meanwhile,
     /// the server is stopped in a new greenlet.
     pub fn serve_forever(&self) -> io::Result<()> {
-        if !self.is_started() {
-            self.start()?;
-        }
-        let stop_on_unwind = StopOnUnwind(self);
-        self.state.stopped.wait();
-        std::mem::forget(stop_on_unwind);
-        match self.state.failure.borrow_mut().take() {
-            Some(error) => Err(error),
-            None => Ok(()),
-        }
+        self.state.serve_forever()
     }
 
     /// Stops receiving; running handlers go on (and can still reply: the socket closes
     /// when the last of them ends).
     pub fn close(&self) {
-        let receive_loop = self.state.receive_loop.borrow_mut().take();
-        if let Some(receive_loop) = receive_loop {
-            receive_loop.kill();
-        }
-        self.state.socket.borrow_mut().take();
+        self.state.life.close();
     }
 
     /// Stops gracefully: stops receiving, waits up to `timeout` (`None`: the stop
@@ -293,31 +254,7 @@ impl DatagramServer {
     /// [`serve_forever`](Self::serve_forever). From a handler, the waiting is left to a
     /// new greenlet, as with [`StreamServer::stop`](super::StreamServer::stop).
     pub fn stop(&self, timeout: Option<Duration>) {
-        let timeout = timeout.unwrap_or(self.state.stop_timeout.get());
-        let me = verdant_hub::current();
-        let in_receive_loop = self.state.receive_loop.borrow().as_ref() == Some(&me);
-        if in_receive_loop || self.state.pool.borrow().contains(&me) {
-            self.state.socket.borrow_mut().take();
-            let server = self.clone();
-            verdant_hub::spawn(move || server.stop(Some(timeout)));
-            return;
-        }
-        self.close();
-        let pool = self.pool();
-        if !pool.join_timeout(timeout) {
-            pool.kill_timeout(Duration::from_secs(1));
-        }
-        self.state.stopped.set();
-    }
-}
-
-/// Stops the server (in a new greenlet) if `serve_forever` unwinds.
-struct StopOnUnwind<'a>(&'a DatagramServer);
-
-impl Drop for StopOnUnwind<'_> {
-    fn drop(&mut self) {
-        let server = self.0.clone();
-        verdant_hub::spawn(move || server.stop(None));
+        self.state.stop(timeout);
     }
 }
 
@@ -402,10 +339,47 @@ impl fmt::Debug for DatagramHandle {
     }
 }
 
-impl State {
+impl Serve for State {
+    type Socket = UdpSocket;
+    type Peer = SocketAddr;
+
+    fn lifecycle(&self) -> &Lifecycle<UdpSocket> {
+        &self.life
+    }
+
+    fn serving_name(&self) -> String {
+        format!("DatagramServer({}) receive loop", self.local_addr)
+    }
+
+    fn serve(self: &Rc<Self>, socket: &Rc<UdpSocket>) {
+        receive_loop(self, socket);
+    }
+
     fn report(&self, error: ServerError) {
         let callback = self.on_error.borrow().clone();
         callback(error);
+    }
+}
+
+impl State {
+    /// `recv_from` failed: counts it, then goes on at once (a peer's ICMP error shows up
+    /// as `ECONNREFUSED` here), after a pause, or not at all.
+    fn receive_failed(&self, error: io::Error, backoff: &mut Backoff) -> ControlFlow<()> {
+        self.count(|s| s.receive_errors += 1);
+        match classify(&error) {
+            AcceptFailure::Fatal => {
+                self.fail(error);
+                return ControlFlow::Break(());
+            }
+            _ if error.raw_os_error() == Some(libc::ECONNREFUSED) => {}
+            AcceptFailure::Transient => {}
+            AcceptFailure::BackOff => {
+                let delay = backoff.next(Duration::from_millis(10), Duration::from_secs(1));
+                self.report(ServerError::Receive { error, backoff: delay });
+                verdant_hub::sleep(delay);
+            }
+        }
+        ControlFlow::Continue(())
     }
 
     fn count(&self, update: impl FnOnce(&mut DatagramStats)) {
@@ -445,56 +419,28 @@ impl State {
             }
         });
     }
-
-    /// The socket failed: close and wake `serve_forever` with the error.
-    fn fail(&self, error: io::Error) {
-        self.report(ServerError::ListenerFailed(io::Error::new(error.kind(), error.to_string())));
-        self.socket.borrow_mut().take();
-        *self.failure.borrow_mut() = Some(error);
-        self.stopped.set();
-    }
 }
 
 /// The receive loop's body: runs until killed by `close`, or until the socket fails.
 fn receive_loop(state: &Rc<State>, socket: &Rc<UdpSocket>) {
-    let pool = state.pool.borrow().clone();
     let max = state.max_datagram_size.get();
     // One byte more than the longest datagram handled: a datagram that fills it was cut.
     let mut buf = vec![0; max.saturating_add(1)];
-    let mut backoff: Option<Duration> = None;
-    loop {
-        for _ in 0..state.max_burst.get() {
-            if pool.is_full() {
-                pool.wait_available();
+    let mut backoff = Backoff::default();
+    state.life.serve_in_bursts(|pool| {
+        match socket.recv_from(&mut buf) {
+            Ok(_) if state.life.is_closed() => return ControlFlow::Break(()), // closed meanwhile
+            Ok((n, peer)) if n > max => {
+                backoff.reset();
+                state.count(|s| s.truncated += 1);
+                state.report(ServerError::Truncated { peer, max_datagram_size: max });
             }
-            match socket.recv_from(&mut buf) {
-                Ok(_) if state.socket.borrow().is_none() => return, // closed meanwhile
-                Ok((n, peer)) if n > max => {
-                    backoff = None;
-                    state.count(|s| s.truncated += 1);
-                    state.report(ServerError::Truncated { peer, max_datagram_size: max });
-                }
-                Ok((n, peer)) => {
-                    backoff = None;
-                    state.spawn_handler(&pool, socket, buf[..n].to_vec(), peer);
-                }
-                Err(error) => {
-                    state.count(|s| s.receive_errors += 1);
-                    match classify(&error) {
-                        AcceptFailure::Fatal => return state.fail(error),
-                        _ if error.raw_os_error() == Some(libc::ECONNREFUSED) => {}
-                        AcceptFailure::Transient => {}
-                        AcceptFailure::BackOff => {
-                            let delay = backoff.map_or(Duration::from_millis(10), |d| d * 2);
-                            let delay = delay.min(Duration::from_secs(1));
-                            backoff = Some(delay);
-                            state.report(ServerError::Receive { error, backoff: delay });
-                            verdant_hub::sleep(delay);
-                        }
-                    }
-                }
+            Ok((n, peer)) => {
+                backoff.reset();
+                state.spawn_handler(pool, socket, buf[..n].to_vec(), peer);
             }
+            Err(error) => return state.receive_failed(error, &mut backoff),
         }
-        verdant_hub::yield_now(); // let the handlers just spawned run
-    }
+        ControlFlow::Continue(())
+    });
 }

@@ -53,23 +53,25 @@ use std::error::Error;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+use std::ops::ControlFlow;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use verdant_hub::{GreenletError, GreenletRef};
+use verdant_hub::GreenletError;
 use verdant_pool::Pool;
-use verdant_sync::Event;
 
 use crate::net::{TcpListener, TcpStream, ToSocketAddrs, UnixListener};
 
 mod counters;
 mod datagram;
+mod lifecycle;
 mod listener;
 mod multi;
 
 use counters::{Active, Count, Counters};
 pub use datagram::{DEFAULT_MAX_DATAGRAM_SIZE, DatagramHandle, DatagramServer, DatagramStats};
+use lifecycle::{Lifecycle, Serve};
 pub use listener::{Connection, Listener};
 pub use multi::{MultiServer, MultiServerBuilder};
 
@@ -247,6 +249,29 @@ fn classify(error: &io::Error) -> AcceptFailure {
     }
 }
 
+/// The pause after an [`AcceptFailure::BackOff`] error: the shortest after the first,
+/// doubling while the errors go on, up to the longest; back to the shortest after a
+/// success.
+#[derive(Debug, Default)]
+struct Backoff {
+    /// The last pause, if the last try failed.
+    last: Option<Duration>,
+}
+
+impl Backoff {
+    /// The pause after one more error in a row, from `min` doubling to `max`.
+    fn next(&mut self, min: Duration, max: Duration) -> Duration {
+        let delay = self.last.map_or(min, |d| d * 2).min(max);
+        self.last = Some(delay);
+        delay
+    }
+
+    /// A try succeeded: the next error pauses for `min` again.
+    fn reset(&mut self) {
+        self.last = None;
+    }
+}
+
 type Handler<L> =
     dyn Fn(<L as Listener>::Stream, <L as Listener>::Addr) -> Option<Box<dyn Error + Send + Sync>>;
 type ErrorCallback<L> = dyn Fn(ServerError<<L as Listener>::Addr>);
@@ -254,23 +279,14 @@ type ErrorCallback<L> = dyn Fn(ServerError<<L as Listener>::Addr>);
 /// The shared state behind every clone of a [`StreamServer`].
 struct ServerState<L: Listener> {
     local_addr: L::Addr,
-    /// `None` once closed. The accept loop holds its own `Rc`, so closing waits for it to
-    /// be killed first.
-    listener: RefCell<Option<Rc<L>>>,
+    /// The listener, the accept loop, the handlers' pool: started, closed, stopped.
+    life: Lifecycle<L>,
     handler: Rc<Handler<L>>,
     on_error: RefCell<Rc<ErrorCallback<L>>>,
-    pool: RefCell<Pool>,
-    accept_loop: RefCell<Option<GreenletRef>>,
-    /// Set when the server has stopped (gracefully or because the listener failed).
-    stopped: Event,
-    failure: RefCell<Option<io::Error>>,
-    stop_timeout: Cell<Duration>,
     first_byte_timeout: Cell<Option<Duration>>,
     idle_timeout: Cell<Option<Duration>>,
     min_delay: Cell<Duration>,
     max_delay: Cell<Duration>,
-    /// Accepts per turn of the accept loop; never zero.
-    max_accept: Cell<usize>,
     /// Atomics so that a [`MultiServer`] can add them up from another thread.
     counters: Arc<Counters>,
 }
@@ -461,18 +477,12 @@ impl<L: Listener> StreamServer<L> {
                 counters: counters.clone(),
             }),
             local_addr,
-            listener: RefCell::new(Some(Rc::new(listener))),
+            life: Lifecycle::new(listener),
             on_error: RefCell::new(report_to_stderr),
-            pool: RefCell::new(Pool::unlimited()),
-            accept_loop: RefCell::new(None),
-            stopped: Event::new(),
-            failure: RefCell::new(None),
-            stop_timeout: Cell::new(Duration::from_secs(1)),
             first_byte_timeout: Cell::new(None),
             idle_timeout: Cell::new(None),
             min_delay: Cell::new(Duration::from_millis(10)),
             max_delay: Cell::new(Duration::from_secs(1)),
-            max_accept: Cell::new(DEFAULT_MAX_ACCEPT),
             counters,
         });
         StreamServer { state }
@@ -481,7 +491,7 @@ impl<L: Listener> StreamServer<L> {
     /// Runs handlers in `pool` (set before starting). A bounded pool limits how many
     /// connections are served at once.
     pub fn with_pool(self, pool: Pool) -> StreamServer<L> {
-        *self.state.pool.borrow_mut() = pool;
+        self.state.life.set_pool(pool);
         self
     }
 
@@ -502,7 +512,7 @@ impl<L: Listener> StreamServer<L> {
     /// How long [`stop`](Self::stop)`(None)` lets handlers finish before killing them
     /// (gevent's `stop_timeout`; 1 s by default).
     pub fn with_stop_timeout(self, timeout: Duration) -> StreamServer<L> {
-        self.state.stop_timeout.set(timeout);
+        self.state.life.set_stop_timeout(timeout);
         self
     }
 
@@ -557,7 +567,7 @@ impl<L: Listener> StreamServer<L> {
     /// If `max_accept` is zero.
     pub fn with_max_accept(self, max_accept: usize) -> StreamServer<L> {
         assert!(max_accept > 0, "a zero max_accept would never accept a connection");
-        self.state.max_accept.set(max_accept);
+        self.state.life.set_burst(max_accept);
         self
     }
 
@@ -568,22 +578,22 @@ impl<L: Listener> StreamServer<L> {
 
     /// The pool handlers run in.
     pub fn pool(&self) -> Pool {
-        self.state.pool.borrow().clone()
+        self.state.life.pool()
     }
 
     /// Whether the accept loop is running.
     pub fn is_started(&self) -> bool {
-        self.state.accept_loop.borrow().as_ref().is_some_and(|g| !g.ready())
+        self.state.life.is_started()
     }
 
     /// Whether the listener is closed (after `close`, `stop`, or a listener failure).
     pub fn is_closed(&self) -> bool {
-        self.state.listener.borrow().is_none()
+        self.state.life.is_closed()
     }
 
     /// The counters.
     pub fn stats(&self) -> ServerStats {
-        ServerStats { active: self.state.pool.borrow().len(), ..self.state.counters.stats() }
+        ServerStats { active: self.pool().len(), ..self.state.counters.stats() }
     }
 
     /// The counters, shared with a [`MultiServer`] that adds them up.
@@ -594,21 +604,7 @@ impl<L: Listener> StreamServer<L> {
     /// Starts accepting in a new greenlet and returns at once. Fails if the server is
     /// already started or closed.
     pub fn start(&self) -> io::Result<()> {
-        if self.is_started() {
-            return Err(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                "the server is already started",
-            ));
-        }
-        let Some(listener) = self.state.listener.borrow().clone() else {
-            return Err(io::Error::new(io::ErrorKind::NotConnected, "the server is closed"));
-        };
-        let state = self.state.clone();
-        let accept_loop = verdant_hub::Builder::new()
-            .name(format!("StreamServer({:?}) accept loop", self.state.local_addr))
-            .spawn(move || accept_loop(&state, &listener))?;
-        *self.state.accept_loop.borrow_mut() = Some(accept_loop.as_ref());
-        Ok(())
+        self.state.start()
     }
 
     /// Starts (unless started) and serves until the server is stopped, by
@@ -616,26 +612,13 @@ impl<L: Listener> StreamServer<L> {
     /// the error is returned). If the calling greenlet is killed or timed out meanwhile,
     /// the server is stopped in a new greenlet, as gevent does.
     pub fn serve_forever(&self) -> io::Result<()> {
-        if !self.is_started() {
-            self.start()?;
-        }
-        let stop_on_unwind = StopOnUnwind(self);
-        self.state.stopped.wait();
-        std::mem::forget(stop_on_unwind);
-        match self.state.failure.borrow_mut().take() {
-            Some(error) => Err(error),
-            None => Ok(()),
-        }
+        self.state.serve_forever()
     }
 
     /// Stops accepting and closes the listener; running handlers go on (gevent's
     /// `close`). Connections waiting in the backlog are refused.
     pub fn close(&self) {
-        let accept_loop = self.state.accept_loop.borrow_mut().take();
-        if let Some(accept_loop) = accept_loop {
-            accept_loop.kill();
-        }
-        self.state.listener.borrow_mut().take();
+        self.state.life.close();
     }
 
     /// Stops gracefully: closes the listener, waits up to `timeout` (`None`: the stop
@@ -645,21 +628,7 @@ impl<L: Listener> StreamServer<L> {
     /// Called from a handler (or `on_error`), it closes the listener at once and leaves the
     /// waiting to a new greenlet, since the caller is one of the greenlets to wait for.
     pub fn stop(&self, timeout: Option<Duration>) {
-        let timeout = timeout.unwrap_or(self.state.stop_timeout.get());
-        let me = verdant_hub::current();
-        let in_accept_loop = self.state.accept_loop.borrow().as_ref() == Some(&me);
-        if in_accept_loop || self.state.pool.borrow().contains(&me) {
-            self.state.listener.borrow_mut().take();
-            let server = self.clone();
-            verdant_hub::spawn(move || server.stop(Some(timeout)));
-            return;
-        }
-        self.close();
-        let pool = self.pool();
-        if !pool.join_timeout(timeout) {
-            pool.kill_timeout(Duration::from_secs(1));
-        }
-        self.state.stopped.set();
+        self.state.stop(timeout);
     }
 }
 
@@ -736,17 +705,6 @@ impl<L: Listener> fmt::Debug for ServerHandle<L> {
     }
 }
 
-/// Stops the server (in a new greenlet) if `serve_forever` unwinds: a kill or a timeout
-/// of the serving greenlet ends the server too.
-struct StopOnUnwind<'a, L: Listener>(&'a StreamServer<L>);
-
-impl<L: Listener> Drop for StopOnUnwind<'_, L> {
-    fn drop(&mut self) {
-        let server = self.0.clone();
-        verdant_hub::spawn(move || server.stop(None));
-    }
-}
-
 impl<L: Listener> fmt::Debug for StreamServer<L> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StreamServer")
@@ -758,10 +716,45 @@ impl<L: Listener> fmt::Debug for StreamServer<L> {
     }
 }
 
-impl<L: Listener> ServerState<L> {
+impl<L: Listener> Serve for ServerState<L> {
+    type Socket = L;
+    type Peer = L::Addr;
+
+    fn lifecycle(&self) -> &Lifecycle<L> {
+        &self.life
+    }
+
+    fn serving_name(&self) -> String {
+        format!("StreamServer({:?}) accept loop", self.local_addr)
+    }
+
+    fn serve(self: &Rc<Self>, listener: &Rc<L>) {
+        accept_loop(self, listener);
+    }
+
     fn report(&self, error: ServerError<L::Addr>) {
         let callback = self.on_error.borrow().clone();
         callback(error);
+    }
+}
+
+impl<L: Listener> ServerState<L> {
+    /// `accept` failed: counts it, then goes on at once, after a pause, or not at all.
+    fn accept_failed(&self, error: io::Error, backoff: &mut Backoff) -> ControlFlow<()> {
+        self.counters.count(Count::AcceptError);
+        match classify(&error) {
+            AcceptFailure::Transient => {}
+            AcceptFailure::BackOff => {
+                let delay = backoff.next(self.min_delay.get(), self.max_delay.get());
+                self.report(ServerError::Accept { error, backoff: delay });
+                verdant_hub::sleep(delay);
+            }
+            AcceptFailure::Fatal => {
+                self.fail(error);
+                return ControlFlow::Break(());
+            }
+        }
+        ControlFlow::Continue(())
     }
 
     /// Runs the handler for one connection in the pool (room was waited for already).
@@ -825,49 +818,20 @@ impl<L: Listener> ServerState<L> {
         self.counters.count(Count::HandlerError);
         self.report(ServerError::Handler { peer, error });
     }
-
-    /// The listener failed: close and wake `serve_forever` with the error.
-    fn fail(&self, error: io::Error) {
-        self.report(ServerError::ListenerFailed(io::Error::new(error.kind(), error.to_string())));
-        self.listener.borrow_mut().take();
-        *self.failure.borrow_mut() = Some(error);
-        self.stopped.set();
-    }
 }
 
 /// The accept loop's body: runs until killed by `close`, or until the listener fails.
 fn accept_loop<L: Listener>(state: &Rc<ServerState<L>>, listener: &L) {
-    let pool = state.pool.borrow().clone();
-    let mut backoff: Option<Duration> = None;
-    loop {
-        for _ in 0..state.max_accept.get() {
-            if pool.is_full() {
-                pool.wait_available(); // stop accepting while full, as gevent does
-            }
-            match listener.accept() {
-                Ok(_) if state.listener.borrow().is_none() => return, // closed meanwhile
-                Ok((stream, peer)) => {
-                    backoff = None;
-                    state.spawn_handler(&pool, stream, peer);
-                }
-                Err(error) => {
-                    state.counters.count(Count::AcceptError);
-                    match classify(&error) {
-                        AcceptFailure::Transient => {}
-                        AcceptFailure::BackOff => {
-                            let delay = backoff.map_or(state.min_delay.get(), |d| d * 2);
-                            let delay = delay.min(state.max_delay.get());
-                            backoff = Some(delay);
-                            state.report(ServerError::Accept { error, backoff: delay });
-                            verdant_hub::sleep(delay);
-                        }
-                        AcceptFailure::Fatal => return state.fail(error),
-                    }
-                }
-            }
+    let mut backoff = Backoff::default();
+    state.life.serve_in_bursts(|pool| match listener.accept() {
+        Ok(_) if state.life.is_closed() => ControlFlow::Break(()), // closed meanwhile
+        Ok((stream, peer)) => {
+            backoff.reset();
+            state.spawn_handler(pool, stream, peer);
+            ControlFlow::Continue(())
         }
-        verdant_hub::yield_now(); // let the handlers just spawned run
-    }
+        Err(error) => state.accept_failed(error, &mut backoff),
+    });
 }
 
 #[cfg(test)]
@@ -883,5 +847,16 @@ mod tests {
         assert_eq!(of(libc::ENOBUFS), AcceptFailure::BackOff);
         assert_eq!(of(libc::EBADF), AcceptFailure::Fatal);
         assert_eq!(of(libc::ENOTSOCK), AcceptFailure::Fatal);
+    }
+
+    #[test]
+    fn backoff_doubles_from_min_to_max_and_a_success_resets_it() {
+        let (min, max) = (Duration::from_millis(10), Duration::from_millis(35));
+        let mut backoff = Backoff::default();
+        let pauses: Vec<_> = (0..4).map(|_| backoff.next(min, max)).collect();
+        let ms = Duration::from_millis;
+        assert_eq!(pauses, [ms(10), ms(20), ms(35), ms(35)]);
+        backoff.reset();
+        assert_eq!(backoff.next(min, max), min);
     }
 }
