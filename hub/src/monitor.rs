@@ -90,7 +90,7 @@ pub struct BlockingReport {
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct BlockedGreenlet {
-    /// Its id ([`Greenlet::id`](crate::Greenlet::id)).
+    /// Its id ([`GreenletRef::id`](crate::GreenletRef::id)).
     pub id: u64,
     /// Its name, if it has one (cut to 64 bytes).
     pub name: Option<String>,

@@ -1,40 +1,6 @@
 //! [`MultiServer`]: one [`StreamServer`] per hub, all on one address, with the kernel
 //! spreading the connections (`SO_REUSEPORT`); one stop for all, stats added up.
 //!
-//! ```
-//! use std::io::{Read, Write};
-//! use verdant::Hubs;
-//! use verdant::net::TcpStream;
-//! use verdant::server::MultiServer;
-//!
-//! // An echo server on two hubs. `make_handler(hub)` runs on each hub and returns that
-//! // hub's handler (which need not be `Send`).
-//! let server = MultiServer::start("127.0.0.1:0", Hubs::new(2), |_hub| {
-//!     |mut stream: TcpStream, _peer| -> std::io::Result<()> {
-//!         let mut buf = [0; 64];
-//!         loop {
-//!             let n = stream.read(&mut buf)?;
-//!             if n == 0 {
-//!                 return Ok(());
-//!             }
-//!             stream.write_all(&buf[..n])?;
-//!         }
-//!     }
-//! })
-//! .unwrap();
-//!
-//! let mut client = TcpStream::connect(server.local_addr()).unwrap();
-//! client.write_all(b"ping").unwrap();
-//! let mut reply = [0; 4];
-//! client.read_exact(&mut reply).unwrap();
-//! assert_eq!(&reply, b"ping");
-//! drop(client);
-//!
-//! server.stop(None); // every hub stops accepting; waits for every handler
-//! assert_eq!(server.stats().accepted, 1);
-//! assert_eq!(server.stats().active, 0);
-//! ```
-//!
 //! How it runs:
 //!
 //! ```text
@@ -67,7 +33,41 @@ type Configure = dyn Fn(StreamServer) -> StreamServer + Send + Sync;
 
 /// A TCP server on many hubs: each hub runs its own [`StreamServer`] on its own
 /// `SO_REUSEPORT` listener bound to the same address, and the kernel spreads incoming
-/// connections over them. See the [module docs](self) for an example.
+/// connections over them.
+///
+/// ```
+/// use std::io::{Read, Write};
+/// use verdant::Hubs;
+/// use verdant::net::TcpStream;
+/// use verdant::server::MultiServer;
+///
+/// // An echo server on two hubs. `make_handler(hub)` runs on each hub and returns that
+/// // hub's handler (which need not be `Send`).
+/// let server = MultiServer::start("127.0.0.1:0", Hubs::new(2), |_hub| {
+///     |mut stream: TcpStream, _peer| -> std::io::Result<()> {
+///         let mut buf = [0; 64];
+///         loop {
+///             let n = stream.read(&mut buf)?;
+///             if n == 0 {
+///                 return Ok(());
+///             }
+///             stream.write_all(&buf[..n])?;
+///         }
+///     }
+/// })
+/// .unwrap();
+///
+/// let mut client = TcpStream::connect(server.local_addr()).unwrap();
+/// client.write_all(b"ping").unwrap();
+/// let mut reply = [0; 4];
+/// client.read_exact(&mut reply).unwrap();
+/// assert_eq!(&reply, b"ping");
+/// drop(client);
+///
+/// server.stop(None); // every hub stops accepting; waits for every handler
+/// assert_eq!(server.stats().accepted, 1);
+/// assert_eq!(server.stats().active, 0);
+/// ```
 ///
 /// * `Send + Sync` and cheap to clone: [`stop`](Self::stop), [`stats`](Self::stats) and
 ///   [`wait`](Self::wait) work from any thread or greenlet, on any hub.
