@@ -94,12 +94,15 @@ impl fmt::Debug for Limited {
     }
 }
 
-/// One member: its greenlet, the link that removes it when it dies, and whether the group
-/// already shot it (gevent's `dying` set: a member is killed by the group at most once).
+/// One member: its greenlet, the link that removes it when it dies, whether the group
+/// already shot it (gevent's `dying` set: a member is killed by the group at most once),
+/// and what a map wants done when it dies (its report: kept here rather than as a second
+/// link on the greenlet, which would cost the greenlet's cold part two allocations).
 struct Member {
     greenlet: GreenletRef,
     link: Option<LinkId>,
     dying: bool,
+    on_death: Option<Box<dyn FnOnce()>>,
 }
 
 /// The roster behind every handle of one group: the members, the limit, the maps.
@@ -116,7 +119,9 @@ pub(crate) struct Roster<L> {
 
 impl<L: Limit> LinkHook for Roster<L> {
     fn finished(&self, key: usize) {
-        self.forget(key);
+        if let Some(Member { on_death: Some(on_death), .. }) = self.forget(key) {
+            on_death();
+        }
     }
 }
 
@@ -163,9 +168,15 @@ impl<L: Limit> Roster<L> {
     /// Starts tracking a greenlet whose place was reserved; it leaves when it dies (through
     /// the group's shared [`LinkHook`]: no allocation per member).
     fn track(self: &Rc<Self>, greenlet: GreenletRef) {
+        self.track_with(greenlet, None);
+    }
+
+    /// Like [`track`](Roster::track), with what to do once the member has died (after it
+    /// left the group).
+    fn track_with(self: &Rc<Self>, greenlet: GreenletRef, on_death: Option<Box<dyn FnOnce()>>) {
         let hook: Weak<dyn LinkHook> = Rc::downgrade(self) as Weak<dyn LinkHook>;
         // Recorded first: the hook runs at once if the greenlet is already dead.
-        let member = Member { greenlet: greenlet.clone(), link: None, dying: false };
+        let member = Member { greenlet: greenlet.clone(), link: None, dying: false, on_death };
         let key = self.members.borrow_mut().insert(member);
         let link = greenlet.link_hook(hook, key);
         if let Some(member) = self.members.borrow_mut().get_mut(key)
@@ -199,8 +210,12 @@ impl<L: Limit> Roster<L> {
 
     fn discard(&self, greenlet: &GreenletRef) {
         let Some(key) = self.key_of(greenlet) else { return };
-        if let Some(Member { greenlet, link: Some(link), .. }) = self.forget(key) {
+        if let Some(Member { greenlet, link: Some(link), on_death, .. }) = self.forget(key) {
             greenlet.unlink(link);
+            if let Some(on_death) = on_death {
+                // Out of the group, but its map still wants to hear how it ends.
+                greenlet.link(move |_| on_death());
+            }
         }
     }
 
@@ -245,6 +260,27 @@ impl<L: Limit> Roster<L> {
     {
         self.limit.reserve(true, None).expect("a blocking reserve without deadline succeeds");
         self.spawn_reserved(f)
+    }
+
+    /// Spawns `f` as a member for a map, waiting for a place while the pool is full:
+    /// `reporter` hears how it ended once it has died and left the group, whatever ended
+    /// it (an overflow discards the task's frames, so a report from inside could be lost).
+    fn spawn_reporting<F, T>(self: &Rc<Self>, f: F, reporter: Reporter<T>)
+    where
+        F: FnOnce() -> T + 'static,
+        T: 'static,
+    {
+        self.limit.reserve(true, None).expect("a blocking reserve without deadline succeeds");
+        let greenlet = Greenlet::new(f);
+        let task = greenlet.clone();
+        // Holds the group while the member runs: a pool dropped mid-map still reports.
+        let group = self.clone();
+        let report = move || {
+            reporter.report(task.take());
+            drop(group);
+        };
+        self.track_with(greenlet.as_ref(), Some(Box::new(report)));
+        greenlet.start();
     }
 
     /// Spawns `f` as a member in a place already reserved.
@@ -330,11 +366,7 @@ impl<L: Limit> Roster<L> {
             items,
             move |item, reporter: Reporter<T>| {
                 let f = f.clone();
-                // Reported by a link once the task is dead, whatever ended it: a task that
-                // overflows its stack ends with its frames discarded unrun, so a reporter
-                // inside the task would never report (nor drop).
-                let task = spawner.spawn(move || f(item));
-                task.link(move |task| reporter.report(task.take()));
+                spawner.spawn_reporting(move || f(item), reporter);
             },
             order,
             maxsize,

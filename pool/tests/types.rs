@@ -218,3 +218,27 @@ fn greenpiles_share_a_pools_limit() {
     assert!(t.elapsed() >= Duration::from_millis(4), "b waited for the shared place");
     assert_eq!((a.next(), b.next()), (Some(Ok(1)), Some(Ok(2))));
 }
+
+/// A map's items report through their group: they still do when the pool handle is
+/// dropped while they run, and when an item is discarded from the group mid-run.
+#[test]
+fn map_items_report_after_the_pool_is_dropped_or_they_are_discarded() {
+    let gate = verdant_sync::Event::new();
+    let released = gate.clone();
+    let pool = Pool::new(3);
+    let results = pool.imap(
+        move |x: u64| {
+            released.wait();
+            x * 10
+        },
+        0..3u64,
+    );
+    yield_now(); // all three items start and wait at the gate
+    let members = pool.greenlets();
+    assert_eq!(members.len(), 3);
+    pool.discard(&members[1]);
+    drop(pool);
+    gate.set();
+    let values: Vec<u64> = results.map(Result::unwrap).collect();
+    assert_eq!(values, [0, 10, 20]);
+}

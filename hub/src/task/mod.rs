@@ -117,9 +117,11 @@ pub(crate) struct Core {
     /// Where it was created (`spawn`, `Builder::spawn`, `Greenlet::new`): for the
     /// blocked-hub monitor and run information.
     pub(crate) spawned_at: &'static std::panic::Location<'static>,
-    /// The first link callbacks, kept inline: most linked greenlets have one or two (their
-    /// group's, a map's report), and they should not cost the allocations of the cold box
-    /// and a `VecDeque`.
+    /// The first link callbacks, kept inline: most linked greenlets have one (their
+    /// group's; a map's report rides on it), and it should not cost the allocations of the
+    /// cold box and a `VecDeque`. Each inline slot costs every greenlet 40 bytes: a second
+    /// one made W2 and W6 ~12–15% slower (more memory per greenlet) for what the map now
+    /// gets through its group.
     ///
     /// # Invariant
     ///
@@ -192,7 +194,7 @@ pub(crate) enum StackKind {
 pub(crate) type Link = (u64, LinkCallback);
 
 /// How many links a greenlet keeps inline before it allocates (see `Core::inline_links`).
-const INLINE_LINKS: usize = 2;
+const INLINE_LINKS: usize = 1;
 
 /// Whether a link slot is empty, without moving its content.
 fn is_empty(slot: &Cell<Option<Link>>) -> bool {
@@ -518,8 +520,6 @@ mod size_tests {
         eprintln!("Core = {size} bytes");
         // 256 until the overflow trap handler (to end an overflowed greenlet alone) and the
         // spawn location (for the blocked-hub monitor) came in; each was worth its bytes.
-        // 304 with the second inline link: 40 bytes that save a pool-map item two
-        // allocations (the cold box and its links' buffer), ~1,100 instructions (W3).
-        assert!(size <= 304, "Core grew to {size} bytes: every greenlet pays for it");
+        assert!(size <= 264, "Core grew to {size} bytes: every greenlet pays for it");
     }
 }
