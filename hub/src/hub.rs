@@ -540,10 +540,10 @@ impl Hub {
         if self.observed.get() {
             self.observe_switch_out(to, reason);
         }
+        // A yield (`to == Ready`) is queued by `resume` once the coroutine is back on the
+        // loop's stack: it moves the `Rc` it holds into the queue, where queueing here
+        // would take a new reference and `resume` would drop its own.
         core.set_state(to);
-        if to == State::Ready {
-            self.schedule(self.current_task());
-        }
         if !core.on_shared_stack() {
             let yielder = core.yielder.get();
             // SAFETY: `core` is the running greenlet, so its coroutine has started and not
@@ -804,13 +804,21 @@ impl Hub {
         };
         self.in_loop.set(true);
         self.current.set(None);
-        if let CoroutineResult::Return(()) = result {
-            let coroutine = core.coroutine.borrow_mut().take().expect("returned coroutine");
-            core.set_state(State::Done);
-            self.stacks.detach(&task, coroutine.into_stack());
-        }
+        // Nothing ran between its suspend and here: `Ready` means it yielded (`switch_out`).
+        let yielded = match result {
+            CoroutineResult::Return(()) => {
+                let coroutine = core.coroutine.borrow_mut().take().expect("returned coroutine");
+                core.set_state(State::Done);
+                self.stacks.detach(&task, coroutine.into_stack());
+                false
+            }
+            CoroutineResult::Yield(()) => core.state() == State::Ready,
+        };
         if self.observed.get() {
             self.observe_stop(core);
+        }
+        if yielded {
+            self.schedule(task);
         }
     }
 
