@@ -37,6 +37,7 @@ type ErrorCallback = dyn Fn(ServerError);
 /// Counters of a [`DatagramServer`], from [`DatagramServer::stats`] (or
 /// [`DatagramHandle::stats`], which keeps the last counts once the server is gone).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct DatagramStats {
     /// Datagrams received (each one got a handler).
     pub received: u64,

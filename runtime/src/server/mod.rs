@@ -202,6 +202,7 @@ impl<P: fmt::Debug> Error for ServerError<P> {
 
 /// Counters of a [`StreamServer`], from [`StreamServer::stats`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ServerStats {
     /// Connections accepted.
     pub accepted: u64,
