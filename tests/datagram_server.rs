@@ -257,3 +257,30 @@ fn killing_serve_forever_stops_the_server() {
     }
     assert!(server.is_closed() && !server.is_started());
 }
+
+/// `close` from the serving greenlet itself (an `on_error` callback) closes the socket
+/// before the kill unwinds that greenlet: the port is free and the server stays closed.
+#[test]
+fn on_error_closing_its_own_server_closes_it() {
+    let handle: Rc<RefCell<Option<DatagramHandle>>> = Rc::default();
+    let reported = Event::new();
+    let server =
+        DatagramServer::new("127.0.0.1:0", echo).unwrap().with_max_datagram_size(4).on_error({
+            let (handle, reported) = (handle.clone(), reported.clone());
+            move |_| {
+                reported.set();
+                handle.borrow().as_ref().expect("set before start").close();
+            }
+        });
+    *handle.borrow_mut() = Some(server.handle());
+    server.start().unwrap();
+    let addr = server.local_addr();
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client.send_to(b"longer than four", addr).unwrap();
+    reported.wait();
+    yield_now(); // the serving greenlet finishes closing, then its kill unwinds it
+    assert!(server.is_closed());
+    handle.borrow_mut().take(); // a handle keeps the socket for replies of handlers in flight
+    UdpSocket::bind(addr).expect("the port is free again");
+    assert!(server.start().is_err(), "a closed server does not start again");
+}

@@ -126,13 +126,15 @@ impl<S> Lifecycle<S> {
         }
     }
 
-    /// Kills the serving greenlet and drops the socket; handlers go on.
+    /// Drops the socket and kills the serving greenlet; handlers go on. The socket goes
+    /// first: when the caller *is* the serving greenlet (an `on_error` callback closing
+    /// its server), the kill unwinds it at once and nothing after the kill runs.
     pub(super) fn close(&self) {
+        self.socket.borrow_mut().take();
         let serving = self.serving.borrow_mut().take();
         if let Some(serving) = serving {
             serving.kill();
         }
-        self.socket.borrow_mut().take();
     }
 
     /// Whether the calling greenlet is one `stop` would wait for: the serving greenlet
