@@ -84,9 +84,9 @@ impl SharedStacks {
         SharedStacks { stacks: Vec::new(), arena: SaveArena::new(), bytes_copied: 0 }
     }
 
-    /// Binds a greenlet that is about to start to a shared stack: an idle one if there is
-    /// one, else a new one while fewer than `count` exist (and one can be mapped), else
-    /// the least busy. Returns the stack's index.
+    /// Binds a greenlet that is about to start to a shared stack of `size` usable bytes: an
+    /// idle one if there is one, else a new one while fewer than `count` of that size exist
+    /// (and one can be mapped), else the least busy. Returns the stack's index.
     pub(crate) fn bind(
         &mut self,
         count: usize,
@@ -94,9 +94,15 @@ impl SharedStacks {
         pool: &mut StackPool,
         max_stacks: Option<usize>,
     ) -> io::Result<usize> {
-        // One pass: the first idle stack, else the least busy one.
+        // One pass over the stacks of this size (`stack_size` may have been changed since
+        // others were mapped): the first idle one, else the least busy.
         let mut least: Option<(usize, usize)> = None;
+        let mut of_size = 0;
         for (index, stack) in self.stacks.iter().enumerate() {
+            if stack.memory.usable() != size {
+                continue;
+            }
+            of_size += 1;
             if least.is_none_or(|(_, bound)| stack.bound < bound) {
                 least = Some((index, stack.bound));
                 if stack.bound == 0 {
@@ -108,18 +114,18 @@ impl SharedStacks {
             self.stacks[index].bound += 1;
             return Ok(index);
         }
-        if self.stacks.len() < count.max(1) {
+        if of_size < count.max(1) {
             match pool.take(size, max_stacks) {
                 Ok(memory) => {
                     self.stacks.push(SharedStack { memory, occupant: None, bound: 1 });
                     return Ok(self.stacks.len() - 1);
                 }
                 // With a shared stack to fall back on, a failed mapping just means fewer.
-                Err(err) if self.stacks.is_empty() => return Err(err),
+                Err(err) if least.is_none() => return Err(err),
                 Err(_) => {}
             }
         }
-        let (index, _) = least.expect("a stack exists: mapped above, or mapping failed with one");
+        let (index, _) = least.expect("a stack of the size: mapped above, or mapping failed");
         self.stacks[index].bound += 1;
         Ok(index)
     }

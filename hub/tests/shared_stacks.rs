@@ -178,3 +178,21 @@ fn block_on_keeps_its_future_off_a_shared_stack() {
     let on_shared = spawn(block_on_addresses).get().unwrap();
     assert!(!near(on_shared), "on a shared stack it lives on the heap: {on_shared:x?}");
 }
+
+/// A greenlet on a shared stack gets the stack size configured when it starts, also after
+/// shared stacks of another size were mapped.
+#[test]
+fn a_larger_stack_size_configured_later_applies_to_new_shared_greenlets() {
+    shared(2);
+    let small = spawn(|| hub::stats().shared_stacks);
+    assert_eq!(small.get(), Ok(1), "one shared stack of the default size");
+    configure(|c| c.stack_size = 2 * 1024 * 1024).unwrap();
+    // ~600 KiB of frames: overflows the default 256 KiB, fits 2 MiB.
+    fn recurse(n: u32) -> u32 {
+        let pad = std::hint::black_box([n as u8; 4096]);
+        if n == 0 { pad[0] as u32 } else { recurse(n - 1) + pad[1] as u32 }
+    }
+    let deep = spawn(|| recurse(150));
+    assert!(deep.get().is_ok(), "{:?}", deep.get());
+    assert_eq!(hub::stats().shared_stacks, 2, "a shared stack of the new size was mapped");
+}
