@@ -117,6 +117,18 @@ pub(crate) struct Roster<L> {
     feeders: Feeders,
 }
 
+impl<L> Drop for Roster<L> {
+    /// The group is gone (its pool dropped mid-map): the map's items still running report
+    /// through a link of their own once they die.
+    fn drop(&mut self) {
+        for member in self.members.get_mut().drain() {
+            if let Some(on_death) = member.on_death {
+                member.greenlet.link(move |_| on_death());
+            }
+        }
+    }
+}
+
 impl<L: Limit> LinkHook for Roster<L> {
     fn finished(&self, key: usize) {
         if let Some(Member { on_death: Some(on_death), .. }) = self.forget(key) {
@@ -273,12 +285,7 @@ impl<L: Limit> Roster<L> {
         self.limit.reserve(true, None).expect("a blocking reserve without deadline succeeds");
         let greenlet = Greenlet::new(f);
         let task = greenlet.clone();
-        // Holds the group while the member runs: a pool dropped mid-map still reports.
-        let group = self.clone();
-        let report = move || {
-            reporter.report(task.take());
-            drop(group);
-        };
+        let report = move || reporter.report(task.take());
         self.track_with(greenlet.as_ref(), Some(Box::new(report)));
         greenlet.start();
     }
