@@ -4,8 +4,8 @@
 //! # Why
 //!
 //! A guarded stack costs two kernel memory maps, and the kernel allows 65,530 per process
-//! by default: about 32k guarded stacks. In [`StackMode::Shared`](crate::StackMode) a hub
-//! keeps a handful of guarded stacks (16 by default) and binds each greenlet to one of them
+//! by default: about 32k guarded stacks. In [`StackMode::Shared`](crate::StackMode) (and in
+//! the default adaptive mode, past its switch-over) a hub keeps a handful of guarded stacks (16 by default) and binds each greenlet to one of them
 //! for its whole life. Only one greenlet's frames can sit on a shared stack at a time; the
 //! others keep a heap copy of just the part of the stack they were using.
 //!
@@ -25,11 +25,13 @@
 //! ```
 //!
 //! The copy goes back to the same addresses, so every pointer into the stack stays valid
-//! *as long as nothing dereferences it while its greenlet is swapped out*. Safe Rust cannot
-//! do that (spawned closures are `'static`), and the hub keeps no pointers into stacks.
-//! Unsafe code can: a scoped thread, a DMA/io_uring buffer or a raw pointer handed to
-//! another greenlet that points into a suspended greenlet's stack would see another
-//! greenlet's bytes. That is the price of this mode; the default (guarded) mode has no such
+//! *as long as nothing dereferences it while its greenlet is swapped out*. Spawned closures
+//! are `'static`, the thread pool's too, `block_on` keeps its future on the heap in these
+//! greenlets, and the hub keeps no pointers into stacks. But a scoped thread
+//! (`std::thread::scope`, safe Rust) borrowing the greenlet's locals while the greenlet
+//! parks inside the scope, a DMA/io_uring buffer, or a raw pointer handed to another
+//! greenlet would see another greenlet's bytes. That is the price of sharing; guarded
+//! stacks (`StackMode::Guarded`, or an explicit `Builder::stack_size`) have no such
 //! caveat.
 //!
 //! # Where the live part starts
