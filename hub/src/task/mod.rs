@@ -117,19 +117,17 @@ pub(crate) struct Core {
     /// Where it was created (`spawn`, `Builder::spawn`, `Greenlet::new`): for the
     /// blocked-hub monitor and run information.
     pub(crate) spawned_at: &'static std::panic::Location<'static>,
-    /// The first link callbacks, kept inline: most linked greenlets have one (their
+    /// The first link callback, kept inline: most linked greenlets have exactly one (their
     /// group's; a map's report rides on it), and it should not cost the allocations of the
-    /// cold box and a `VecDeque`. Each inline slot costs every greenlet 40 bytes: a second
-    /// one made W2 and W6 ~12–15% slower (more memory per greenlet) for what the map now
-    /// gets through its group.
+    /// cold box and a `VecDeque`. (A second inline slot, 40 bytes per greenlet, made W2 and
+    /// W6 12-16% slower.)
     ///
     /// # Invariant
     ///
-    /// The links, in the order they run, are the full inline slots and then the cold
-    /// `links`: the full slots are a prefix, and cold `links` is empty unless every slot
-    /// is full.
-    inline_links: [Cell<Option<Link>>; INLINE_LINKS],
-    /// Further link callbacks (see `inline_links`), join waiters and a reserved stack: allocated only for
+    /// Links run in the order `first_link`, then the cold `links`; the cold `links` are
+    /// empty while `first_link` is (the oldest of them moves up when it is taken).
+    first_link: Cell<Option<Link>>,
+    /// Further link callbacks, join waiters and a reserved stack: allocated only for
     /// greenlets that have them.
     cold: RefCell<Option<Box<Cold>>>,
     /// The coroutine, created lazily on the first run so that queued-but-unstarted
@@ -193,17 +191,6 @@ pub(crate) enum StackKind {
 /// A link: its id and what runs.
 pub(crate) type Link = (u64, LinkCallback);
 
-/// How many links a greenlet keeps inline before it allocates (see `Core::inline_links`).
-const INLINE_LINKS: usize = 1;
-
-/// Whether a link slot is empty, without moving its content.
-fn is_empty(slot: &Cell<Option<Link>>) -> bool {
-    let link = slot.take();
-    let empty = link.is_none();
-    slot.set(link);
-    empty
-}
-
 /// The parts of a greenlet most never use.
 #[derive(Default)]
 struct Cold {
@@ -236,7 +223,7 @@ impl Core {
             interrupt: Cell::new(None),
             outcome: OnceCell::new(),
             name,
-            inline_links: Default::default(),
+            first_link: Cell::new(None),
             cold: RefCell::new(None),
             coroutine: RefCell::new(None),
             yielder: Cell::new(std::ptr::null()),
@@ -358,36 +345,33 @@ impl Core {
 
     pub(crate) fn add_link(&self, id: u64, callback: LinkCallback) {
         let link = (id, callback);
-        let overflowed = self.cold.borrow().as_ref().is_some_and(|cold| !cold.links.is_empty());
-        if !overflowed && let Some(slot) = self.inline_links.iter().find(|slot| is_empty(slot)) {
-            slot.set(Some(link));
-        } else {
-            self.cold().links.push_back(link);
+        match self.first_link.take() {
+            // By the invariant of `first_link`, no further links either.
+            None => self.first_link.set(Some(link)),
+            Some(first) => {
+                self.first_link.set(Some(first));
+                self.cold().links.push_back(link);
+            }
         }
     }
 
     /// Removes a link that has not run; returns whether it was there. The callback is
     /// dropped after the links are let go of (its drop may run any code).
     pub(crate) fn remove_link(&self, id: u64) -> bool {
-        for (at, slot) in self.inline_links.iter().enumerate() {
-            let link = slot.take();
-            match link {
-                Some((held, _)) if held == id => {
-                    self.close_gap(at);
-                    drop(link);
-                    return true;
-                }
-                None => return false, // the full slots are a prefix: nothing further
-                Some(_) => slot.set(link),
+        let removed = match self.first_link.take() {
+            Some(first) if first.0 == id => {
+                self.first_link.set(self.pop_further_link());
+                Some(first)
             }
-        }
-        let removed = {
-            let mut cold = self.cold.borrow_mut();
-            let links = cold.as_mut().map(|cold| &mut cold.links);
-            links.and_then(|links| {
-                let at = links.iter().position(|(link, _)| *link == id)?;
-                links.remove(at)
-            })
+            other => {
+                self.first_link.set(other);
+                let mut cold = self.cold.borrow_mut();
+                let links = cold.as_mut().map(|cold| &mut cold.links);
+                links.and_then(|links| {
+                    let at = links.iter().position(|(link, _)| *link == id)?;
+                    links.remove(at)
+                })
+            }
         };
         removed.is_some()
     }
@@ -396,24 +380,14 @@ impl Core {
     /// that a callback that is running can still [`remove_link`](Core::remove_link) a later
     /// one (gevent: a listener unlinked during notification is not called).
     pub(crate) fn pop_link(&self) -> Option<Link> {
-        let first = self.inline_links[0].take()?;
-        self.close_gap(0);
+        let first = self.first_link.take()?;
+        self.first_link.set(self.pop_further_link());
         Some(first)
     }
 
-    /// After inline slot `at` was emptied: moves the later links up one place, keeping the
-    /// invariant of `inline_links`.
-    fn close_gap(&self, at: usize) {
-        for i in at..INLINE_LINKS - 1 {
-            let next = self.inline_links[i + 1].take();
-            let was_last = next.is_none();
-            self.inline_links[i].set(next);
-            if was_last {
-                return; // an empty slot: no link after it, inline or cold
-            }
-        }
-        let next = self.cold.borrow_mut().as_mut().and_then(|cold| cold.links.pop_front());
-        self.inline_links[INLINE_LINKS - 1].set(next);
+    /// The oldest link after the first, moving up into `first_link`'s place.
+    fn pop_further_link(&self) -> Option<Link> {
+        self.cold.borrow_mut().as_mut()?.links.pop_front()
     }
 
     pub(crate) fn reserve_stack(&self, stack: GuardedStack) {
