@@ -117,14 +117,22 @@ pub(crate) struct Roster<L> {
     feeders: Feeders,
 }
 
+impl Member {
+    /// Leaving the group before it died: what its map wants done at its death moves to a
+    /// link of the greenlet's own.
+    fn report_on_its_own(self) {
+        if let Some(on_death) = self.on_death {
+            self.greenlet.link(move |_| on_death());
+        }
+    }
+}
+
 impl<L> Drop for Roster<L> {
     /// The group is gone (its pool dropped mid-map): the map's items still running report
     /// through a link of their own once they die.
     fn drop(&mut self) {
         for member in self.members.get_mut().drain() {
-            if let Some(on_death) = member.on_death {
-                member.greenlet.link(move |_| on_death());
-            }
+            member.report_on_its_own();
         }
     }
 }
@@ -222,12 +230,11 @@ impl<L: Limit> Roster<L> {
 
     fn discard(&self, greenlet: &GreenletRef) {
         let Some(key) = self.key_of(greenlet) else { return };
-        if let Some(Member { greenlet, link: Some(link), on_death, .. }) = self.forget(key) {
-            greenlet.unlink(link);
-            if let Some(on_death) = on_death {
-                // Out of the group, but its map still wants to hear how it ends.
-                greenlet.link(move |_| on_death());
+        if let Some(member) = self.forget(key) {
+            if let Some(link) = member.link {
+                member.greenlet.unlink(link);
             }
+            member.report_on_its_own(); // out of the group, its map still wants to hear
         }
     }
 
