@@ -15,7 +15,7 @@ use verdant_hub::park::WaitList;
 use verdant_hub::{AsGreenlet, Greenlet, GreenletError, GreenletRef, LinkHook, LinkId};
 
 use crate::Pool;
-use crate::mapping::{self, Feeders, MapError, MapIter, Order, Reporter};
+use crate::mapping::{self, DeathReport, Feeders, MapError, MapIter, Order, Reporter};
 use crate::slots::Slots;
 
 use sealed::Limit as _;
@@ -102,7 +102,7 @@ struct Member {
     greenlet: GreenletRef,
     link: Option<LinkId>,
     dying: bool,
-    on_death: Option<Box<dyn FnOnce()>>,
+    on_death: Option<DeathReport>,
 }
 
 /// The roster behind every handle of one group: the members, the limit, the maps.
@@ -122,7 +122,7 @@ impl Member {
     /// link of the greenlet's own.
     fn report_on_its_own(self) {
         if let Some(on_death) = self.on_death {
-            self.greenlet.link(move |_| on_death());
+            self.greenlet.link(move |_| on_death.deliver());
         }
     }
 }
@@ -140,7 +140,7 @@ impl<L> Drop for Roster<L> {
 impl<L: Limit> LinkHook for Roster<L> {
     fn finished(&self, key: usize) {
         if let Some(Member { on_death: Some(on_death), .. }) = self.forget(key) {
-            on_death();
+            on_death.deliver();
         }
     }
 }
@@ -193,7 +193,7 @@ impl<L: Limit> Roster<L> {
 
     /// Like [`track`](Roster::track), with what to do once the member has died (after it
     /// left the group).
-    fn track_with(self: &Rc<Self>, greenlet: GreenletRef, on_death: Option<Box<dyn FnOnce()>>) {
+    fn track_with(self: &Rc<Self>, greenlet: GreenletRef, on_death: Option<DeathReport>) {
         let hook: Weak<dyn LinkHook> = Rc::downgrade(self) as Weak<dyn LinkHook>;
         // Recorded first: the hook runs at once if the greenlet is already dead.
         let member = Member { greenlet: greenlet.clone(), link: None, dying: false, on_death };
@@ -291,9 +291,8 @@ impl<L: Limit> Roster<L> {
     {
         self.limit.reserve(true, None).expect("a blocking reserve without deadline succeeds");
         let greenlet = Greenlet::new(f);
-        let task = greenlet.clone();
-        let report = move || reporter.report(task.take());
-        self.track_with(greenlet.as_ref(), Some(Box::new(report)));
+        let member = greenlet.as_ref();
+        self.track_with(member, Some(reporter.on_death_of(greenlet.clone())));
         greenlet.start();
     }
 

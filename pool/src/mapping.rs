@@ -26,6 +26,7 @@ use std::error::Error;
 use std::fmt;
 use std::rc::Rc;
 
+use slab::Slab;
 use verdant_hub::cell::Outcome;
 use verdant_hub::park::{self, Waker};
 use verdant_hub::{Greenlet, GreenletError, GreenletRef, Panic, catch_panic};
@@ -73,6 +74,55 @@ impl<T> Drop for Reporter<T> {
         if let Some(reports) = self.reports.take() {
             reports.put(Report::Done(self.index, Err(GreenletError::Killed)));
         }
+    }
+}
+
+impl<T: 'static> Reporter<T> {
+    /// Defers the report to `greenlet`'s death: the greenlet waits in its map's table
+    /// (no allocation), and [`DeathReport::deliver`] reports its outcome once it has died.
+    pub(crate) fn on_death_of(mut self, greenlet: Greenlet<T>) -> DeathReport {
+        let reports = self.reports.take().expect("a reporter reports once");
+        let key = reports.dying.borrow_mut().insert((self.index, greenlet));
+        DeathReport { reports: Some(reports), key }
+    }
+}
+
+/// A map item's report, waiting for its greenlet's death (see [`Reporter::on_death_of`]).
+/// Dropped undelivered (its greenlet will never die: the hub is going away), it reports
+/// the item as killed, as a [`Reporter`] dropped unused does.
+pub(crate) struct DeathReport {
+    reports: Option<Rc<dyn Dying>>,
+    key: usize,
+}
+
+impl DeathReport {
+    /// Reports the outcome of the greenlet, which has died.
+    pub(crate) fn deliver(mut self) {
+        if let Some(reports) = self.reports.take() {
+            reports.died(self.key, true);
+        }
+    }
+}
+
+impl Drop for DeathReport {
+    fn drop(&mut self) {
+        if let Some(reports) = self.reports.take() {
+            reports.died(self.key, false);
+        }
+    }
+}
+
+/// The map's table of items waiting for their greenlet's death, whatever their type.
+trait Dying {
+    /// The item at `key` is done: its greenlet died (`dead`), or will never report.
+    fn died(&self, key: usize, dead: bool);
+}
+
+impl<T: 'static> Dying for Reports<T> {
+    fn died(&self, key: usize, dead: bool) {
+        let (index, greenlet) = self.dying.borrow_mut().remove(key);
+        let outcome = if dead { greenlet.take() } else { Err(GreenletError::Killed) };
+        self.put(Report::Done(index, outcome));
     }
 }
 
@@ -150,11 +200,17 @@ pub(crate) enum Report<T> {
 pub(crate) struct Reports<T> {
     items: RefCell<VecDeque<Report<T>>>,
     reader: RefCell<Option<Waker>>,
+    /// Items whose report waits for their greenlet's death: index and greenlet.
+    dying: RefCell<Slab<(usize, Greenlet<T>)>>,
 }
 
 impl<T> Reports<T> {
     fn new() -> Rc<Reports<T>> {
-        Rc::new(Reports { items: RefCell::new(VecDeque::new()), reader: RefCell::new(None) })
+        Rc::new(Reports {
+            items: RefCell::new(VecDeque::new()),
+            reader: RefCell::new(None),
+            dying: RefCell::new(Slab::new()),
+        })
     }
 
     fn put(&self, report: Report<T>) {
