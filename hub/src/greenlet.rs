@@ -7,7 +7,7 @@
 //! The value lives in the [`Outcome`] state machine every result type shares: read with
 //! `get` (a clone, as often as asked) or moved out once with `take`.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::convert::Infallible;
 use std::fmt;
 use std::io;
@@ -31,16 +31,40 @@ use crate::wait_for::WaitFor;
 #[repr(C)]
 struct Body<T, F> {
     core: Core,
-    body: Cell<Option<F>>,
-    /// Pending, then the value, then (after a `take`) taken. How a greenlet *failed* is kept
-    /// in its `Core`, where untyped handles read it; so it is never `Failed` here.
-    value: RefCell<Outcome<T, Infallible>>,
+    /// The body and the value share one cell, as they never exist at once: every
+    /// greenlet pays for each byte here (see `Core`).
+    stage: RefCell<Stage<T, F>>,
+}
+
+/// Where a greenlet's typed half is in its life.
+enum Stage<T, F> {
+    /// Not started: the body.
+    Unrun(F),
+    /// Started: pending until the body returns, then the value, then (after a `take`)
+    /// taken. How a greenlet *failed* is kept in its `Core`, where untyped handles read
+    /// it; so it is never `Failed` here.
+    Ran(Outcome<T, Infallible>),
+}
+
+impl<T, F> Body<T, F> {
+    /// Moves the body out to run or drop it (`None` once it was). The caller drops it,
+    /// after this borrow ended: its destructor may run any code.
+    fn take_body(&self) -> Option<F> {
+        let mut stage = self.stage.borrow_mut();
+        if let Stage::Ran(_) = &*stage {
+            return None;
+        }
+        match std::mem::replace(&mut *stage, Stage::Ran(Outcome::Pending)) {
+            Stage::Unrun(body) => Some(body),
+            Stage::Ran(_) => unreachable!("checked above"),
+        }
+    }
 }
 
 // SAFETY: `Body` is `#[repr(C)]` and `core` is its first field.
 unsafe impl<T, F: FnOnce() -> T> Task for Body<T, F> {
     fn run(&self) {
-        let body = self.body.take().expect("a greenlet body runs once");
+        let body = self.take_body().expect("a greenlet body runs once");
         let outcome = match catch_unwind(AssertUnwindSafe(body)) {
             Ok(value) => {
                 // A kill still pending here was reported by a wait that must not unwind
@@ -51,7 +75,7 @@ unsafe impl<T, F: FnOnce() -> T> Task for Body<T, F> {
                     drop(value);
                     Err(GreenletError::Killed)
                 } else {
-                    self.value.borrow_mut().set(Ok(value));
+                    *self.stage.borrow_mut() = Stage::Ran(Outcome::Value(value));
                     Ok(())
                 }
             }
@@ -62,14 +86,20 @@ unsafe impl<T, F: FnOnce() -> T> Task for Body<T, F> {
     }
 
     fn abort(&self, error: GreenletError) {
-        drop(self.body.take());
+        drop(self.take_body());
         finish(&self.core, Err(error));
     }
 }
 
 /// What a typed handle needs beyond [`Task`]: the value.
 trait TypedTask<T>: Task {
-    fn value(&self) -> &RefCell<Outcome<T, Infallible>>;
+    /// A clone of what became of the value (`Pending` until the body returned).
+    fn read(&self) -> Outcome<T, Infallible>
+    where
+        T: Clone;
+
+    /// Moves the value out, leaving `Taken` (`Pending` until the body returned).
+    fn take_value(&self) -> Outcome<T, Infallible>;
 }
 
 impl<T> dyn TypedTask<T> {
@@ -81,8 +111,21 @@ impl<T> dyn TypedTask<T> {
 }
 
 impl<T, F: FnOnce() -> T> TypedTask<T> for Body<T, F> {
-    fn value(&self) -> &RefCell<Outcome<T, Infallible>> {
-        &self.value
+    fn read(&self) -> Outcome<T, Infallible>
+    where
+        T: Clone,
+    {
+        match &*self.stage.borrow() {
+            Stage::Ran(outcome) => outcome.clone(),
+            Stage::Unrun(_) => Outcome::Pending,
+        }
+    }
+
+    fn take_value(&self) -> Outcome<T, Infallible> {
+        match &mut *self.stage.borrow_mut() {
+            Stage::Ran(outcome) => outcome.take(),
+            Stage::Unrun(_) => Outcome::Pending,
+        }
     }
 }
 
@@ -347,8 +390,7 @@ impl<T: 'static> Greenlet<T> {
                 stack_kind,
                 spawned_at,
             ));
-            std::ptr::addr_of_mut!((*slot).body).write(Cell::new(Some(f)));
-            std::ptr::addr_of_mut!((*slot).value).write(RefCell::new(Outcome::Pending));
+            std::ptr::addr_of_mut!((*slot).stage).write(RefCell::new(Stage::Unrun(f)));
             rc.assume_init()
         };
         let greenlet = GreenletRef { task: body.clone() };
@@ -394,7 +436,7 @@ impl<T: 'static> Greenlet<T> {
     {
         self.greenlet.join();
         self.failure()?;
-        Greenlet::<T>::value_of(self.typed.value().borrow().clone())
+        Greenlet::<T>::value_of(self.typed.read())
     }
 
     /// Waits until the greenlet is dead, then moves its value out. The value can be taken
@@ -411,7 +453,7 @@ impl<T: 'static> Greenlet<T> {
     pub fn take(&self) -> Result<T, GreenletError> {
         self.greenlet.join();
         self.failure()?;
-        Greenlet::<T>::value_of(self.typed.value().borrow_mut().take())
+        Greenlet::<T>::value_of(self.typed.take_value())
     }
 
     /// A clone of the value if the greenlet is dead and succeeded (and the value was not
@@ -427,7 +469,10 @@ impl<T: 'static> Greenlet<T> {
     where
         T: Clone,
     {
-        self.typed.value().borrow().value().cloned()
+        match self.typed.read() {
+            Outcome::Value(value) => Some(value),
+            _ => None,
+        }
     }
 
     /// The error of a dead greenlet that failed.

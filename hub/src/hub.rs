@@ -507,12 +507,12 @@ impl Hub {
     /// stays pending for the next blocking point that may unwind.
     pub(crate) fn park_current_quietly(&self, reason: &dyn fmt::Display) -> bool {
         let core = self.current_core();
-        if core.interrupt.get().is_some() {
+        if core.interrupt.is_pending() {
             return true;
         }
         self.switch_out(core, State::Parked, reason);
         core.end_epoch();
-        core.interrupt.get().is_some()
+        core.interrupt.is_pending()
     }
 
     /// Sends the running task to the back of the run queue and runs the others.
@@ -594,7 +594,7 @@ impl Hub {
     /// now; otherwise remembers the task so the loop retries once no unwind is in progress.
     #[inline]
     pub(crate) fn raise_pending_interrupt(&self) {
-        if self.current_core().interrupt.get().is_some() {
+        if self.current_core().interrupt.is_pending() {
             self.raise_pending_interrupt_slow();
         }
     }
