@@ -198,14 +198,14 @@ fn save(arena: &mut SaveArena, core: &Core, top: usize) -> usize {
     debug_assert!(sp != 0 && sp < top, "a suspended shared-stack greenlet recorded its sp");
     let len = top - live_low(sp);
     let mut block = core.saved_stack.take();
-    if block.capacity < len || block.capacity > 2 * len + 4096 {
+    if block.capacity() < len || block.capacity() > 2 * len + 4096 {
         arena.free(block);
         block = arena.alloc(len);
     }
     // SAFETY: `[top - len, top)` lies inside the shared stack (a live mapping owned by the
     // hub) and holds the suspended occupant's frames; the block has room for `len` bytes.
     unsafe { std::ptr::copy_nonoverlapping((top - len) as *const u8, block.ptr, len) };
-    block.len = len;
+    block.set_len(len);
     core.saved_stack.set(block);
     len
 }
@@ -214,28 +214,50 @@ fn save(arena: &mut SaveArena, core: &Core, top: usize) -> usize {
 /// (0 for a greenlet that has never run, whose stack is created in place).
 fn restore(core: &Core, top: usize) -> usize {
     let block = core.saved_stack.get();
-    if block.len > 0 {
+    let len = block.len();
+    if len > 0 {
         // SAFETY: the destination is the top `len` bytes of the greenlet's own shared
         // stack, whose previous occupant was just saved; the block holds `len` bytes.
-        unsafe {
-            std::ptr::copy_nonoverlapping(block.ptr, (top - block.len) as *mut u8, block.len)
-        };
+        unsafe { std::ptr::copy_nonoverlapping(block.ptr, (top - len) as *mut u8, len) };
     }
-    block.len
+    len
 }
 
 /// A block of saved frames: `capacity` bytes at `ptr`, of which the first `len` are used.
-/// The empty block (capacity 0) owns nothing.
+/// The empty block (capacity 0) owns nothing. Sizes are `u32` (stacks are at most 1 GiB):
+/// every greenlet carries one of these in its `Core`.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct SavedBytes {
     ptr: *mut u8,
-    len: usize,
-    capacity: usize,
+    len: u32,
+    capacity: u32,
 }
 
 impl Default for SavedBytes {
     fn default() -> Self {
         SavedBytes { ptr: std::ptr::null_mut(), len: 0, capacity: 0 }
+    }
+}
+
+impl SavedBytes {
+    /// An empty block of `capacity` bytes at `ptr`.
+    fn new(ptr: *mut u8, capacity: usize) -> SavedBytes {
+        let capacity = u32::try_from(capacity).expect("saved frames fit a stack: at most 1 GiB");
+        SavedBytes { ptr, len: 0, capacity }
+    }
+
+    fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    fn capacity(&self) -> usize {
+        self.capacity as usize
+    }
+
+    /// Records that the first `len` bytes (at most the capacity) are in use.
+    fn set_len(&mut self, len: usize) {
+        debug_assert!(len <= self.capacity());
+        self.len = len as u32; // at most the capacity, a u32
     }
 }
 
@@ -268,32 +290,32 @@ impl SaveArena {
     fn alloc(&mut self, len: usize) -> SavedBytes {
         if len > MAX_CLASSED {
             let mut vec = std::mem::ManuallyDrop::new(Vec::<u8>::with_capacity(len));
-            return SavedBytes { ptr: vec.as_mut_ptr(), len: 0, capacity: vec.capacity() };
+            return SavedBytes::new(vec.as_mut_ptr(), vec.capacity());
         }
         let class = len.div_ceil(CLASS_BYTES);
         let capacity = class * CLASS_BYTES;
         if let Some(ptr) = self.free[class].pop() {
-            return SavedBytes { ptr, len: 0, capacity };
+            return SavedBytes::new(ptr, capacity);
         }
         if self.bump + capacity > self.bump_end {
             self.map_chunk();
         }
         let ptr = self.bump as *mut u8;
         self.bump += capacity;
-        SavedBytes { ptr, len: 0, capacity }
+        SavedBytes::new(ptr, capacity)
     }
 
     fn free(&mut self, block: SavedBytes) {
-        if block.capacity == 0 {
+        if block.capacity() == 0 {
             return;
         }
-        if block.capacity > MAX_CLASSED {
+        if block.capacity() > MAX_CLASSED {
             // SAFETY: blocks this large came from `Vec::with_capacity` in `alloc`, with
             // exactly this pointer and capacity.
-            drop(unsafe { Vec::from_raw_parts(block.ptr, 0, block.capacity) });
+            drop(unsafe { Vec::from_raw_parts(block.ptr, 0, block.capacity()) });
             return;
         }
-        self.free[block.capacity / CLASS_BYTES].push(block.ptr);
+        self.free[block.capacity() / CLASS_BYTES].push(block.ptr);
     }
 
     /// Maps a 2 MiB chunk aligned to 2 MiB (so the kernel can back it with one huge page)
