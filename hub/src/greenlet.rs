@@ -147,7 +147,7 @@ fn finish(core: &Core, outcome: Result<(), GreenletError>) {
 /// (a link callback overflowed), its outcome stands and the remaining links still run.
 pub(crate) fn finish_overflowed(core: &Core) {
     let error = GreenletError::StackOverflow {
-        name: core.name.as_deref().map(str::to_string),
+        name: core.name().map(str::to_string),
         id: core.id,
         stack_size: core.stack_size(),
     };
@@ -601,7 +601,7 @@ impl GreenletRef {
 
     /// The name given with [`Builder::name`], if any.
     pub fn name(&self) -> Option<&str> {
-        self.task.core().name.as_deref()
+        self.task.core().name()
     }
 
     /// Whether the greenlet is dead: its body returned, panicked or was killed.
@@ -758,8 +758,8 @@ impl fmt::Debug for GreenletRef {
 fn debug_core(core: &Core, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     let mut d = f.debug_struct("Greenlet");
     d.field("id", &core.id);
-    if let Some(name) = &core.name {
-        d.field("name", name);
+    if let Some(name) = core.name() {
+        d.field("name", &name);
     }
     d.field("state", &core.state());
     match core.outcome() {

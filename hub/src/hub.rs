@@ -340,7 +340,7 @@ impl Hub {
     /// The trace is being stopped: ends the open slices and hands everything over.
     pub(crate) fn close_trace(&self) {
         let core = self.current_core();
-        self.recorder.close((core.id, core.name.as_deref()));
+        self.recorder.close((core.id, core.name()));
     }
 
     /// A greenlet was created.
@@ -380,7 +380,7 @@ impl Hub {
     #[inline(never)]
     fn observe_resume(&self, core: &Core) {
         self.tracker.resumed(core.id);
-        self.recorder.resumed(core.id, core.name.as_deref());
+        self.recorder.resumed(core.id, core.name());
     }
 
     /// `core`'s task stopped running (it parked, yielded, or ended).
@@ -388,7 +388,7 @@ impl Hub {
     #[inline(never)]
     fn observe_stop(&self, core: &Core) {
         let reason = self.stop_reason.take();
-        let name = core.name.as_deref();
+        let name = core.name();
         match core.state() {
             State::Done => {
                 let how = match core.outcome() {

@@ -656,13 +656,13 @@ extern "C" fn on_probe(signum: c_int, info: *mut siginfo_t, context: *mut c_void
             // (or one that greenlet switched to): that greenlet is running, and alive.
             let core: &Core = unsafe { &*core };
             probe.id.store(core.id, Ordering::Relaxed);
-            let name = core.name.as_deref().unwrap_or("");
+            let name = core.name().unwrap_or("");
             let len = name.len().min(NAME_BYTES);
             for (slot, byte) in probe.name.iter().zip(&name.as_bytes()[..len]) {
                 slot.store(*byte, Ordering::Relaxed);
             }
             probe.name_len.store(len, Ordering::Relaxed);
-            probe.has_name.store(core.name.is_some(), Ordering::Relaxed);
+            probe.has_name.store(core.name().is_some(), Ordering::Relaxed);
             let spawned_at: *const Location<'static> = core.spawned_at;
             probe.spawned_at.store(spawned_at.cast_mut(), Ordering::Relaxed);
             probe.in_greenlet.store(true, Ordering::Relaxed);

@@ -405,7 +405,7 @@ unsafe extern "C" fn visit(
 fn report_overflow(core: &Core, why: &[&[u8]]) -> ! {
     let mut message = Message::default();
     message.put(b"\nverdant: greenlet ");
-    match &core.name {
+    match core.name() {
         Some(name) => {
             message.put(b"'");
             message.put(name.as_bytes());

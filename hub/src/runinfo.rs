@@ -158,7 +158,7 @@ impl Tracker {
                 };
                 Some(GreenletInfo {
                     id: core.id,
-                    name: core.name.as_deref().map(str::to_string),
+                    name: core.name().map(str::to_string),
                     state,
                     waiting_for: waits_on.as_ref().map(|(_, d)| *d),
                     waits_on: waits_on.map(|(reason, _)| reason),

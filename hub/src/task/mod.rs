@@ -13,7 +13,7 @@
 //! from [`State::Done`]: a greenlet is dead as soon as its body has produced an outcome; its
 //! coroutine may still be running its link callbacks, and only then becomes `Done`.
 
-use std::cell::{Cell, OnceCell, RefCell};
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::fmt;
 
@@ -150,9 +150,12 @@ pub(crate) struct Core {
     pub(crate) epoch: Cell<u64>,
     /// A kill or timeout waiting to be raised at the next blocking point.
     pub(crate) interrupt: InterruptCell,
-    /// Set once, when the body has produced its outcome (the greenlet is dead).
-    outcome: OnceCell<Result<(), Box<GreenletError>>>,
-    pub(crate) name: Option<Box<str>>,
+    /// How it failed, once dead (`dead` says whether it is): 8 bytes where a
+    /// `OnceCell<Result<(), Box<_>>>` took 16.
+    failure: Cell<Option<Box<GreenletError>>>,
+    /// Its name, if given one: a thin pointer, as most greenlets have none. Read by the
+    /// monitor's and the overflow reporter's signal handlers, so never behind a `RefCell`.
+    name: Option<Box<Box<str>>>,
     /// Where it was created (`spawn`, `Builder::spawn`, `Greenlet::new`): for the
     /// blocked-hub monitor and run information.
     pub(crate) spawned_at: &'static std::panic::Location<'static>,
@@ -200,6 +203,8 @@ pub(crate) struct Core {
     state: Cell<State>,
     /// Whether `start`/`start_later` was called (a second call does nothing).
     pub(crate) scheduled: Cell<bool>,
+    /// Set once, when the body has produced its outcome (see `failure`).
+    dead: Cell<bool>,
     /// Which kind of stack it runs on: fixed at creation, or (adaptive) when it first runs.
     stack_kind: Cell<StackKind>,
     /// Set when the wake timer of the current `park_until` fired, so the wait need not
@@ -260,8 +265,8 @@ impl Core {
             spawned_at,
             epoch: Cell::new(0),
             interrupt: InterruptCell::default(),
-            outcome: OnceCell::new(),
-            name,
+            failure: Cell::new(None),
+            name: name.map(Box::new),
             first_link: Cell::new(None),
             cold: RefCell::new(None),
             coroutine: RefCell::new(None),
@@ -275,6 +280,7 @@ impl Core {
             kind,
             state: Cell::new(if kind == Kind::Main { State::Running } else { State::New }),
             scheduled: Cell::new(false),
+            dead: Cell::new(false),
             stack_kind: Cell::new(stack_kind),
             wake_timer_fired: Cell::new(false),
             granted: Cell::new(false),
@@ -327,22 +333,49 @@ impl Core {
     /// Dead: the body has produced its outcome (value, panic or kill).
     #[inline]
     pub(crate) fn is_dead(&self) -> bool {
-        self.outcome.get().is_some()
+        self.dead.get()
     }
 
     /// The outcome, once dead.
     pub(crate) fn outcome(&self) -> Option<Result<(), GreenletError>> {
-        self.outcome.get().map(|o| o.clone().map_err(|e| *e))
+        if !self.dead.get() {
+            return None;
+        }
+        let failure = self.failure.take();
+        let outcome = match &failure {
+            Some(error) => Err(GreenletError::clone(error)),
+            None => Ok(()),
+        };
+        self.failure.set(failure);
+        Some(outcome)
     }
 
     /// Whether it is dead and its body returned normally.
     pub(crate) fn succeeded(&self) -> bool {
-        matches!(self.outcome.get(), Some(Ok(())))
+        self.dead.get() && !self.has_failure()
+    }
+
+    /// Whether a failure is recorded (without cloning it).
+    fn has_failure(&self) -> bool {
+        let failure = self.failure.take();
+        let failed = failure.is_some();
+        self.failure.set(failure);
+        failed
     }
 
     /// Records the outcome (once; later calls are ignored).
     pub(crate) fn set_outcome(&self, outcome: Result<(), GreenletError>) {
-        let _ = self.outcome.set(outcome.map_err(Box::new));
+        if self.dead.replace(true) {
+            return;
+        }
+        if let Err(error) = outcome {
+            self.failure.set(Some(Box::new(error)));
+        }
+    }
+
+    /// Its name, if it was given one.
+    pub(crate) fn name(&self) -> Option<&str> {
+        self.name.as_deref().map(|name| &**name)
     }
 
     pub(crate) fn stack_size(&self) -> usize {
@@ -461,7 +494,7 @@ impl Core {
 
     /// A human name for messages: `greenlet #3 "fetcher"`, or `the main code`.
     pub(crate) fn describe(&self) -> String {
-        match (&self.kind, &self.name) {
+        match (&self.kind, self.name()) {
             (Kind::Main, _) => "the main code".to_string(),
             (Kind::Greenlet, Some(name)) => format!("greenlet #{} {:?}", self.id, name),
             (Kind::Greenlet, None) => format!("greenlet #{}", self.id),
@@ -533,10 +566,11 @@ mod size_tests {
         eprintln!("Core = {size} bytes");
         // 256 until the overflow trap handler (to end an overflowed greenlet alone) and the
         // spawn location (for the blocked-hub monitor) came in; each was worth its bytes.
-        // 248 with the interrupt packed into a word and saved-frame sizes in u32s. On this VM 48 bytes more per
+        // 232 with the interrupt packed into a word, saved-frame sizes in u32s, the
+        // outcome a thin pointer and a flag, and the name a thin pointer. On this VM 48 bytes more per
         // greenlet made W2 (100,000 spawned, then joined) ~20% slower: new memory is
         // expensive.
-        assert!(size <= 248, "Core grew to {size} bytes: every greenlet pays for it");
+        assert!(size <= 232, "Core grew to {size} bytes: every greenlet pays for it");
     }
 }
 
