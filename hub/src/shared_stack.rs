@@ -466,7 +466,9 @@ mod tests {
     fn the_switch_depth_probe_finds_a_small_stable_depth() {
         let a = measure_depth(0xA5);
         let b = measure_depth(0x5A);
-        assert!(a > 0 && a <= 512, "the switch writes {a} bytes below the recorded sp");
+        // A debug build does not inline corosensei's `suspend`: its frames lie below too.
+        let bound = if cfg!(debug_assertions) { 4096 } else { 512 };
+        assert!(a > 0 && a <= bound, "the switch writes {a} bytes below the recorded sp");
         assert_eq!(a, b, "the depth does not depend on the fill pattern");
         assert_eq!(measure_depth(0xA5), a, "the depth is the same every time");
         assert_eq!(suspend_depth(), a);

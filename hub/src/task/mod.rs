@@ -567,9 +567,9 @@ mod size_tests {
         // 256 until the overflow trap handler (to end an overflowed greenlet alone) and the
         // spawn location (for the blocked-hub monitor) came in; each was worth its bytes.
         // 232 with the interrupt packed into a word, saved-frame sizes in u32s, the
-        // outcome a thin pointer and a flag, and the name a thin pointer. On this VM 48 bytes more per
-        // greenlet made W2 (100,000 spawned, then joined) ~20% slower: new memory is
-        // expensive.
+        // outcome a flag and a thin pointer, and the name a thin pointer. On this VM, 48
+        // bytes more per greenlet made W2 (100,000 spawned, then joined) ~20% slower:
+        // new memory is expensive.
         assert!(size <= 232, "Core grew to {size} bytes: every greenlet pays for it");
     }
 }
