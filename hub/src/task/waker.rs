@@ -43,6 +43,19 @@ impl Waker {
         true
     }
 
+    /// Like [`wake`](Waker::wake), for a waker that is used up by it (popped from a wait
+    /// list): its reference to the task moves into the run queue instead of being cloned
+    /// there and dropped here.
+    #[inline]
+    fn wake_consuming(self) -> bool {
+        if !self.is_waiting() {
+            return false;
+        }
+        self.task.core().set_state(State::Ready);
+        run_queue::schedule_here(self.task);
+        true
+    }
+
     /// Wakes the greenlet and hands it what it waited for (a semaphore permit): like
     /// [`wake`](Waker::wake), but also raises the greenlet's *granted* flag, which it reads
     /// with [`take_grant`](crate::park::take_grant). Returns `false` (granting nothing) if the wait already ended.
@@ -52,6 +65,16 @@ impl Waker {
         }
         self.task.core().granted.set(true);
         true
+    }
+
+    /// [`grant`](Waker::grant) for a waker used up by it (see
+    /// [`wake_consuming`](Waker::wake_consuming)).
+    fn grant_consuming(self) -> bool {
+        if !self.is_waiting() {
+            return false;
+        }
+        self.task.core().granted.set(true);
+        self.wake_consuming()
     }
 
     /// Whether the wait this waker was made for is still going on.
@@ -120,11 +143,9 @@ impl WaitList {
     #[inline]
     pub fn notify_one(&self) -> bool {
         loop {
-            let next = self.waiters.borrow_mut().pop_front();
-            match next {
-                None => return false,
-                Some(waker) if waker.wake() => return true,
-                Some(_) => continue,
+            let Some(waker) = self.waiters.borrow_mut().pop_front() else { return false };
+            if waker.wake_consuming() {
+                return true;
             }
         }
     }
@@ -133,11 +154,9 @@ impl WaitList {
     /// one was granted.
     pub fn grant_one(&self) -> bool {
         loop {
-            let next = self.waiters.borrow_mut().pop_front();
-            match next {
-                None => return false,
-                Some(waker) if waker.grant() => return true,
-                Some(_) => continue,
+            let Some(waker) = self.waiters.borrow_mut().pop_front() else { return false };
+            if waker.grant_consuming() {
+                return true;
             }
         }
     }
