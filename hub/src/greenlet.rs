@@ -2,7 +2,7 @@
 //!
 //! A greenlet's memory is one `Rc` allocation ([`Body`]) holding the scheduler's [`Core`],
 //! the body closure until it runs, and the value after. The hub sees it as
-//! `Rc<dyn Task>`, the user as [`Greenlet<T>`] (typed) or [`GreenletRef`] (untyped).
+//! `TaskRef`, the user as [`Greenlet<T>`] (typed) or [`GreenletRef`] (untyped).
 //!
 //! The value lives in the [`Outcome`] state machine every result type shares: read with
 //! `get` (a clone, as often as asked) or moved out once with `take`.
@@ -24,7 +24,7 @@ use crate::hub::with_hub;
 use crate::park;
 use crate::stack::checked_stack_size;
 use crate::stats::Stats;
-use crate::task::{Core, Interrupt, Kind, LinkCallback, LinkHook, StackKind, State, Task};
+use crate::task::{Core, Interrupt, Kind, LinkCallback, LinkHook, StackKind, State, Task, TaskRef};
 use crate::wait_for::WaitFor;
 
 /// The typed half of a greenlet: its body before it runs, its value after.
@@ -393,7 +393,7 @@ impl<T: 'static> Greenlet<T> {
             std::ptr::addr_of_mut!((*slot).stage).write(RefCell::new(Stage::Unrun(f)));
             rc.assume_init()
         };
-        let greenlet = GreenletRef { task: body.clone() };
+        let greenlet = GreenletRef { task: TaskRef::new(body.clone()) };
         with_hub(|hub| hub.observe_spawn(&greenlet.task));
         Greenlet { greenlet, typed: body }
     }
@@ -590,7 +590,7 @@ impl<T> fmt::Debug for Greenlet<T> {
 /// ```
 #[derive(Clone)]
 pub struct GreenletRef {
-    task: Rc<dyn Task>,
+    task: TaskRef,
 }
 
 impl GreenletRef {
@@ -855,25 +855,23 @@ pub fn killall_timeout<'a, G: AsGreenlet + 'a>(
     killall_until(tasks_of(greenlets), Instant::now().checked_add(timeout))
 }
 
-fn killall_until(tasks: Vec<Rc<dyn Task>>, deadline: Option<Instant>) -> bool {
+fn killall_until(tasks: Vec<TaskRef>, deadline: Option<Instant>) -> bool {
     tasks.iter().for_each(kill_task);
     let me = with_hub(|hub| hub.current_task());
-    let mut others = tasks.iter().filter(|task| !Rc::ptr_eq(task, &me));
+    let mut others = tasks.iter().filter(|task| !TaskRef::ptr_eq(task, &me));
     others.all(|task| join_until(task, deadline))
 }
 
-fn tasks_of<'a, G: AsGreenlet + 'a>(
-    greenlets: impl IntoIterator<Item = &'a G>,
-) -> Vec<Rc<dyn Task>> {
+fn tasks_of<'a, G: AsGreenlet + 'a>(greenlets: impl IntoIterator<Item = &'a G>) -> Vec<TaskRef> {
     greenlets.into_iter().map(|g| g.as_greenlet().task).collect()
 }
 
 /// Waits for `wait.count` of `tasks` to die, recording each in the order it died, and
 /// stops early with the error `check` returns for one of them.
 fn join_in_order<E>(
-    tasks: &[Rc<dyn Task>],
+    tasks: &[TaskRef],
     wait: WaitFor,
-    mut check: impl FnMut(&Rc<dyn Task>) -> Result<(), E>,
+    mut check: impl FnMut(&TaskRef) -> Result<(), E>,
 ) -> Result<Vec<usize>, E> {
     let (wanted, deadline) = (wait.wanted(tasks.len()), wait.deadline());
     let mut done = Vec::with_capacity(wanted);
@@ -912,7 +910,7 @@ fn refuse_self_join(core: &Core) {
 }
 
 /// Waits until `task` is dead or `deadline` passes; returns whether it is dead.
-fn join_until(task: &Rc<dyn Task>, deadline: Option<Instant>) -> bool {
+fn join_until(task: &TaskRef, deadline: Option<Instant>) -> bool {
     let core = task.core();
     let register = |waker| {
         refuse_self_join(core);
@@ -931,7 +929,7 @@ impl fmt::Display for JoinReason<'_> {
 }
 
 /// Delivers a kill to `task`, as described on [`GreenletRef::kill`].
-fn kill_task(task: &Rc<dyn Task>) {
+fn kill_task(task: &TaskRef) {
     let core = task.core();
     if core.is_dead() || core.is_main() {
         return;

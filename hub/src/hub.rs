@@ -53,7 +53,9 @@ use crate::shared_stack;
 use crate::stack::checked_stack_size;
 use crate::stacks::Stacks;
 use crate::stats::{HubStats, Stats};
-use crate::task::{Core, Interrupt, Kind, MainTask, RunQueue, StackKind, State, Task, Waker};
+use crate::task::{
+    Core, Interrupt, Kind, MainTask, RunQueue, StackKind, State, Task, TaskRef, Waker,
+};
 use crate::timer::{TimerKey, Timers};
 use crate::trace::{self, Recorder};
 
@@ -154,9 +156,9 @@ pub(crate) enum TimerAction {
     /// Wake a parked greenlet (sleep, `*_timeout` waits).
     Wake(Waker),
     /// Deliver an interrupt (a `with_timeout` expiry) to a greenlet.
-    Interrupt(Rc<dyn Task>, Interrupt),
+    Interrupt(TaskRef, Interrupt),
     /// Put a greenlet created by `spawn_later` into the run queue.
-    Start(Rc<dyn Task>),
+    Start(TaskRef),
 }
 
 /// One thread's scheduler: the loop's own state, and the subsystems it drives.
@@ -171,16 +173,16 @@ pub(crate) struct Hub {
     ///
     /// # Invariant
     ///
-    /// When `Some`, it points into an `Rc<dyn Task>` that [`Hub::resume`] holds for as
-    /// long as the pointer is set, so it is always valid to dereference and to turn into a
-    /// new `Rc` with `Rc::increment_strong_count`.
+    /// When `Some`, it is the task pointer of a `TaskRef` that [`Hub::resume`] holds for
+    /// as long as the pointer is set, so it is always valid to dereference and to turn
+    /// into a new reference with [`TaskRef::clone_from_ptr`].
     current: Cell<Option<NonNull<dyn Task>>>,
     /// The task that stands for the thread's main code.
-    main: Rc<dyn Task>,
+    main: TaskRef,
     /// True while the loop's own code runs (between greenlets), where blocking is a bug.
     in_loop: Cell<bool>,
     /// Greenlets whose interrupt could not be raised yet (an unwind was in progress).
-    postponed: RefCell<Vec<Rc<dyn Task>>>,
+    postponed: RefCell<Vec<TaskRef>>,
     /// Whether `postponed` is non-empty (checked at every turn boundary).
     has_postponed: Cell<bool>,
     /// Deadlines and what happens at them (`timer.rs`).
@@ -230,7 +232,7 @@ impl Hub {
             track_greenlets: runinfo::tracking_from_env(),
             ..HubConfig::default()
         };
-        let main: Rc<dyn Task> = Rc::new(MainTask {
+        let main = TaskRef::new(Rc::new(MainTask {
             core: Core::new(
                 0,
                 None,
@@ -239,7 +241,7 @@ impl Hub {
                 StackKind::Guarded,
                 std::panic::Location::caller(),
             ),
-        });
+        }));
         Hub {
             run_queue: RunQueue::new(),
             current: Cell::new(None),
@@ -345,7 +347,7 @@ impl Hub {
 
     /// A greenlet was created.
     #[inline]
-    pub(crate) fn observe_spawn(&self, task: &Rc<dyn Task>) {
+    pub(crate) fn observe_spawn(&self, task: &TaskRef) {
         if self.observed.get() {
             self.tracker.add(task);
         }
@@ -436,17 +438,11 @@ impl Hub {
 
     /// The task that is running: a greenlet, or the main code.
     #[inline(always)]
-    pub(crate) fn current_task(&self) -> Rc<dyn Task> {
+    pub(crate) fn current_task(&self) -> TaskRef {
         match self.current.get() {
-            Some(running) => {
-                let raw = running.as_ptr() as *const dyn Task;
-                // SAFETY: by the invariant of `current`, `raw` comes from a live `Rc`; the
-                // increment gives the new `Rc` below its own count.
-                unsafe {
-                    Rc::increment_strong_count(raw);
-                    Rc::from_raw(raw)
-                }
-            }
+            // SAFETY: by the invariant of `current`, `running` is the task pointer of a
+            // live `TaskRef` (the one `resume` holds).
+            Some(running) => unsafe { TaskRef::clone_from_ptr(running) },
             None => self.main.clone(),
         }
     }
@@ -457,7 +453,7 @@ impl Hub {
         match self.current.get() {
             // SAFETY: by the invariant of `current` the task is alive now. The reference is
             // only used by the running greenlet's own code (park, yield), and a greenlet's
-            // task outlives its code: its coroutine holds an `Rc` to it until it returns.
+            // task outlives its code: its coroutine holds a `TaskRef` to it until it returns.
             Some(running) => unsafe { running.as_ref() }.core(),
             None => self.main.core(),
         }
@@ -470,12 +466,12 @@ impl Hub {
 
     /// Appends a task to the run queue. The caller has set its state (or it is `New`).
     #[inline(always)]
-    pub(crate) fn schedule(&self, task: Rc<dyn Task>) {
+    pub(crate) fn schedule(&self, task: TaskRef) {
         self.run_queue.push(task);
     }
 
     /// Makes a parked task ready whatever epoch it waits in (kills, timeouts, retries).
-    pub(crate) fn force_wake(&self, task: &Rc<dyn Task>) {
+    pub(crate) fn force_wake(&self, task: &TaskRef) {
         let core = task.core();
         if core.state() == State::Parked {
             core.set_state(State::Ready);
@@ -484,7 +480,7 @@ impl Hub {
     }
 
     /// Posts an interrupt to a task that is not running and makes it ready to receive it.
-    pub(crate) fn interrupt(&self, task: &Rc<dyn Task>, interrupt: Interrupt) {
+    pub(crate) fn interrupt(&self, task: &TaskRef, interrupt: Interrupt) {
         task.core().post_interrupt(interrupt);
         self.force_wake(task);
     }
@@ -607,7 +603,7 @@ impl Hub {
         if !interrupt.deliverable_now() {
             let task = self.current_task();
             let mut postponed = self.postponed.borrow_mut();
-            if !postponed.iter().any(|t| Rc::ptr_eq(t, &task)) {
+            if !postponed.iter().any(|t| TaskRef::ptr_eq(t, &task)) {
                 postponed.push(task);
             }
             self.has_postponed.set(true);
@@ -674,7 +670,7 @@ impl Hub {
 
     /// Pops the next task of the current turn, opening a new turn when the last one ran out.
     #[inline]
-    fn next_ready(&self) -> Option<Rc<dyn Task>> {
+    fn next_ready(&self) -> Option<TaskRef> {
         if let Some(task) = self.run_queue.pop() {
             return Some(task);
         }
@@ -779,7 +775,7 @@ impl Hub {
     }
 
     /// Runs one greenlet until it blocks, yields or finishes.
-    fn resume(&self, task: Rc<dyn Task>) {
+    fn resume(&self, task: TaskRef) {
         let core = task.core();
         if core.state() == State::New {
             if let Err(err) = self.create_coroutine(&task) {
@@ -794,7 +790,7 @@ impl Hub {
             self.observe_resume(core);
         }
         core.set_state(State::Running);
-        self.current.set(Some(NonNull::from(&*task)));
+        self.current.set(Some(task.as_ptr()));
         self.in_loop.set(false);
         self.watch.count_switch();
         overflow::publish_running(core);
@@ -837,7 +833,7 @@ impl Hub {
     }
 
     /// Gives a greenlet that runs for the first time its stack and coroutine.
-    fn create_coroutine(&self, task: &Rc<dyn Task>) -> io::Result<()> {
+    fn create_coroutine(&self, task: &TaskRef) -> io::Result<()> {
         let stack = self.stacks.attach(task)?;
         let me = task.clone();
         let coroutine = Coroutine::with_stack(stack, move |yielder, ()| {
@@ -865,7 +861,7 @@ impl Hub {
         // SAFETY: that count was taken by `create_coroutine` and is owned by frames that
         // no longer exist; `task` above and the `Rc` that `resume` holds keep the greenlet
         // alive past this decrement.
-        unsafe { Rc::decrement_strong_count(Rc::as_ptr(&task)) };
+        unsafe { task.release_lost_count() };
         crate::greenlet::finish_overflowed(core);
     }
 

@@ -32,12 +32,12 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::fmt;
 use std::panic::Location;
-use std::rc::{Rc, Weak};
+use std::rc::Weak;
 use std::time::{Duration, Instant};
 
 use crate::hub::with_hub;
 use crate::stats::HubStats;
-use crate::task::{Core, State, Task};
+use crate::task::{Core, State, Task, TaskRef};
 use crate::trace::IdHash;
 
 /// The environment variable that turns tracking on for every hub (`1` or `true`).
@@ -97,10 +97,10 @@ impl Tracker {
     }
 
     /// A greenlet was created.
-    pub(crate) fn add(&self, task: &Rc<dyn Task>) {
+    pub(crate) fn add(&self, task: &TaskRef) {
         if self.on.get() {
             let tracked = Tracked {
-                task: Rc::downgrade(task),
+                task: task.downgrade(),
                 reason: String::new(),
                 waiting_since: None,
                 runs: 0,

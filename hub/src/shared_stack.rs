@@ -51,7 +51,7 @@ use corosensei::stack::StackPointer;
 use corosensei::{Coroutine, CoroutineResult, Yielder};
 
 use crate::stack::{GuardedStack, StackPool};
-use crate::task::{Core, Task};
+use crate::task::{Core, TaskRef};
 
 /// Extra bytes saved below the measured depth, for safety.
 const DEPTH_SLACK: usize = 64;
@@ -67,7 +67,7 @@ pub(crate) struct SharedStackHandle {
 struct SharedStack {
     memory: GuardedStack,
     /// The greenlet whose live frames are in place (it may be suspended or running).
-    occupant: Option<Rc<dyn Task>>,
+    occupant: Option<TaskRef>,
     /// Greenlets bound to this stack and not finished (for picking the least busy one).
     bound: usize,
 }
@@ -150,13 +150,13 @@ impl SharedStacks {
     /// Makes `task`'s frames the ones on its shared stack: saves the current occupant's
     /// live bytes to its heap buffer and restores `task`'s, unless `task` is already the
     /// occupant.
-    pub(crate) fn make_resident(&mut self, task: &Rc<dyn Task>) {
+    pub(crate) fn make_resident(&mut self, task: &TaskRef) {
         let core = task.core();
         let index = core.shared_index().expect("a shared-stack greenlet has a stack index");
         let top = self.handle(index).base;
         let stack = &mut self.stacks[index];
         if let Some(occupant) = &stack.occupant {
-            if Rc::ptr_eq(occupant, task) {
+            if TaskRef::ptr_eq(occupant, task) {
                 return;
             }
             self.bytes_copied += save(&mut self.arena, occupant.core(), top) as u64;
@@ -166,11 +166,11 @@ impl SharedStacks {
     }
 
     /// A greenlet bound to stack `index` finished: free its place.
-    pub(crate) fn release(&mut self, index: usize, task: &Rc<dyn Task>) {
+    pub(crate) fn release(&mut self, index: usize, task: &TaskRef) {
         self.arena.free(task.core().saved_stack.take());
         let stack = &mut self.stacks[index];
         stack.bound -= 1;
-        if stack.occupant.as_ref().is_some_and(|o| Rc::ptr_eq(o, task)) {
+        if stack.occupant.as_ref().is_some_and(|o| TaskRef::ptr_eq(o, task)) {
             stack.occupant = None;
         }
     }

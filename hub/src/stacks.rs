@@ -16,12 +16,11 @@
 
 use std::cell::{Cell, RefCell};
 use std::io;
-use std::rc::Rc;
 
 use crate::config::HubConfig;
 use crate::shared_stack::SharedStacks;
 use crate::stack::{GuardedStack, Stack, StackPool};
-use crate::task::{StackKind, Task};
+use crate::task::{StackKind, TaskRef};
 
 /// The limits [`Stacks`] enforces, copied from [`HubConfig`].
 #[derive(Clone, Copy)]
@@ -91,7 +90,7 @@ impl Stacks {
     /// reserved at spawn, a guarded one, or a shared one it is bound to (and made
     /// resident on); an adaptive greenlet's kind is settled here, for good. Records the
     /// guard page in its `Core` for the overflow reporter.
-    pub(crate) fn attach(&self, task: &Rc<dyn Task>) -> io::Result<Stack> {
+    pub(crate) fn attach(&self, task: &TaskRef) -> io::Result<Stack> {
         let core = task.core();
         let guarded = match core.stack_kind() {
             StackKind::Shared => None,
@@ -137,7 +136,7 @@ impl Stacks {
     }
 
     /// Binds a greenlet to a shared stack and makes it resident there.
-    fn attach_shared(&self, task: &Rc<dyn Task>) -> io::Result<Stack> {
+    fn attach_shared(&self, task: &TaskRef) -> io::Result<Stack> {
         let core = task.core();
         let limits = self.limits.get();
         let mut shared = self.shared.borrow_mut();
@@ -154,7 +153,7 @@ impl Stacks {
     }
 
     /// Takes back the stack of a greenlet whose coroutine returned.
-    pub(crate) fn detach(&self, task: &Rc<dyn Task>, stack: Stack) {
+    pub(crate) fn detach(&self, task: &TaskRef, stack: Stack) {
         match stack {
             Stack::Guarded(stack) => self.give_back(stack),
             Stack::Shared(_) => {
@@ -166,7 +165,7 @@ impl Stacks {
 
     /// Before resuming a shared-stack greenlet: puts its frames back on its shared stack.
     #[inline]
-    pub(crate) fn make_resident(&self, task: &Rc<dyn Task>) {
+    pub(crate) fn make_resident(&self, task: &TaskRef) {
         self.shared.borrow_mut().make_resident(task);
     }
 

@@ -13,13 +13,12 @@ use std::cell::{Cell, RefCell};
 use std::error::Error;
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
-use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::error::TimeoutUnwind;
 use crate::hub::{TimerAction, try_with_hub, with_hub};
-use crate::task::{Core, Interrupt, Task};
+use crate::task::{Core, Interrupt, TaskRef};
 use crate::timer::TimerKey;
 
 /// The error of a [`with_timeout`] whose time ran out.
@@ -158,7 +157,7 @@ pub struct TimeoutTimer {
 /// One start of a [`TimeoutTimer`].
 struct Armed {
     timer: TimerKey,
-    target: Rc<dyn Task>,
+    target: TaskRef,
 }
 
 impl TimeoutTimer {

@@ -2,7 +2,7 @@
 //!
 //! A greenlet is two things glued together: a *typed* part that the user's handle sees
 //! (the body closure and its return value, in `greenlet.rs`) and this *untyped* part that
-//! the scheduler sees. The hub only ever holds `Rc<dyn Task>`, so the ready queue, timers
+//! the scheduler sees. The hub only ever holds `TaskRef`, so the ready queue, timers
 //! and wait lists never need to know a greenlet's return type.
 //!
 //! Its life cycle is in [`state`]; how a parked task becomes ready again (a [`Waker`],
@@ -26,10 +26,12 @@ use crate::timer::TimerKey;
 
 pub(crate) mod run_queue;
 mod state;
+mod task_ref;
 mod waker;
 
 pub(crate) use run_queue::RunQueue;
 pub(crate) use state::State;
+pub(crate) use task_ref::TaskRef;
 pub use waker::{WaitList, Waker};
 
 /// The coroutine type every greenlet runs on: resumed with `()`, suspends with `()`,

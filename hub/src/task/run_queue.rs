@@ -10,16 +10,15 @@
 //! reaching for the whole hub.
 
 use std::cell::{Cell, RefCell};
-use std::rc::Rc;
 
-use super::Task;
+use super::TaskRef;
 
 /// Ready tasks, in the order they run.
 pub(crate) struct RunQueue {
     /// Tasks made ready since the current turn began, in order. They run next turn.
-    next: RefCell<Vec<Rc<dyn Task>>>,
+    next: RefCell<Vec<TaskRef>>,
     /// The rest of the current turn, in *reverse* order, so the next one is `pop()`ed.
-    turn: RefCell<Vec<Rc<dyn Task>>>,
+    turn: RefCell<Vec<TaskRef>>,
 }
 
 thread_local! {
@@ -54,20 +53,20 @@ impl RunQueue {
 
     /// Appends a task; it runs in the next turn. The caller has set its state.
     #[inline(always)]
-    pub(crate) fn push(&self, task: Rc<dyn Task>) {
+    pub(crate) fn push(&self, task: TaskRef) {
         self.next.borrow_mut().push(task);
     }
 
     /// The next task of the current turn, if any is left.
     #[inline]
-    pub(crate) fn pop(&self) -> Option<Rc<dyn Task>> {
+    pub(crate) fn pop(&self) -> Option<TaskRef> {
         self.turn.borrow_mut().pop()
     }
 
     /// Starts a new turn with everything made ready during the last one, and pops its
     /// first task.
     #[inline]
-    pub(crate) fn open_turn(&self) -> Option<Rc<dyn Task>> {
+    pub(crate) fn open_turn(&self) -> Option<TaskRef> {
         let mut turn = self.turn.borrow_mut();
         std::mem::swap(&mut *turn, &mut *self.next.borrow_mut());
         turn.reverse();
@@ -85,7 +84,7 @@ impl RunQueue {
     }
 
     /// Takes every queued task out without running it (the thread is ending).
-    pub(crate) fn drain(&self) -> Vec<Rc<dyn Task>> {
+    pub(crate) fn drain(&self) -> Vec<TaskRef> {
         let mut all = std::mem::take(&mut *self.turn.borrow_mut());
         all.append(&mut self.next.borrow_mut());
         all
@@ -96,7 +95,7 @@ impl RunQueue {
 /// is ending) the task is forgotten, as the hub forgets the ones it still held: nothing
 /// runs again, and running its destructors during thread teardown would be unsound.
 #[inline(always)]
-pub(crate) fn schedule_here(task: Rc<dyn Task>) {
+pub(crate) fn schedule_here(task: TaskRef) {
     let queue = HERE.try_with(Cell::get).unwrap_or(std::ptr::null());
     if queue.is_null() {
         std::mem::forget(task);

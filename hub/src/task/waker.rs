@@ -8,10 +8,9 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::fmt;
-use std::rc::Rc;
 
 use super::run_queue;
-use super::{Core, State, Task};
+use super::{Core, State, TaskRef};
 
 /// Wakes one particular wait of one greenlet (or of the thread's main code).
 ///
@@ -24,7 +23,7 @@ use super::{Core, State, Task};
 /// ```
 #[derive(Clone)]
 pub struct Waker {
-    task: Rc<dyn Task>,
+    task: TaskRef,
     epoch: u64,
 }
 
@@ -85,7 +84,7 @@ impl Waker {
     }
 
     /// A waker for `task`'s wait in its current epoch.
-    pub(crate) fn new(task: Rc<dyn Task>) -> Waker {
+    pub(crate) fn new(task: TaskRef) -> Waker {
         let epoch = task.core().epoch.get();
         Waker { task, epoch }
     }
