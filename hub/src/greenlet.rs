@@ -13,6 +13,7 @@ use std::fmt;
 use std::io;
 use std::ops::Deref;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::ptr::NonNull;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -244,8 +245,9 @@ impl Builder {
         T: 'static,
     {
         let size = self.stack_size.map(checked_stack_size).transpose()?;
-        let greenlet = Greenlet::create(self.name.map(String::into_boxed_str), size, f);
-        let core = greenlet.typed.core();
+        let greenlet: Greenlet<T> =
+            Greenlet::create(self.name.map(String::into_boxed_str), size, f);
+        let core = greenlet.typed().core();
         if core.stack_kind() == StackKind::Guarded {
             let stack = with_hub(|hub| hub.stacks().take(core.stack_size()))?;
             core.reserve_stack(stack);
@@ -277,8 +279,8 @@ where
     F: FnOnce() -> T + 'static,
     T: 'static,
 {
-    let greenlet = Greenlet::new(f);
-    let core = greenlet.typed.core();
+    let greenlet: Greenlet<T> = Greenlet::new(f);
+    let core = greenlet.typed().core();
     if core.stack_kind() == StackKind::Guarded
         && let Err(err) = with_hub(|hub| hub.stacks().check_can_take(core.stack_size()))
     {
@@ -343,7 +345,13 @@ pub struct Greenlet<T> {
     /// The untyped handle, which the common methods are on.
     greenlet: GreenletRef,
     /// The same greenlet, seen with the type of its value.
-    typed: Rc<dyn TypedTask<T>>,
+    ///
+    /// # Invariant
+    ///
+    /// Points at the task `greenlet` refers to, whose count `greenlet` holds: valid for
+    /// as long as `self` is. (A second counted pointer would cost every handle 16 bytes
+    /// and every clone a second count.)
+    typed: NonNull<dyn TypedTask<T>>,
 }
 
 impl<T: 'static> Greenlet<T> {
@@ -393,15 +401,22 @@ impl<T: 'static> Greenlet<T> {
             std::ptr::addr_of_mut!((*slot).stage).write(RefCell::new(Stage::Unrun(f)));
             rc.assume_init()
         };
-        let greenlet = GreenletRef { task: TaskRef::new(body.clone()) };
+        let typed = NonNull::from(&*body as &dyn TypedTask<T>);
+        let greenlet = GreenletRef { task: TaskRef::new(body) };
         with_hub(|hub| hub.observe_spawn(&greenlet.task));
-        Greenlet { greenlet, typed: body }
+        Greenlet { greenlet, typed }
+    }
+
+    /// The greenlet, seen with the type of its value.
+    fn typed(&self) -> &(dyn TypedTask<T> + 'static) {
+        // SAFETY: by the invariant of `typed`, `self.greenlet` keeps the task alive.
+        unsafe { self.typed.as_ref() }
     }
 
     /// Schedules the greenlet to run (FIFO, once the caller blocks or yields). Starting a
     /// greenlet twice, or a dead one, does nothing.
     pub fn start(&self) {
-        let core = self.typed.core();
+        let core = self.typed().core();
         if core.scheduled.replace(true) || core.is_dead() {
             return;
         }
@@ -410,7 +425,7 @@ impl<T: 'static> Greenlet<T> {
 
     /// Schedules the greenlet to run after `delay`.
     pub fn start_later(&self, delay: Duration) {
-        let core = self.typed.core();
+        let core = self.typed().core();
         if core.scheduled.replace(true) || core.is_dead() {
             return;
         }
@@ -436,7 +451,7 @@ impl<T: 'static> Greenlet<T> {
     {
         self.greenlet.join();
         self.failure()?;
-        Greenlet::<T>::value_of(self.typed.read())
+        Greenlet::<T>::value_of(self.typed().read())
     }
 
     /// Waits until the greenlet is dead, then moves its value out. The value can be taken
@@ -453,7 +468,7 @@ impl<T: 'static> Greenlet<T> {
     pub fn take(&self) -> Result<T, GreenletError> {
         self.greenlet.join();
         self.failure()?;
-        Greenlet::<T>::value_of(self.typed.take_value())
+        Greenlet::<T>::value_of(self.typed().take_value())
     }
 
     /// A clone of the value if the greenlet is dead and succeeded (and the value was not
@@ -469,7 +484,7 @@ impl<T: 'static> Greenlet<T> {
     where
         T: Clone,
     {
-        match self.typed.read() {
+        match self.typed().read() {
             Outcome::Value(value) => Some(value),
             _ => None,
         }
@@ -477,7 +492,7 @@ impl<T: 'static> Greenlet<T> {
 
     /// The error of a dead greenlet that failed.
     fn failure(&self) -> Result<(), GreenletError> {
-        self.typed.core().outcome().unwrap_or(Ok(()))
+        self.typed().core().outcome().unwrap_or(Ok(()))
     }
 
     /// The value read from a greenlet that is dead and did not fail.
@@ -570,13 +585,13 @@ impl<T> Deref for Greenlet<T> {
 
 impl<T> Clone for Greenlet<T> {
     fn clone(&self) -> Self {
-        Greenlet { greenlet: self.greenlet.clone(), typed: self.typed.clone() }
+        Greenlet { greenlet: self.greenlet.clone(), typed: self.typed }
     }
 }
 
 impl<T> fmt::Debug for Greenlet<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        debug_core(self.typed.core(), f)
+        debug_core(self.greenlet.task.core(), f)
     }
 }
 
