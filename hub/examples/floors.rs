@@ -88,14 +88,28 @@ struct Spawned {
     result: Cell<Option<u64>>,
 }
 
-fn f2_spawn_join(count: usize) {
-    let t = Instant::now();
-    let spawned: Vec<Rc<Spawned>> = (0..count)
+/// F2's spawns: `count` tasks returning their index, none run yet.
+fn spawn_all(count: usize) -> Vec<Rc<Spawned>> {
+    (0..count)
         .map(|i| {
             let body: Box<dyn FnOnce() -> u64> = Box::new(move || black_box(i as u64));
             Rc::new(Spawned { body: Cell::new(Some(body)), result: Cell::new(None) })
         })
-        .collect();
+        .collect()
+}
+
+/// F2's joins: reads every result, stops the clock started at `t`, checks the sum.
+fn join_all(spawned: &[Rc<Spawned>], t: Instant) -> std::time::Duration {
+    let sum: u64 = spawned.iter().map(|task| task.result.get().unwrap()).sum();
+    let elapsed = t.elapsed();
+    let count = spawned.len() as u64;
+    assert_eq!(sum, count * (count - 1) / 2);
+    elapsed
+}
+
+fn f2_spawn_join(count: usize) {
+    let t = Instant::now();
+    let spawned = spawn_all(count);
     let mut stacks = vec![DefaultStack::new(256 * 1024).unwrap()];
     for task in &spawned {
         let stack = stacks.pop().unwrap_or_else(|| DefaultStack::new(256 * 1024).unwrap());
@@ -107,9 +121,7 @@ fn f2_spawn_join(count: usize) {
         while let CoroutineResult::Yield(()) = co.resume(()) {}
         stacks.push(co.into_stack());
     }
-    let sum: u64 = spawned.iter().map(|task| task.result.get().unwrap()).sum();
-    let elapsed = t.elapsed();
-    assert_eq!(sum, (count as u64) * (count as u64 - 1) / 2);
+    let elapsed = join_all(&spawned, t);
     result("F2", elapsed.as_nanos() as f64 / count as f64, "ns/spawn+join");
 }
 
@@ -117,12 +129,7 @@ fn f2_spawn_join(count: usize) {
 /// that suspends after each body and is resumed with the next one.
 fn f2_spawn_join_reusing(count: usize) {
     let t = Instant::now();
-    let spawned: Vec<Rc<Spawned>> = (0..count)
-        .map(|i| {
-            let body: Box<dyn FnOnce() -> u64> = Box::new(move || black_box(i as u64));
-            Rc::new(Spawned { body: Cell::new(Some(body)), result: Cell::new(None) })
-        })
-        .collect();
+    let spawned = spawn_all(count);
     let next: Rc<Cell<Option<Rc<Spawned>>>> = Rc::new(Cell::new(None));
     let assigned = next.clone();
     let mut worker: Task = Coroutine::new(move |y: &Yielder<(), ()>, ()| {
@@ -138,9 +145,7 @@ fn f2_spawn_join_reusing(count: usize) {
         next.set(Some(task.clone()));
         let _ = worker.resume(());
     }
-    let sum: u64 = spawned.iter().map(|task| task.result.get().unwrap()).sum();
-    let elapsed = t.elapsed();
-    assert_eq!(sum, (count as u64) * (count as u64 - 1) / 2);
+    let elapsed = join_all(&spawned, t);
     result("F2.reuse", elapsed.as_nanos() as f64 / count as f64, "ns/spawn+join");
     std::process::exit(0); // the worker stays suspended: skip its forced unwind
 }
