@@ -341,6 +341,11 @@ pub struct LinkId(u64);
 /// fn assert_send<T: Send>() {}
 /// assert_send::<verdant_hub::Greenlet<u32>>();
 /// ```
+///
+/// ```compile_fail,E0277
+/// fn assert_sync<T: Sync>() {}
+/// assert_sync::<verdant_hub::Greenlet<u32>>();
+/// ```
 pub struct Greenlet<T> {
     /// The untyped handle, which the common methods are on.
     greenlet: GreenletRef,
@@ -350,7 +355,9 @@ pub struct Greenlet<T> {
     ///
     /// Points at the task `greenlet` refers to, whose count `greenlet` holds: valid for
     /// as long as `self` is. (A second counted pointer would cost every handle 16 bytes
-    /// and every clone a second count.)
+    /// and every clone a second count.) Derived from a reference, it covers the task
+    /// only, not `Rc`'s counts before it: never turn it into a counted reference
+    /// ([`TaskRef::clone_from_ptr`] takes `greenlet`'s pointer, not this one).
     typed: NonNull<dyn TypedTask<T>>,
 }
 

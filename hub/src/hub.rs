@@ -859,7 +859,7 @@ impl Hub {
         // The coroutine's closure (`me` in `create_coroutine`) held a strong count on the
         // discarded frames; nothing will ever drop it, so give it back here.
         // SAFETY: that count was taken by `create_coroutine` and is owned by frames that
-        // no longer exist; `task` above and the `Rc` that `resume` holds keep the greenlet
+        // no longer exist; `task` above and the `TaskRef` that `resume` holds keep the greenlet
         // alive past this decrement.
         unsafe { task.release_lost_count() };
         crate::greenlet::finish_overflowed(core);

@@ -41,8 +41,9 @@ impl TaskRef {
     ///
     /// # Safety
     ///
-    /// `ptr` must be the task pointer of a live `Rc<dyn Task>` (as [`as_ptr`]
-    /// returns it), alive for the duration of this call.
+    /// `ptr` must come from [`as_ptr`] (or `Rc::into_raw`) of a reference to a task that
+    /// is alive for the duration of this call; a pointer derived from a `&dyn Task` will
+    /// not do, as it does not cover the counts `Rc` keeps before the task.
     ///
     /// [`as_ptr`]: TaskRef::as_ptr
     #[inline]
